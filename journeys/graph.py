@@ -1,0 +1,83 @@
+"""A journey as a Mermaid flowchart, for the README and for reviewers."""
+
+from __future__ import annotations
+
+import re
+
+from journeys.durations import format_duration
+from journeys.models import (
+    ActionNode,
+    DateTimeNode,
+    DelayNode,
+    EngagementNode,
+    InactionNode,
+    IntelliNode,
+    Journey,
+    Node,
+    ProfileUpdateNode,
+    SplitNode,
+)
+
+# Mermaid shapes: segments are stadiums, delays hexagons, decisions rhombi, sends rectangles.
+_SHAPES = {"action": ("([", "])"), "inaction": ("([", "])"), "date_time": ("([", "])"),
+           "delay": ("{{", "}}"), "split": ("{", "}"), "intellinode": ("{", "}"),
+           "exit": ("((", "))"), "engagement": ("[", "]"), "profile_update": ("[/", "/]")}
+
+
+def _key(node_id: str) -> str:
+    return "n_" + re.sub(r"[^A-Za-z0-9_]", "_", node_id)
+
+
+def _text(value: str) -> str:
+    return value.replace('"', "#quot;")
+
+
+def describe(node: Node) -> str:
+    """One line saying what a node does, as a marketer would."""
+    if isinstance(node, ActionNode):
+        wait = f" within {format_duration(node.within)}" if node.within else ""
+        return f"action: did {node.event}{wait}"
+    if isinstance(node, InactionNode):
+        main = f"{node.event}, " if node.event else ""
+        return f"inaction: {main}not {node.not_event} within {format_duration(node.within)}"
+    if isinstance(node, DateTimeNode):
+        date = f"{node.event}.{node.date_property}" if node.event else f"profile.{node.profile_property}"
+        offset = f" {format_duration(node.offset)}" if node.offset else ""
+        at = f" at {node.at}" if node.at else ""
+        return f"date/time: {date}{offset}{at}"
+    if isinstance(node, DelayNode):
+        return f"delay {format_duration(node.duration)}"
+    if isinstance(node, EngagementNode):
+        return f"{node.channel}"
+    if isinstance(node, ProfileUpdateNode):
+        return "profile update: " + ", ".join(node.set)
+    if isinstance(node, IntelliNode):
+        return f"IntelliNODE ({node.mode})"
+    if isinstance(node, SplitNode):
+        return "split"
+    return "exit"
+
+
+def _edge_label(node: Node, field: str, index: int) -> str:
+    if isinstance(node, ActionNode) and node.within:
+        return "did it" if field == "next" else "timed out"
+    if isinstance(node, IntelliNode):
+        path = node.paths[index]
+        pct = f" {path.percent}%" if path.percent is not None else ""
+        return f"{path.name or f'path {index + 1}'}{pct}"
+    if isinstance(node, SplitNode):
+        return node.branches[index].when if field.startswith("branches") else "otherwise"
+    return ""
+
+
+def to_mermaid(journey: Journey) -> str:
+    lines = ["flowchart TD"]
+    for node in journey.nodes:
+        left, right = _SHAPES[node.type]
+        lines.append(f'    {_key(node.id)}{left}"{_text(node.id)}<br/>{_text(describe(node))}"{right}')
+    for node in journey.nodes:
+        for index, (field, target) in enumerate(node.targets()):
+            label = _edge_label(node, field, index)
+            arrow = f' -->|"{_text(label)}"| ' if label else " --> "
+            lines.append(f"    {_key(node.id)}{arrow}{_key(target)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,236 @@
+"""The journey format: what a journey file says, as pydantic v2 models.
+
+A journey is a graph of nodes. Segment nodes (action, inaction, date_time) decide who enters
+and which event later messages are personalized with; delays wait; engagement nodes send;
+controller nodes (profile_update, intellinode, split) change the profile or choose a path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from journeys.durations import Duration, Offset
+
+NodeId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+EventName = Annotated[str, Field(min_length=1, max_length=200)]
+Scalar = str | int | float | bool
+
+
+class Channel(StrEnum):
+    push = "push"
+    email = "email"
+    sms = "sms"
+    whatsapp = "whatsapp"
+    webhook = "webhook"
+    web_push = "web_push"
+    in_app = "in_app"
+    web_popup = "web_popup"
+    app_inbox = "app_inbox"
+
+
+#: Online channels render while the user is in the app: no event personalization there.
+ONLINE_CHANNELS = frozenset({Channel.in_app, Channel.web_popup, Channel.app_inbox})
+
+#: Each channel's message fields: (required, optional).
+CHANNEL_FIELDS: dict[Channel, tuple[frozenset[str], frozenset[str]]] = {
+    Channel.push: (frozenset({"body"}), frozenset({"title", "image", "deep_link"})),
+    Channel.email: (frozenset({"subject"}), frozenset({"html", "text"})),
+    Channel.sms: (frozenset({"text"}), frozenset()),
+    Channel.whatsapp: (frozenset({"text"}), frozenset()),
+    Channel.webhook: (frozenset({"url"}), frozenset({"method", "headers", "body"})),
+    Channel.web_push: (frozenset({"title", "body"}), frozenset({"url"})),
+    Channel.in_app: (frozenset({"body"}), frozenset({"title", "buttons"})),
+    Channel.web_popup: (frozenset({"body"}), frozenset({"title", "buttons"})),
+    Channel.app_inbox: (frozenset({"body"}), frozenset({"title", "buttons"})),
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Node(_Model):
+    id: NodeId
+    name: str | None = Field(default=None, description="A label for people; the id is used if absent.")
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        """(field, node id) for every node this one can lead to."""
+        return iter(())
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+class _Next(_Node):
+    next: NodeId | None = Field(default=None, description="The node that follows.")
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        if self.next:
+            yield "next", self.next
+
+
+class ActionNode(_Next):
+    """The user did ``event``. Entry: they enter. Mid-journey: wait up to ``within`` for it."""
+
+    type: Literal["action"]
+    event: EventName
+    where: dict[str, Scalar] = Field(default_factory=dict, description="Property equality filters.")
+    within: Duration | None = None
+    timeout_next: NodeId | None = Field(default=None, description="Where to go if the wait ends.")
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        yield from super().targets()
+        if self.timeout_next:
+            yield "timeout_next", self.timeout_next
+
+
+class InactionNode(_Next):
+    """The user did ``event`` but not ``not_event`` within ``within``."""
+
+    type: Literal["inaction"]
+    event: EventName | None = Field(default=None, description="The main event (required at entry).")
+    where: dict[str, Scalar] = Field(default_factory=dict)
+    not_event: EventName
+    within: Duration
+
+
+class DateTimeNode(_Next):
+    """Go on at a date: an event's date property, or a profile date, plus ``offset``."""
+
+    type: Literal["date_time"]
+    event: EventName | None = None
+    date_property: str | None = Field(default=None, description="A date property of the event.")
+    profile_property: str | None = Field(default=None, description="A date property of the profile.")
+    offset: Offset = timedelta(0)
+    at: str | None = Field(default=None, description="Local time of day, HH:MM, in the user's timezone.")
+    within: Duration | None = Field(default=None, description="Mid-journey: how long to wait for the event.")
+
+    @field_validator("at")
+    @classmethod
+    def _check_at(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f"'{value}' is not a time of day: write HH:MM, e.g. '09:00'")
+        return value
+
+
+class DelayNode(_Next):
+    type: Literal["delay"]
+    duration: Duration
+
+
+MessageValue = str | dict[str, str] | list[str | dict[str, str]]
+
+
+class EngagementNode(_Next):
+    """Send a message on a channel; every message field is a Jinja2 template."""
+
+    type: Literal["engagement"]
+    channel: Channel
+    message: dict[str, MessageValue]
+
+
+class ProfileUpdateNode(_Next):
+    type: Literal["profile_update"]
+    set: dict[str, str] = Field(min_length=1, description="Profile property to template.")
+
+
+class IntelliPath(_Model):
+    next: NodeId
+    name: str | None = None
+    percent: int | None = Field(default=None, ge=0, le=100)
+
+
+class IntelliNode(_Node):
+    type: Literal["intellinode"]
+    mode: Literal["automated", "manual"] = "manual"
+    paths: list[IntelliPath]
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        for i, path in enumerate(self.paths):
+            yield f"paths[{i}].next", path.next
+
+
+class Branch(_Model):
+    when: str = Field(min_length=1, description="A Jinja2 expression over profile and event.")
+    next: NodeId
+
+
+class SplitNode(_Node):
+    type: Literal["split"]
+    branches: list[Branch] = Field(min_length=1)
+    otherwise: NodeId
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        for i, branch in enumerate(self.branches):
+            yield f"branches[{i}].next", branch.next
+        yield "otherwise", self.otherwise
+
+
+class ExitNode(_Node):
+    type: Literal["exit"]
+
+
+Node = Annotated[
+    ActionNode
+    | InactionNode
+    | DateTimeNode
+    | DelayNode
+    | EngagementNode
+    | ProfileUpdateNode
+    | IntelliNode
+    | SplitNode
+    | ExitNode,
+    Field(discriminator="type"),
+]
+SEGMENT_TYPES = frozenset({"action", "inaction", "date_time"})
+
+
+class EventSchema(_Model):
+    """The properties an event carries; templates may only read these."""
+
+    properties: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _names_only(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return {str(name): "any" for name in value}
+        return value
+
+
+class Journey(_Model):
+    """A journey definition, pinned in each user's workflow when they enter."""
+
+    id: NodeId
+    name: str = Field(min_length=1)
+    entry: NodeId
+    nodes: list[Node] = Field(min_length=1)
+    reentry: Literal["never", "after_exit"] = "never"
+    exit_when: list[EventName] = Field(default_factory=list)
+    goals: list[EventName] = Field(default_factory=list)
+    timeout: Duration | None = None
+    events: dict[str, EventSchema] = Field(default_factory=dict)
+
+    def node(self, node_id: str) -> Node:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    @property
+    def entry_node(self) -> Node:
+        return self.node(self.entry)
+
+    @property
+    def trigger_events(self) -> frozenset[str]:
+        """Events that may start this journey for a user."""
+        entry = self.entry_node
+        event = getattr(entry, "event", None)
+        return frozenset({event}) if event else frozenset()

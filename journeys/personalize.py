@@ -1,0 +1,176 @@
+"""Personalization: Jinja2 templates rendered in a sandbox with ``profile`` and ``event``.
+
+Templates are user input, so they run in ``SandboxedEnvironment`` (no attribute escapes, no
+I/O). A value that is missing and has no ``default`` filter raises :class:`MissingValue`
+naming the variable (``event.product_name``): the message is then not sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, nodes
+from jinja2.exceptions import TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+from journeys.models import Channel, MessageValue
+
+
+class MissingValue(Exception):
+    """A template read a value the profile or event does not have."""
+
+    def __init__(self, variable: str, field: str | None = None) -> None:
+        self.variable = variable
+        self.field = field
+        where = f" in {field}" if field else ""
+        super().__init__(f"missing value '{variable}'{where} (no default given)")
+
+
+class TemplateError(Exception):
+    """A template failed to render for a reason other than a missing value."""
+
+
+class Scope(dict[str, Any]):
+    """A dict that knows its dotted name, so a missing key is reported as ``event.price``."""
+
+    def __init__(self, name: str, values: Mapping[str, Any]) -> None:
+        super().__init__({key: _wrap(f"{name}.{key}", value) for key, value in values.items()})
+        self.scope_name = name
+
+
+def _wrap(name: str, value: Any) -> Any:
+    return Scope(name, value) if isinstance(value, Mapping) else value
+
+
+class _UndefinedName(UndefinedError):
+    """Raised by :class:`_Missing`; its message is the dotted name of the missing value."""
+
+
+class _Missing(StrictUndefined):
+    """StrictUndefined whose error carries ``event.price`` rather than Jinja's wording."""
+
+    def __init__(self, hint: str | None = None, obj: Any = None, name: str | None = None,
+                 exc: type[Exception] = _UndefinedName) -> None:
+        super().__init__(hint, obj, name, _UndefinedName)
+
+    @property
+    def _undefined_message(self) -> str:
+        owner = self._undefined_obj
+        if isinstance(owner, Scope):
+            return f"{owner.scope_name}.{self._undefined_name}"
+        return str(self._undefined_name or self._undefined_hint or "value")
+
+
+_PLAIN = SandboxedEnvironment(undefined=_Missing, autoescape=False, keep_trailing_newline=True)
+_HTML = SandboxedEnvironment(undefined=_Missing, autoescape=True, keep_trailing_newline=True)
+
+
+@lru_cache(maxsize=4096)
+def _compiled(source: str, html: bool) -> Any:
+    return (_HTML if html else _PLAIN).from_string(source)
+
+
+@lru_cache(maxsize=1024)
+def _compiled_expression(source: str) -> Any:
+    return _PLAIN.compile_expression(source, undefined_to_none=False)
+
+
+def check_template(source: str) -> None:
+    """Raise ``TemplateSyntaxError`` if ``source`` does not parse."""
+    _PLAIN.parse(source)
+
+
+def check_expression(source: str) -> None:
+    """Raise ``TemplateSyntaxError`` if ``source`` is not a valid expression."""
+    _PLAIN.compile_expression(source)
+
+
+def context(profile: Mapping[str, Any], event: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The variables a template sees. Without an event, ``event.x`` is a missing value."""
+    return {"profile": Scope("profile", profile), "event": Scope("event", event or {})}
+
+
+def render(source: str, profile: Mapping[str, Any], event: Mapping[str, Any] | None,
+           *, html: bool = False) -> str:
+    try:
+        return str(_compiled(source, html).render(context(profile, event)))
+    except _UndefinedName as exc:
+        raise MissingValue(str(exc)) from None
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"line {exc.lineno}: {exc.message}") from exc
+    except Exception as exc:
+        raise TemplateError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def evaluate(expression: str, profile: Mapping[str, Any], event: Mapping[str, Any] | None) -> bool:
+    """Evaluate a split ``when`` expression. A missing value makes it false, not an error."""
+    try:
+        return bool(_compiled_expression(expression)(**context(profile, event)))
+    except _UndefinedName:
+        return False
+    except Exception as exc:
+        raise TemplateError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def message_fields(message: Mapping[str, MessageValue]) -> Iterator[tuple[str, str]]:
+    """Flatten a message into (field path, template): ``headers.X``, ``buttons[0].label``."""
+    for name, value in message.items():
+        if isinstance(value, str):
+            yield name, value
+        elif isinstance(value, dict):
+            for key, template in value.items():
+                yield f"{name}.{key}", template
+        else:
+            for i, item in enumerate(value):
+                if isinstance(item, str):
+                    yield f"{name}[{i}]", item
+                else:
+                    for key, template in item.items():
+                        yield f"{name}[{i}].{key}", template
+
+
+def render_message(channel: Channel, message: Mapping[str, MessageValue],
+                   profile: Mapping[str, Any], event: Mapping[str, Any] | None) -> dict[str, str]:
+    """Render every field of a message; raises :class:`MissingValue` naming the field."""
+    rendered: dict[str, str] = {}
+    for field, source in message_fields(message):
+        html = channel is Channel.email and field == "html"
+        try:
+            rendered[field] = render(source, profile, event, html=html)
+        except MissingValue as exc:
+            raise MissingValue(exc.variable, field) from None
+    return rendered
+
+
+# --- static analysis: which event properties does a template read? -------------------------
+
+@dataclass(frozen=True)
+class EventUse:
+    """How a template uses ``event``: at all, and which named properties."""
+
+    uses_event: bool
+    properties: frozenset[str]
+
+
+def _event_use(tree: nodes.Node) -> EventUse:
+    names = [n for n in tree.find_all(nodes.Name) if n.name == "event" and n.ctx == "load"]
+    props: set[str] = set()
+    for node in tree.find_all(nodes.Getattr):
+        if isinstance(node.node, nodes.Name) and node.node.name == "event":
+            props.add(node.attr)
+    for item in tree.find_all(nodes.Getitem):
+        if (isinstance(item.node, nodes.Name) and item.node.name == "event"
+                and isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, str)):
+            props.add(item.arg.value)
+    return EventUse(bool(names), frozenset(props))
+
+
+def template_event_use(source: str) -> EventUse:
+    return _event_use(_PLAIN.parse(source))
+
+
+def expression_event_use(source: str) -> EventUse:
+    return _event_use(_PLAIN.parse("{{ " + source + " }}"))

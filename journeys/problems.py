@@ -1,0 +1,57 @@
+"""Problems the validator reports, and the stable rule codes they carry."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+#: Every rule code, with what it means. The README's rule table is made from this.
+RULES: dict[str, str] = {
+    # the file and its fields
+    "missing-field": "a required field is absent",
+    "unknown-field": "a field the format does not have (often a typo)",
+    "unknown-node-type": "a node's type is not one of the node types",
+    "bad-value": "a field's value has the wrong type or form (durations, times, ids ...)",
+    # the graph
+    "duplicate-id": "two nodes share an id",
+    "unknown-entry": "`entry` names no node",
+    "entry-not-segment": "the entry node is not an action, inaction or date_time node",
+    "unknown-target": "a `next` (or branch) names no node",
+    "cycle": "the nodes form a loop",
+    "unreachable": "no path from the entry leads to the node",
+    "date-source": "a date_time node needs exactly one of `event` + `date_property`, or `profile_property`",
+    "percent-sum": "manual IntelliNODE percentages do not sum to 100",
+    "intellinode-paths": "an IntelliNODE has fewer than 2 or more than 7 paths",
+    "intellinode-goals": "an automated IntelliNODE needs the journey's `goals`",
+    "too-many-goals": "a journey has more than 3 goals",
+    # messages and templates
+    "missing-message-field": "a channel's required message field is absent",
+    "unknown-message-field": "a message field the channel does not have",
+    "template-syntax": "a template does not parse (the line is given)",
+    "expression-syntax": "a split `when` expression does not compile",
+    # the product page's personalization rules
+    "event-unavailable": "a template reads `event` where no event is available",
+    "event-in-online-channel": "in_app, web_popup and app_inbox cannot use event personalization",
+    "event-delay-too-long": "a delay of 24h or more lies between the event's node and its use",
+    "unknown-event-property": "a template reads an event property the event's schema lacks",
+}
+
+
+class Problem(BaseModel):
+    """One thing wrong with a journey file, precise enough to fix without reading code."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str
+    node: str | None
+    field: str | None
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"node '{self.node}'" if self.node else "journey"
+        field = f" ({self.field})" if self.field else ""
+        return f"{self.file}: {where}{field}: {self.message} [{self.code}]"
+
+
+class UsageError(Exception):
+    """The command cannot read its input at all (missing file, unreadable YAML): exit 2."""

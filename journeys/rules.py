@@ -1,0 +1,151 @@
+"""Structural rules: the graph, the node fields that depend on each other, the templates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from jinja2.exceptions import TemplateSyntaxError
+
+from journeys.models import (
+    CHANNEL_FIELDS,
+    SEGMENT_TYPES,
+    ActionNode,
+    DateTimeNode,
+    EngagementNode,
+    InactionNode,
+    IntelliNode,
+    Journey,
+    ProfileUpdateNode,
+    SplitNode,
+)
+from journeys.personalize import check_expression, check_template, message_fields
+
+#: (node id or None, field or None, code, message)
+Finding = tuple[str | None, str | None, str, str]
+
+
+def graph_rules(journey: Journey) -> Iterator[Finding]:
+    ids = [node.id for node in journey.nodes]
+    seen: set[str] = set()
+    for node_id in ids:
+        if node_id in seen:
+            yield node_id, "id", "duplicate-id", f"the id '{node_id}' is used by more than one node"
+        seen.add(node_id)
+    if journey.entry not in seen:
+        yield None, "entry", "unknown-entry", f"entry '{journey.entry}' is not a node of this journey"
+    elif journey.entry_node.type not in SEGMENT_TYPES:
+        yield (journey.entry, "type", "entry-not-segment",
+               f"the entry node is a {journey.entry_node.type} node: a journey starts at an "
+               "action, inaction or date_time node")
+    for node in journey.nodes:
+        for field, target in node.targets():
+            if target not in seen:
+                yield node.id, field, "unknown-target", f"'{target}' is not a node of this journey"
+    if len(journey.goals) > 3:
+        yield None, "goals", "too-many-goals", f"{len(journey.goals)} goals: a journey has at most 3"
+    yield from _cycles(journey, seen)
+
+
+def _cycles(journey: Journey, ids: set[str]) -> Iterator[Finding]:
+    edges = {n.id: [t for _, t in n.targets() if t in ids] for n in journey.nodes}
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    reported: set[str] = set()
+    for start in edges:
+        if state.get(start):
+            continue
+        stack: list[tuple[str, Iterator[str]]] = [(start, iter(edges[start]))]
+        state[start] = 1
+        while stack:
+            node_id, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                state[node_id] = 2
+                stack.pop()
+            elif state.get(child) == 1 and child not in reported:
+                reported.add(child)
+                yield node_id, None, "cycle", f"leads back to '{child}': the nodes form a loop"
+            elif not state.get(child):
+                state[child] = 1
+                stack.append((child, iter(edges[child])))
+    if journey.entry in ids:
+        reachable = {journey.entry}
+        todo = [journey.entry]
+        while todo:
+            for child in edges[todo.pop()]:
+                if child not in reachable:
+                    reachable.add(child)
+                    todo.append(child)
+        for node in journey.nodes:
+            if node.id not in reachable:
+                yield node.id, None, "unreachable", f"no path from the entry '{journey.entry}' leads here"
+
+
+def node_rules(journey: Journey) -> Iterator[Finding]:
+    entry = journey.entry
+    for node in journey.nodes:
+        if isinstance(node, InactionNode) and node.id == entry and not node.event:
+            yield node.id, "event", "missing-field", "an entry inaction node needs its main 'event'"
+        elif isinstance(node, ActionNode) and node.timeout_next and node.within is None:
+            yield node.id, "timeout_next", "bad-value", "'timeout_next' needs 'within': how long to wait"
+        elif isinstance(node, DateTimeNode):
+            yield from _date_time(node)
+        elif isinstance(node, IntelliNode):
+            yield from _intellinode(journey, node)
+        elif isinstance(node, EngagementNode):
+            yield from _message(node)
+        elif isinstance(node, ProfileUpdateNode):
+            for prop, source in node.set.items():
+                yield from _template(node.id, f"set.{prop}", source)
+        elif isinstance(node, SplitNode):
+            for i, branch in enumerate(node.branches):
+                try:
+                    check_expression(branch.when)
+                except TemplateSyntaxError as exc:
+                    yield (node.id, f"branches[{i}].when", "expression-syntax",
+                           f"'{branch.when}' is not an expression: {exc.message}")
+
+
+def _date_time(node: DateTimeNode) -> Iterator[Finding]:
+    if bool(node.event) == bool(node.profile_property):
+        yield (node.id, "event", "date-source",
+               "give either 'event' with 'date_property', or 'profile_property', not both or neither")
+    elif node.event and not node.date_property:
+        yield node.id, "date_property", "missing-field", "'date_property' names the event's date"
+    elif node.profile_property and node.date_property:
+        yield (node.id, "date_property", "date-source",
+               "'date_property' belongs to an event: with 'profile_property' leave it out")
+
+
+def _intellinode(journey: Journey, node: IntelliNode) -> Iterator[Finding]:
+    if not 2 <= len(node.paths) <= 7:
+        yield node.id, "paths", "intellinode-paths", f"{len(node.paths)} paths: give 2 to 7"
+    if node.mode == "manual":
+        missing = [i for i, p in enumerate(node.paths) if p.percent is None]
+        for i in missing:
+            yield node.id, f"paths[{i}].percent", "missing-field", "manual mode needs each path's percent"
+        total = sum(p.percent or 0 for p in node.paths)
+        if not missing and total != 100:
+            yield node.id, "paths", "percent-sum", f"the percentages sum to {total}, not 100"
+    elif not journey.goals:
+        yield (node.id, "mode", "intellinode-goals",
+               "automated mode picks paths by the journey's goals: add 'goals'")
+
+
+def _message(node: EngagementNode) -> Iterator[Finding]:
+    required, optional = CHANNEL_FIELDS[node.channel]
+    for name in sorted(required - node.message.keys()):
+        yield node.id, f"message.{name}", "missing-message-field", f"a {node.channel} message needs '{name}'"
+    for name in sorted(node.message.keys() - required - optional):
+        yield (node.id, f"message.{name}", "unknown-message-field",
+               f"a {node.channel} message has no '{name}' (fields: {', '.join(sorted(required | optional))})")
+    if node.channel == "email" and not {"html", "text"} & node.message.keys():
+        yield node.id, "message.html", "missing-message-field", "an email needs 'html' or 'text'"
+    for field, source in message_fields(node.message):
+        yield from _template(node.id, f"message.{field}", source)
+
+
+def _template(node_id: str, field: str, source: str) -> Iterator[Finding]:
+    try:
+        check_template(source)
+    except TemplateSyntaxError as exc:
+        yield node_id, field, "template-syntax", f"line {exc.lineno}: {exc.message}"
