@@ -1,0 +1,20 @@
+"""Side effects of journeys: delivery, profiles, path choice, dates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from activities.delivery import Delivery, Provider
+from activities.profiles import Controllers
+from journeys.models import Channel
+from journeys.store import Store
+
+
+def build_activities(store: Store, providers: Mapping[Channel, Provider] | None = None
+                     ) -> list[Callable[..., Any]]:
+    """Every activity a journey worker registers, bound to its store and providers."""
+    delivery = Delivery(store, providers)
+    controllers = Controllers(store)
+    return [delivery.send_message, controllers.update_profile, controllers.choose_branch,
+            controllers.resolve_date]

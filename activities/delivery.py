@@ -1,0 +1,88 @@
+"""Delivery: one protocol every channel's provider implements, and the send activity."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from pydantic import BaseModel
+from temporalio import activity
+
+from activities.models import SendMessageInput, SendResult
+from journeys.models import ONLINE_CHANNELS, Channel
+from journeys.personalize import MissingValue, TemplateError, render_message
+from journeys.store import OutboxRow, Store
+
+
+class OutgoingMessage(BaseModel):
+    """A rendered message, ready for a provider. Providers must honour the idempotency key."""
+
+    idempotency_key: str
+    user_id: str
+    channel: Channel
+    content: dict[str, str]
+    profile: dict[str, object]
+
+
+class Provider(Protocol):
+    """What every channel's provider does: deliver once per idempotency key, or raise."""
+
+    name: str
+
+    def deliver(self, message: OutgoingMessage) -> None: ...
+
+
+class OutboxProvider:
+    """Records the rendered message as delivered and sends nothing: the outbox is the record."""
+
+    name = "outbox"
+
+    def deliver(self, message: OutgoingMessage) -> None:
+        return None
+
+
+def default_providers() -> dict[Channel, Provider]:
+    return {channel: OutboxProvider() for channel in Channel}
+
+
+_FINAL = ("delivered", "skipped")
+
+
+class Delivery:
+    """The send activity, with its store and providers injected."""
+
+    def __init__(self, store: Store, providers: Mapping[Channel, Provider] | None = None) -> None:
+        self.store = store
+        self.providers = dict(providers or default_providers())
+
+    @activity.defn(name="send_message")
+    def send_message(self, input: SendMessageInput) -> SendResult:
+        known = self.store.outbox_get(input.idempotency_key)
+        if known and known.status in _FINAL:
+            return SendResult(status=known.status, reason=known.reason, content=known.content,
+                              duplicate=True)
+        profile = self.store.profile(input.user_id)
+        # Online channels render in the app, where the journey's event is not available.
+        event = None if input.channel in ONLINE_CHANNELS or not input.event else input.event.properties
+        row = OutboxRow(
+            idempotency_key=input.idempotency_key, journey_id=input.journey_id,
+            user_id=input.user_id, workflow_id=input.workflow_id, node_id=input.node_id,
+            channel=input.channel.value, status="pending",
+            event_name=input.event.name if input.event else None,
+            event_id=input.event.id if input.event else None)
+        try:
+            content = render_message(input.channel, input.message, profile, event)
+        except (MissingValue, TemplateError) as exc:
+            skipped = row.model_copy(update={"status": "skipped", "reason": f"not sent: {exc}"})
+            stored, _ = self.store.outbox_claim(skipped)
+            return SendResult(status=stored.status, reason=stored.reason, content=stored.content)
+        stored, _ = self.store.outbox_claim(row.model_copy(update={"content": content}))
+        if stored.status in _FINAL:
+            return SendResult(status=stored.status, reason=stored.reason, content=stored.content,
+                              duplicate=True)
+        provider = self.providers[input.channel]
+        provider.deliver(OutgoingMessage(idempotency_key=input.idempotency_key, user_id=input.user_id,
+                                         channel=input.channel, content=stored.content,
+                                         profile=profile))
+        self.store.outbox_finish(input.idempotency_key, "delivered", provider=provider.name)
+        return SendResult(status="delivered", content=stored.content)

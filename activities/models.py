@@ -1,0 +1,69 @@
+"""One input model per activity (and their results): what crosses the workflow boundary."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from journeys.events import Event
+from journeys.models import Branch, Channel, MessageValue
+
+
+class SendMessageInput(BaseModel):
+    """Render a node's message for a user and deliver it once."""
+
+    idempotency_key: str  # fixed by the workflow before the call: retries reuse it
+    journey_id: str
+    workflow_id: str
+    user_id: str
+    node_id: str
+    channel: Channel
+    message: dict[str, MessageValue]
+    event: Event | None = None
+
+
+class SendResult(BaseModel):
+    status: Literal["delivered", "skipped", "failed"]
+    reason: str | None = None
+    content: dict[str, str] = Field(default_factory=dict)
+    duplicate: bool = False  # the key was recorded already: nothing was sent this time
+
+
+class UpdateProfileInput(BaseModel):
+    user_id: str
+    node_id: str
+    set: dict[str, str]
+    event: Event | None = None
+
+
+class UpdateProfileResult(BaseModel):
+    written: dict[str, Any] = Field(default_factory=dict)
+    skipped: dict[str, str] = Field(default_factory=dict)  # property -> why not written
+
+
+class ChooseBranchInput(BaseModel):
+    user_id: str
+    node_id: str
+    branches: list[Branch]
+    otherwise: str
+    event: Event | None = None
+
+
+class ResolveDateInput(BaseModel):
+    """When does a date/time node fire? Timezone arithmetic lives here, not in the workflow."""
+
+    user_id: str
+    node_id: str
+    now: datetime  # workflow time: the time-skipping server's clock, not the wall clock
+    event: Event | None = None
+    date_property: str | None = None
+    profile_property: str | None = None
+    offset: timedelta = timedelta(0)
+    at: str | None = None
+
+
+class ResolveDateResult(BaseModel):
+    moment: datetime | None = None
+    reason: str | None = None  # why there is no moment (property missing or not a date)

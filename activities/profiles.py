@@ -1,0 +1,115 @@
+"""Controller-node activities: profile updates, split choices, date/time moments."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from temporalio import activity
+
+from activities.models import (
+    ChooseBranchInput,
+    ResolveDateInput,
+    ResolveDateResult,
+    UpdateProfileInput,
+    UpdateProfileResult,
+)
+from journeys.personalize import MissingValue, TemplateError, evaluate, render
+from journeys.store import Store
+
+
+def _timezone(profile: dict[str, Any]) -> ZoneInfo:
+    try:
+        return ZoneInfo(str(profile.get("timezone") or "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _parse(value: Any, tz: ZoneInfo) -> tuple[datetime, bool] | None:
+    """(moment, date only?) from an ISO date or date-time; naive times are the user's local."""
+    if isinstance(value, datetime):
+        parsed: datetime | date = value
+    else:
+        try:
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if isinstance(parsed, datetime):
+        if len(str(value)) == 10:  # a bare date parses as midnight
+            return datetime.combine(parsed.date(), time(0), tz), True
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)).astimezone(tz), False
+    return None
+
+
+def fire_moment(value: Any, offset: timedelta, at: str | None, tz: ZoneInfo, now: datetime,
+                *, recurring: bool) -> datetime | None:
+    """The moment a date/time node fires: the date plus offset, at the local ``at`` time.
+
+    Profile dates (birthdays, anniversaries) recur: a past one fires on its next anniversary.
+    """
+    parsed = _parse(value, tz)
+    if parsed is None:
+        return None
+    base, date_only = parsed
+    for years in range(0, 200 if recurring and date_only else 1):
+        try:
+            day = base.replace(year=base.year + years)
+        except ValueError:  # 29 February in a common year
+            day = base.replace(year=base.year + years, day=28)
+        moment = day + offset
+        if at:
+            hour, minute = (int(part) for part in at.split(":"))
+            moment = moment.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if not recurring or not date_only or moment >= now:
+            return moment.astimezone(UTC)
+    return None
+
+
+class Controllers:
+    """Activities that read or write the profile, with the store injected."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @activity.defn(name="update_profile")
+    def update_profile(self, input: UpdateProfileInput) -> UpdateProfileResult:
+        profile = self.store.profile(input.user_id)
+        event = input.event.properties if input.event else None
+        written: dict[str, Any] = {}
+        skipped: dict[str, str] = {}
+        for prop, template in input.set.items():
+            try:
+                written[prop] = render(template, profile, event)
+            except (MissingValue, TemplateError) as exc:
+                skipped[prop] = str(exc)
+        if written:
+            self.store.update_profile(input.user_id, written)
+        return UpdateProfileResult(written=written, skipped=skipped)
+
+    @activity.defn(name="choose_branch")
+    def choose_branch(self, input: ChooseBranchInput) -> str:
+        """First branch whose ``when`` holds wins; a missing value makes a branch false."""
+        profile = self.store.profile(input.user_id)
+        event = input.event.properties if input.event else None
+        for branch in input.branches:
+            if evaluate(branch.when, profile, event):
+                return branch.next
+        return input.otherwise
+
+    @activity.defn(name="resolve_date")
+    def resolve_date(self, input: ResolveDateInput) -> ResolveDateResult:
+        profile = self.store.profile(input.user_id)
+        tz = _timezone(profile)
+        if input.profile_property:
+            name, value = f"profile.{input.profile_property}", profile.get(input.profile_property)
+        else:
+            props = input.event.properties if input.event else {}
+            name, value = f"event.{input.date_property}", props.get(input.date_property or "")
+        if value is None:
+            return ResolveDateResult(reason=f"{name} is missing")
+        moment = fire_moment(value, input.offset, input.at, tz, input.now,
+                             recurring=input.profile_property is not None)
+        if moment is None:
+            return ResolveDateResult(reason=f"{name} is not a date: {value!r}")
+        return ResolveDateResult(moment=moment)

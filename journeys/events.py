@@ -1,0 +1,73 @@
+"""Events from the app, and which journeys they start, wake or end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from journeys.models import ActionNode, DateTimeNode, InactionNode, Journey, Scalar
+
+
+class Event(BaseModel):
+    """Something a user did. ``id`` makes it idempotent: the same id is never counted twice."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    user_id: str = Field(min_length=1, max_length=200)
+    properties: dict[str, Any] = Field(default_factory=dict)
+    time: datetime
+
+    @field_validator("time")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def matches(where: Mapping[str, Scalar], properties: Mapping[str, Any]) -> bool:
+    """Property equality filters: every ``where`` key must be present and equal."""
+    return all(key in properties and properties[key] == value for key, value in where.items())
+
+
+def starts(journey: Journey, event: Event) -> bool:
+    """Does ``event`` make its user enter ``journey``?"""
+    entry = journey.entry_node
+    if isinstance(entry, ActionNode | InactionNode | DateTimeNode) and entry.event == event.name:
+        return matches(getattr(entry, "where", {}), event.properties)
+    return False
+
+
+def starts_on_profile(journey: Journey, changed: Iterable[str]) -> bool:
+    """Does setting these profile properties make the user enter (a profile-date entry)?"""
+    entry = journey.entry_node
+    return isinstance(entry, DateTimeNode) and entry.profile_property in set(changed)
+
+
+def listens_to(journey: Journey) -> frozenset[str]:
+    """Events a running journey may wait on or exit on (it is signalled only for these)."""
+    names: set[str] = set(journey.exit_when) | set(journey.goals)
+    for node in journey.nodes:
+        if isinstance(node, InactionNode):
+            names.add(node.not_event)
+        if isinstance(node, ActionNode | DateTimeNode) and node.event and node.id != journey.entry:
+            names.add(node.event)
+    return frozenset(names)
+
+
+Action = Literal["started", "signalled", "not-reentered"]
+
+
+class Routed(BaseModel):
+    """What one event did to one journey of its user."""
+
+    journey_id: str
+    workflow_id: str
+    action: Action
+
+
+def workflow_id(journey_id: str, user_id: str) -> str:
+    return f"journey-{journey_id}-{user_id}"

@@ -1,0 +1,164 @@
+"""Profiles and the outbox, in SQLite by default (PostgreSQL later: same code, another URL).
+
+The outbox has a unique idempotency key, so a retried or replayed send is recorded, and so
+delivered, once.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+OutboxStatus = Literal["pending", "delivered", "skipped", "failed"]
+
+_metadata = MetaData()
+profiles = Table(
+    "profiles", _metadata,
+    Column("user_id", String(200), primary_key=True),
+    Column("properties", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+outbox = Table(
+    "outbox", _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(400), nullable=False, unique=True),
+    Column("journey_id", String(200), nullable=False, index=True),
+    Column("user_id", String(200), nullable=False, index=True),
+    Column("workflow_id", String(400), nullable=False),
+    Column("node_id", String(100), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("reason", Text),
+    Column("content", JSON, nullable=False),
+    Column("event_name", String(200)),
+    Column("event_id", String(200)),
+    Column("provider", String(50)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class OutboxRow(BaseModel):
+    """One message, as the outbox records it."""
+
+    idempotency_key: str
+    journey_id: str
+    user_id: str
+    workflow_id: str
+    node_id: str
+    channel: str
+    status: OutboxStatus
+    reason: str | None = None
+    content: dict[str, str] = Field(default_factory=dict)
+    event_name: str | None = None
+    event_id: str | None = None
+    provider: str | None = None
+    created_at: datetime | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """Profiles and the outbox behind one SQLAlchemy engine. Thread-safe; one per process."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, future=True)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        _metadata.create_all(self.engine)
+
+    # --- profiles ---------------------------------------------------------------------------
+    def profile(self, user_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(profiles.c.properties).where(profiles.c.user_id == user_id)).first()
+        return dict(row[0]) if row else {}
+
+    def update_profile(self, user_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``properties`` into the profile (created if new); returns the whole profile."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(profiles.c.properties).where(profiles.c.user_id == user_id)).first()
+            merged = {**(row[0] if row else {}), **properties}
+            values = {"properties": merged, "updated_at": _now()}
+            if row:
+                conn.execute(update(profiles).where(profiles.c.user_id == user_id).values(**values))
+            else:
+                conn.execute(insert(profiles).values(user_id=user_id, **values))
+        return merged
+
+    # --- outbox -----------------------------------------------------------------------------
+    def outbox_get(self, idempotency_key: str) -> OutboxRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(outbox).where(outbox.c.idempotency_key == idempotency_key)).first()
+        return _row(row._mapping) if row else None
+
+    def outbox_claim(self, row: OutboxRow) -> tuple[OutboxRow, bool]:
+        """Insert ``row`` unless its key is recorded already; returns (the stored row, inserted)."""
+        now = _now()
+        values = row.model_dump(exclude={"created_at"}) | {"created_at": now, "updated_at": now}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(outbox).values(**values))
+        except IntegrityError:
+            existing = self.outbox_get(row.idempotency_key)
+            if existing is None:  # pragma: no cover - a different constraint failed
+                raise
+            return existing, False
+        return row.model_copy(update={"created_at": now}), True
+
+    def outbox_finish(self, idempotency_key: str, status: OutboxStatus, *,
+                      reason: str | None = None, provider: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(outbox).where(outbox.c.idempotency_key == idempotency_key)
+                         .values(status=status, reason=reason, provider=provider, updated_at=_now()))
+
+    def outbox_list(self, user_id: str | None = None, journey_id: str | None = None) -> list[OutboxRow]:
+        query = select(outbox).order_by(outbox.c.id)
+        if user_id:
+            query = query.where(outbox.c.user_id == user_id)
+        if journey_id:
+            query = query.where(outbox.c.journey_id == journey_id)
+        with self.engine.connect() as conn:
+            return [_row(r._mapping) for r in conn.execute(query)]
+
+
+def _row(mapping: Any) -> OutboxRow:
+    data = dict(mapping)
+    if isinstance(data.get("content"), str):  # some drivers hand JSON back as text
+        data["content"] = json.loads(data["content"])
+    created = data.get("created_at")
+    if isinstance(created, datetime) and created.tzinfo is None:
+        data["created_at"] = created.replace(tzinfo=UTC)
+    return OutboxRow.model_validate({k: v for k, v in data.items() if k in OutboxRow.model_fields})
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()

@@ -1,0 +1,258 @@
+"""The journey interpreter: one workflow per (journey, user), one small handler per node type.
+
+Deterministic by construction: every side effect (sends, profile reads and writes, date
+arithmetic in the user's timezone) is an activity; waits are timers or ``wait_condition``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.models import (
+        ChooseBranchInput,
+        ResolveDateInput,
+        ResolveDateResult,
+        SendMessageInput,
+        SendResult,
+        UpdateProfileInput,
+        UpdateProfileResult,
+    )
+    from journeys.durations import format_duration
+    from journeys.events import Event, matches
+    from journeys.models import (
+        ActionNode,
+        DateTimeNode,
+        DelayNode,
+        EngagementNode,
+        InactionNode,
+        IntelliNode,
+        Node,
+        ProfileUpdateNode,
+        Scalar,
+        SplitNode,
+    )
+    from workflows.models import JOURNEY_NODE, JourneyInput, JourneyState, SentMessage
+
+# A provider outage delays a message; it never drops it: retry without a limit, backing off.
+ACTIVITY_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=5)),
+}
+_SEEN_IDS_KEPT = 500
+
+
+@workflow.defn(name="JourneyWorkflow")
+class JourneyWorkflow:
+    @workflow.init
+    def __init__(self, input: JourneyInput) -> None:
+        self.journey = input.journey
+        self.user_id = input.user_id
+        self.state = input.carried or JourneyState(event=input.entry_event)
+        if input.entry_event and input.entry_event.id not in self.state.seen_event_ids:
+            self.state.seen_event_ids.append(input.entry_event.id)
+        self._waiting: tuple[frozenset[str], dict[str, Scalar]] | None = None
+        self._caught: Event | None = None
+        self._handlers: dict[str, Callable[[Any], Awaitable[str | None]]] = {
+            "action": self._action, "inaction": self._inaction, "date_time": self._date_time,
+            "delay": self._delay, "engagement": self._engagement,
+            "profile_update": self._profile_update, "split": self._split,
+            "intellinode": self._intellinode, "exit": self._exit_node,
+        }
+
+    @workflow.run
+    async def run(self, input: JourneyInput) -> JourneyState:
+        state = self.state
+        if not state.run_key:
+            state.run_key = str(workflow.uuid4())
+            state.entered_at = workflow.now()
+        node_id: str | None = input.resume_node or self.journey.entry
+        for _ in range(len(self.journey.nodes) + 1):  # bounded: the graph has no cycles
+            if node_id is None or state.exit_reason:
+                break
+            if workflow.info().is_continue_as_new_suggested():
+                workflow.continue_as_new(input.model_copy(
+                    update={"resume_node": node_id, "carried": state, "entry_event": None}))
+            node = self.journey.node(node_id)
+            self._arrive(node, input.search_attributes)
+            node_id = await self._handlers[node.type](node)
+        state.status = "exited" if state.exit_reason else "finished"
+        state.next_wake = None
+        self._details()
+        return state
+
+    @workflow.signal
+    def event(self, event: Event) -> None:
+        """An event of this user. Duplicates are ignored; it only counts for a wait under way."""
+        state = self.state
+        if event.id in state.seen_event_ids or event.user_id != self.user_id:
+            return
+        state.seen_event_ids = [*state.seen_event_ids[-_SEEN_IDS_KEPT + 1:], event.id]
+        if event.name in self.journey.goals and event.name not in state.goals_reached:
+            state.goals_reached.append(event.name)
+        if event.name in self.journey.exit_when and not state.exit_reason:
+            state.exit_reason = f"exit event '{event.name}'"
+        elif self._waiting and self._caught is None:
+            names, where = self._waiting
+            if event.name in names and matches(where, event.properties):
+                self._caught = event
+
+    @workflow.query
+    def status(self) -> JourneyState:
+        return self.state
+
+    # --- node handlers: each returns the next node's id, or None to leave ------------------
+
+    async def _action(self, node: ActionNode) -> str | None:
+        if node.id == self.journey.entry:
+            return node.next
+        caught = await self._wait_for(node.event, node.where, node.within, node.id)
+        if caught is None:
+            if not node.timeout_next:
+                self._leave(f"did not do '{node.event}' in time")
+            return node.timeout_next
+        self.state.event = caught  # a later action node replaces the personalization event
+        return node.next
+
+    async def _inaction(self, node: InactionNode) -> str | None:
+        # The main event (entry) or the current one (mid-journey) stays the personalization event.
+        if await self._wait_for(node.not_event, {}, node.within, node.id):
+            self._leave(f"did '{node.not_event}' within {format_duration(node.within)}")
+            return None
+        return node.next
+
+    async def _date_time(self, node: DateTimeNode) -> str | None:
+        if node.event and node.id != self.journey.entry:
+            caught = await self._wait_for(node.event, {}, node.within, node.id)
+            if caught is None:
+                self._leave(f"did not do '{node.event}' in time")
+                return None
+            self.state.event = caught
+        elif node.profile_property and node.id == self.journey.entry:
+            self.state.event = None  # a profile date carries no event
+        result: ResolveDateResult = await workflow.execute_activity(
+            "resolve_date", ResolveDateInput(
+                user_id=self.user_id, node_id=node.id, now=workflow.now(), event=self.state.event,
+                date_property=node.date_property, profile_property=node.profile_property,
+                offset=node.offset, at=node.at),
+            result_type=ResolveDateResult, summary=f"date of {node.id}", **ACTIVITY_OPTIONS)
+        if result.moment is None:
+            self._leave(result.reason or "no date")
+            return None
+        wait = result.moment - workflow.now()
+        if wait > timedelta(0):
+            await self._sleep(wait, f"wait until {result.moment:%Y-%m-%d %H:%M} UTC ({node.id})")
+        return node.next
+
+    async def _delay(self, node: DelayNode) -> str | None:
+        await self._sleep(node.duration, f"wait {format_duration(node.duration)} before {node.next}")
+        return node.next
+
+    async def _engagement(self, node: EngagementNode) -> str | None:
+        state, info = self.state, workflow.info()
+        result: SendResult = await workflow.execute_activity(
+            "send_message", SendMessageInput(
+                idempotency_key=f"{info.workflow_id}:{state.run_key}:{node.id}",
+                journey_id=self.journey.id, workflow_id=info.workflow_id, user_id=self.user_id,
+                node_id=node.id, channel=node.channel, message=node.message, event=state.event),
+            result_type=SendResult, summary=f"{node.channel}: {node.id}", **ACTIVITY_OPTIONS)
+        state.messages.append(SentMessage(
+            node_id=node.id, channel=node.channel.value, status=result.status, reason=result.reason,
+            event_name=state.event.name if state.event else None,
+            event_id=state.event.id if state.event else None))
+        return node.next
+
+    async def _profile_update(self, node: ProfileUpdateNode) -> str | None:
+        await workflow.execute_activity(
+            "update_profile", UpdateProfileInput(
+                user_id=self.user_id, node_id=node.id, set=node.set, event=self.state.event),
+            result_type=UpdateProfileResult, summary=f"profile update: {node.id}", **ACTIVITY_OPTIONS)
+        return node.next
+
+    async def _split(self, node: SplitNode) -> str | None:
+        chosen: str = await workflow.execute_activity(
+            "choose_branch", ChooseBranchInput(
+                user_id=self.user_id, node_id=node.id, branches=node.branches,
+                otherwise=node.otherwise, event=self.state.event),
+            result_type=str, summary=f"split: {node.id}", **ACTIVITY_OPTIONS)
+        return chosen
+
+    async def _intellinode(self, node: IntelliNode) -> str | None:
+        # Manual percentages; automated mode shares traffic equally until goals steer it.
+        weights = [p.percent if node.mode == "manual" else 1 for p in node.paths]
+        point = workflow.random().random() * sum(w or 0 for w in weights)
+        for path, weight in zip(node.paths, weights, strict=True):
+            point -= weight or 0
+            if point < 0:
+                return path.next
+        return node.paths[-1].next
+
+    async def _exit_node(self, node: Node) -> str | None:
+        return None
+
+    # --- waiting ----------------------------------------------------------------------------
+
+    async def _wait_for(self, name: str, where: dict[str, Scalar], within: timedelta | None,
+                        node_id: str) -> Event | None:
+        """Wait for an event that arrives from now on; None if the wait ends first."""
+        self._waiting, self._caught = (frozenset({name}), where), None
+        limit = f" up to {format_duration(within)}" if within else ""
+        try:
+            await self._sleep(within, f"wait{limit} for '{name}' ({node_id})",
+                              until=lambda: self._caught is not None)
+        finally:
+            self._waiting = None
+        return self._caught
+
+    async def _sleep(self, duration: timedelta | None, summary: str,
+                     until: Callable[[], bool] = lambda: False) -> None:
+        """A durable wait that ends early on ``until`` or an exit, and at the journey timeout."""
+        state, timeout = self.state, duration
+        if self.journey.timeout and state.entered_at:
+            left = state.entered_at + self.journey.timeout - workflow.now()
+            if timeout is None or left <= timeout:
+                timeout = max(left, timedelta(0))
+                summary = f"{summary}; journey times out"
+        state.next_wake = workflow.now() + timeout if timeout is not None else None
+        self._details()
+        try:
+            if timeout is None or timeout > timedelta(0):
+                await workflow.wait_condition(lambda: until() or state.exit_reason is not None,
+                                              timeout=timeout, timeout_summary=summary)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            state.next_wake = None
+        if (not until() and not state.exit_reason and self.journey.timeout and state.entered_at
+                and workflow.now() >= state.entered_at + self.journey.timeout):
+            self._leave(f"journey timeout ({format_duration(self.journey.timeout)})")
+
+    # --- bookkeeping ------------------------------------------------------------------------
+
+    def _arrive(self, node: Node, search_attributes: bool) -> None:
+        self.state.current_node = node.id
+        self.state.path.append(node.id)
+        if search_attributes:
+            workflow.upsert_search_attributes([JOURNEY_NODE.value_set(node.id)])
+        self._details()
+
+    def _leave(self, reason: str) -> None:
+        if not self.state.exit_reason:
+            self.state.exit_reason = reason
+
+    def _details(self) -> None:
+        """What the Temporal UI shows for this user right now."""
+        state = self.state
+        event = f"{state.event.name} ({state.event.id})" if state.event else "none"
+        wake = f"{state.next_wake:%Y-%m-%d %H:%M:%S} UTC" if state.next_wake else "-"
+        status = state.exit_reason or state.status
+        workflow.set_current_details(
+            f"**{self.journey.name}** for user `{self.user_id}`\n\n"
+            f"- node: `{state.current_node}`\n- personalization event: {event}\n"
+            f"- next wake-up: {wake}\n- status: {status}")

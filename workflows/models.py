@@ -1,0 +1,54 @@
+"""The journey workflow's input, state and search attributes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from temporalio.common import SearchAttributeKey
+
+from journeys.events import Event
+from journeys.models import Journey
+
+JOURNEY_ID = SearchAttributeKey.for_keyword("JourneyId")
+USER_ID = SearchAttributeKey.for_keyword("UserId")
+JOURNEY_NODE = SearchAttributeKey.for_keyword("JourneyNode")
+SEARCH_ATTRIBUTES = (JOURNEY_ID, USER_ID, JOURNEY_NODE)
+
+
+class SentMessage(BaseModel):
+    node_id: str
+    channel: str
+    status: str
+    event_name: str | None = None
+    event_id: str | None = None
+    reason: str | None = None
+
+
+class JourneyState(BaseModel):
+    """Where a user is in a journey: what ``status`` shows and the query returns."""
+
+    status: Literal["running", "finished", "exited"] = "running"
+    current_node: str | None = None
+    event: Event | None = None  # the personalization event, replaced at each action node
+    path: list[str] = Field(default_factory=list)
+    messages: list[SentMessage] = Field(default_factory=list)
+    goals_reached: list[str] = Field(default_factory=list)
+    exit_reason: str | None = None
+    next_wake: datetime | None = None
+    entered_at: datetime | None = None
+    run_key: str = ""  # made once per entry; part of every idempotency key
+    seen_event_ids: list[str] = Field(default_factory=list)  # the latest ids, for deduplication
+
+
+class JourneyInput(BaseModel):
+    """A user's entry into a journey. The definition is pinned: users finish on this version."""
+
+    journey: Journey
+    user_id: str
+    entry_event: Event | None = None
+    search_attributes: bool = True  # upsert JourneyNode as the user moves
+    resume_node: str | None = None  # set by continue-as-new
+    carried: JourneyState | None = None
+
