@@ -58,7 +58,7 @@ def listens_to(journey: Journey) -> frozenset[str]:
     return frozenset(names)
 
 
-Action = Literal["started", "signalled", "not-reentered"]
+Action = Literal["started", "signalled", "running", "not-reentered"]
 
 
 class Routed(BaseModel):

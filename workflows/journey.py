@@ -6,7 +6,6 @@ arithmetic in the user's timezone) is an activity; waits are timers or ``wait_co
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -225,7 +224,7 @@ class JourneyWorkflow:
             if timeout is None or timeout > timedelta(0):
                 await workflow.wait_condition(lambda: until() or state.exit_reason is not None,
                                               timeout=timeout, timeout_summary=summary)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             state.next_wake = None
