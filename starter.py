@@ -8,20 +8,31 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+from temporalio.service import RPCError
+
+from journeys.events import Event, Routed
 from journeys.graph import to_mermaid
 from journeys.loader import load_file
 from journeys.models import ONLINE_CHANNELS, EngagementNode, Journey, ProfileUpdateNode
 from journeys.personalize import MissingValue, TemplateError, render, render_message
 from journeys.problems import UsageError
 from journeys.scope import sources_by_node
+from journeys.settings import Settings
+from journeys.store import Store
 from journeys.validate import validate_file, validate_paths
+from workflows.router import journey_status, route_event, route_profile
+from workflows.runtime import connect
 
 
 def _json_arg(text: str | None, what: str) -> dict[str, Any]:
@@ -73,9 +84,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
             online = node.channel in ONLINE_CHANNELS
             fields = render_message(node.channel, node.message, profile, None if online else event)
         elif isinstance(node, ProfileUpdateNode):
-            fields = {f"set.{k}": render(v, profile, event) for k, v in node.set.items()}
+            fields = {}
+            for prop, source in node.set.items():
+                try:
+                    fields[f"set.{prop}"] = render(source, profile, event)
+                except MissingValue as exc:
+                    raise MissingValue(exc.variable, f"set.{prop}") from None
         else:
-            raise UsageError(f"{args.file}: node '{node.id}' is a {node.type} node: it has no message")
+            raise UsageError(
+                f"{args.file}: node '{node.id}' is a {node.type} node: it has no message")
     except (MissingValue, TemplateError) as exc:
         print(f"{args.file}: node '{node.id}': not sent: {exc}", file=sys.stderr)
         return 1
@@ -103,6 +120,112 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- the client commands: they talk to Temporal and the stores -----------------------------
+
+def _catalog(folder: str | None, settings: Settings) -> list[Journey]:
+    """The journeys events are routed to; an invalid one stops the command with its errors."""
+    results = validate_paths([folder or settings.journeys_dir])
+    problems = [p for _, found in results for p in found]
+    if problems:
+        raise UsageError("the journey catalog is invalid:\n" + "\n".join(str(p) for p in problems))
+    return [loaded.journey for loaded, _ in results if loaded.journey]
+
+
+def _event(args: argparse.Namespace) -> Event:
+    """The event as given on the command line, checked before anything reaches Temporal."""
+    time = datetime.now(UTC)
+    if args.time:
+        try:
+            time = datetime.fromisoformat(args.time.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"--time: '{args.time}' is not an ISO date-time") from None
+    try:
+        return Event(id=args.id or f"cli-{uuid.uuid4()}", name=args.event, user_id=args.user,
+                     properties=_json_arg(args.props, "--props"), time=time)
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"bad event: {fields}") from None
+
+
+def _print_routed(routed: list[Routed], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([r.model_dump() for r in routed], indent=2))
+    for r in [] if as_json else routed:
+        print(f"{r.action:<13} {r.journey_id:<28} {r.workflow_id}")
+    if not routed and not as_json:
+        print("no journey starts, waits or exits on this event")
+
+
+async def _event_command(args: argparse.Namespace, settings: Settings) -> int:
+    event = _event(args)
+    profile = _json_arg(args.profile, "--profile")
+    journeys = _catalog(args.journeys, settings)
+    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    if profile:
+        Store(settings.store_url).update_profile(event.user_id, profile)
+    routed = await route_event(client, journeys, event, settings.task_queue)
+    if profile:
+        routed += await route_profile(client, journeys, event.user_id, profile, settings.task_queue)
+    _print_routed(routed, args.json)
+    return 0
+
+
+async def _profile_command(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.user:
+        raise UsageError("a user id is required")
+    changes = _json_arg(args.set, "--set")
+    journeys = _catalog(args.journeys, settings)
+    merged = Store(settings.store_url).update_profile(args.user, changes)
+    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    routed = await route_profile(client, journeys, args.user, changes, settings.task_queue)
+    print(json.dumps(merged, indent=2, ensure_ascii=False))
+    _print_routed(routed, as_json=False) if routed else None
+    return 0
+
+
+async def _status_command(args: argparse.Namespace, settings: Settings) -> int:
+    journeys = _catalog(args.journeys, settings)
+    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    rows = [row for journey in journeys
+            if (row := await journey_status(client, journey, args.user)) is not None]
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2, ensure_ascii=False))
+    elif not rows:
+        print(f"user {args.user} is in no journey")
+    for row in [] if args.json else rows:
+        event = f"{row.event_name} {json.dumps(row.event_properties)}" if row.event_name else "-"
+        print(f"{row.workflow_id}  {row.status}  node={row.current_node}  event={event}")
+        print(f"    path: {' > '.join(row.path)}")
+        if row.exit_reason:
+            print(f"    exit: {row.exit_reason}")
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    rows = Store(Settings().store_url).outbox_list(user_id=args.user, journey_id=args.journey)
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2, ensure_ascii=False))
+        return 0
+    for row in rows:
+        text = row.reason if row.status == "skipped" else next(iter(row.content.values()), "")
+        print(f"{row.created_at:%Y-%m-%d %H:%M:%S}  {row.user_id:<12} {row.journey_id}/{row.node_id} "
+              f"{row.channel:<8} {row.status:<9} {text}")
+    return 0
+
+
+def _client(command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+            ) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return asyncio.run(command(args, Settings()))
+        except RPCError as exc:
+            raise UsageError(f"Temporal at {Settings().temporal_address}: {exc}") from None
+        except RuntimeError as exc:  # connection refused and the like
+            raise UsageError(f"cannot reach Temporal at {Settings().temporal_address} "
+                             f"(is `python worker.py --dev` running?): {exc}") from None
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="starter.py", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +250,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("graph", help="print a journey as a Mermaid flowchart")
     p.add_argument("file")
     p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("event", help="an event of a user: starts, wakes or ends their journeys")
+    p.add_argument("user")
+    p.add_argument("event")
+    p.add_argument("--props", help="the event's properties, a JSON object")
+    p.add_argument("--profile", help="profile properties to set first, a JSON object")
+    p.add_argument("--id", help="the event's id (duplicates are ignored); default: a new one")
+    p.add_argument("--time", help="when it happened, ISO 8601; default: now")
+    p.add_argument("--journeys", help="the journey catalog folder (default: $JOURNEYS_DIR)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_client(_event_command))
+
+    p = sub.add_parser("profile", help="set profile properties (may start profile-date journeys)")
+    p.add_argument("user")
+    p.add_argument("--set", required=True, help="properties, a JSON object")
+    p.add_argument("--journeys")
+    p.set_defaults(func=_client(_profile_command))
+
+    p = sub.add_parser("status", help="the user's journeys: where they are, with which event")
+    p.add_argument("user")
+    p.add_argument("--journeys")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_client(_status_command))
+
+    p = sub.add_parser("outbox", help="the messages recorded, sent or skipped")
+    p.add_argument("--user")
+    p.add_argument("--journey")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_outbox)
 
     return parser
 

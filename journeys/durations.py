@@ -18,13 +18,18 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(f"a duration is a string such as '90s', '15m', '15h' or '2d', not {value!r}")
+        raise ValueError(
+            f"a duration is a string such as '90s', '15m', '15h' or '2d', not {value!r}")
     match = _PATTERN.match(value)
     if not match:
-        raise ValueError(f"'{value}' is not a duration: write a number and a unit (s, m, h, d), e.g. '15h'")
+        raise ValueError(
+            f"'{value}' is not a duration: write a number and a unit (s, m, h, d), e.g. '15h'")
     sign, amount, unit = match.groups()
     seconds = int(amount) * _UNITS[unit]
-    return timedelta(seconds=-seconds if sign == "-" else seconds)
+    try:
+        return timedelta(seconds=-seconds if sign == "-" else seconds)
+    except OverflowError:
+        raise ValueError(f"'{value}' is too long a duration") from None
 
 
 def format_duration(value: timedelta) -> str:

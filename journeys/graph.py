@@ -25,7 +25,8 @@ _SHAPES = {"action": ("([", "])"), "inaction": ("([", "])"), "date_time": ("([",
 
 
 def _key(node_id: str) -> str:
-    return "n_" + re.sub(r"[^A-Za-z0-9_]", "_", node_id)
+    """A Mermaid-safe key, distinct for distinct ids (``a-b`` and ``a_b`` do not merge)."""
+    return "n_" + re.sub(r"[^A-Za-z0-9]", lambda m: f"_{ord(m.group()):02x}", node_id)
 
 
 def _text(value: str) -> str:
@@ -41,7 +42,8 @@ def describe(node: Node) -> str:
         main = f"{node.event}, " if node.event else ""
         return f"inaction: {main}not {node.not_event} within {format_duration(node.within)}"
     if isinstance(node, DateTimeNode):
-        date = f"{node.event}.{node.date_property}" if node.event else f"profile.{node.profile_property}"
+        date = (f"{node.event}.{node.date_property}" if node.event
+                else f"profile.{node.profile_property}")
         offset = f" {format_duration(node.offset)}" if node.offset else ""
         at = f" at {node.at}" if node.at else ""
         return f"date/time: {date}{offset}{at}"
@@ -74,7 +76,8 @@ def to_mermaid(journey: Journey) -> str:
     lines = ["flowchart TD"]
     for node in journey.nodes:
         left, right = _SHAPES[node.type]
-        lines.append(f'    {_key(node.id)}{left}"{_text(node.id)}<br/>{_text(describe(node))}"{right}')
+        text = f"{_text(node.id)}<br/>{_text(describe(node))}"
+        lines.append(f'    {_key(node.id)}{left}"{text}"{right}')
     for node in journey.nodes:
         for index, (field, target) in enumerate(node.targets()):
             label = _edge_label(node, field, index)

@@ -56,13 +56,53 @@ def read_document(path: Path) -> Any:
     return parse_text(text, str(path))
 
 
-def _node_label(raw: Any, index: int) -> str:
+def _raw_node(raw: Any, index: int) -> Any:
     nodes = raw.get("nodes") if isinstance(raw, dict) else None
-    if isinstance(nodes, list) and index < len(nodes):
-        node = nodes[index]
-        if isinstance(node, dict) and isinstance(node.get("id"), str) and node["id"]:
-            return node["id"]
+    return nodes[index] if isinstance(nodes, list) and 0 <= index < len(nodes) else None
+
+
+def _node_label(raw: Any, index: int) -> str:
+    node = _raw_node(raw, index)
+    if isinstance(node, dict) and isinstance(node.get("id"), str) and node["id"]:
+        return node["id"]
     return f"#{index + 1}"
+
+
+#: The names pydantic gives the members of the journey format's plain unions (message values,
+#: ``where`` scalars); it reports a failed union once per member, each with its name in the path.
+_UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "dict[str,str]",
+                            "list[union[str,dict[str,str]]]"})
+
+
+def _union_errors(errors: list[Any]) -> list[Any]:
+    """One report per failed union: the member that got furthest, without the member names."""
+    order: list[Any] = []  # errors as they come, and the place of each union's report
+    unions: dict[tuple[Any, ...], dict[Any, list[Any]]] = {}
+    for error in errors:
+        loc = tuple(error["loc"])
+        cut = next((i for i, part in enumerate(loc) if part in _UNION_MEMBERS), None)
+        if cut is None:
+            order.append(error)
+            continue
+        base = loc[:cut]
+        if base not in unions:
+            unions[base] = {}
+            order.append(base)
+        unions[base].setdefault(loc[cut], []).append({**error, "loc": base + loc[cut + 1:]})
+    result: list[Any] = []
+    for item in order:
+        if not isinstance(item, tuple):
+            result.append(item)
+            continue
+        members = list(unions[item].values())
+        depth = [max(len(e["loc"]) for e in errs) for errs in members]
+        best = [errs for errs, d in zip(members, depth, strict=True) if d == max(depth)]
+        if len(best) > 1 and max(depth) == len(item):  # no member got past the value itself
+            wants = dict.fromkeys(errs[0]["msg"].removeprefix("Input should be ") for errs in best)
+            result.append({**best[0][0], "msg": "Input should be " + " or ".join(wants)})
+        else:
+            result.extend(_union_errors(best[0]))
+    return result
 
 
 def _problem(path: str, raw: Any, error: Any) -> Problem:
@@ -71,15 +111,17 @@ def _problem(path: str, raw: Any, error: Any) -> Problem:
     if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
         node = _node_label(raw, loc[1])
         loc = loc[2:]
-        tag = raw["nodes"][error["loc"][1]].get("type") if node and not node.startswith("#") else None
+        raw_node = _raw_node(raw, error["loc"][1])
+        tag = raw_node.get("type") if isinstance(raw_node, dict) else None
         if loc and isinstance(loc[0], str) and loc[0] == tag:
             loc = loc[1:]  # drop the discriminator pydantic puts in the path
     kind = error["type"]
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         loc = ["type"]
-    field_name = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+    field_name = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc)
+    field_name = field_name.replace(".[", "[")
     message = error["msg"]
-    if kind == "missing":
+    if kind in ("missing", "union_tag_not_found"):
         message = f"'{loc[-1] if loc else field_name}' is required"
     elif kind == "extra_forbidden":
         message = f"'{loc[-1] if loc else field_name}' is not a field here"
@@ -102,12 +144,13 @@ def load_catalog(folder: Path) -> tuple[dict[str, EventSchema], list[Problem]]:
                 return {}, [Problem(file=str(path), node=None, field="events", code="bad-value",
                                     message="a catalog maps event names to their properties")]
             catalog: dict[str, EventSchema] = {}
-            problems = []
+            problems: list[Problem] = []
             for event, schema in events.items():
                 try:
                     catalog[str(event)] = EventSchema.model_validate(schema or {})
                 except ValidationError as exc:
-                    problems.extend(_problem(str(path), raw, e) for e in exc.errors())
+                    problems.extend(_problem(str(path), raw, {**e, "loc": ("events", event, *e["loc"])})
+                                    for e in exc.errors())
             return catalog, problems
     return {}, []
 
@@ -121,7 +164,7 @@ def load_document(raw: Any, path: str, catalog: dict[str, EventSchema] | None = 
     try:
         journey = Journey.model_validate(raw)
     except ValidationError as exc:
-        return Loaded(path, None, [_problem(path, raw, e) for e in exc.errors()])
+        return Loaded(path, None, [_problem(path, raw, e) for e in _union_errors(exc.errors())])
     return Loaded(path, journey, [], dict(catalog or {}))
 
 

@@ -13,11 +13,12 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from journeys.durations import Duration, Offset
 
-NodeId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+NodeId = Annotated[
+    str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 EventName = Annotated[str, Field(min_length=1, max_length=200)]
 Scalar = str | int | float | bool
 
@@ -57,7 +58,8 @@ class _Model(BaseModel):
 
 class _Node(_Model):
     id: NodeId
-    name: str | None = Field(default=None, description="A label for people; the id is used if absent.")
+    name: str | None = Field(default=None,
+                             description="A label for people; the id is used if absent.")
 
     def targets(self) -> Iterator[tuple[str, str]]:
         """(field, node id) for every node this one can lead to."""
@@ -107,15 +109,18 @@ class DateTimeNode(_Next):
     type: Literal["date_time"]
     event: EventName | None = None
     date_property: str | None = Field(default=None, description="A date property of the event.")
-    profile_property: str | None = Field(default=None, description="A date property of the profile.")
+    profile_property: str | None = Field(default=None,
+                                         description="A date property of the profile.")
     offset: Offset = timedelta(0)
-    at: str | None = Field(default=None, description="Local time of day, HH:MM, in the user's timezone.")
-    within: Duration | None = Field(default=None, description="Mid-journey: how long to wait for the event.")
+    at: str | None = Field(default=None,
+                           description="Local time of day, HH:MM, in the user's timezone.")
+    within: Duration | None = Field(default=None,
+                                    description="Mid-journey: how long to wait for the event.")
 
     @field_validator("at")
     @classmethod
     def _check_at(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        if value is not None and not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value):
             raise ValueError(f"'{value}' is not a time of day: write HH:MM, e.g. '09:00'")
         return value
 
@@ -195,7 +200,10 @@ SEGMENT_TYPES = frozenset({"action", "inaction", "date_time"})
 class EventSchema(_Model):
     """The properties an event carries; templates may only read these."""
 
-    properties: dict[str, str] = Field(default_factory=dict)
+    properties: Annotated[dict[str, str], WithJsonSchema({"anyOf": [
+        {"type": "object", "additionalProperties": {"type": "string"}},
+        {"type": "array", "items": {"type": "string"}}]})] = Field(
+        default_factory=dict, description="Property names, or a mapping of name to type.")
 
     @field_validator("properties", mode="before")
     @classmethod

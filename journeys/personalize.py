@@ -14,6 +14,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, nodes
 from jinja2.exceptions import TemplateSyntaxError, UndefinedError
+from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
 
 from journeys.models import Channel, MessageValue
@@ -64,8 +65,33 @@ class _Missing(StrictUndefined):
         return str(self._undefined_name or self._undefined_hint or "value")
 
 
-_PLAIN = SandboxedEnvironment(undefined=_Missing, autoescape=False, keep_trailing_newline=True)
-_HTML = SandboxedEnvironment(undefined=_Missing, autoescape=True, keep_trailing_newline=True)
+#: Dict methods a template may call on ``profile`` and ``event`` (``event.get('x', 0)``).
+_READERS = frozenset({"get", "items", "keys", "values"})
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Properties win over dict methods: ``event.items`` is the event's ``items`` property,
+    and a property that is absent is a missing value, never a method of ``dict``."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Scope):
+            if attribute in obj:
+                return obj[attribute]
+            if attribute not in _READERS:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if isinstance(obj, Scope):
+            try:
+                return obj[argument]
+            except (KeyError, TypeError):
+                return self.undefined(obj=obj, name=str(argument))
+        return super().getitem(obj, argument)
+
+
+_PLAIN = _Sandbox(undefined=_Missing, autoescape=False, keep_trailing_newline=True)
+_HTML = _Sandbox(undefined=_Missing, autoescape=True, keep_trailing_newline=True)
 
 
 @lru_cache(maxsize=4096)
@@ -79,13 +105,27 @@ def _compiled_expression(source: str) -> Any:
 
 
 def check_template(source: str) -> None:
-    """Raise ``TemplateSyntaxError`` if ``source`` does not parse."""
-    _PLAIN.parse(source)
+    """Raise ``TemplateSyntaxError`` if ``source`` does not compile.
+
+    Compiling, not just parsing, also catches unknown filters and tests (``| tittle``),
+    which would otherwise fail every render.
+    """
+    try:
+        _PLAIN.compile(source)
+    except TemplateSyntaxError:
+        raise
+    except Exception as exc:  # nesting beyond Python's limits: RecursionError, SyntaxError
+        raise TemplateSyntaxError(f"cannot compile: {type(exc).__name__}", 1) from None
 
 
 def check_expression(source: str) -> None:
     """Raise ``TemplateSyntaxError`` if ``source`` is not a valid expression."""
-    _PLAIN.compile_expression(source)
+    try:
+        _PLAIN.compile_expression(source)
+    except TemplateSyntaxError:
+        raise
+    except Exception as exc:
+        raise TemplateSyntaxError(f"cannot compile: {type(exc).__name__}", 1) from None
 
 
 def context(profile: Mapping[str, Any], event: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -137,7 +177,7 @@ def render_message(channel: Channel, message: Mapping[str, MessageValue],
     """Render every field of a message; raises :class:`MissingValue` naming the field."""
     rendered: dict[str, str] = {}
     for field, source in message_fields(message):
-        html = channel is Channel.email and field == "html"
+        html = channel == Channel.email and field == "html"
         try:
             rendered[field] = render(source, profile, event, html=html)
         except MissingValue as exc:
@@ -155,11 +195,23 @@ class EventUse:
     properties: frozenset[str]
 
 
+def _is_event(node: nodes.Node) -> bool:
+    return isinstance(node, nodes.Name) and node.name == "event"
+
+
 def _event_use(tree: nodes.Node) -> EventUse:
     names = [n for n in tree.find_all(nodes.Name) if n.name == "event" and n.ctx == "load"]
     props: set[str] = set()
+    methods: set[int] = set()  # event.get('x') reads property x; event.items() reads none
+    for call in tree.find_all(nodes.Call):
+        func = call.node
+        if isinstance(func, nodes.Getattr) and _is_event(func.node) and func.attr in _READERS:
+            methods.add(id(func))
+            first = call.args[0] if call.args else None
+            if func.attr == "get" and isinstance(first, nodes.Const) and isinstance(first.value, str):
+                props.add(first.value)
     for node in tree.find_all(nodes.Getattr):
-        if isinstance(node.node, nodes.Name) and node.node.name == "event":
+        if _is_event(node.node) and id(node) not in methods:
             props.add(node.attr)
     for item in tree.find_all(nodes.Getitem):
         if (isinstance(item.node, nodes.Name) and item.node.name == "event"
@@ -168,9 +220,20 @@ def _event_use(tree: nodes.Node) -> EventUse:
     return EventUse(bool(names), frozenset(props))
 
 
+_NO_USE = EventUse(False, frozenset())
+
+
 def template_event_use(source: str) -> EventUse:
-    return _event_use(_PLAIN.parse(source))
+    """What a template reads of ``event``; nothing if it does not parse (reported elsewhere)."""
+    try:
+        return _event_use(_PLAIN.parse(source))
+    except Exception:
+        return _NO_USE
 
 
 def expression_event_use(source: str) -> EventUse:
-    return _event_use(_PLAIN.parse("{{ " + source + " }}"))
+    """What a split expression reads of ``event``; nothing if it does not parse."""
+    try:
+        return _event_use(Parser(_PLAIN, source, state="variable").parse_expression())
+    except Exception:
+        return _NO_USE

@@ -18,7 +18,8 @@ RULES: dict[str, str] = {
     "unknown-target": "a `next` (or branch) names no node",
     "cycle": "the nodes form a loop",
     "unreachable": "no path from the entry leads to the node",
-    "date-source": "a date_time node needs exactly one of `event` + `date_property`, or `profile_property`",
+    "date-source":
+        "a date_time node needs exactly one of `event` + `date_property`, or `profile_property`",
     "percent-sum": "manual IntelliNODE percentages do not sum to 100",
     "intellinode-paths": "an IntelliNODE has fewer than 2 or more than 7 paths",
     "intellinode-goals": "an automated IntelliNODE needs the journey's `goals`",

@@ -24,6 +24,10 @@ from journeys.personalize import check_expression, check_template, message_field
 Finding = tuple[str | None, str | None, str, str]
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in set("aeiou") else "a"
+
+
 def graph_rules(journey: Journey) -> Iterator[Finding]:
     ids = [node.id for node in journey.nodes]
     seen: set[str] = set()
@@ -32,17 +36,20 @@ def graph_rules(journey: Journey) -> Iterator[Finding]:
             yield node_id, "id", "duplicate-id", f"the id '{node_id}' is used by more than one node"
         seen.add(node_id)
     if journey.entry not in seen:
-        yield None, "entry", "unknown-entry", f"entry '{journey.entry}' is not a node of this journey"
+        yield (None, "entry", "unknown-entry",
+               f"entry '{journey.entry}' is not a node of this journey")
     elif journey.entry_node.type not in SEGMENT_TYPES:
         yield (journey.entry, "type", "entry-not-segment",
-               f"the entry node is a {journey.entry_node.type} node: a journey starts at an "
+               f"the entry node is {_article(journey.entry_node.type)} {journey.entry_node.type} "
+               "node: a journey starts at an "
                "action, inaction or date_time node")
     for node in journey.nodes:
         for field, target in node.targets():
             if target not in seen:
                 yield node.id, field, "unknown-target", f"'{target}' is not a node of this journey"
     if len(journey.goals) > 3:
-        yield None, "goals", "too-many-goals", f"{len(journey.goals)} goals: a journey has at most 3"
+        yield (None, "goals", "too-many-goals",
+               f"{len(journey.goals)} goals: a journey has at most 3")
     yield from _cycles(journey, seen)
 
 
@@ -77,7 +84,8 @@ def _cycles(journey: Journey, ids: set[str]) -> Iterator[Finding]:
                     todo.append(child)
         for node in journey.nodes:
             if node.id not in reachable:
-                yield node.id, None, "unreachable", f"no path from the entry '{journey.entry}' leads here"
+                yield (node.id, None, "unreachable",
+                       f"no path from the entry '{journey.entry}' leads here")
 
 
 def node_rules(journey: Journey) -> Iterator[Finding]:
@@ -86,7 +94,8 @@ def node_rules(journey: Journey) -> Iterator[Finding]:
         if isinstance(node, InactionNode) and node.id == entry and not node.event:
             yield node.id, "event", "missing-field", "an entry inaction node needs its main 'event'"
         elif isinstance(node, ActionNode) and node.timeout_next and node.within is None:
-            yield node.id, "timeout_next", "bad-value", "'timeout_next' needs 'within': how long to wait"
+            yield (node.id, "timeout_next", "bad-value",
+                   "'timeout_next' needs 'within': how long to wait")
         elif isinstance(node, DateTimeNode):
             yield from _date_time(node)
         elif isinstance(node, IntelliNode):
@@ -108,7 +117,8 @@ def node_rules(journey: Journey) -> Iterator[Finding]:
 def _date_time(node: DateTimeNode) -> Iterator[Finding]:
     if bool(node.event) == bool(node.profile_property):
         yield (node.id, "event", "date-source",
-               "give either 'event' with 'date_property', or 'profile_property', not both or neither")
+               "give either 'event' with 'date_property', or 'profile_property', "
+               "not both or neither")
     elif node.event and not node.date_property:
         yield node.id, "date_property", "missing-field", "'date_property' names the event's date"
     elif node.profile_property and node.date_property:
@@ -118,11 +128,13 @@ def _date_time(node: DateTimeNode) -> Iterator[Finding]:
 
 def _intellinode(journey: Journey, node: IntelliNode) -> Iterator[Finding]:
     if not 2 <= len(node.paths) <= 7:
-        yield node.id, "paths", "intellinode-paths", f"{len(node.paths)} paths: give 2 to 7"
+        count = f"{len(node.paths)} path{'' if len(node.paths) == 1 else 's'}"
+        yield node.id, "paths", "intellinode-paths", f"{count}: give 2 to 7"
     if node.mode == "manual":
         missing = [i for i, p in enumerate(node.paths) if p.percent is None]
         for i in missing:
-            yield node.id, f"paths[{i}].percent", "missing-field", "manual mode needs each path's percent"
+            yield (node.id, f"paths[{i}].percent", "missing-field",
+                   "manual mode needs each path's percent")
         total = sum(p.percent or 0 for p in node.paths)
         if not missing and total != 100:
             yield node.id, "paths", "percent-sum", f"the percentages sum to {total}, not 100"
@@ -134,10 +146,12 @@ def _intellinode(journey: Journey, node: IntelliNode) -> Iterator[Finding]:
 def _message(node: EngagementNode) -> Iterator[Finding]:
     required, optional = CHANNEL_FIELDS[node.channel]
     for name in sorted(required - node.message.keys()):
-        yield node.id, f"message.{name}", "missing-message-field", f"a {node.channel} message needs '{name}'"
+        yield (node.id, f"message.{name}", "missing-message-field",
+               f"a {node.channel} message needs '{name}'")
     for name in sorted(node.message.keys() - required - optional):
         yield (node.id, f"message.{name}", "unknown-message-field",
-               f"a {node.channel} message has no '{name}' (fields: {', '.join(sorted(required | optional))})")
+               f"a {node.channel} message has no '{name}' "
+               f"(fields: {', '.join(sorted(required | optional))})")
     if node.channel == "email" and not {"html", "text"} & node.message.keys():
         yield node.id, "message.html", "missing-message-field", "an email needs 'html' or 'text'"
     for field, source in message_fields(node.message):

@@ -49,7 +49,8 @@ def _spell(length: timedelta) -> str:
     return "an open-ended wait" if length == _FOREVER else format_duration(length)
 
 
-def _outgoing(node: Node, incoming: frozenset[Source], entry: bool) -> Iterator[tuple[str, frozenset[Source]]]:
+def _outgoing(node: Node, incoming: frozenset[Source],
+              entry: bool) -> Iterator[tuple[str, frozenset[Source]]]:
     """(target, sources) for each edge leaving ``node``."""
     own = frozenset({Source(node.id, getattr(node, "event", None))})
     if isinstance(node, ActionNode):
@@ -57,7 +58,8 @@ def _outgoing(node: Node, incoming: frozenset[Source], entry: bool) -> Iterator[
             if field == "next":
                 yield target, own
             else:
-                yield target, frozenset(s.after_wait(node.id, node.within or _FOREVER) for s in incoming)
+                wait = node.within or _FOREVER
+                yield target, frozenset(s.after_wait(node.id, wait) for s in incoming)
         return
     if isinstance(node, InactionNode):
         out = own if entry else frozenset(s.after_wait(node.id, node.within) for s in incoming)

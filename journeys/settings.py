@@ -18,7 +18,8 @@ class Settings(BaseSettings):
     journeys_dir: Path = Field(default=Path("examples"), alias="JOURNEYS_DIR")
     database_url: str | None = Field(
         default=None, alias="JOURNEYS_DATABASE_URL",
-        description="SQLAlchemy URL of the profile and outbox store; default: SQLite in the data dir.")
+        description="SQLAlchemy URL of the profile and outbox store; "
+                    "default: SQLite in the data dir.")
 
     @property
     def store_url(self) -> str:

@@ -7,8 +7,17 @@ for workflow ids, re-entry and search attributes in one place.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from pydantic import BaseModel, Field
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -21,7 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from journeys.events import Event, Routed, listens_to, starts, starts_on_profile, workflow_id
 from journeys.models import Journey
 from workflows.journey import JourneyWorkflow
-from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID, JourneyInput
+from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID, JourneyInput, JourneyState
 
 REUSE = {"never": WorkflowIDReusePolicy.REJECT_DUPLICATE,
          "after_exit": WorkflowIDReusePolicy.ALLOW_DUPLICATE}
@@ -97,3 +106,48 @@ async def route_profile(client: Client, journeys: Sequence[Journey], user_id: st
     return [await start_journey(client, journey, user_id, None, task_queue,
                                 search_attributes=search_attributes)
             for journey in journeys if starts_on_profile(journey, names)]
+
+
+class JourneyStatus(BaseModel):
+    """One journey of a user, as ``starter.py status`` shows it."""
+
+    journey_id: str
+    workflow_id: str
+    status: str  # running, completed, terminated ... (Temporal's word)
+    current_node: str | None = None
+    event_name: str | None = None
+    event_id: str | None = None
+    event_properties: dict[str, Any] = Field(default_factory=dict)
+    path: list[str] = Field(default_factory=list)
+    messages: int = 0
+    exit_reason: str | None = None
+
+
+async def journey_status(client: Client, journey: Journey, user_id: str) -> JourneyStatus | None:
+    """The state of the user's latest run of ``journey``, or None if they never entered."""
+    handle = client.get_workflow_handle(workflow_id(journey.id, user_id))
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    status = description.status.name.lower() if description.status else "unknown"
+    row = JourneyStatus(journey_id=journey.id, workflow_id=handle.id, status=status,
+                        current_node=description.typed_search_attributes.get(JOURNEY_NODE))
+    state: JourneyState | None = None
+    try:
+        if description.status == WorkflowExecutionStatus.RUNNING:
+            state = await handle.query(JourneyWorkflow.status, rpc_timeout=timedelta(seconds=5))
+        elif description.status == WorkflowExecutionStatus.COMPLETED:
+            state = await handle.result(rpc_timeout=timedelta(seconds=5))
+    except (RPCError, WorkflowQueryFailedError, WorkflowFailureError):
+        state = None  # no worker to answer the query: the search attributes still tell the node
+    if state:
+        event = state.event
+        row = row.model_copy(update={
+            "current_node": state.current_node, "path": state.path, "messages": len(state.messages),
+            "exit_reason": state.exit_reason, "event_name": event.name if event else None,
+            "event_id": event.id if event else None,
+            "event_properties": event.properties if event else {}})
+    return row

@@ -1,0 +1,115 @@
+"""A journey harness for tests: a Temporal environment, a worker, a store, the examples."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities import build_activities
+from activities.delivery import Provider
+from journeys.events import Event, Routed, workflow_id
+from journeys.loader import journey_files, load_file
+from journeys.models import Channel, Journey
+from journeys.store import OutboxRow, Store
+from workflows.journey import JourneyWorkflow
+from workflows.models import JourneyState
+from workflows.router import route_event
+from workflows.runtime import journey_worker
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+HISTORIES = Path(__file__).resolve().parent / "histories"
+
+
+def examples() -> dict[str, Journey]:
+    journeys = [load_file(path).journey for path in journey_files([EXAMPLES])]
+    return {j.id: j for j in journeys if j is not None}
+
+
+class Harness:
+    """Drives journeys the way users do: events through the router, results from Temporal."""
+
+    def __init__(self, env: WorkflowEnvironment, store: Store, journeys: Sequence[Journey],
+                 task_queue: str, *, search_attributes: bool = False) -> None:
+        self.env, self.client, self.store = env, env.client, store
+        self.journeys = list(journeys)
+        self.task_queue = task_queue
+        self.search_attributes = search_attributes
+
+    async def send(self, user: str, name: str, props: Mapping[str, Any] | None = None,
+                   event_id: str | None = None) -> list[Routed]:
+        event = Event(id=event_id or f"e-{uuid.uuid4()}", name=name, user_id=user,
+                      properties=dict(props or {}), time=datetime.now(UTC))
+        return await route_event(self.client, self.journeys, event, self.task_queue,
+                                 search_attributes=self.search_attributes)
+
+    def handle(self, journey_id: str, user: str) -> WorkflowHandle[JourneyWorkflow, JourneyState]:
+        return self.client.get_workflow_handle_for(JourneyWorkflow.run, workflow_id(journey_id, user))
+
+    async def result(self, journey_id: str, user: str) -> JourneyState:
+        handle = self.handle(journey_id, user)
+        # A handle got by id does not unlock the time-skipping server's clock by itself.
+        unlocked = getattr(self.env, "time_skipping_unlocked", None)
+        if unlocked is None:
+            return await handle.result()
+        async with unlocked():
+            return await handle.result()
+
+    def outbox(self, user: str) -> list[OutboxRow]:
+        return self.store.outbox_list(user_id=user)
+
+    async def timers(self, journey_id: str, user: str) -> list[timedelta]:
+        """The length of every durable timer the journey started, in order."""
+        history = await self.handle(journey_id, user).fetch_history()
+        return [e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+                for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]
+
+    async def send_times(self, journey_id: str, user: str) -> dict[str, timedelta]:
+        """Workflow time from entry to each send activity's scheduling, by node id."""
+        history = await self.handle(journey_id, user).fetch_history()
+        start = history.events[0].event_time.ToDatetime()
+        times: dict[str, timedelta] = {}
+        for e in history.events:
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                attrs = e.activity_task_scheduled_event_attributes
+                if attrs.activity_type.name == "send_message":
+                    payload = json.loads(attrs.input.payloads[0].data)
+                    elapsed = (e.event_time.ToDatetime() - start).total_seconds()
+                    times[payload["node_id"]] = timedelta(seconds=round(elapsed))  # to the second
+        return times
+
+    async def record_history(self, name: str, journey_id: str, user: str) -> None:
+        """Keep the history for the replay test (JOURNEYS_RECORD_HISTORIES=1 rewrites them)."""
+        path = HISTORIES / f"{name}.json"
+        if os.environ.get("JOURNEYS_RECORD_HISTORIES") or not path.exists():
+            history = await self.handle(journey_id, user).fetch_history()
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(history.to_json())
+
+
+@asynccontextmanager
+async def running_worker(client: Client, store: Store, task_queue: str,
+                         providers: Mapping[Channel, Provider] | None = None) -> AsyncIterator[Worker]:
+    with ThreadPoolExecutor(max_workers=8) as executor:
+        worker = journey_worker(client, task_queue, build_activities(store, providers), executor)
+        async with worker:
+            yield worker
+
+
+def with_nodes(journey: Journey, change: Callable[[dict[str, Any]], None]) -> Journey:
+    """A copy of a journey with its document edited (validated again)."""
+    data = journey.model_dump(mode="json")
+    change(data)
+    return Journey.model_validate(data)

