@@ -101,9 +101,11 @@ class Harness:
 
 @asynccontextmanager
 async def running_worker(client: Client, store: Store, task_queue: str,
-                         providers: Mapping[Channel, Provider] | None = None) -> AsyncIterator[Worker]:
+                         providers: Mapping[Channel, Provider] | None = None,
+                         **options: Any) -> AsyncIterator[Worker]:
     with ThreadPoolExecutor(max_workers=8) as executor:
-        worker = journey_worker(client, task_queue, build_activities(store, providers), executor)
+        worker = journey_worker(client, task_queue, build_activities(store, providers), executor,
+                                **options)
         async with worker:
             yield worker
 

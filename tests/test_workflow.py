@@ -14,6 +14,8 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.delivery import OutgoingMessage, default_providers
+from journeys.models import Channel
 from journeys.store import Store
 from tests.support import Harness, examples, running_worker, with_nodes
 from workflows.runtime import binary
@@ -75,6 +77,8 @@ async def test_sample_flows_keep_the_entry_event(journeys: Harness) -> None:
     delays = await journeys.result("delays-15h", "ada")
     assert await journeys.timers("delays-15h", "ada") == [15 * H, 15 * H]
     assert [m.event_id for m in delays.messages] == ["cart-1", "cart-1"]
+    await journeys.record_history("delays-15h", "delays-15h", "ada")
+    await journeys.record_history("engagement-after-action", "engagement-after-action", "ada")
     controller = await journeys.result("controller-between", "ada")
     assert controller.path == ["added-to-cart", "wait-push", "push-reminder", "remember-product",
                                "wait-email", "email-product"]
@@ -94,6 +98,7 @@ async def test_conversion_within_the_hour_sends_nothing(journeys: Harness) -> No
     assert state.status == "exited"
     assert state.messages == []
     assert [r for r in journeys.outbox("bob") if r.journey_id == "abandoned-cart"] == []
+    await journeys.record_history("abandoned-cart-converted", "abandoned-cart", "bob")
 
 
 async def test_exit_event_during_a_delay_stops_later_messages(journeys: Harness) -> None:
@@ -104,6 +109,7 @@ async def test_exit_event_during_a_delay_stops_later_messages(journeys: Harness)
     assert state.exit_reason == "exit event 'Charged'"
     assert [m.node_id for m in state.messages] == ["push-reminder"]
     assert "Charged" in state.goals_reached
+    await journeys.record_history("abandoned-cart-exit-during-delay", "abandoned-cart", "cy")
 
 
 async def test_second_action_node_replaces_the_event(journeys: Harness) -> None:
@@ -194,3 +200,44 @@ async def test_an_event_counts_only_for_a_wait_begun_before_it(journeys: Harness
     state = await harness.result("wait-after-delay", "ivy")
     assert state.messages == []
     assert state.exit_reason == "did not do 'Added To Wishlist' in time"
+
+
+class FlakyPush:
+    """A push provider whose first call for each message fails, as in a provider outage."""
+
+    name = "flaky-push"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def deliver(self, message: OutgoingMessage) -> None:
+        self.calls.append(message.idempotency_key)
+        if self.calls.count(message.idempotency_key) == 1:
+            raise ConnectionError("push provider unavailable")
+
+
+async def test_outage_delays_a_message_but_never_drops_or_doubles_it(journeys: Harness) -> None:
+    flaky = FlakyPush()
+    providers = {**default_providers(), Channel.push: flaky}
+    async with running_worker(journeys.client, journeys.store, "flaky", providers):
+        harness = Harness(journeys.env, journeys.store, [examples()["engagement-after-action"]], "flaky")
+        await harness.send("jo", "Added To Cart", CART)
+        state = await harness.result("engagement-after-action", "jo")
+    push = [r for r in journeys.outbox("jo") if r.node_id == "push-reminder"]
+    assert len(push) == 1 and push[0].status == "delivered" and push[0].provider == "flaky-push"
+    assert flaky.calls == [push[0].idempotency_key] * 2  # retried with the same key
+    assert [m.status for m in state.messages] == ["delivered", "delivered"]
+
+
+async def test_worker_restart_mid_journey_loses_and_doubles_nothing(journeys: Harness) -> None:
+    harness = Harness(journeys.env, journeys.store, [examples()["abandoned-cart"]], "restart")
+    # No sticky cache: the test server would hold the next task for the stopped worker's queue.
+    async with running_worker(journeys.client, journeys.store, "restart", max_cached_workflows=0):
+        await harness.send("kim", "Added To Cart", CART)
+        await harness.env.sleep(90 * timedelta(minutes=1))  # the first push is out
+    assert [r.node_id for r in journeys.outbox("kim")] == ["push-reminder"]
+    async with running_worker(journeys.client, journeys.store, "restart", max_cached_workflows=0):
+        state = await harness.result("abandoned-cart", "kim")
+    rows = journeys.outbox("kim")
+    assert [r.node_id for r in rows] == ["push-reminder", "push-followup", "email-product"]
+    assert [m.node_id for m in state.messages] == ["push-reminder", "push-followup", "email-product"]

@@ -1,0 +1,36 @@
+"""Every recorded scenario history must replay on the current workflow code.
+
+A change to the interpreter that alters its commands without ``workflow.patched`` fails here.
+Rewrite the histories (only for a deliberate, patched change) with
+``JOURNEYS_RECORD_HISTORIES=1 pytest tests/test_workflow.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.journey import JourneyWorkflow
+from workflows.runtime import sandbox_runner
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_every_scenario_has_a_history() -> None:
+    names = {path.stem for path in HISTORIES}
+    assert {"abandoned-cart", "abandoned-cart-converted", "abandoned-cart-exit-during-delay",
+            "engagement-after-action", "delays-15h", "controller-between", "two-action-nodes",
+            "onboarding-inaction", "flight-reminder"} <= names
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_history_replays(path: Path) -> None:
+    replayer = Replayer(workflows=[JourneyWorkflow], data_converter=pydantic_data_converter,
+                        workflow_runner=sandbox_runner())
+    history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
