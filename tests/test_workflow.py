@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -189,8 +189,10 @@ async def test_an_event_counts_only_for_a_wait_begun_before_it(journeys: Harness
         doc["nodes"] = [
             {"id": "start", "type": "action", "event": "Viewed Product", "next": "pause"},
             {"id": "pause", "type": "delay", "duration": "2h", "next": "wished"},
-            {"id": "wished", "type": "action", "event": "Added To Wishlist", "within": "1h", "next": "push"},
-            {"id": "push", "type": "engagement", "channel": "push", "message": {"body": "{{ event.product_name }}"}},
+            {"id": "wished", "type": "action", "event": "Added To Wishlist", "within": "1h",
+             "next": "push"},
+            {"id": "push", "type": "engagement", "channel": "push",
+             "message": {"body": "{{ event.product_name }}"}},
         ]
     journey = with_nodes(examples()["two-action-nodes"], change)
     harness = Harness(journeys.env, journeys.store, [journey], QUEUE)

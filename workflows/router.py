@@ -125,7 +125,7 @@ class JourneyStatus(BaseModel):
 
 async def journey_status(client: Client, journey: Journey, user_id: str) -> JourneyStatus | None:
     """The state of the user's latest run of ``journey``, or None if they never entered."""
-    handle = client.get_workflow_handle(workflow_id(journey.id, user_id))
+    handle = client.get_workflow_handle_for(JourneyWorkflow.run, workflow_id(journey.id, user_id))
     try:
         description = await handle.describe()
     except RPCError as exc:
