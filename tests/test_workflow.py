@@ -9,6 +9,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -18,6 +19,7 @@ from activities.delivery import OutgoingMessage, default_providers
 from journeys.models import Channel
 from journeys.store import Store
 from tests.support import Harness, examples, running_worker, with_nodes
+from workflows.router import route_profile
 from workflows.runtime import binary
 
 CART = {"product_name": "iPhone 14", "price": 799, "currency": "EUR",
@@ -155,7 +157,7 @@ async def test_date_time_node_fires_the_day_before_at_nine_local(journeys: Harne
     sent_at = next(e.event_time.ToDatetime().replace(tzinfo=UTC) for e in history.events
                    if e.HasField("activity_task_scheduled_event_attributes")
                    and e.activity_task_scheduled_event_attributes.activity_type.name == "send_message")
-    paris = sent_at.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
+    paris = sent_at.astimezone(ZoneInfo("Europe/Paris"))
     assert (paris.date(), paris.hour, paris.minute) == ((departure - timedelta(days=1)).date(), 9, 0)
     assert state.messages[0].event_name == "Flight Booked"
     texts = {r.node_id: r.content for r in journeys.outbox("fay")}
@@ -243,3 +245,20 @@ async def test_worker_restart_mid_journey_loses_and_doubles_nothing(journeys: Ha
     rows = journeys.outbox("kim")
     assert [r.node_id for r in rows] == ["push-reminder", "push-followup", "email-product"]
     assert [m.node_id for m in state.messages] == ["push-reminder", "push-followup", "email-product"]
+
+
+async def test_profile_date_journey_starts_when_the_date_is_set(journeys: Harness) -> None:
+    journeys.store.update_profile("liv", {"first_name": "Liv", "timezone": "America/New_York",
+                                          "birthday": "1990-02-14"})
+    routed = await route_profile(journeys.client, journeys.journeys, "liv", ["birthday"], QUEUE,
+                                 search_attributes=False)
+    assert [(r.journey_id, r.action) for r in routed] == [("birthday", "started")]
+    state = await journeys.result("birthday", "liv")
+    assert state.event is None and state.status == "finished"
+    email = next(r for r in journeys.outbox("liv") if r.journey_id == "birthday")
+    assert email.content["subject"] == "Happy birthday, Liv!"
+    history = await journeys.handle("birthday", "liv").fetch_history()
+    sent = history.events[-1].event_time.ToDatetime().replace(tzinfo=UTC)
+    local = sent.astimezone(ZoneInfo("America/New_York"))
+    assert (local.month, local.day, local.hour) == (2, 14, 9)
+    await journeys.record_history("birthday", "birthday", "liv")
