@@ -42,7 +42,8 @@ def parse_text(text: str, path: str) -> Any:
         if path.endswith(".json"):
             return json.loads(text)
         return yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+    except (ValueError, RecursionError, yaml.YAMLError) as exc:
+        # ValueError: JSON errors, and YAML dates that do not exist (2024-02-30).
         raise UsageError(f"{path}: cannot read: {exc}".replace("\n", " ")) from None
 
 

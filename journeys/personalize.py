@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, nodes
-from jinja2.exceptions import TemplateSyntaxError, UndefinedError
+from jinja2.exceptions import TemplateRuntimeError, TemplateSyntaxError, UndefinedError
 from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -54,11 +54,14 @@ class _Missing(StrictUndefined):
     """StrictUndefined whose error carries ``event.price`` rather than Jinja's wording."""
 
     def __init__(self, hint: str | None = None, obj: Any = None, name: str | None = None,
-                 exc: type[Exception] = _UndefinedName) -> None:
-        super().__init__(hint, obj, name, _UndefinedName)
+                 exc: type[TemplateRuntimeError] = UndefinedError) -> None:
+        # The sandbox passes SecurityError for an unsafe attribute: keep it, it is no missing value.
+        super().__init__(hint, obj, name, _UndefinedName if exc is UndefinedError else exc)
 
     @property
     def _undefined_message(self) -> str:
+        if self._undefined_exception is not _UndefinedName:
+            return str(self._undefined_hint or self._undefined_name)
         owner = self._undefined_obj
         if isinstance(owner, Scope):
             return f"{owner.scope_name}.{self._undefined_name}"
@@ -74,7 +77,7 @@ class _Sandbox(SandboxedEnvironment):
     and a property that is absent is a missing value, never a method of ``dict``."""
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, Scope):
+        if isinstance(obj, Scope) and not attribute.startswith("_"):
             if attribute in obj:
                 return obj[attribute]
             if attribute not in _READERS:

@@ -78,6 +78,13 @@ def test_unreadable_yaml_is_a_usage_error(tmp_path: Path) -> None:
         validate_paths([path])
 
 
+def test_a_date_that_does_not_exist_is_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "date.yaml"
+    path.write_text("id: j\nname: 2024-02-30\n")
+    with pytest.raises(UsageError, match="cannot read"):
+        validate_paths([path])
+
+
 def test_problem_text_format() -> None:
     problem = Problem(file="j.yaml", node="push-1", field="message.body", code="template-syntax",
                       message="line 1: unexpected '}'")
@@ -537,7 +544,8 @@ def test_self_loop_is_a_cycle() -> None:
 # --- the loader's problems ---------------------------------------------------------------------
 
 def test_not_a_mapping() -> None:
-    for raw in (None, [], "journey", 5):
+    raws: list[Any] = [None, [], "journey", 5]
+    for raw in raws:
         problems = validate_loaded(load_document(raw, "t.yaml"))
         assert [(p.code, p.node, p.field) for p in problems] == [("bad-value", None, None)]
 
