@@ -89,12 +89,19 @@ class Controllers:
 
     @activity.defn(name="choose_branch")
     def choose_branch(self, input: ChooseBranchInput) -> str:
-        """First branch whose ``when`` holds wins; a missing value makes a branch false."""
+        """First branch whose ``when`` holds wins; a missing value makes a branch false.
+
+        A condition that fails on this user's data (``profile.tier > 3`` with a text tier) is
+        false too: retrying could never make it hold, and the user must not be stuck.
+        """
         profile = self.store.profile(input.user_id)
         event = input.event.properties if input.event else None
-        for branch in input.branches:
-            if evaluate(branch.when, profile, event):
-                return branch.next
+        for i, branch in enumerate(input.branches):
+            try:
+                if evaluate(branch.when, profile, event):
+                    return branch.next
+            except TemplateError as exc:
+                activity.logger.warning("split %s branch %d is false: %s", input.node_id, i, exc)
         return input.otherwise
 
     @activity.defn(name="resolve_date")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import StrictUndefined, meta, nodes
 from jinja2.exceptions import TemplateRuntimeError, TemplateSyntaxError, UndefinedError
 from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
@@ -119,6 +119,20 @@ def check_template(source: str) -> None:
         raise
     except Exception as exc:  # nesting beyond Python's limits: RecursionError, SyntaxError
         raise TemplateSyntaxError(f"cannot compile: {type(exc).__name__}", 1) from None
+
+
+#: The only variables a journey template may read.
+VARIABLES = frozenset({"profile", "event"})
+
+
+def unknown_variables(source: str, *, expression: bool = False) -> list[str]:
+    """Variables other than ``profile`` and ``event`` (and Jinja's globals) that ``source`` reads.
+
+    ``{{ evnt.price }}`` would otherwise pass validation and then fail every send.
+    """
+    tree = _PLAIN.parse("{{ " + source + " }}" if expression else source)
+    names = meta.find_undeclared_variables(tree) - VARIABLES - _PLAIN.globals.keys()
+    return sorted(names)
 
 
 def check_expression(source: str) -> None:

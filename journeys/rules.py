@@ -18,7 +18,12 @@ from journeys.models import (
     ProfileUpdateNode,
     SplitNode,
 )
-from journeys.personalize import check_expression, check_template, message_fields
+from journeys.personalize import (
+    check_expression,
+    check_template,
+    message_fields,
+    unknown_variables,
+)
 
 #: (node id or None, field or None, code, message)
 Finding = tuple[str | None, str | None, str, str]
@@ -93,6 +98,9 @@ def node_rules(journey: Journey) -> Iterator[Finding]:
     for node in journey.nodes:
         if isinstance(node, InactionNode) and node.id == entry and not node.event:
             yield node.id, "event", "missing-field", "an entry inaction node needs its main 'event'"
+        elif isinstance(node, ActionNode) and node.id == entry and (node.within or node.timeout_next):
+            yield (node.id, "within" if node.within else "timeout_next", "bad-value",
+                   "an entry action node has no wait: 'within' and 'timeout_next' belong mid-journey")
         elif isinstance(node, ActionNode) and node.timeout_next and node.within is None:
             yield (node.id, "timeout_next", "bad-value",
                    "'timeout_next' needs 'within': how long to wait")
@@ -112,6 +120,8 @@ def node_rules(journey: Journey) -> Iterator[Finding]:
                 except TemplateSyntaxError as exc:
                     yield (node.id, f"branches[{i}].when", "expression-syntax",
                            f"'{branch.when}' is not an expression: {exc.message}")
+                else:
+                    yield from _variables(node.id, f"branches[{i}].when", branch.when, expression=True)
 
 
 def _date_time(node: DateTimeNode) -> Iterator[Finding]:
@@ -147,10 +157,10 @@ def _message(node: EngagementNode) -> Iterator[Finding]:
     required, optional = CHANNEL_FIELDS[node.channel]
     for name in sorted(required - node.message.keys()):
         yield (node.id, f"message.{name}", "missing-message-field",
-               f"a {node.channel} message needs '{name}'")
+               f"{_article(node.channel)} {node.channel} message needs '{name}'")
     for name in sorted(node.message.keys() - required - optional):
         yield (node.id, f"message.{name}", "unknown-message-field",
-               f"a {node.channel} message has no '{name}' "
+               f"{_article(node.channel)} {node.channel} message has no '{name}' "
                f"(fields: {', '.join(sorted(required | optional))})")
     if node.channel == "email" and not {"html", "text"} & node.message.keys():
         yield node.id, "message.html", "missing-message-field", "an email needs 'html' or 'text'"
@@ -163,3 +173,11 @@ def _template(node_id: str, field: str, source: str) -> Iterator[Finding]:
         check_template(source)
     except TemplateSyntaxError as exc:
         yield node_id, field, "template-syntax", f"line {exc.lineno}: {exc.message}"
+    else:
+        yield from _variables(node_id, field, source)
+
+
+def _variables(node_id: str, field: str, source: str, *, expression: bool = False) -> Iterator[Finding]:
+    for name in unknown_variables(source, expression=expression):
+        yield (node_id, field, "unknown-variable",
+               f"'{name}' is not a variable here: templates read 'profile' and 'event'")
