@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import structlog
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from activities import build_activities
@@ -40,7 +41,11 @@ T = TypeVar("T")
 SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")  # ~2x the throughput of the defaults
 
 
-class DevServerError(RuntimeError):
+class StartupError(RuntimeError):
+    """The worker cannot start: Temporal is unreachable, or the dev server did not come up."""
+
+
+class DevServerError(StartupError):
     """The dev server did not come up: its port is taken, it exited, or it never answered."""
 
 
@@ -92,11 +97,10 @@ async def _port_taken(host: str, port: int) -> bool:
 
 
 async def start_dev_server(settings: Settings, *, ui: bool = True, timeout: float = 60.0) -> DevServer:
-    """Start ``temporal server start-dev`` on the port of TEMPORAL_ADDRESS and wait until it serves.
+    """Start ``temporal server start-dev`` on TEMPORAL_ADDRESS's port and wait until it serves.
 
-    State persists in ``<data dir>/temporal.db``; JourneyId, UserId and JourneyNode are registered
-    as Keyword search attributes. Raises DevServerError (with the server's stderr tail) if it
-    cannot start.
+    State persists in ``<data dir>/temporal.db``; the journey search attributes are registered.
+    Raises DevServerError (with the server's stderr tail) if it cannot start.
     """
     host, port = split_address(settings.temporal_address)
     if await _port_taken(host, port):
@@ -105,10 +109,8 @@ async def start_dev_server(settings: Settings, *, ui: bool = True, timeout: floa
     db_path = str((settings.data_dir / "temporal.db").resolve())
     args = ["server", "start-dev", "--ip", host, "--port", str(port), "--db-filename", db_path,
             "--log-level", "error", "--log-format", "json"]
-    for pragma in SQLITE_PRAGMAS:
-        args += ["--sqlite-pragma", pragma]
-    for key in SEARCH_ATTRIBUTES:
-        args += ["--search-attribute", f"{key.name}=Keyword"]
+    args += [arg for pragma in SQLITE_PRAGMAS for arg in ("--sqlite-pragma", pragma)]
+    args += [arg for key in SEARCH_ATTRIBUTES for arg in ("--search-attribute", f"{key.name}=Keyword")]
     if settings.temporal_namespace != "default":
         args += ["--namespace", settings.temporal_namespace]
     args += ["--ui-port", str(port + 1000)] if ui else ["--headless"]
@@ -164,10 +166,8 @@ async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
 
 async def run_worker(settings: Settings, *, dev: bool, ui: bool = True, metrics_address: str | None = None,
                      stop: asyncio.Event | None = None, activity_threads: int = 16) -> int:
-    """Run the worker (and with ``dev`` the dev server) until ``stop`` is set; returns an exit status.
-
-    Without ``stop``, SIGINT and SIGTERM set one.
-    """
+    """Run the worker (``dev``: the dev server first) until ``stop`` is set (default: SIGINT or
+    SIGTERM); returns an exit status. SDK metrics for Prometheus are served on ``metrics_address``."""
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if stop is None else ()
     stop = stop or asyncio.Event()
@@ -186,40 +186,49 @@ async def run_worker(settings: Settings, *, dev: bool, ui: bool = True, metrics_
                 print(f"Temporal UI: {server.ui_url}", flush=True)
         runtime = (Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=metrics_address)))
                    if metrics_address else None)
-        client = await _unless_stopped(connect(settings.temporal_address, settings.temporal_namespace,
-                                               runtime=runtime), stop)
-        if client is None:
-            return 0
-        with ThreadPoolExecutor(max_workers=activity_threads, thread_name_prefix="activity") as executor:
-            worker = journey_worker(client, settings.task_queue, build_activities(Store(settings.store_url)),
-                                    executor, graceful_shutdown_timeout=timedelta(seconds=5))
-            running = asyncio.create_task(worker.run())
-            log.info("worker started", address=settings.temporal_address,
-                     namespace=settings.temporal_namespace, task_queue=settings.task_queue,
-                     data_dir=str(settings.data_dir), metrics_address=metrics_address)
-            watched: set[asyncio.Future[Any]] = {running, asyncio.create_task(stop.wait())}
-            if server:
-                watched.add(asyncio.create_task(server.process.wait()))
-            done, pending = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending - {running}:
-                task.cancel()
-            code = 0 if stop.is_set() else 1
-            if running in done:
-                log.error("worker stopped", error=repr(running.exception()))
-                return 1
-            if not stop.is_set():
-                log.error("dev server exited", status=server.process.returncode if server else None)
-            log.info("worker shutting down")
-            await worker.shutdown()
-            await running
-        return code
+        try:
+            client = await _unless_stopped(connect(settings.temporal_address, settings.temporal_namespace,
+                                                   runtime=runtime), stop)
+        except RuntimeError as exc:
+            raise StartupError(f"cannot reach Temporal at {settings.temporal_address} (is it running? "
+                               f"`python worker.py --dev` starts one): {exc}") from None
+        return 0 if client is None else await _serve(client, settings, stop, server, activity_threads,
+                                                     metrics_address)
     finally:
         if server:
-            log.info("dev server stopping")
-            await server.stop()
+            log.info("dev server stopped", status=await server.stop())
         for sig in signals:
             loop.remove_signal_handler(sig)
         log.info("shutdown complete")
+
+
+async def _serve(client: Client, settings: Settings, stop: asyncio.Event, server: DevServer | None,
+                 activity_threads: int, metrics_address: str | None) -> int:
+    """Poll until ``stop`` (0), or until the worker fails or the dev server dies (1)."""
+    store = Store(settings.store_url)
+    with ThreadPoolExecutor(max_workers=activity_threads, thread_name_prefix="activity") as executor:
+        worker = journey_worker(client, settings.task_queue, build_activities(store), executor,
+                                graceful_shutdown_timeout=timedelta(seconds=5))
+        running = asyncio.create_task(worker.run())
+        log.info("worker started", address=settings.temporal_address, namespace=settings.temporal_namespace,
+                 task_queue=settings.task_queue, data_dir=str(settings.data_dir),
+                 metrics_address=metrics_address)
+        watched: set[asyncio.Future[Any]] = {running, asyncio.create_task(stop.wait())}
+        if server:
+            watched.add(asyncio.create_task(server.process.wait()))
+        done, pending = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending - {running}:
+            task.cancel()
+        if running in done:
+            log.error("worker failed", error=repr(running.exception()))
+            return 1
+        if not stop.is_set():
+            log.error("dev server exited", status=server.process.returncode if server else None)
+        log.info("worker shutting down")
+        await worker.shutdown()
+        await running
+    store.engine.dispose()  # the last connection closed checkpoints SQLite's WAL
+    return 0 if stop.is_set() else 1
 
 
 def configure_logging() -> None:
@@ -247,10 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(run_worker(Settings(), dev=args.dev, ui=not args.no_ui,
                                       metrics_address=os.environ.get("JOURNEYS_METRICS_ADDRESS") or None))
-    except DevServerError as exc:
-        log.error("dev server failed", error=str(exc).splitlines()[0])
+    except StartupError as exc:
+        log.error("startup failed", error=str(exc).splitlines()[0])
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except Exception:
+        log.exception("worker failed")
+    return 1
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from journeys.events import Event
 from journeys.loader import load_file
+from journeys.settings import Settings
 from journeys.store import Store
+from worker import DevServerError, start_dev_server
 from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID, JourneyState
 from workflows.router import route_event
 from workflows.runtime import connect
@@ -42,7 +45,7 @@ def free_port() -> int:
 class WorkerProcess:
     """``python worker.py --dev --no-ui`` with its output in files (a full pipe would block it)."""
 
-    def __init__(self, data_dir: Path, port: int, name: str) -> None:
+    def __init__(self, data_dir: Path, port: int, name: str, metrics_port: int | None = None) -> None:
         self.address = f"127.0.0.1:{port}"
         self.out, self.err = data_dir.parent / f"{name}.out", data_dir.parent / f"{name}.err"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
@@ -50,6 +53,8 @@ class WorkerProcess:
         env |= {"TEMPORAL_ADDRESS": self.address, "TEMPORAL_NAMESPACE": "default",
                 "JOURNEYS_DATA_DIR": str(data_dir), "JOURNEYS_TASK_QUEUE": TASK_QUEUE,
                 "JOURNEYS_DATABASE_URL": f"sqlite:///{data_dir / 'journeys.db'}"}
+        if metrics_port:
+            env["JOURNEYS_METRICS_ADDRESS"] = f"127.0.0.1:{metrics_port}"
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.process = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--dev", "--no-ui"],
                                             cwd=ROOT, env=env, stdout=out, stderr=err)
@@ -59,13 +64,15 @@ class WorkerProcess:
         return [json.loads(line).get("event", "") for line in lines if line.startswith("{")]
 
     def output(self) -> str:
-        return f"stdout:\n{self.out.read_text(errors='replace')}\nstderr:\n{self.err.read_text(errors='replace')}"
+        out, err = (path.read_text(errors="replace") for path in (self.out, self.err))
+        return f"stdout:\n{out}\nstderr:\n{err}"
 
     async def ready(self, timeout: float = 20.0) -> Client:
         """Connect (retrying) once the worker says it has started; fail early if it exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"worker exited with {self.process.returncode}\n{self.output()}"
+            code = self.process.poll()
+            assert code is None, f"worker exited with {code}\n{self.output()}"
             if "worker started" in self.events():
                 try:
                     return await connect(self.address)
@@ -101,7 +108,8 @@ async def test_dev_worker_runs_a_journey_survives_a_restart_and_exits_cleanly(tm
                   properties={"product_name": "iPhone 14", "price": "$799",
                               "product_url": "https://shop.example/iphone-14"})
 
-    first = WorkerProcess(data_dir, port, "first")
+    metrics_port = free_port()
+    first = WorkerProcess(data_dir, port, "first", metrics_port)
     try:
         client = await first.ready()
         routed = await route_event(client, [journey], event, TASK_QUEUE)
@@ -122,6 +130,11 @@ async def test_dev_worker_runs_a_journey_survives_a_restart_and_exits_cleanly(tm
         assert attributes.get(USER_ID) == USER
         assert attributes.get(JOURNEY_NODE) == "email-product"
         assert (data_dir / "temporal.db").is_file()
+
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        metrics = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+        assert 'temporal_workflow_completed{' in metrics, metrics[:2000]
+        assert f'task_queue="{TASK_QUEUE}"' in metrics
 
         assert await first.stop(signal.SIGTERM) == 0, first.output()
         events = first.events()
@@ -153,11 +166,7 @@ async def test_dev_server_port_taken_is_a_clear_error(tmp_path: Path) -> None:
     assert "is in use" in worker.err.read_text()
 
 
-@pytest.mark.parametrize("address", ["256.0.0.1:7233"])
-async def test_dev_server_exiting_early_shows_its_stderr(tmp_path: Path, address: str) -> None:
-    from journeys.settings import Settings
-    from worker import DevServerError, start_dev_server
-
-    settings = Settings(TEMPORAL_ADDRESS=address, JOURNEYS_DATA_DIR=tmp_path)
-    with pytest.raises(DevServerError, match="exited with status"):
+async def test_dev_server_exiting_early_shows_its_stderr(tmp_path: Path) -> None:
+    settings = Settings(TEMPORAL_ADDRESS="256.0.0.1:7233", JOURNEYS_DATA_DIR=tmp_path)  # not an address
+    with pytest.raises(DevServerError, match=r"exited with status 1:\n.*256\.0\.0\.1"):
         await start_dev_server(settings, ui=False, timeout=20)
