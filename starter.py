@@ -194,7 +194,8 @@ async def _status_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"user {args.user} is in no journey")
     for row in [] if args.json else rows:
         event = f"{row.event_name} {json.dumps(row.event_properties)}" if row.event_name else "-"
-        print(f"{row.workflow_id}  {row.status}  node={row.current_node}  event={event}")
+        outcome = f" ({row.outcome})" if row.outcome and row.outcome != row.status else ""
+        print(f"{row.workflow_id}  {row.status}{outcome}  node={row.current_node}  event={event}")
         print(f"    path: {' > '.join(row.path)}")
         if row.exit_reason:
             print(f"    exit: {row.exit_reason}")

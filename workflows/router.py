@@ -114,6 +114,7 @@ class JourneyStatus(BaseModel):
     journey_id: str
     workflow_id: str
     status: str  # running, completed, terminated ... (Temporal's word)
+    outcome: str | None = None  # the journey's word: running, finished, exited
     current_node: str | None = None
     event_name: str | None = None
     event_id: str | None = None
@@ -146,7 +147,8 @@ async def journey_status(client: Client, journey: Journey, user_id: str) -> Jour
     if state:
         event = state.event
         row = row.model_copy(update={
-            "current_node": state.current_node, "path": state.path, "messages": len(state.messages),
+            "current_node": state.current_node, "path": state.path, "outcome": state.status,
+            "messages": len(state.messages),
             "exit_reason": state.exit_reason, "event_name": event.name if event else None,
             "event_id": event.id if event else None,
             "event_properties": event.properties if event else {}})
