@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+import structlog
 from pydantic import BaseModel
 from temporalio import activity
 
@@ -46,6 +47,7 @@ def default_providers() -> dict[Channel, Provider]:
 
 
 _FINAL = ("delivered", "skipped")
+_log = structlog.get_logger("delivery")
 
 
 class Delivery:
@@ -57,6 +59,9 @@ class Delivery:
 
     @activity.defn(name="send_message")
     def send_message(self, input: SendMessageInput) -> SendResult:
+        log = _log.bind(journey_id=input.journey_id, user_id=input.user_id, node_id=input.node_id,
+                        workflow_id=input.workflow_id, channel=input.channel.value,
+                        attempt=activity.info().attempt)
         known = self.store.outbox_get(input.idempotency_key)
         if known and known.status in _FINAL:
             return SendResult(status=known.status, reason=known.reason, content=known.content,
@@ -75,6 +80,7 @@ class Delivery:
         except (MissingValue, TemplateError) as exc:
             skipped = row.model_copy(update={"status": "skipped", "reason": f"not sent: {exc}"})
             stored, _ = self.store.outbox_claim(skipped)
+            log.warning("message skipped", reason=stored.reason)
             return SendResult(status=stored.status, reason=stored.reason, content=stored.content)
         stored, _ = self.store.outbox_claim(row.model_copy(update={"content": content}))
         if stored.status in _FINAL:
@@ -85,4 +91,5 @@ class Delivery:
                                          channel=input.channel, content=stored.content,
                                          profile=profile))
         self.store.outbox_finish(input.idempotency_key, "delivered", provider=provider.name)
+        log.info("message delivered", provider=provider.name)
         return SendResult(status="delivered", content=stored.content)
