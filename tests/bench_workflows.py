@@ -1,0 +1,51 @@
+"""The benchmark's bare workflow: the journey's shape with no journey logic.
+
+Timer, activity, timer, activity, and nothing else: no graph walk, no search attributes, no
+personalization, no router. ``tests/bench.py`` runs it beside the journey interpreter to show
+what the journey logic costs over Temporal itself. Workflow code only (the sandbox imports it).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+#: The journey's activity options (workflows/journey.py), so retries and timeouts match.
+BARE_ACTIVITY_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=5)),
+}
+
+
+class BareInput(BaseModel):
+    user_id: str
+    delay: timedelta = timedelta(seconds=1)
+
+
+class BareWrite(BaseModel):
+    """One outbox row, as the journey's send activity would claim it."""
+
+    idempotency_key: str
+    user_id: str
+    workflow_id: str
+    node_id: str
+
+
+@workflow.defn(name="BareWorkflow")
+class BareWorkflow:
+    @workflow.run
+    async def run(self, input: BareInput) -> int:
+        wid = workflow.info().workflow_id
+        written = 0
+        for node_id in ("first", "second"):
+            await workflow.sleep(input.delay)
+            inserted: bool = await workflow.execute_activity(
+                "bare_write", BareWrite(idempotency_key=f"{wid}:{node_id}", user_id=input.user_id,
+                                        workflow_id=wid, node_id=node_id),
+                result_type=bool, **BARE_ACTIVITY_OPTIONS)
+            written += int(inserted)
+        return written
