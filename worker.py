@@ -31,6 +31,7 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from activities import build_activities
+from journeys.logs import configure_logging
 from journeys.settings import Settings
 from journeys.store import Store
 from workflows.models import SEARCH_ATTRIBUTES
@@ -229,22 +230,6 @@ async def _serve(client: Client, settings: Settings, stop: asyncio.Event, server
         await running
     store.engine.dispose()  # the last connection closed checkpoints SQLite's WAL
     return 0 if stop.is_set() else 1
-
-
-def configure_logging() -> None:
-    """One JSON object per line on stderr, for our events and the SDK's stdlib logging alike."""
-    shared: list[structlog.typing.Processor] = [
-        structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True)]
-    structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, *shared,
-                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, structlog.stdlib.ExtraAdder()],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.JSONRenderer(default=str)]))
-    logging.basicConfig(handlers=[handler], level=logging.INFO, force=True)
 
 
 def main(argv: list[str] | None = None) -> int:

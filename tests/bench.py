@@ -38,7 +38,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
-import structlog
 import temporalio.service
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
@@ -52,6 +51,7 @@ from activities import build_activities
 from journeys.durations import format_duration
 from journeys.events import Event, workflow_id
 from journeys.loader import load_file
+from journeys.logs import configure_logging
 from journeys.models import Journey
 from journeys.store import OutboxRow, Store
 from tests.bench_workflows import BareInput, BareWorkflow, BareWrite
@@ -114,11 +114,7 @@ def bare_worker(client: Client, store: Store, executor: ThreadPoolExecutor) -> W
 
 def production_logs(sink: TextIO) -> None:
     """Log as ``worker.py`` does (a JSON object per line) into ``sink``: the cost, not the noise."""
-    structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
-                    structlog.processors.TimeStamper(fmt="iso", utc=True),
-                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
-        logger_factory=structlog.PrintLoggerFactory(sink))
+    configure_logging(sink)
 
 
 # --- measuring -----------------------------------------------------------------------------

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-import structlog
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -54,6 +53,7 @@ from activities.models import (
 from journeys.durations import format_duration
 from journeys.events import Event
 from journeys.loader import journey_files, load_file
+from journeys.logs import configure_logging
 from journeys.models import ONLINE_CHANNELS, Journey, Node
 from journeys.store import OutboxRow, Store
 from workflows.journey import JourneyWorkflow
@@ -504,8 +504,7 @@ def _wall() -> float:
 
 def quiet_logs() -> None:
     """The activities log every send; here the timelines say it: warnings only, on stderr."""
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-                        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    configure_logging(sys.stderr, logging.WARNING)
 
 
 def quiet_runtime() -> Runtime:
