@@ -96,6 +96,7 @@ async def test_ui_reads_like_a_journey(journeys: Harness) -> None:
     assert status is not None and status.status == "running"
     assert (status.current_node, status.event_name, status.event_id) == (
         "added-to-wishlist", "Viewed Product", "view-una")
+    await journeys.record_history("devserver-two-action-nodes", "two-action-nodes", "una")
     await handle.terminate("test over")
 
 

@@ -24,7 +24,9 @@ def test_every_scenario_has_a_history() -> None:
     names = {path.stem for path in HISTORIES}
     assert {"abandoned-cart", "abandoned-cart-converted", "abandoned-cart-exit-during-delay",
             "engagement-after-action", "delays-15h", "controller-between", "two-action-nodes",
-            "onboarding-inaction", "flight-reminder"} <= names
+            "onboarding-inaction", "flight-reminder", "birthday",
+            # JourneyNode upserted at every node, and (patched) at waits only
+            "devserver-before-journey-node-patch", "devserver-two-action-nodes"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -45,6 +45,9 @@ ACTIVITY_OPTIONS: dict[str, Any] = {
     "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=5)),
 }
 _SEEN_IDS_KEPT = 500
+_WAITS = frozenset({"action", "inaction", "date_time", "delay"})
+#: Patches: each changes the commands a journey makes; histories recorded before it replay.
+PATCH_JOURNEY_NODE_AT_WAITS = "journey-node-at-waits"
 
 
 @workflow.defn(name="JourneyWorkflow")
@@ -237,9 +240,19 @@ class JourneyWorkflow:
     def _arrive(self, node: Node, search_attributes: bool) -> None:
         self.state.current_node = node.id
         self.state.path.append(node.id)
-        if search_attributes:
+        if search_attributes and self._shows_in_search(node):
             workflow.upsert_search_attributes([JOURNEY_NODE.value_set(node.id)])
         self._details()
+
+    def _shows_in_search(self, node: Node) -> bool:
+        """Is ``node`` worth a JourneyNode update (each one is a command the server indexes)?
+
+        Since the patch: only the nodes where a user can stay, the waits; sends and controller
+        nodes pass in moments (the details show them), and the entry node is set at start.
+        """
+        if not workflow.patched(PATCH_JOURNEY_NODE_AT_WAITS):
+            return True
+        return node.id != self.journey.entry and node.type in _WAITS
 
     def _leave(self, reason: str) -> None:
         if not self.state.exit_reason:
