@@ -245,3 +245,31 @@ def test_graph_keeps_similar_ids_apart() -> None:
     keys = [line.split('"')[0].strip()[:-2] for line in lines[1:4]]
     assert len(set(keys)) == 3, keys
     assert lines[4:] == [f"    {keys[0]} --> {keys[1]}", f"    {keys[1]} --> {keys[2]}"]
+
+
+# A bad event is refused at the door: these exit 2 before any connection is tried (the
+# address below has no server, so reaching Temporal would fail with another message).
+@pytest.mark.parametrize(("args", "says"), [
+    (["event", "", "Added To Cart"], "user_id"),
+    (["event", "ada", ""], "name"),
+    (["event", "ada", "Added To Cart", "--props", "[1, 2]"], "--props: give a JSON object"),
+    (["event", "ada", "Added To Cart", "--props", "{bad"], "--props: not JSON"),
+    (["event", "ada", "Added To Cart", "--time", "yesterday"], "--time: 'yesterday' is not an ISO"),
+    (["event", "ada", "Added To Cart", "--profile", "7"], "--profile: give a JSON object"),
+    (["event", "ada", "Added To Cart", "--journeys", "examples/invalid"], "the journey catalog is invalid"),
+    (["profile", "", "--set", "{}"], "a user id is required"),
+])
+def test_bad_events_are_refused_before_temporal(args: list[str], says: str,
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:9")
+    assert starter.main(args) == 2
+    error = capsys.readouterr().err
+    assert says in error and "cannot reach Temporal" not in error
+
+
+def test_an_unreachable_server_is_a_clear_error(capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:9")
+    assert starter.main(["status", "ada"]) == 2
+    assert "cannot reach Temporal at 127.0.0.1:9" in capsys.readouterr().err

@@ -1,0 +1,94 @@
+"""Controller nodes, exits and timeouts end to end, on the time-skipping test server."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from journeys.models import Journey
+from journeys.store import Store
+from tests.support import Harness, running_worker
+from workflows.runtime import binary
+
+QUEUE = "controllers-test"
+
+
+def journey(journey_id: str, nodes: list[dict[str, Any]], **fields: Any) -> Journey:
+    entry = {"id": "entry", "type": "action", "event": "Added To Cart", "next": nodes[0]["id"]}
+    return Journey.model_validate({"id": journey_id, "name": journey_id, "entry": "entry",
+                                   "nodes": [entry, *nodes], **fields})
+
+
+def push(node_id: str, body: str, next_id: str | None = None) -> dict[str, Any]:
+    node = {"id": node_id, "type": "engagement", "channel": "push", "message": {"body": body}}
+    return {**node, "next": next_id} if next_id else node
+
+
+SPLIT = journey("split-by-tier", [
+    {"id": "by-tier", "type": "split", "otherwise": "push-others",
+     "branches": [{"when": "profile.tier == 'gold'", "next": "push-gold"},
+                  {"when": "event.price > 500", "next": "push-big"}]},
+    push("push-gold", "Gold: {{ event.product_name }}"),
+    push("push-big", "Big spender: {{ event.product_name }}"),
+    push("push-others", "Hi: {{ event.product_name }}")])
+INTELLI = journey("intellinode-manual", [
+    {"id": "pick", "type": "intellinode", "mode": "manual",
+     "paths": [{"next": "push-a", "percent": 50}, {"next": "push-b", "percent": 50}]},
+    push("push-a", "A"), push("push-b", "B")])
+TIMEOUT = journey("times-out", [
+    push("push-first", "first", "wait-long"),
+    {"id": "wait-long", "type": "delay", "duration": "5h", "next": "push-late"},
+    push("push-late", "too late")], timeout="2h")
+EXIT = journey("exit-node", [push("push-1", "one", "leave"), {"id": "leave", "type": "exit"}])
+
+
+@pytest.fixture(scope="module")
+async def journeys() -> AsyncIterator[Harness]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=binary("temporal-test-server"))
+    store = Store(f"sqlite:///{tempfile.mkdtemp(prefix='journeys-ctl-')}/journeys.db")
+    async with running_worker(env.client, store, QUEUE):
+        yield Harness(env, store, [SPLIT, INTELLI, TIMEOUT, EXIT], QUEUE)
+    await env.shutdown()
+
+
+async def test_split_takes_the_first_branch_that_holds(journeys: Harness) -> None:
+    journeys.store.update_profile("gold", {"tier": "gold"})
+    journeys.store.update_profile("plain", {"tier": "silver"})
+    cases = {"gold": ({"price": 900}, "push-gold"), "plain": ({"price": 900}, "push-big"),
+             "cheap": ({"price": 10}, "push-others"), "no-price": ({}, "push-others")}
+    for user, (props, _) in cases.items():
+        await journeys.send(user, "Added To Cart", {"product_name": "iPhone 14", **props})
+    for user, (_, expected) in cases.items():
+        state = await journeys.result("split-by-tier", user)
+        assert state.path == ["entry", "by-tier", expected], user
+
+
+async def test_manual_intellinode_splits_by_percentages(journeys: Harness) -> None:
+    users = [f"ab-{i}" for i in range(20)]
+    for user in users:
+        await journeys.send(user, "Added To Cart", {"product_name": "x"})
+    paths = [(await journeys.result("intellinode-manual", user)).path[-1] for user in users]
+    assert set(paths) == {"push-a", "push-b"}  # all 20 on one path: odds of 2 in a million
+
+
+async def test_journey_timeout_ends_a_long_wait(journeys: Harness) -> None:
+    await journeys.send("slow", "Added To Cart", {"product_name": "x"})
+    state = await journeys.result("times-out", "slow")
+    assert state.exit_reason == "journey timeout (2h)"
+    assert [m.node_id for m in state.messages] == ["push-first"]
+    [timer] = await journeys.timers("times-out", "slow")  # the 5h delay, cut to what is left
+    assert timedelta(hours=2) - timer < timedelta(seconds=1)
+
+
+async def test_exit_node_ends_the_journey(journeys: Harness) -> None:
+    await journeys.send("bye", "Added To Cart", {"product_name": "x"})
+    state = await journeys.result("exit-node", "bye")
+    assert (state.status, state.path, state.exit_reason) == ("finished", ["entry", "push-1", "leave"], None)
