@@ -8,17 +8,13 @@ what the journey logic costs over Temporal itself. Workflow code only (the sandb
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
-#: The journey's activity options (workflows/journey.py), so retries and timeouts match.
-BARE_ACTIVITY_OPTIONS: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=5)),
-}
+with workflow.unsafe.imports_passed_through():
+    # The journey's own activity options, so retries and timeouts match.
+    from workflows.journey import ACTIVITY_OPTIONS
 
 
 class BareInput(BaseModel):
@@ -46,6 +42,6 @@ class BareWorkflow:
             inserted: bool = await workflow.execute_activity(
                 "bare_write", BareWrite(idempotency_key=f"{wid}:{node_id}", user_id=input.user_id,
                                         workflow_id=wid, node_id=node_id),
-                result_type=bool, **BARE_ACTIVITY_OPTIONS)
+                result_type=bool, **ACTIVITY_OPTIONS)
             written += int(inserted)
         return written
