@@ -68,13 +68,14 @@ class Delivery:
                               duplicate=True)
         profile = self.store.profile(input.user_id)
         # Online channels render in the app, where the journey's event is not available.
-        event = None if input.channel in ONLINE_CHANNELS or not input.event else input.event.properties
+        personalized = None if input.channel in ONLINE_CHANNELS else input.event
+        event = personalized.properties if personalized else None
         row = OutboxRow(
             idempotency_key=input.idempotency_key, journey_id=input.journey_id,
             user_id=input.user_id, workflow_id=input.workflow_id, node_id=input.node_id,
             channel=input.channel.value, status="pending",
-            event_name=input.event.name if input.event else None,
-            event_id=input.event.id if input.event else None)
+            event_name=personalized.name if personalized else None,
+            event_id=personalized.id if personalized else None)
         try:
             content = render_message(input.channel, input.message, profile, event)
         except (MissingValue, TemplateError) as exc:

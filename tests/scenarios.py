@@ -102,5 +102,5 @@ def scenarios() -> list[Scenario]:
                  "onboarding-inaction", "grace", {"first_name": "Grace", "timezone": "Europe/Paris"},
                  "Signed Up", {"plan": "premium", "referrer": "a-friend"},
                  expect=[("push-nudge", "Signed Up", 24 * h),
-                         ("inbox-nudge", "Signed Up", 24 * h)]),
+                         ("inbox-nudge", None, 24 * h)]),
     ]

@@ -141,6 +141,7 @@ async def test_inaction_without_conversion(journeys: Harness) -> None:
     assert rows["push-nudge"].event_id == "signup-1"
     # app_inbox is an online channel: rendered from the profile only
     assert rows["inbox-nudge"].content["body"].startswith("Hi Eve, a complete profile")
+    assert rows["inbox-nudge"].event_id is None and state.messages[1].event_name is None
     assert state.status == "finished"
     await journeys.record_history("onboarding-inaction", "onboarding-inaction", "eve")
 

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from journeys.durations import format_duration
     from journeys.events import Event, matches
     from journeys.models import (
+        ONLINE_CHANNELS,
         ActionNode,
         DateTimeNode,
         DelayNode,
@@ -164,10 +165,10 @@ class JourneyWorkflow:
                 journey_id=self.journey.id, workflow_id=info.workflow_id, user_id=self.user_id,
                 node_id=node.id, channel=node.channel, message=node.message, event=state.event),
             result_type=SendResult, summary=f"{node.channel}: {node.id}", **ACTIVITY_OPTIONS)
+        event = None if node.channel in ONLINE_CHANNELS else state.event  # online: profile only
         state.messages.append(SentMessage(
             node_id=node.id, channel=node.channel.value, status=result.status, reason=result.reason,
-            event_name=state.event.name if state.event else None,
-            event_id=state.event.id if state.event else None))
+            event_name=event.name if event else None, event_id=event.id if event else None))
         return node.next
 
     async def _profile_update(self, node: ProfileUpdateNode) -> str | None:
