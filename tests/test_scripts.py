@@ -1,0 +1,26 @@
+"""`make demo` and `make bench` keep working: each runs once, small, as a user would run it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.support import ROOT
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=240)
+
+
+def test_demo_walks_every_scenario_and_checks_itself() -> None:
+    run = _run("tests.demo")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Hey, the iPhone 14 in your cart is still waiting." in run.stdout
+    assert "FAILED" not in run.stdout and "7 users, 15 messages" in run.stdout
+
+
+def test_bench_prints_the_ratio() -> None:
+    run = _run("tests.bench", "--users", "10", "--rounds", "1", "--rounds-memory", "0")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "ratio journey / bare" in run.stdout
