@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
@@ -31,6 +32,7 @@ from workflows.runtime import journey_worker
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 HISTORIES = Path(__file__).resolve().parent / "histories"
+T = TypeVar("T")
 
 
 def examples() -> dict[str, Journey]:
@@ -90,11 +92,13 @@ class Harness:
                     times[payload["node_id"]] = timedelta(seconds=round(elapsed))  # to the second
         return times
 
-    async def record_history(self, name: str, journey_id: str, user: str) -> None:
+    async def record_history(self, name: str, journey_id: str, user: str,
+                             run_id: str | None = None) -> None:
         """Keep the history for the replay test (JOURNEYS_RECORD_HISTORIES=1 rewrites them)."""
         path = HISTORIES / f"{name}.json"
         if os.environ.get("JOURNEYS_RECORD_HISTORIES") or not path.exists():
-            history = await self.handle(journey_id, user).fetch_history()
+            handle = self.client.get_workflow_handle(workflow_id(journey_id, user), run_id=run_id)
+            history = await handle.fetch_history()
             path.parent.mkdir(exist_ok=True)
             path.write_text(history.to_json())
 
@@ -108,6 +112,14 @@ async def running_worker(client: Client, store: Store, task_queue: str,
                                 **options)
         async with worker:
             yield worker
+
+
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 15.0) -> T:
+    """Poll ``check`` until it returns something truthy, or the timeout; returns its last value."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (value := await check()) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    return value
 
 
 def with_nodes(journey: Journey, change: Callable[[dict[str, Any]], None]) -> Journey:

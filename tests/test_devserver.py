@@ -20,7 +20,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from journeys.store import Store
-from tests.support import ROOT, Harness, examples, running_worker, with_nodes
+from tests.support import ROOT, Harness, eventually, examples, running_worker, with_nodes
 from workflows.models import JOURNEY_ID, JOURNEY_NODE, SEARCH_ATTRIBUTES, USER_ID
 from workflows.router import journey_status
 from workflows.runtime import binary
@@ -51,15 +51,6 @@ async def journeys(env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[Ha
         yield Harness(env, store, list(examples().values()), QUEUE, search_attributes=True)
 
 
-async def _until(check, timeout: float = 10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.1)
-
-
 async def test_ui_reads_like_a_journey(journeys: Harness) -> None:
     await journeys.send("una", "Viewed Product", {"product_name": "iPhone 14", "category": "phones"},
                         event_id="view-una")
@@ -69,7 +60,7 @@ async def test_ui_reads_like_a_journey(journeys: Harness) -> None:
     async def waiting() -> bool:
         attrs = (await handle.describe()).typed_search_attributes
         return attrs.get(JOURNEY_NODE) == "added-to-wishlist"
-    assert await _until(waiting), "JourneyNode should follow the user to the wait"
+    assert await eventually(waiting), "JourneyNode should follow the user to the wait"
 
     description = await handle.describe()
     assert description.typed_search_attributes.get(JOURNEY_ID) == "two-action-nodes"
@@ -77,7 +68,7 @@ async def test_ui_reads_like_a_journey(journeys: Harness) -> None:
     assert await description.static_summary() == "Events across two action nodes: user una"
     found = [w.id async for w in journeys.client.list_workflows(
         "JourneyId = 'two-action-nodes' AND UserId = 'una'")]
-    assert await _until(lambda: _listed(journeys, "una")), found
+    assert await eventually(lambda: _listed(journeys, "una")), found
 
     metadata = await handle.query("__temporal_workflow_metadata")
     details = metadata.current_details

@@ -60,8 +60,14 @@ class JourneyWorkflow:
         self.state = input.carried or JourneyState(event=input.entry_event)
         if input.entry_event and input.entry_event.id not in self.state.seen_event_ids:
             self.state.seen_event_ids.append(input.entry_event.id)
-        self._waiting: tuple[frozenset[str], dict[str, Scalar]] | None = None
+        self._input = input
+        # A run that went on as new mid-wait listens again at once: signals may come first.
+        state = self.state
+        self._waiting: tuple[frozenset[str], dict[str, Scalar]] | None = (
+            (frozenset({state.waiting_for}), state.waiting_where) if state.waiting_for else None)
         self._caught: Event | None = None
+        self._resume_wake = state.next_wake if input.resume_mid_wait else None
+        self._resuming = input.resume_mid_wait
         self._handlers: dict[str, Callable[[Any], Awaitable[str | None]]] = {
             "action": self._action, "inaction": self._inaction, "date_time": self._date_time,
             "delay": self._delay, "engagement": self._engagement,
@@ -80,11 +86,12 @@ class JourneyWorkflow:
             if node_id is None or state.exit_reason:
                 break
             if workflow.info().is_continue_as_new_suggested():
-                workflow.continue_as_new(input.model_copy(
-                    update={"resume_node": node_id, "carried": state, "entry_event": None}))
+                await self._continue_as_new(node_id, mid_wait=False)
             node = self.journey.node(node_id)
-            self._arrive(node, input.search_attributes)
+            if not self._resuming:
+                self._arrive(node, input.search_attributes)
             node_id = await self._handlers[node.type](node)
+            self._resuming = False
         state.status = "exited" if state.exit_reason else "finished"
         state.next_wake = None
         self._details()
@@ -131,7 +138,9 @@ class JourneyWorkflow:
         return node.next
 
     async def _date_time(self, node: DateTimeNode) -> str | None:
-        if node.event and node.id != self.journey.entry:
+        # (A run that went on as new during the date's wait has its event already.)
+        if node.event and node.id != self.journey.entry and not (
+                self._resuming and not self.state.waiting_for):
             caught = await self._wait_for(node.event, {}, node.within, node.id)
             if caught is None:
                 self._leave(f"did not do '{node.event}' in time")
@@ -205,12 +214,14 @@ class JourneyWorkflow:
                         node_id: str) -> Event | None:
         """Wait for an event that arrives from now on; None if the wait ends first."""
         self._waiting, self._caught = (frozenset({name}), where), None
+        self.state.waiting_for, self.state.waiting_where = name, where
         limit = f" up to {format_duration(within)}" if within else ""
         try:
             await self._sleep(within, f"wait{limit} for '{name}' ({node_id})",
                               until=lambda: self._caught is not None)
         finally:
             self._waiting = None
+            self.state.waiting_for, self.state.waiting_where = None, {}
         return self._caught
 
     async def _sleep(self, duration: timedelta | None, summary: str,
@@ -222,12 +233,21 @@ class JourneyWorkflow:
             if timeout is None or left <= timeout:
                 timeout = max(left, timedelta(0))
                 summary = f"{summary}; journey times out"
+        if self._resuming:  # the same wait, on in a new run: keep its wake-up time
+            self._resuming = False
+            if self._resume_wake is not None:
+                timeout = max(self._resume_wake - workflow.now(), timedelta(0))
         state.next_wake = workflow.now() + timeout if timeout is not None else None
         self._details()
+        suggested = workflow.info().is_continue_as_new_suggested
         try:
             if timeout is None or timeout > timedelta(0):
-                await workflow.wait_condition(lambda: until() or state.exit_reason is not None,
-                                              timeout=timeout, timeout_summary=summary)
+                await workflow.wait_condition(
+                    lambda: until() or state.exit_reason is not None or suggested(),
+                    timeout=timeout, timeout_summary=summary)
+            if not until() and not state.exit_reason and suggested():
+                # A long wait with many events: go on in a fresh history, the same wait.
+                await self._continue_as_new(state.current_node, mid_wait=True)
         except TimeoutError:
             pass
         finally:
@@ -235,6 +255,14 @@ class JourneyWorkflow:
         if (not until() and not state.exit_reason and self.journey.timeout and state.entered_at
                 and workflow.now() >= state.entered_at + self.journey.timeout):
             self._leave(f"journey timeout ({format_duration(self.journey.timeout)})")
+
+    async def _continue_as_new(self, node_id: str | None, *, mid_wait: bool) -> None:
+        """Hand the user over to a fresh run at ``node_id``, with everything that matters."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        carried = self.state.model_copy(deep=True)  # the wait's clean-up must not touch it
+        workflow.continue_as_new(self._input.model_copy(update={
+            "resume_node": node_id, "resume_mid_wait": mid_wait, "carried": carried,
+            "entry_event": None}))
 
     # --- bookkeeping ------------------------------------------------------------------------
 

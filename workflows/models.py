@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from temporalio.common import SearchAttributeKey
 
 from journeys.events import Event
-from journeys.models import Journey
+from journeys.models import Journey, Scalar
 
 JOURNEY_ID = SearchAttributeKey.for_keyword("JourneyId")
 USER_ID = SearchAttributeKey.for_keyword("UserId")
@@ -40,6 +40,8 @@ class JourneyState(BaseModel):
     entered_at: datetime | None = None
     run_key: str = ""  # made once per entry; part of every idempotency key
     seen_event_ids: list[str] = Field(default_factory=list)  # the latest ids, for deduplication
+    waiting_for: str | None = None  # the event the current wait listens for ...
+    waiting_where: dict[str, Scalar] = Field(default_factory=dict)  # ... and its filters
 
 
 class JourneyInput(BaseModel):
@@ -50,5 +52,6 @@ class JourneyInput(BaseModel):
     entry_event: Event | None = None
     search_attributes: bool = True  # upsert JourneyNode as the user moves
     resume_node: str | None = None  # set by continue-as-new
+    resume_mid_wait: bool = False  # the run went on as new in the middle of resume_node's wait
     carried: JourneyState | None = None
 

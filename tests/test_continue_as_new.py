@@ -1,0 +1,81 @@
+"""A long wait that collects many events goes on in a fresh run: same wait, nothing lost.
+
+Runs on a dev server told to suggest continue-as-new after 40 history events (the default is
+thousands), so a few dozen events reach the limit.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from journeys.models import Journey
+from journeys.store import Store
+from tests.support import Harness, eventually, running_worker
+from workflows.models import SEARCH_ATTRIBUTES
+from workflows.runtime import binary
+
+QUEUE = "can-test"
+WISHLIST = Journey.model_validate({
+    "id": "wishlist-wait", "name": "Wishlist wait", "entry": "viewed", "goals": ["Charged"],
+    "nodes": [
+        {"id": "viewed", "type": "action", "event": "Viewed Product", "next": "wished"},
+        {"id": "wished", "type": "action", "event": "Added To Wishlist", "within": "10m",
+         "where": {"category": "phones"}, "next": "push"},
+        {"id": "push", "type": "engagement", "channel": "push",
+         "message": {"body": "{{ event.product_name }} is on your wishlist"}},
+    ]})
+
+
+@pytest.fixture(scope="module")
+async def journeys() -> AsyncIterator[Harness]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter, dev_server_existing_path=binary("temporal"),
+        search_attributes=list(SEARCH_ATTRIBUTES), dev_server_log_level="error",
+        dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"])
+    store = Store(f"sqlite:///{tempfile.mkdtemp(prefix='journeys-can-')}/journeys.db")
+    async with running_worker(env.client, store, QUEUE):
+        yield Harness(env, store, [WISHLIST], QUEUE, search_attributes=True)
+    await env.shutdown()
+
+
+async def test_many_events_during_a_wait_continue_as_new_and_the_wait_goes_on(journeys: Harness) -> None:
+    await journeys.send("max", "Viewed Product", {"product_name": "Watch"}, event_id="view-1")
+    first_run = (await journeys.handle("wishlist-wait", "max").describe()).run_id
+    for i in range(30):  # events the wait does not take: other categories, goal events
+        name, props = ("Charged", {}) if i % 5 == 0 else ("Added To Wishlist", {"category": "books"})
+        await journeys.send("max", name, {**props, "product_name": f"Book {i}"}, event_id=f"noise-{i}")
+    await journeys.send("max", "Added To Wishlist", {"category": "books"}, event_id="noise-3")  # a duplicate
+    # The new run is waiting at the same node, with what was left of the 10 minutes.
+    timers = await eventually(lambda: _fresh_run_timers(journeys, first_run))
+    assert timers and timers[0] < timedelta(minutes=10)
+    await journeys.send("max", "Added To Wishlist", {"category": "phones", "product_name": "Pixel 9"},
+                        event_id="wish-phone")
+    state = await journeys.result("wishlist-wait", "max")
+
+    old = journeys.client.get_workflow_handle(journeys.handle("wishlist-wait", "max").id, run_id=first_run)
+    assert (await old.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    assert state.path == ["viewed", "wished", "push"]  # the wait was not entered twice
+    assert [(m.node_id, m.event_id) for m in state.messages] == [("push", "wish-phone")]
+    assert state.goals_reached == ["Charged"]
+    await journeys.record_history("continue-as-new-mid-wait", "wishlist-wait", "max", run_id=first_run)
+    await journeys.record_history("continue-as-new-resumed", "wishlist-wait", "max")
+    [row] = journeys.outbox("max")
+    assert row.content["body"] == "Pixel 9 is on your wishlist"
+
+
+async def _fresh_run_timers(journeys: Harness, first_run: str | None) -> list[timedelta]:
+    handle = journeys.handle("wishlist-wait", "max")
+    if (await handle.describe()).run_id == first_run:
+        return []
+    history = await handle.fetch_history()
+    return [e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+            for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]
+
