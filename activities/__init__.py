@@ -16,5 +16,5 @@ def build_activities(store: Store, providers: Mapping[Channel, Provider] | None 
     """Every activity a journey worker registers, bound to its store and providers."""
     delivery = Delivery(store, providers)
     controllers = Controllers(store)
-    return [delivery.send_message, controllers.update_profile, controllers.choose_branch,
-            controllers.resolve_date]
+    return [delivery.send_message, delivery.cancel_message, controllers.update_profile,
+            controllers.choose_branch, controllers.resolve_date]

@@ -9,7 +9,7 @@ import structlog
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities.models import SendMessageInput, SendResult
+from activities.models import CancelMessageInput, SendMessageInput, SendResult
 from journeys.models import ONLINE_CHANNELS, Channel
 from journeys.personalize import MissingValue, TemplateError, render_message
 from journeys.store import OutboxRow, Store
@@ -46,7 +46,7 @@ def default_providers() -> dict[Channel, Provider]:
     return {channel: OutboxProvider() for channel in Channel}
 
 
-_FINAL = ("delivered", "skipped")
+_FINAL = ("delivered", "skipped", "cancelled")
 _log = structlog.get_logger("delivery")
 
 
@@ -56,6 +56,19 @@ class Delivery:
     def __init__(self, store: Store, providers: Mapping[Channel, Provider] | None = None) -> None:
         self.store = store
         self.providers = dict(providers or default_providers())
+
+    @activity.defn(name="cancel_message")
+    def cancel_message(self, input: CancelMessageInput) -> SendResult:
+        """Settle a send the journey gave up on: cancelled, unless an attempt delivered it."""
+        message = input.message
+        row = OutboxRow(
+            idempotency_key=message.idempotency_key, journey_id=message.journey_id,
+            user_id=message.user_id, workflow_id=message.workflow_id, node_id=message.node_id,
+            channel=message.channel.value, status="cancelled", reason=f"not sent: {input.reason}")
+        stored = self.store.outbox_cancel(row)
+        _log.info("message cancelled", journey_id=message.journey_id, user_id=message.user_id,
+                  node_id=message.node_id, status=stored.status)
+        return SendResult(status=stored.status, reason=stored.reason, content=stored.content)
 
     @activity.defn(name="send_message")
     def send_message(self, input: SendMessageInput) -> SendResult:

@@ -24,8 +24,15 @@ class SendMessageInput(BaseModel):
     event: Event | None = None
 
 
+class CancelMessageInput(BaseModel):
+    """The user left while their message waited on its provider: it must not go out now."""
+
+    message: SendMessageInput
+    reason: str
+
+
 class SendResult(BaseModel):
-    status: Literal["delivered", "skipped", "failed"]
+    status: Literal["delivered", "skipped", "failed", "cancelled", "pending"]
     reason: str | None = None
     content: dict[str, str] = Field(default_factory=dict)
     duplicate: bool = False  # the key was recorded already: nothing was sent this time

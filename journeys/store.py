@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-OutboxStatus = Literal["pending", "delivered", "skipped", "failed"]
+OutboxStatus = Literal["pending", "delivered", "skipped", "failed", "cancelled"]
 
 _metadata = MetaData()
 profiles = Table(
@@ -135,6 +135,17 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(update(outbox).where(outbox.c.idempotency_key == idempotency_key)
                          .values(status=status, reason=reason, provider=provider, updated_at=_now()))
+
+    def outbox_cancel(self, row: OutboxRow) -> OutboxRow:
+        """Mark a message cancelled unless it went out already (or record it cancelled)."""
+        stored, inserted = self.outbox_claim(row.model_copy(update={"status": "cancelled"}))
+        if not inserted and stored.status == "pending":
+            with self.engine.begin() as conn:
+                conn.execute(update(outbox).where(outbox.c.idempotency_key == row.idempotency_key)
+                             .where(outbox.c.status == "pending")
+                             .values(status="cancelled", reason=row.reason, updated_at=_now()))
+            stored = self.outbox_get(row.idempotency_key) or stored
+        return stored
 
     def outbox_list(self, user_id: str | None = None, journey_id: str | None = None) -> list[OutboxRow]:
         query = select(outbox).order_by(outbox.c.id)

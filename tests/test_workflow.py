@@ -263,3 +263,36 @@ async def test_profile_date_journey_starts_when_the_date_is_set(journeys: Harnes
     local = sent.astimezone(ZoneInfo("America/New_York"))
     assert (local.month, local.day, local.hour) == (2, 14, 9)
     await journeys.record_history("birthday", "birthday", "liv")
+
+
+class DownPush:
+    """A push provider in a long outage: every call fails."""
+
+    name = "down-push"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def deliver(self, message: OutgoingMessage) -> None:
+        self.calls += 1
+        raise ConnectionError("push provider unavailable")
+
+
+async def test_leaving_during_an_outage_cancels_the_pending_message(journeys: Harness) -> None:
+    down = DownPush()
+    providers = {**default_providers(), Channel.push: down}
+    async with running_worker(journeys.client, journeys.store, "outage", providers):
+        harness = Harness(journeys.env, journeys.store, [examples()["abandoned-cart"]], "outage")
+        await harness.send("nia", "Added To Cart", CART)
+        await harness.env.sleep(2 * H)  # the 1 h push has been retrying for an hour
+        assert down.calls > 1
+        await harness.send("nia", "Charged", {"amount": 799})
+        state = await harness.result("abandoned-cart", "nia")
+    assert state.exit_reason == "exit event 'Charged'"
+    assert [(m.node_id, m.status) for m in state.messages] == [("push-reminder", "cancelled")]
+    [row] = journeys.outbox("nia")
+    assert (row.status, row.reason) == ("cancelled", "not sent: exit event 'Charged'")
+    calls = down.calls
+    await journeys.env.sleep(1 * H)
+    assert down.calls == calls  # no attempt after the exit
+    await journeys.record_history("exit-during-outage", "abandoned-cart", "nia")

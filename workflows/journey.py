@@ -6,15 +6,18 @@ arithmetic in the user's timezone) is an activity; waits are timers or ``wait_co
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import (
+        CancelMessageInput,
         ChooseBranchInput,
         ResolveDateInput,
         ResolveDateResult,
@@ -49,6 +52,7 @@ _SEEN_IDS_KEPT = 500
 _WAITS = frozenset({"action", "inaction", "date_time", "delay"})
 #: Patches: each changes the commands a journey makes; histories recorded before it replay.
 PATCH_JOURNEY_NODE_AT_WAITS = "journey-node-at-waits"
+PATCH_CANCEL_SEND_ON_EXIT = "cancel-send-on-exit"
 
 
 @workflow.defn(name="JourneyWorkflow")
@@ -168,12 +172,23 @@ class JourneyWorkflow:
 
     async def _engagement(self, node: EngagementNode) -> str | None:
         state, info = self.state, workflow.info()
-        result: SendResult = await workflow.execute_activity(
-            "send_message", SendMessageInput(
-                idempotency_key=f"{info.workflow_id}:{state.run_key}:{node.id}",
-                journey_id=self.journey.id, workflow_id=info.workflow_id, user_id=self.user_id,
-                node_id=node.id, channel=node.channel, message=node.message, event=state.event),
-            result_type=SendResult, summary=f"{node.channel}: {node.id}", **ACTIVITY_OPTIONS)
+        message = SendMessageInput(
+            idempotency_key=f"{info.workflow_id}:{state.run_key}:{node.id}",
+            journey_id=self.journey.id, workflow_id=info.workflow_id, user_id=self.user_id,
+            node_id=node.id, channel=node.channel, message=node.message, event=state.event)
+        send = workflow.start_activity("send_message", message, result_type=SendResult,
+                                       summary=f"{node.channel}: {node.id}", **ACTIVITY_OPTIONS)
+        # A provider outage retries the send; if the user leaves meanwhile, it must not go out.
+        await workflow.wait_condition(lambda: send.done() or state.exit_reason is not None)
+        if not send.done() and workflow.patched(PATCH_CANCEL_SEND_ON_EXIT):
+            send.cancel()
+            with contextlib.suppress(ActivityError):
+                await send
+            result: SendResult = await workflow.execute_activity(
+                "cancel_message", CancelMessageInput(message=message, reason=state.exit_reason or ""),
+                result_type=SendResult, summary=f"cancel {node.channel}: {node.id}", **ACTIVITY_OPTIONS)
+        else:
+            result = await send
         event = None if node.channel in ONLINE_CHANNELS else state.event  # online: profile only
         state.messages.append(SentMessage(
             node_id=node.id, channel=node.channel.value, status=result.status, reason=result.reason,
