@@ -179,7 +179,8 @@ async def _profile_command(args: argparse.Namespace, settings: Settings) -> int:
     client = await connect(settings.temporal_address, settings.temporal_namespace)
     routed = await route_profile(client, journeys, args.user, changes, settings.task_queue)
     print(json.dumps(merged, indent=2, ensure_ascii=False))
-    _print_routed(routed, as_json=False) if routed else None
+    if routed:
+        _print_routed(routed, as_json=False)
     return 0
 
 
