@@ -90,7 +90,9 @@ class Delivery:
             event_name=personalized.name if personalized else None,
             event_id=personalized.id if personalized else None)
         try:
-            content = render_message(input.channel, input.message, profile, event)
+            # A retry delivers what the first attempt rendered: the key fixes the content.
+            content = known.content if known else render_message(
+                input.channel, input.message, profile, event)
         except (MissingValue, TemplateError) as exc:
             skipped = row.model_copy(update={"status": "skipped", "reason": f"not sent: {exc}"})
             stored, _ = self.store.outbox_claim(skipped)

@@ -48,6 +48,14 @@ def fire_moment(value: Any, offset: timedelta, at: str | None, tz: ZoneInfo, now
 
     Profile dates (birthdays, anniversaries) recur: a past one fires on its next anniversary.
     """
+    try:
+        return _fire_moment(value, offset, at, tz, now, recurring=recurring)
+    except (ValueError, OverflowError):  # a date at the edge of the calendar: not a date to us
+        return None
+
+
+def _fire_moment(value: Any, offset: timedelta, at: str | None, tz: ZoneInfo, now: datetime,
+                 *, recurring: bool) -> datetime | None:
     parsed = _parse(value, tz)
     if parsed is None:
         return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -16,10 +16,12 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from journeys.events import Event
 from journeys.models import Journey
 from journeys.store import Store
 from tests.support import Harness, eventually, running_worker
-from workflows.models import SEARCH_ATTRIBUTES
+from workflows.journey import JourneyWorkflow
+from workflows.models import SEARCH_ATTRIBUTES, JourneyInput, JourneyState
 from workflows.runtime import binary
 
 QUEUE = "can-test"
@@ -79,3 +81,22 @@ async def _fresh_run_timers(journeys: Harness, first_run: str | None) -> list[ti
     return [e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
             for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]
 
+
+
+async def test_a_resumed_wait_takes_an_event_from_its_first_task(journeys: Harness) -> None:
+    # What a run that went on as new mid-wait starts with, and the awaited event arriving
+    # before its first task (signal-with-start puts it there).
+    viewed = Event(id="view-2", name="Viewed Product", user_id="yan", properties={},
+                   time=datetime.now(UTC))
+    wished = viewed.model_copy(update={"id": "wish-2", "name": "Added To Wishlist",
+                                       "properties": {"category": "phones", "product_name": "Pixel 9"}})
+    carried = JourneyState(event=viewed, current_node="wished", path=["viewed", "wished"],
+                           run_key="k", entered_at=datetime.now(UTC), seen_event_ids=["view-2"],
+                           next_wake=datetime.now(UTC) + timedelta(minutes=5),
+                           waiting_for="Added To Wishlist", waiting_where={"category": "phones"})
+    await journeys.client.start_workflow(
+        JourneyWorkflow.run, JourneyInput(journey=WISHLIST, user_id="yan", resume_node="wished",
+                                          resume_mid_wait=True, carried=carried, search_attributes=False),
+        id="journey-wishlist-wait-yan", task_queue=QUEUE, start_signal="event", start_signal_args=[wished])
+    state = await journeys.result("wishlist-wait", "yan")
+    assert [(m.node_id, m.event_id) for m in state.messages] == [("push", "wish-2")]

@@ -11,7 +11,8 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from journeys.models import Journey
+from activities.delivery import OutgoingMessage, default_providers
+from journeys.models import Channel, Journey
 from journeys.store import Store
 from tests.support import Harness, running_worker
 from workflows.runtime import binary
@@ -92,3 +93,33 @@ async def test_exit_node_ends_the_journey(journeys: Harness) -> None:
     await journeys.send("bye", "Added To Cart", {"product_name": "x"})
     state = await journeys.result("exit-node", "bye")
     assert (state.status, state.path, state.exit_reason) == ("finished", ["entry", "push-1", "leave"], None)
+
+
+async def test_journey_timeout_during_an_outage_cancels_the_send(journeys: Harness) -> None:
+    down = DownProvider()
+    async with running_worker(journeys.client, journeys.store, "ctl-outage",
+                              {**default_providers(), Channel.push: down}):
+        harness = Harness(journeys.env, journeys.store, [TIMEOUT], "ctl-outage")
+        await harness.send("stuck", "Added To Cart", {"product_name": "x"})
+        state = await harness.result("times-out", "stuck")
+        calls = down.calls
+        await harness.env.sleep(timedelta(hours=1))
+    assert down.calls == calls > 1  # retried until the deadline, never after
+    assert state.exit_reason == "journey timeout (2h)"
+    assert [(m.node_id, m.status) for m in state.messages] == [("push-first", "cancelled")]
+    await journeys.record_history("timeout-during-outage", "times-out", "stuck")
+    [row] = journeys.outbox("stuck")
+    assert (row.status, row.reason) == ("cancelled", "not sent: journey timeout (2h)")
+
+
+class DownProvider:
+    """A provider in an outage that outlasts the journey."""
+
+    name = "down"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def deliver(self, message: OutgoingMessage) -> None:
+        self.calls += 1
+        raise ConnectionError("provider unavailable")

@@ -11,6 +11,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.delivery import OutgoingMessage, default_providers
+from journeys.models import Channel
 from journeys.store import Store
 from tests.support import ROOT, Harness, eventually, examples, running_worker, with_nodes
 from workflows.models import JOURNEY_ID, JOURNEY_NODE, SEARCH_ATTRIBUTES, USER_ID
@@ -144,3 +148,34 @@ async def test_cli_event_status_outbox(env: WorkflowEnvironment, journeys: Harne
     for handle_id in rows:
         if rows[handle_id]["status"] == "running":
             await journeys.handle(handle_id, "wes").terminate("test over")
+
+
+class SlowPush:
+    """A provider that takes a while: the user leaves while an attempt is under way."""
+
+    name = "slow-push"
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+
+    def deliver(self, message: OutgoingMessage) -> None:
+        self.started.set()
+        time.sleep(1.5)
+
+
+async def test_leaving_during_an_attempt_records_what_really_happened(journeys: Harness) -> None:
+    quick = with_nodes(examples()["engagement-after-action"],
+                       lambda d: d.update(id="leave-mid-send", exit_when=["Charged"]))
+    slow = SlowPush()
+    async with running_worker(journeys.client, journeys.store, "slow",
+                              {**default_providers(), Channel.push: slow}):
+        harness = Harness(journeys.env, journeys.store, [quick], "slow", search_attributes=True)
+        await harness.send("xia", "Added To Cart", CART)
+        assert await asyncio.to_thread(slow.started.wait, 10)
+        await harness.send("xia", "Charged", {"amount": 1})  # while the push is going out
+        state = await harness.result("leave-mid-send", "xia")
+    assert state.exit_reason == "exit event 'Charged'"
+    # The attempt under way finished and went out: the journey says so; nothing after it.
+    assert [(m.node_id, m.status) for m in state.messages] == [("push-reminder", "delivered")]
+    assert [(r.node_id, r.status) for r in journeys.outbox("xia")] == [("push-reminder", "delivered")]
+    await harness.record_history("exit-during-attempt", "leave-mid-send", "xia")

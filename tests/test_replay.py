@@ -30,7 +30,10 @@ def test_every_scenario_has_a_history() -> None:
             # a run that went on as new in the middle of a wait, and the run that went on
             "continue-as-new-mid-wait", "continue-as-new-resumed",
             # the user left while a send retried through an outage: cancelled (patched)
-            "exit-during-outage"} <= names
+            "exit-during-outage",
+            # the same, and a journey timeout during an outage, and an exit during an attempt
+            # under way, since send-until-the-user-leaves
+            "exit-during-outage-patched", "timeout-during-outage", "exit-during-attempt"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

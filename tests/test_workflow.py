@@ -295,4 +295,37 @@ async def test_leaving_during_an_outage_cancels_the_pending_message(journeys: Ha
     calls = down.calls
     await journeys.env.sleep(1 * H)
     assert down.calls == calls  # no attempt after the exit
-    await journeys.record_history("exit-during-outage", "abandoned-cart", "nia")
+    # (exit-during-outage.json was recorded before the send-until-the-user-leaves patch)
+    await journeys.record_history("exit-during-outage-patched", "abandoned-cart", "nia")
+
+
+class ChangeOfMindPush:
+    """Fails its first call, during which the user's profile changes: the retry must send what
+    the first attempt rendered (the idempotency key fixes the content), not render again."""
+
+    name = "change-of-mind"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.sent: list[str] = []
+
+    def deliver(self, message: OutgoingMessage) -> None:
+        if not self.sent:
+            self.sent.append("failed")
+            self.store.update_profile(message.user_id, {"first_name": "Changed"})
+            raise ConnectionError("timeout")
+        self.sent.append(message.content["title"])
+
+
+async def test_a_retry_delivers_the_content_of_the_first_attempt(journeys: Harness) -> None:
+    journeys.store.update_profile("oli", {"first_name": "Oli"})
+    provider = ChangeOfMindPush(journeys.store)
+    async with running_worker(journeys.client, journeys.store, "retry",
+                              {**default_providers(), Channel.push: provider}):
+        harness = Harness(journeys.env, journeys.store, [examples()["abandoned-cart"]], "retry")
+        await harness.send("oli", "Added To Cart", CART)
+        state = await harness.result("abandoned-cart", "oli")
+    assert provider.sent[:2] == ["failed", "Still thinking it over?"]
+    followup = next(r for r in journeys.outbox("oli") if r.node_id == "push-followup")
+    assert followup.content["title"] == "Your cart misses you, Changed"  # rendered after the change
+    assert [m.status for m in state.messages] == ["delivered"] * 3

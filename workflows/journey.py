@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import temporalio.exceptions
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
@@ -49,10 +50,18 @@ ACTIVITY_OPTIONS: dict[str, Any] = {
     "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=5)),
 }
 _SEEN_IDS_KEPT = 500
+
+
+def _never() -> bool:
+    return False
+
+
 _WAITS = frozenset({"action", "inaction", "date_time", "delay"})
 #: Patches: each changes the commands a journey makes; histories recorded before it replay.
 PATCH_JOURNEY_NODE_AT_WAITS = "journey-node-at-waits"
 PATCH_CANCEL_SEND_ON_EXIT = "cancel-send-on-exit"
+PATCH_SEND_UNTIL_THE_USER_LEAVES = "send-until-the-user-leaves"
+PATCH_CONTINUE_AS_NEW_MID_WAIT = "continue-as-new-mid-wait"
 
 
 @workflow.defn(name="JourneyWorkflow")
@@ -72,6 +81,7 @@ class JourneyWorkflow:
         self._caught: Event | None = None
         self._resume_wake = state.next_wake if input.resume_mid_wait else None
         self._resuming = input.resume_mid_wait
+        self._mid_wait_can = False
         self._handlers: dict[str, Callable[[Any], Awaitable[str | None]]] = {
             "action": self._action, "inaction": self._inaction, "date_time": self._date_time,
             "delay": self._delay, "engagement": self._engagement,
@@ -85,6 +95,8 @@ class JourneyWorkflow:
         if not state.run_key:
             state.run_key = str(workflow.uuid4())
             state.entered_at = workflow.now()
+        # Decided once, before any wait: histories from before the patch never went on mid-wait.
+        self._mid_wait_can = workflow.patched(PATCH_CONTINUE_AS_NEW_MID_WAIT)
         node_id: str | None = input.resume_node or self.journey.entry
         for _ in range(len(self.journey.nodes) + 1):  # bounded: the graph has no cycles
             if node_id is None or state.exit_reason:
@@ -176,24 +188,61 @@ class JourneyWorkflow:
             idempotency_key=f"{info.workflow_id}:{state.run_key}:{node.id}",
             journey_id=self.journey.id, workflow_id=info.workflow_id, user_id=self.user_id,
             node_id=node.id, channel=node.channel, message=node.message, event=state.event)
-        send = workflow.start_activity("send_message", message, result_type=SendResult,
-                                       summary=f"{node.channel}: {node.id}", **ACTIVITY_OPTIONS)
-        # A provider outage retries the send; if the user leaves meanwhile, it must not go out.
-        await workflow.wait_condition(lambda: send.done() or state.exit_reason is not None)
-        if not send.done() and workflow.patched(PATCH_CANCEL_SEND_ON_EXIT):
-            send.cancel()
-            with contextlib.suppress(ActivityError):
-                await send
-            result: SendResult = await workflow.execute_activity(
-                "cancel_message", CancelMessageInput(message=message, reason=state.exit_reason or ""),
-                result_type=SendResult, summary=f"cancel {node.channel}: {node.id}", **ACTIVITY_OPTIONS)
+        if workflow.patched(PATCH_SEND_UNTIL_THE_USER_LEAVES):
+            result = await self._send(node, message)
         else:
-            result = await send
+            result = await self._send_as_first_released(node, message)
+        if result is None:  # the journey's time ran out before the send could start
+            return None
         event = None if node.channel in ONLINE_CHANNELS else state.event  # online: profile only
         state.messages.append(SentMessage(
             node_id=node.id, channel=node.channel.value, status=result.status, reason=result.reason,
             event_name=event.name if event else None, event_id=event.id if event else None))
         return node.next
+
+    async def _send(self, node: EngagementNode, message: SendMessageInput) -> SendResult | None:
+        """Send, retrying through provider outages, until it is done or the user leaves (an exit
+        event or the journey timeout): then no new attempt starts, and the outbox says so."""
+        state, label = self.state, f"{node.channel}: {node.id}"
+        left = self._time_left()
+        if left is not None and left <= timedelta(0):
+            self._leave(self._timeout_reason())
+            return None
+        # The server stops retrying at the journey's deadline: no timer of our own needed.
+        options = {**ACTIVITY_OPTIONS, "schedule_to_close_timeout": left} if left else ACTIVITY_OPTIONS
+        send = workflow.start_activity(
+            "send_message", message, result_type=SendResult, summary=label,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED, **options)
+        await workflow.wait_condition(lambda: send.done() or state.exit_reason is not None)
+        if not send.done():
+            send.cancel()  # waits for an attempt under way: what it did is what we record
+        try:
+            return await send
+        except ActivityError as error:  # cancelled, or out of time, between attempts
+            # At the deadline the server stops retrying: with the last failure, or a timeout.
+            if (error.retry_state == temporalio.exceptions.RetryState.TIMEOUT
+                    or isinstance(error.cause, temporalio.exceptions.TimeoutError)):
+                self._leave(self._timeout_reason())
+            return await workflow.execute_activity(
+                "cancel_message", CancelMessageInput(
+                    message=message, reason=state.exit_reason or f"failed: {error.cause}"),
+                result_type=SendResult, summary=f"cancel {label}", **ACTIVITY_OPTIONS)
+
+    async def _send_as_first_released(self, node: EngagementNode, message: SendMessageInput
+                                      ) -> SendResult:
+        """The send of histories recorded before the patch above: replays keep it."""
+        state = self.state
+        send = workflow.start_activity("send_message", message, result_type=SendResult,
+                                       summary=f"{node.channel}: {node.id}", **ACTIVITY_OPTIONS)
+        await workflow.wait_condition(lambda: send.done() or state.exit_reason is not None)
+        if send.done() or not workflow.patched(PATCH_CANCEL_SEND_ON_EXIT):
+            return await send
+        send.cancel()
+        with contextlib.suppress(ActivityError):
+            await send
+        return await workflow.execute_activity(
+            "cancel_message", CancelMessageInput(message=message, reason=state.exit_reason or ""),
+            result_type=SendResult, summary=f"cancel {node.channel}: {node.id}", **ACTIVITY_OPTIONS)
 
     async def _profile_update(self, node: ProfileUpdateNode) -> str | None:
         await workflow.execute_activity(
@@ -228,7 +277,10 @@ class JourneyWorkflow:
     async def _wait_for(self, name: str, where: dict[str, Scalar], within: timedelta | None,
                         node_id: str) -> Event | None:
         """Wait for an event that arrives from now on; None if the wait ends first."""
-        self._waiting, self._caught = (frozenset({name}), where), None
+        # A run resumed mid-wait may have caught its event in its very first task already.
+        self._waiting = (frozenset({name}), where)
+        if not self._resuming:
+            self._caught = None
         self.state.waiting_for, self.state.waiting_where = name, where
         limit = f" up to {format_duration(within)}" if within else ""
         try:
@@ -242,19 +294,17 @@ class JourneyWorkflow:
     async def _sleep(self, duration: timedelta | None, summary: str,
                      until: Callable[[], bool] = lambda: False) -> None:
         """A durable wait that ends early on ``until`` or an exit, and at the journey timeout."""
-        state, timeout = self.state, duration
-        if self.journey.timeout and state.entered_at:
-            left = state.entered_at + self.journey.timeout - workflow.now()
-            if timeout is None or left <= timeout:
-                timeout = max(left, timedelta(0))
-                summary = f"{summary}; journey times out"
+        state, timeout, left = self.state, duration, self._time_left()
+        if left is not None and (timeout is None or left <= timeout):
+            timeout = max(left, timedelta(0))
+            summary = f"{summary}; journey times out"
         if self._resuming:  # the same wait, on in a new run: keep its wake-up time
             self._resuming = False
             if self._resume_wake is not None:
                 timeout = max(self._resume_wake - workflow.now(), timedelta(0))
         state.next_wake = workflow.now() + timeout if timeout is not None else None
         self._details()
-        suggested = workflow.info().is_continue_as_new_suggested
+        suggested = workflow.info().is_continue_as_new_suggested if self._mid_wait_can else _never
         try:
             if timeout is None or timeout > timedelta(0):
                 await workflow.wait_condition(
@@ -267,9 +317,18 @@ class JourneyWorkflow:
             pass
         finally:
             state.next_wake = None
-        if (not until() and not state.exit_reason and self.journey.timeout and state.entered_at
-                and workflow.now() >= state.entered_at + self.journey.timeout):
-            self._leave(f"journey timeout ({format_duration(self.journey.timeout)})")
+        left = self._time_left()
+        if not until() and not state.exit_reason and left is not None and left <= timedelta(0):
+            self._leave(self._timeout_reason())
+
+    def _time_left(self) -> timedelta | None:
+        """Until the journey's timeout, if it has one."""
+        if not (self.journey.timeout and self.state.entered_at):
+            return None
+        return self.state.entered_at + self.journey.timeout - workflow.now()
+
+    def _timeout_reason(self) -> str:
+        return f"journey timeout ({format_duration(self.journey.timeout or timedelta(0))})"
 
     async def _continue_as_new(self, node_id: str | None, *, mid_wait: bool) -> None:
         """Hand the user over to a fresh run at ``node_id``, with everything that matters."""

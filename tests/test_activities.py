@@ -1,0 +1,30 @@
+"""Activities on their own: date arithmetic at the calendar's edges, the outbox's settling."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from activities.profiles import fire_moment
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+PARIS = ZoneInfo("Europe/Paris")
+
+
+@pytest.mark.parametrize(("value", "offset"), [
+    ("0001-01-01T10:00:00+00:00", timedelta(days=-1)), ("9999-12-31", timedelta(days=2)),
+    ("not a date", timedelta(0)), ("", timedelta(0)), ("1990-02-29", timedelta(0))])
+def test_a_date_we_cannot_place_is_no_moment_not_an_error(value: str, offset: timedelta) -> None:
+    assert fire_moment(value, offset, "09:00", PARIS, NOW, recurring=False) is None
+
+
+def test_the_day_before_at_nine_local() -> None:
+    moment = fire_moment("2026-12-10T14:00:00Z", timedelta(days=-1), "09:00", PARIS, NOW, recurring=False)
+    assert moment == datetime(2026, 12, 9, 8, 0, tzinfo=UTC)
+
+
+def test_a_past_birthday_fires_on_its_next_anniversary() -> None:
+    moment = fire_moment("1992-02-29", timedelta(0), "09:00", PARIS, NOW, recurring=True)
+    assert moment == datetime(2027, 2, 28, 8, 0, tzinfo=UTC)
