@@ -295,8 +295,7 @@ async def test_leaving_during_an_outage_cancels_the_pending_message(journeys: Ha
     calls = down.calls
     await journeys.env.sleep(1 * H)
     assert down.calls == calls  # no attempt after the exit
-    # (exit-during-outage.json was recorded before the send-until-the-user-leaves patch)
-    await journeys.record_history("exit-during-outage-patched", "abandoned-cart", "nia")
+    await journeys.record_history("exit-during-outage", "abandoned-cart", "nia")
 
 
 class ChangeOfMindPush:

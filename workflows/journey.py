@@ -6,7 +6,6 @@ arithmetic in the user's timezone) is an activity; waits are timers or ``wait_co
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -52,16 +51,7 @@ ACTIVITY_OPTIONS: dict[str, Any] = {
 _SEEN_IDS_KEPT = 500
 
 
-def _never() -> bool:
-    return False
-
-
 _WAITS = frozenset({"action", "inaction", "date_time", "delay"})
-#: Patches: each changes the commands a journey makes; histories recorded before it replay.
-PATCH_JOURNEY_NODE_AT_WAITS = "journey-node-at-waits"
-PATCH_CANCEL_SEND_ON_EXIT = "cancel-send-on-exit"
-PATCH_SEND_UNTIL_THE_USER_LEAVES = "send-until-the-user-leaves"
-PATCH_CONTINUE_AS_NEW_MID_WAIT = "continue-as-new-mid-wait"
 
 
 @workflow.defn(name="JourneyWorkflow")
@@ -81,7 +71,6 @@ class JourneyWorkflow:
         self._caught: Event | None = None
         self._resume_wake = state.next_wake if input.resume_mid_wait else None
         self._resuming = input.resume_mid_wait
-        self._mid_wait_can = False
         self._handlers: dict[str, Callable[[Any], Awaitable[str | None]]] = {
             "action": self._action, "inaction": self._inaction, "date_time": self._date_time,
             "delay": self._delay, "engagement": self._engagement,
@@ -95,8 +84,6 @@ class JourneyWorkflow:
         if not state.run_key:
             state.run_key = str(workflow.uuid4())
             state.entered_at = workflow.now()
-        # Decided once, before any wait: histories from before the patch never went on mid-wait.
-        self._mid_wait_can = workflow.patched(PATCH_CONTINUE_AS_NEW_MID_WAIT)
         node_id: str | None = input.resume_node or self.journey.entry
         for _ in range(len(self.journey.nodes) + 1):  # bounded: the graph has no cycles
             if node_id is None or state.exit_reason:
@@ -188,10 +175,7 @@ class JourneyWorkflow:
             idempotency_key=f"{info.workflow_id}:{state.run_key}:{node.id}",
             journey_id=self.journey.id, workflow_id=info.workflow_id, user_id=self.user_id,
             node_id=node.id, channel=node.channel, message=node.message, event=state.event)
-        if workflow.patched(PATCH_SEND_UNTIL_THE_USER_LEAVES):
-            result = await self._send(node, message)
-        else:
-            result = await self._send_as_first_released(node, message)
+        result = await self._send(node, message)
         if result is None:  # the journey's time ran out before the send could start
             return None
         event = None if node.channel in ONLINE_CHANNELS else state.event  # online: profile only
@@ -227,22 +211,6 @@ class JourneyWorkflow:
                 "cancel_message", CancelMessageInput(
                     message=message, reason=state.exit_reason or f"failed: {error.cause}"),
                 result_type=SendResult, summary=f"cancel {label}", **ACTIVITY_OPTIONS)
-
-    async def _send_as_first_released(self, node: EngagementNode, message: SendMessageInput
-                                      ) -> SendResult:
-        """The send of histories recorded before the patch above: replays keep it."""
-        state = self.state
-        send = workflow.start_activity("send_message", message, result_type=SendResult,
-                                       summary=f"{node.channel}: {node.id}", **ACTIVITY_OPTIONS)
-        await workflow.wait_condition(lambda: send.done() or state.exit_reason is not None)
-        if send.done() or not workflow.patched(PATCH_CANCEL_SEND_ON_EXIT):
-            return await send
-        send.cancel()
-        with contextlib.suppress(ActivityError):
-            await send
-        return await workflow.execute_activity(
-            "cancel_message", CancelMessageInput(message=message, reason=state.exit_reason or ""),
-            result_type=SendResult, summary=f"cancel {node.channel}: {node.id}", **ACTIVITY_OPTIONS)
 
     async def _profile_update(self, node: ProfileUpdateNode) -> str | None:
         await workflow.execute_activity(
@@ -304,7 +272,7 @@ class JourneyWorkflow:
                 timeout = max(self._resume_wake - workflow.now(), timedelta(0))
         state.next_wake = workflow.now() + timeout if timeout is not None else None
         self._details()
-        suggested = workflow.info().is_continue_as_new_suggested if self._mid_wait_can else _never
+        suggested = workflow.info().is_continue_as_new_suggested
         try:
             if timeout is None or timeout > timedelta(0):
                 await workflow.wait_condition(
@@ -350,11 +318,9 @@ class JourneyWorkflow:
     def _shows_in_search(self, node: Node) -> bool:
         """Is ``node`` worth a JourneyNode update (each one is a command the server indexes)?
 
-        Since the patch: only the nodes where a user can stay, the waits; sends and controller
-        nodes pass in moments (the details show them), and the entry node is set at start.
+        Only the nodes where a user can stay, the waits: sends and controller nodes pass in
+        moments (the details show them), and the entry node is set at start.
         """
-        if not workflow.patched(PATCH_JOURNEY_NODE_AT_WAITS):
-            return True
         return node.id != self.journey.entry and node.type in _WAITS
 
     def _leave(self, reason: str) -> None:
