@@ -19,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import build_activities
-from activities.delivery import Provider
+from activities.delivery import OutgoingMessage, Provider
 from journeys.events import Event, Routed, workflow_id
 from journeys.loader import journey_files, load_file
 from journeys.models import Channel, Journey
@@ -101,6 +101,19 @@ class Harness:
             history = await handle.fetch_history()
             path.parent.mkdir(exist_ok=True)
             path.write_text(history.to_json())
+
+
+class DownProvider:
+    """A provider in an outage that outlasts the journey: every call fails."""
+
+    name = "down"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def deliver(self, message: OutgoingMessage) -> None:
+        self.calls += 1
+        raise ConnectionError("provider unavailable")
 
 
 @asynccontextmanager

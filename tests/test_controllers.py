@@ -11,10 +11,10 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.delivery import OutgoingMessage, default_providers
+from activities.delivery import default_providers
 from journeys.models import Channel, Journey
 from journeys.store import Store
-from tests.support import Harness, running_worker
+from tests.support import DownProvider, Harness, running_worker
 from workflows.runtime import binary
 
 QUEUE = "controllers-test"
@@ -110,16 +110,3 @@ async def test_journey_timeout_during_an_outage_cancels_the_send(journeys: Harne
     await journeys.record_history("timeout-during-outage", "times-out", "stuck")
     [row] = journeys.outbox("stuck")
     assert (row.status, row.reason) == ("cancelled", "not sent: journey timeout (2h)")
-
-
-class DownProvider:
-    """A provider in an outage that outlasts the journey."""
-
-    name = "down"
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def deliver(self, message: OutgoingMessage) -> None:
-        self.calls += 1
-        raise ConnectionError("provider unavailable")

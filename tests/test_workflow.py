@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.delivery import OutgoingMessage, default_providers
 from journeys.models import Channel
 from journeys.store import Store
-from tests.support import Harness, examples, running_worker, with_nodes
+from tests.support import DownProvider, Harness, examples, running_worker, with_nodes
 from workflows.router import route_profile
 from workflows.runtime import binary
 
@@ -265,21 +265,8 @@ async def test_profile_date_journey_starts_when_the_date_is_set(journeys: Harnes
     await journeys.record_history("birthday", "birthday", "liv")
 
 
-class DownPush:
-    """A push provider in a long outage: every call fails."""
-
-    name = "down-push"
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def deliver(self, message: OutgoingMessage) -> None:
-        self.calls += 1
-        raise ConnectionError("push provider unavailable")
-
-
 async def test_leaving_during_an_outage_cancels_the_pending_message(journeys: Harness) -> None:
-    down = DownPush()
+    down = DownProvider()
     providers = {**default_providers(), Channel.push: down}
     async with running_worker(journeys.client, journeys.store, "outage", providers):
         harness = Harness(journeys.env, journeys.store, [examples()["abandoned-cart"]], "outage")
