@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from journeys.problems import UsageError
 
 
 class Settings(BaseSettings):
@@ -20,7 +22,30 @@ class Settings(BaseSettings):
         default=None, alias="JOURNEYS_DATABASE_URL",
         description="SQLAlchemy URL of the profile and outbox store; "
                     "default: SQLite in the data dir.")
+    legacy_ids: bool = Field(
+        default=True, alias="JOURNEYS_LEGACY_IDS",
+        description="Also route events to journeys started under the ids of release 0.1 "
+                    "(journey-<journey>-<user>); turn off once none of them runs.")
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"'{value}' is not host:port with a port number from 1 to 65535")
+        return value
 
     @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'journeys.db'}"
+
+
+def load_settings() -> Settings:
+    """The settings, or a one-line UsageError naming the variable that is wrong."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        name = Settings.model_fields[field].alias if field in Settings.model_fields else field
+        raise UsageError(f"{name}: {first['msg'].removeprefix('Value error, ')}") from None

@@ -28,7 +28,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
+
+from journeys.problems import UsageError
 
 OutboxStatus = Literal["pending", "delivered", "skipped", "failed", "cancelled"]
 
@@ -85,12 +88,26 @@ class Store:
     """Profiles and the outbox behind one SQLAlchemy engine. Thread-safe; one per process."""
 
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, future=True)
+        """Open (and create) the store; a URL that cannot work is a one-line UsageError."""
+        shown = _hide_password(url)
+        try:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(url, future=True)
+        except ArgumentError:
+            raise UsageError(f"JOURNEYS_DATABASE_URL: '{shown}' is not a database URL "
+                             "(e.g. sqlite:///path/journeys.db)") from None
+        except (NoSuchModuleError, ImportError) as exc:
+            raise UsageError(f"JOURNEYS_DATABASE_URL: no driver for '{shown}' is installed "
+                             f"({exc})") from None
+        except OSError as exc:
+            raise UsageError(f"cannot create the data directory for '{shown}': {exc}") from None
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        _metadata.create_all(self.engine)
+        try:
+            _metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise UsageError(f"cannot open the store at '{shown}': {exc.orig}") from None
 
     # --- profiles ---------------------------------------------------------------------------
     def profile(self, user_id: str) -> dict[str, Any]:
@@ -165,6 +182,13 @@ def _row(mapping: Any) -> OutboxRow:
     if isinstance(created, datetime) and created.tzinfo is None:
         data["created_at"] = created.replace(tzinfo=UTC)
     return OutboxRow.model_validate({k: v for k, v in data.items() if k in OutboxRow.model_fields})
+
+
+def _hide_password(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
