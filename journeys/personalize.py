@@ -34,6 +34,10 @@ class TemplateError(Exception):
     """A template failed to render for a reason other than a missing value."""
 
 
+class MessageRefused(Exception):
+    """A message rendered, but may not be sent as it is (too large, a CR/LF in a header ...)."""
+
+
 class Scope(dict[str, Any]):
     """A dict that knows its dotted name, so a missing key is reported as ``event.price``."""
 
