@@ -22,6 +22,7 @@ def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -
     handler = logging.StreamHandler(out)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, structlog.stdlib.ExtraAdder()],
+        # The record's exc_info reaches the event dict as a tuple: format it, or JSON gets a repr.
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.JSONRenderer(default=str)]))
+                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer(default=str)]))
     logging.basicConfig(handlers=[handler], level=level, force=True)

@@ -8,7 +8,9 @@ reads the outbox, stops the worker with SIGTERM, and restarts it on the same dat
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -20,10 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import structlog
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from journeys.events import Event
 from journeys.loader import load_file
+from journeys.logs import configure_logging
 from journeys.settings import Settings
 from journeys.store import Store
 from worker import DevServerError, start_dev_server
@@ -171,3 +175,25 @@ async def test_dev_server_exiting_early_shows_its_stderr(tmp_path: Path) -> None
     settings = Settings(TEMPORAL_ADDRESS="256.0.0.1:7233", JOURNEYS_DATA_DIR=tmp_path)  # not an address
     with pytest.raises(DevServerError, match=r"exited with status 1:\n.*256\.0\.0\.1"):
         await start_dev_server(settings, ui=False, timeout=20)
+
+
+def test_json_logs_carry_formatted_tracebacks() -> None:
+    """Both a stdlib logger's exc_info (the SDK's loggers) and structlog's exception() render as text."""
+    stream, handlers = io.StringIO(), list(logging.getLogger().handlers)
+    configure_logging(stream=stream)
+    try:
+        raise ZeroDivisionError("the cause")
+    except ZeroDivisionError:
+        logging.getLogger("x").exception("stdlib failed")
+        structlog.get_logger("y").exception("structlog failed")
+    finally:  # the configuration is global: leave the session's as it was
+        structlog.reset_defaults()
+        logging.getLogger().handlers[:] = handlers
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["stdlib failed", "structlog failed"]
+    for line in lines:
+        assert "exc_info" not in line
+        assert line["exception"].startswith("Traceback (most recent call last):\n")
+        assert line["exception"].endswith("ZeroDivisionError: the cause")
+        assert "test_json_logs_carry_formatted_tracebacks" in line["exception"]
+    assert lines[0]["logger"] == "x"
