@@ -19,31 +19,55 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from temporalio.service import RPCError
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
-from journeys.events import Event, Routed
+from journeys.events import Event, Routed, check_event, listens_to
 from journeys.graph import to_mermaid
+from journeys.limits import MAX_DEPTH, MAX_EVENT_BYTES, MAX_PROFILE_BYTES, LimitExceeded, check_properties
 from journeys.loader import load_file
 from journeys.models import ONLINE_CHANNELS, EngagementNode, Journey, ProfileUpdateNode
 from journeys.personalize import MissingValue, TemplateError, render, render_message
 from journeys.problems import UsageError
 from journeys.scope import sources_by_node
-from journeys.settings import Settings
+from journeys.settings import Settings, load_settings
 from journeys.store import Store
 from journeys.validate import validate_file, validate_paths
-from workflows.router import journey_status, route_event, route_profile
+from workflows.router import Router
 from workflows.runtime import connect
+from workflows.status import user_status
 
 
-def _json_arg(text: str | None, what: str) -> dict[str, Any]:
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json_arg(text: str | None, what: str, max_bytes: int = MAX_EVENT_BYTES) -> dict[str, Any]:
+    """A JSON object from the command line, ``@file`` or ``-`` (stdin), checked against the limits.
+
+    Strict JSON: NaN and Infinity are refused (nothing downstream could send them as such).
+    """
     if not text:
         return {}
+    if text == "-" or text.startswith("@"):
+        source = "standard input" if text == "-" else text[1:]
+        try:
+            text = sys.stdin.read() if text == "-" else Path(text[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{what}: cannot read {source}: {exc}") from None
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise UsageError(f"{what}: nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError too
         raise UsageError(f"{what}: not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise UsageError(f"{what}: give a JSON object, e.g. '{{\"name\": \"value\"}}'")
+    try:
+        check_properties(value, what, max_bytes)
+    except LimitExceeded as exc:
+        raise UsageError(str(exc)) from None
     return value
 
 
@@ -133,62 +157,89 @@ def _catalog(folder: str | None, settings: Settings) -> list[Journey]:
 
 def _event(args: argparse.Namespace) -> Event:
     """The event as given on the command line, checked before anything reaches Temporal."""
-    time = datetime.now(UTC)
-    if args.time:
-        try:
-            time = datetime.fromisoformat(args.time.replace("Z", "+00:00"))
-        except ValueError:
-            raise UsageError(f"--time: '{args.time}' is not an ISO date-time") from None
     try:
-        return Event(id=args.id or f"cli-{uuid.uuid4()}", name=args.event, user_id=args.user,
-                     properties=_json_arg(args.props, "--props"), time=time)
+        event = Event(id=args.id or f"cli-{uuid.uuid4()}", name=args.event, user_id=args.user,
+                      properties=_json_arg(args.props, "--props"), time=datetime.now(UTC))
     except ValidationError as exc:
         fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise UsageError(f"bad event: {fields}") from None
+    try:
+        check_event(event)
+    except LimitExceeded as exc:
+        raise UsageError(str(exc)) from None
+    return event
 
 
 def _print_routed(routed: list[Routed], as_json: bool) -> None:
     if as_json:
-        print(json.dumps([r.model_dump() for r in routed], indent=2))
+        print(json.dumps([r.model_dump(exclude_none=True) for r in routed], indent=2))
     for r in [] if as_json else routed:
-        print(f"{r.action:<13} {r.journey_id:<28} {r.workflow_id}")
+        error = f"  {r.error}" if r.error else ""
+        print(f"{r.action:<13} {r.journey_id:<28} {r.workflow_id}{error}")
     if not routed and not as_json:
         print("no journey starts, waits or exits on this event")
 
 
+def _name_hint(name: str, journeys: list[Journey]) -> str | None:
+    """'added to cart' when the catalog says 'Added To Cart': the event reached nobody."""
+    def folded(text: str) -> str:
+        return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+    known = {n for j in journeys for n in (*j.trigger_events, *listens_to(j), *j.events)}
+    alike = sorted(n for n in known if folded(n) == folded(name) and n != name)
+    return f"did you mean {' or '.join(repr(n) for n in alike)}? event names match exactly" if alike else None
+
+
+def _router(client: Client, settings: Settings, store: Store) -> Router:
+    return Router(client, settings.task_queue, receipts=store, legacy_ids=settings.legacy_ids)
+
+
 async def _event_command(args: argparse.Namespace, settings: Settings) -> int:
     event = _event(args)
-    profile = _json_arg(args.profile, "--profile")
+    profile = _json_arg(args.profile, "--profile", MAX_PROFILE_BYTES)
     journeys = _catalog(args.journeys, settings)
-    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    store = Store(settings.store_url)
+    client = await _connect(settings)
     if profile:
-        Store(settings.store_url).update_profile(event.user_id, profile)
-    routed = await route_event(client, journeys, event, settings.task_queue)
+        _update_profile(store, event.user_id, profile)
+    router = _router(client, settings, store)
+    routed = await router.route_event(journeys, event)
     if profile:
-        routed += await route_profile(client, journeys, event.user_id, profile, settings.task_queue)
+        routed += await router.route_profile(journeys, event.user_id, profile)
     _print_routed(routed, args.json)
-    return 0
+    if not routed and (hint := _name_hint(event.name, journeys)):
+        print(hint, file=sys.stderr)
+    return 1 if any(r.action == "failed" for r in routed) else 0
+
+
+def _update_profile(store: Store, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return store.update_profile(user_id, changes)
+    except LimitExceeded as exc:
+        raise UsageError(str(exc)) from None
 
 
 async def _profile_command(args: argparse.Namespace, settings: Settings) -> int:
     if not args.user:
         raise UsageError("a user id is required")
-    changes = _json_arg(args.set, "--set")
+    changes = _json_arg(args.set, "--set", MAX_PROFILE_BYTES)
     journeys = _catalog(args.journeys, settings)
-    merged = Store(settings.store_url).update_profile(args.user, changes)
-    client = await connect(settings.temporal_address, settings.temporal_namespace)
-    routed = await route_profile(client, journeys, args.user, changes, settings.task_queue)
+    store = Store(settings.store_url)
+    client = await _connect(settings)
+    merged = _update_profile(store, args.user, changes)
+    routed = await _router(client, settings, store).route_profile(journeys, args.user, changes)
     print(json.dumps(merged, indent=2, ensure_ascii=False))
     if routed:
         _print_routed(routed, as_json=False)
-    return 0
+    return 1 if any(r.action == "failed" for r in routed) else 0
 
 
 async def _status_command(args: argparse.Namespace, settings: Settings) -> int:
     journeys = _catalog(args.journeys, settings)
-    client = await connect(settings.temporal_address, settings.temporal_namespace)
-    rows = [row for journey in journeys
-            if (row := await journey_status(client, journey, args.user)) is not None]
+    store = Store(settings.store_url)
+    client = await _connect(settings)
+    rows = await user_status(client, journeys, args.user, settings.task_queue, store=store,
+                             legacy_ids=settings.legacy_ids)
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2, ensure_ascii=False))
     elif not rows:
@@ -197,14 +248,20 @@ async def _status_command(args: argparse.Namespace, settings: Settings) -> int:
         event = f"{row.event_name} {json.dumps(row.event_properties)}" if row.event_name else "-"
         outcome = f" ({row.outcome})" if row.outcome and row.outcome != row.status else ""
         print(f"{row.workflow_id}  {row.status}{outcome}  node={row.current_node}  event={event}")
-        print(f"    path: {' > '.join(row.path)}")
+        if row.path:
+            print(f"    path: {' > '.join(row.path)}")
         if row.exit_reason:
             print(f"    exit: {row.exit_reason}")
+        if row.note:
+            print(f"    note: {row.note}")
+        for sent in row.outbox:
+            why = f" ({sent.reason})" if sent.reason else ""
+            print(f"    message {sent.node_id}: {sent.channel} {sent.status}{why}")
     return 0
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    rows = Store(Settings().store_url).outbox_list(user_id=args.user, journey_id=args.journey)
+    rows = Store(load_settings().store_url).outbox_list(user_id=args.user, journey_id=args.journey)
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2, ensure_ascii=False))
         return 0
@@ -215,16 +272,32 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _connect(settings: Settings) -> Client:
+    """A client for the configured namespace; one line saying why not, if it cannot be had."""
+    address, namespace = settings.temporal_address, settings.temporal_namespace
+    try:
+        client = await connect(address, namespace)
+    except RuntimeError as exc:  # the SDK's "Failed client connect"
+        raise UsageError(f"cannot reach Temporal at {address} "
+                         f"(is `python worker.py --dev` running?): {exc}") from None
+    try:
+        await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=namespace))
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise UsageError(f"Temporal at {address} has no namespace '{namespace}' "
+                             "(TEMPORAL_NAMESPACE)") from None
+        raise
+    return client
+
+
 def _client(command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
             ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        settings = load_settings()
         try:
-            return asyncio.run(command(args, Settings()))
+            return asyncio.run(command(args, settings))
         except RPCError as exc:
-            raise UsageError(f"Temporal at {Settings().temporal_address}: {exc}") from None
-        except RuntimeError as exc:  # connection refused and the like
-            raise UsageError(f"cannot reach Temporal at {Settings().temporal_address} "
-                             f"(is `python worker.py --dev` running?): {exc}") from None
+            raise UsageError(f"Temporal at {settings.temporal_address}: {exc}") from None
     return run
 
 
@@ -256,17 +329,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("event", help="an event of a user: starts, wakes or ends their journeys")
     p.add_argument("user")
     p.add_argument("event")
-    p.add_argument("--props", help="the event's properties, a JSON object")
-    p.add_argument("--profile", help="profile properties to set first, a JSON object")
-    p.add_argument("--id", help="the event's id (duplicates are ignored); default: a new one")
-    p.add_argument("--time", help="when it happened, ISO 8601; default: now")
+    p.add_argument("--props", help="the event's properties: a JSON object, @file or - (stdin)")
+    p.add_argument("--profile", help="profile properties to set first: JSON, @file or -")
+    p.add_argument("--id", help="the event's id: processed once per user and journey; "
+                                "default: a new one")
     p.add_argument("--journeys", help="the journey catalog folder (default: $JOURNEYS_DIR)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_client(_event_command))
 
     p = sub.add_parser("profile", help="set profile properties (may start profile-date journeys)")
     p.add_argument("user")
-    p.add_argument("--set", required=True, help="properties, a JSON object")
+    p.add_argument("--set", required=True, help="properties: a JSON object, @file or - (stdin)")
     p.add_argument("--journeys")
     p.set_defaults(func=_client(_profile_command))
 

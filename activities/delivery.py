@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -10,8 +12,9 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from activities.models import CancelMessageInput, SendMessageInput, SendResult
+from journeys.limits import brief
 from journeys.models import ONLINE_CHANNELS, Channel
-from journeys.personalize import MissingValue, TemplateError, render_message
+from journeys.personalize import MessageRefused, MissingValue, TemplateError, render_message
 from journeys.store import OutboxRow, Store
 
 
@@ -46,7 +49,7 @@ def default_providers() -> dict[Channel, Provider]:
     return {channel: OutboxProvider() for channel in Channel}
 
 
-_FINAL = ("delivered", "skipped", "cancelled")
+_FINAL = ("delivered", "skipped", "failed", "cancelled")
 _log = structlog.get_logger("delivery")
 
 
@@ -68,7 +71,7 @@ class Delivery:
         stored = self.store.outbox_cancel(row)
         _log.info("message cancelled", journey_id=message.journey_id, user_id=message.user_id,
                   node_id=message.node_id, status=stored.status)
-        return SendResult(status=stored.status, reason=stored.reason, content=stored.content)
+        return _result(stored)
 
     @activity.defn(name="send_message")
     def send_message(self, input: SendMessageInput) -> SendResult:
@@ -77,8 +80,7 @@ class Delivery:
                         attempt=activity.info().attempt)
         known = self.store.outbox_get(input.idempotency_key)
         if known and known.status in _FINAL:
-            return SendResult(status=known.status, reason=known.reason, content=known.content,
-                              duplicate=True)
+            return _result(known, duplicate=True)
         profile = self.store.profile(input.user_id)
         # Online channels render in the app, where the journey's event is not available.
         personalized = None if input.channel in ONLINE_CHANNELS else input.event
@@ -93,19 +95,31 @@ class Delivery:
             # A retry delivers what the first attempt rendered: the key fixes the content.
             content = known.content if known else render_message(
                 input.channel, input.message, profile, event)
-        except (MissingValue, TemplateError) as exc:
-            skipped = row.model_copy(update={"status": "skipped", "reason": f"not sent: {exc}"})
+        except (MissingValue, TemplateError) as exc:  # the template or the data: skip it
+            skipped = row.model_copy(update={"status": "skipped", "reason": brief(f"not sent: {exc}")})
             stored, _ = self.store.outbox_claim(skipped)
             log.warning("message skipped", reason=stored.reason)
-            return SendResult(status=stored.status, reason=stored.reason, content=stored.content)
+            return _result(stored)
+        except MessageRefused as exc:  # rendered, but not sendable: no retry can change that
+            failed = row.model_copy(update={"status": "failed", "reason": brief(f"not sent: {exc}")})
+            stored, _ = self.store.outbox_claim(failed)
+            log.warning("message failed", reason=stored.reason)
+            return _result(stored)
         stored, _ = self.store.outbox_claim(row.model_copy(update={"content": content}))
         if stored.status in _FINAL:
-            return SendResult(status=stored.status, reason=stored.reason, content=stored.content,
-                              duplicate=True)
+            return _result(stored, duplicate=True)
         provider = self.providers[input.channel]
         provider.deliver(OutgoingMessage(idempotency_key=input.idempotency_key, user_id=input.user_id,
                                          channel=input.channel, content=stored.content,
                                          profile=profile))
         self.store.outbox_finish(input.idempotency_key, "delivered", provider=provider.name)
         log.info("message delivered", provider=provider.name)
-        return SendResult(status="delivered", content=stored.content)
+        return _result(stored.model_copy(update={"status": "delivered"}))
+
+
+def _result(row: OutboxRow, *, duplicate: bool = False) -> SendResult:
+    """What the workflow learns of a send: status, reason and a digest, never the content."""
+    encoded = json.dumps(row.content, sort_keys=True, ensure_ascii=False).encode()
+    return SendResult(status=row.status, reason=row.reason, duplicate=duplicate,
+                      digest=hashlib.sha256(encoded).hexdigest() if row.content else None,
+                      size=sum(len(text.encode()) for text in row.content.values()))

@@ -32,9 +32,16 @@ class CancelMessageInput(BaseModel):
 
 
 class SendResult(BaseModel):
+    """What a send did. Small whatever the message: the content stays in the outbox.
+
+    (Results become workflow history; one of over 2 MB would fail the workflow task for good.)
+    """
+
     status: Literal["delivered", "skipped", "failed", "cancelled", "pending"]
     reason: str | None = None
-    content: dict[str, str] = Field(default_factory=dict)
+    content: dict[str, str] = Field(default_factory=dict)  # no longer filled; old histories have it
+    digest: str | None = None  # sha256 of the rendered content, to compare sends
+    size: int = 0  # the rendered content's bytes (UTF-8, all fields)
     duplicate: bool = False  # the key was recorded already: nothing was sent this time
 
 
@@ -46,7 +53,10 @@ class UpdateProfileInput(BaseModel):
 
 
 class UpdateProfileResult(BaseModel):
-    written: dict[str, Any] = Field(default_factory=dict)
+    """Which properties were written; their values stay in the profile (results stay small)."""
+
+    written: dict[str, Any] = Field(default_factory=dict)  # no longer filled; old histories have it
+    properties: list[str] = Field(default_factory=list)  # the properties written
     skipped: dict[str, str] = Field(default_factory=dict)  # property -> why not written
 
 

@@ -15,6 +15,7 @@ from activities.models import (
     UpdateProfileInput,
     UpdateProfileResult,
 )
+from journeys.limits import LimitExceeded, brief
 from journeys.personalize import MissingValue, TemplateError, evaluate, render
 from journeys.store import Store
 
@@ -92,8 +93,13 @@ class Controllers:
             except (MissingValue, TemplateError) as exc:
                 skipped[prop] = str(exc)
         if written:
-            self.store.update_profile(input.user_id, written)
-        return UpdateProfileResult(written=written, skipped=skipped)
+            try:
+                self.store.update_profile(input.user_id, written)
+            except LimitExceeded as exc:  # retrying cannot make the profile smaller
+                skipped |= {prop: str(exc) for prop in written}
+                written = {}
+        return UpdateProfileResult(properties=sorted(written),
+                                   skipped={prop: brief(why) for prop, why in skipped.items()})
 
     @activity.defn(name="choose_branch")
     def choose_branch(self, input: ChooseBranchInput) -> str:
@@ -126,5 +132,5 @@ class Controllers:
         moment = fire_moment(value, input.offset, input.at, tz, input.now,
                              recurring=input.profile_property is not None)
         if moment is None:
-            return ResolveDateResult(reason=f"{name} is not a date: {value!r}")
+            return ResolveDateResult(reason=brief(f"{name} is not a date: {value!r}"))
         return ResolveDateResult(moment=moment)

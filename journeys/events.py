@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from journeys.limits import MAX_EVENT_BYTES, check_properties
 from journeys.models import ActionNode, DateTimeNode, InactionNode, Journey, Scalar
 
 
@@ -58,7 +59,15 @@ def listens_to(journey: Journey) -> frozenset[str]:
     return frozenset(names)
 
 
-Action = Literal["started", "signalled", "running", "not-reentered"]
+def check_event(event: Event) -> None:
+    """Refuse, at the door, an event whose properties no workflow could carry.
+
+    Not a model validator: events already in running workflows' histories must keep decoding.
+    """
+    check_properties(event.properties, f"event '{event.name}': properties", MAX_EVENT_BYTES)
+
+
+Action = Literal["started", "signalled", "running", "not-reentered", "duplicate", "failed"]
 
 
 class Routed(BaseModel):
@@ -67,7 +76,18 @@ class Routed(BaseModel):
     journey_id: str
     workflow_id: str
     action: Action
+    error: str | None = None  # why routing to this journey failed (action "failed")
+
+
+#: Journey ids cannot contain "/" (see NodeId), so the first "/" after the journey id ends it:
+#: (welcome, back-ada) and (welcome-back, ada) get different ids.
+WORKFLOW_ID_PREFIX = "journey/"
 
 
 def workflow_id(journey_id: str, user_id: str) -> str:
+    return f"{WORKFLOW_ID_PREFIX}{journey_id}/{user_id}"
+
+
+def legacy_workflow_id(journey_id: str, user_id: str) -> str:
+    """The id release 0.1 gave a journey: ambiguous, so only used with its search attributes."""
     return f"journey-{journey_id}-{user_id}"

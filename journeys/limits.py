@@ -74,3 +74,8 @@ def check_properties(value: Mapping[str, Any], what: str, max_bytes: int) -> Non
         raise LimitExceeded(f"{what}: not JSON: {exc}") from None
     if size > max_bytes:
         raise LimitExceeded(f"{what} are {size} bytes as JSON, over the limit of {max_bytes}")
+
+
+def brief(text: str, limit: int = 300) -> str:
+    """``text`` cut to ``limit`` characters: reasons that quote user data stay small."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

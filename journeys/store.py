@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    delete,
     event,
     insert,
     select,
@@ -30,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 
+from journeys.limits import MAX_PROFILE_BYTES, check_properties
 from journeys.problems import UsageError
 
 OutboxStatus = Literal["pending", "delivered", "skipped", "failed", "cancelled"]
@@ -58,6 +60,17 @@ outbox = Table(
     Column("provider", String(50)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Event ids a journey has processed for a user: an event id counts once per user and journey,
+#: across runs (re-entry) and processes. ``state`` is "routing" until Temporal has it.
+event_receipts = Table(
+    "event_receipts", _metadata,
+    Column("journey_id", String(200), primary_key=True),
+    Column("user_id", String(200), primary_key=True),
+    Column("event_id", String(200), primary_key=True),
+    Column("state", String(10), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 
@@ -115,16 +128,48 @@ class Store:
         return dict(row[0]) if row else {}
 
     def update_profile(self, user_id: str, properties: dict[str, Any]) -> dict[str, Any]:
-        """Merge ``properties`` into the profile (created if new); returns the whole profile."""
+        """Merge ``properties`` into the profile (created if new); returns the whole profile.
+
+        Raises LimitExceeded, writing nothing, if the merged profile would be over the limits.
+        """
         with self.engine.begin() as conn:
             row = conn.execute(select(profiles.c.properties).where(profiles.c.user_id == user_id)).first()
             merged = {**(row[0] if row else {}), **properties}
+            check_properties(merged, f"the profile of user '{user_id}'", MAX_PROFILE_BYTES)
             values = {"properties": merged, "updated_at": _now()}
             if row:
                 conn.execute(update(profiles).where(profiles.c.user_id == user_id).values(**values))
             else:
                 conn.execute(insert(profiles).values(user_id=user_id, **values))
         return merged
+
+    # --- event receipts ---------------------------------------------------------------------
+    def claim_event(self, journey_id: str, user_id: str, event_id: str) -> bool:
+        """May this event be routed to this journey? False once it has been.
+
+        An event whose routing never finished (the process died, Temporal failed) may be
+        routed again: the journey's own deduplication covers a run that did get it.
+        """
+        key = {"journey_id": journey_id, "user_id": user_id, "event_id": event_id}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(event_receipts).values(**key, state="routing", created_at=_now()))
+            return True
+        except IntegrityError:
+            with self.engine.connect() as conn:
+                state = conn.execute(select(event_receipts.c.state).where(
+                    *(event_receipts.c[k] == v for k, v in key.items()))).scalar()
+            return state != "done"
+
+    def settle_event(self, journey_id: str, user_id: str, event_id: str, *, routed: bool) -> None:
+        """Record the event as routed to the journey, or forget the claim so it may come again."""
+        where = (event_receipts.c.journey_id == journey_id, event_receipts.c.user_id == user_id,
+                 event_receipts.c.event_id == event_id)
+        with self.engine.begin() as conn:
+            if routed:
+                conn.execute(update(event_receipts).where(*where).values(state="done"))
+            else:
+                conn.execute(delete(event_receipts).where(*where))
 
     # --- outbox -----------------------------------------------------------------------------
     def outbox_get(self, idempotency_key: str) -> OutboxRow | None:
@@ -163,12 +208,15 @@ class Store:
             stored = self.outbox_get(row.idempotency_key) or stored
         return stored
 
-    def outbox_list(self, user_id: str | None = None, journey_id: str | None = None) -> list[OutboxRow]:
+    def outbox_list(self, user_id: str | None = None, journey_id: str | None = None,
+                    workflow_id: str | None = None) -> list[OutboxRow]:
         query = select(outbox).order_by(outbox.c.id)
         if user_id:
             query = query.where(outbox.c.user_id == user_id)
         if journey_id:
             query = query.where(outbox.c.journey_id == journey_id)
+        if workflow_id:
+            query = query.where(outbox.c.workflow_id == workflow_id)
         with self.engine.connect() as conn:
             return [_row(r._mapping) for r in conn.execute(query)]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -133,6 +135,16 @@ async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 15.0) -
     while not (value := await check()) and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.1)
     return value
+
+
+def run_cli(env: WorkflowEnvironment, data_dir: Path, task_queue: str, *args: str,
+            stdin: str | None = None, **environ: str) -> subprocess.CompletedProcess[str]:
+    """``python starter.py ARGS`` as a user runs it, against ``env``'s server."""
+    address = env.client.service_client.config.target_host
+    variables = {**os.environ, "TEMPORAL_ADDRESS": address, "JOURNEYS_DATA_DIR": str(data_dir),
+                 "JOURNEYS_TASK_QUEUE": task_queue, **environ}
+    return subprocess.run([sys.executable, "starter.py", *args], cwd=ROOT, env=variables,
+                          input=stdin, capture_output=True, text=True, timeout=60)
 
 
 def with_nodes(journey: Journey, change: Callable[[dict[str, Any]], None]) -> Journey:

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from journeys.events import Event
+from journeys.events import Event, workflow_id
 from journeys.models import Journey
 from journeys.store import Store
 from tests.support import Harness, eventually, running_worker
@@ -97,6 +97,7 @@ async def test_a_resumed_wait_takes_an_event_from_its_first_task(journeys: Harne
     await journeys.client.start_workflow(
         JourneyWorkflow.run, JourneyInput(journey=WISHLIST, user_id="yan", resume_node="wished",
                                           resume_mid_wait=True, carried=carried, search_attributes=False),
-        id="journey-wishlist-wait-yan", task_queue=QUEUE, start_signal="event", start_signal_args=[wished])
+        id=workflow_id("wishlist-wait", "yan"), task_queue=QUEUE,
+        start_signal="event", start_signal_args=[wished])
     state = await journeys.result("wishlist-wait", "yan")
     assert [(m.node_id, m.event_id) for m in state.messages] == [("push", "wish-2")]

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -24,10 +22,10 @@ from temporalio.testing import WorkflowEnvironment
 from activities.delivery import OutgoingMessage, default_providers
 from journeys.models import Channel
 from journeys.store import Store
-from tests.support import ROOT, Harness, eventually, examples, running_worker, with_nodes
+from tests.support import Harness, eventually, examples, run_cli, running_worker, with_nodes
 from workflows.models import JOURNEY_ID, JOURNEY_NODE, SEARCH_ATTRIBUTES, USER_ID
-from workflows.router import journey_status
 from workflows.runtime import binary
+from workflows.status import user_status
 
 QUEUE = "journeys-dev"
 CART = {"product_name": "iPhone 14", "price": 799, "product_url": "https://shop.test/p"}
@@ -59,7 +57,7 @@ async def test_ui_reads_like_a_journey(journeys: Harness) -> None:
     await journeys.send("una", "Viewed Product", {"product_name": "iPhone 14", "category": "phones"},
                         event_id="view-una")
     handle = journeys.handle("two-action-nodes", "una")
-    assert handle.id == "journey-two-action-nodes-una"
+    assert handle.id == "journey/two-action-nodes/una"
 
     async def waiting() -> bool:
         attrs = (await handle.describe()).typed_search_attributes
@@ -87,8 +85,9 @@ async def test_ui_reads_like_a_journey(journeys: Harness) -> None:
     assert (EventType.EVENT_TYPE_TIMER_STARTED,
             "wait up to 12h for 'Added To Wishlist' (added-to-wishlist)") in summaries
 
-    status = await journey_status(journeys.client, examples()["two-action-nodes"], "una")
-    assert status is not None and status.status == "running"
+    [status] = await user_status(journeys.client, [examples()["two-action-nodes"]], "una",
+                                 journeys.task_queue)
+    assert status.status == "running"
     assert (status.current_node, status.event_name, status.event_id) == (
         "added-to-wishlist", "Viewed Product", "view-una")
     await journeys.record_history("devserver-two-action-nodes", "two-action-nodes", "una")
@@ -116,11 +115,7 @@ async def test_reentry_never_and_after_exit(journeys: Harness) -> None:
 
 
 def _cli(env: WorkflowEnvironment, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    address = env.client.service_client.config.target_host
-    environ = {**os.environ, "TEMPORAL_ADDRESS": address, "JOURNEYS_DATA_DIR": str(data_dir),
-               "JOURNEYS_TASK_QUEUE": QUEUE}
-    return subprocess.run([sys.executable, "starter.py", *args], cwd=ROOT, env=environ,
-                          capture_output=True, text=True, timeout=60)
+    return run_cli(env, data_dir, QUEUE, *args)
 
 
 async def test_cli_event_status_outbox(env: WorkflowEnvironment, journeys: Harness, data_dir: Path) -> None:

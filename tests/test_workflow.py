@@ -19,7 +19,7 @@ from activities.delivery import OutgoingMessage, default_providers
 from journeys.models import Channel
 from journeys.store import Store
 from tests.support import DownProvider, Harness, examples, running_worker, with_nodes
-from workflows.router import route_profile
+from workflows.router import Router
 from workflows.runtime import binary
 
 CART = {"product_name": "iPhone 14", "price": 799, "currency": "EUR",
@@ -251,8 +251,8 @@ async def test_worker_restart_mid_journey_loses_and_doubles_nothing(journeys: Ha
 async def test_profile_date_journey_starts_when_the_date_is_set(journeys: Harness) -> None:
     journeys.store.update_profile("liv", {"first_name": "Liv", "timezone": "America/New_York",
                                           "birthday": "1990-02-14"})
-    routed = await route_profile(journeys.client, journeys.journeys, "liv", ["birthday"], QUEUE,
-                                 search_attributes=False)
+    router = Router(journeys.client, QUEUE, search_attributes=False)
+    routed = await router.route_profile(journeys.journeys, "liv", ["birthday"])
     assert [(r.journey_id, r.action) for r in routed] == [("birthday", "started")]
     state = await journeys.result("birthday", "liv")
     assert state.event is None and state.status == "finished"

@@ -172,7 +172,9 @@ async def timeline(played: Played) -> Timeline:
                 _send_line(tl, at, decoded, result, rows.get(decoded.node_id))
             elif kind == "update_profile":
                 written = await _decode(attrs_c.result, UpdateProfileResult)
-                text = ", ".join(f"{k} = {v!r}" for k, v in written.written.items()) or "nothing"
+                # The result names what was written; the values are the node's templates.
+                names = written.properties or list(written.written)
+                text = ", ".join(f"{k} = {decoded.set[k]!r}" for k in names) or "nothing"
                 tl.add(at, "profile", Text.assemble(f"{decoded.node_id}: set ", (text, "bold"),
                                                     *([(f"; skipped {written.skipped}", "red")]
                                                       if written.skipped else [])))
@@ -201,7 +203,7 @@ async def timeline(played: Played) -> Timeline:
 
 def _send_line(tl: Timeline, at: datetime, sent: SendMessageInput, result: SendResult,
                row: OutboxRow | None) -> None:
-    content = row.content if row else result.content
+    content = row.content if row else {}
     channel = sent.channel.value
     if result.status != "delivered":
         tl.add(at, channel, Text.assemble(f"{sent.node_id}: ", (f"not sent: {result.reason}", "red")))

@@ -1,0 +1,172 @@
+"""Where a user is in each journey, for ``starter.py status``: one user's journeys, and only theirs.
+
+Client side, like the router. Each journey is described and queried at once, in parallel; with
+no worker to answer a query, the search attributes and the outbox still tell what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowHistoryEventFilterType,
+    WorkflowQueryFailedError,
+)
+from temporalio.service import RPCError
+
+from journeys.events import legacy_workflow_id, workflow_id
+from journeys.models import Journey
+from journeys.store import Store
+from workflows.journey import JourneyWorkflow
+from workflows.models import JOURNEY_NODE, USER_ID, JourneyState
+from workflows.router import belongs_to, describe
+
+#: How long a query may wait for a worker: it is only waited on when one polls the queue.
+QUERY_TIMEOUT = timedelta(seconds=3)
+
+
+class OutboxEntry(BaseModel):
+    node_id: str
+    channel: str
+    status: str
+    reason: str | None = None
+
+
+class JourneyStatus(BaseModel):
+    """One journey of a user, as ``starter.py status`` shows it."""
+
+    journey_id: str
+    workflow_id: str
+    status: str  # running, completed, terminated ... (Temporal's word)
+    outcome: str | None = None  # the journey's word: running, finished, exited
+    current_node: str | None = None
+    event_name: str | None = None
+    event_id: str | None = None
+    event_properties: dict[str, Any] = Field(default_factory=dict)
+    path: list[str] = Field(default_factory=list)
+    messages: int = 0
+    exit_reason: str | None = None  # the journey's, or Temporal's (terminated, failed)
+    note: str | None = None  # why the journey's own state is not shown (no worker answered)
+    started_at: datetime | None = None  # this run's start (the user's latest entry)
+    run_key: str | None = None  # the entry's key, part of its messages' idempotency keys
+    outbox: list[OutboxEntry] = Field(default_factory=list)  # this entry's messages
+
+
+async def user_status(client: Client, journeys: Sequence[Journey], user_id: str, task_queue: str,
+                      *, store: Store | None = None, legacy_ids: bool = False) -> list[JourneyStatus]:
+    """Every journey ``user_id`` is or was in (latest run of each), in catalog order."""
+    worker = await _has_worker(client, task_queue)
+    found = await asyncio.gather(*(
+        _journey_status(client, journey, user_id, worker, legacy_ids) for journey in journeys))
+    rows = [row for rows in found for row in rows]
+    if store:
+        rows = [_with_outbox(row, store, user_id) for row in rows]
+    return rows
+
+
+async def _has_worker(client: Client, task_queue: str) -> bool:
+    """Does any worker poll the journeys' task queue? (Else a query waits in vain.)"""
+    try:
+        response = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+            namespace=client.namespace, task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
+    except RPCError:
+        return True  # cannot tell: let the query try
+    return bool(response.pollers)
+
+
+async def _journey_status(client: Client, journey: Journey, user_id: str, worker: bool,
+                          legacy_ids: bool) -> list[JourneyStatus]:
+    ids = [workflow_id(journey.id, user_id)]
+    if legacy_ids:
+        ids.append(legacy_workflow_id(journey.id, user_id))
+    rows = []
+    for wid in ids:
+        handle = client.get_workflow_handle_for(JourneyWorkflow.run, wid)
+        description = await describe(handle)
+        if description is None or not _is_users(description, journey, user_id, legacy=wid != ids[0]):
+            continue
+        rows.append(await _status_of(handle, description, journey, worker))
+    return rows
+
+
+def _is_users(description: WorkflowExecutionDescription, journey: Journey, user_id: str,
+              *, legacy: bool) -> bool:
+    """Only this user's journeys: a legacy id proves nothing without its search attributes."""
+    if legacy:
+        return belongs_to(description, journey.id, user_id)
+    owner = description.typed_search_attributes.get(USER_ID)
+    return owner is None or owner == user_id
+
+
+async def _status_of(handle: WorkflowHandle[JourneyWorkflow, JourneyState],
+                     description: WorkflowExecutionDescription, journey: Journey,
+                     worker: bool) -> JourneyStatus:
+    status = description.status.name.lower() if description.status else "unknown"
+    row = JourneyStatus(journey_id=journey.id, workflow_id=handle.id, status=status,
+                        current_node=description.typed_search_attributes.get(JOURNEY_NODE),
+                        started_at=description.start_time)
+    state: JourneyState | None = None
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        if not worker:
+            return row.model_copy(update={"note": "no worker answered: the node is the last one "
+                                                  "the search attributes recorded"})
+        try:
+            state = await handle.query(JourneyWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
+        except (RPCError, WorkflowQueryFailedError) as exc:
+            return row.model_copy(update={"note": f"no worker answered the query ({exc})"})
+    elif description.status == WorkflowExecutionStatus.COMPLETED:
+        try:
+            state = await handle.result(rpc_timeout=QUERY_TIMEOUT)
+        except (RPCError, WorkflowFailureError):
+            state = None
+    else:  # terminated, failed, timed out, cancelled: Temporal's reason is the exit reason
+        return row.model_copy(update={"exit_reason": await _close_reason(handle)})
+    if state is None:
+        return row
+    event = state.event
+    return row.model_copy(update={
+        "current_node": state.current_node, "path": state.path, "outcome": state.status,
+        "messages": len(state.messages), "exit_reason": state.exit_reason,
+        "event_name": event.name if event else None, "event_id": event.id if event else None,
+        "event_properties": event.properties if event else {}, "run_key": state.run_key or None})
+
+
+async def _close_reason(handle: WorkflowHandle) -> str | None:
+    """Why Temporal closed the workflow: the termination reason or the failure."""
+    async for event in handle.fetch_history_events(
+            event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT):
+        if event.HasField("workflow_execution_terminated_event_attributes"):
+            reason = event.workflow_execution_terminated_event_attributes.reason
+            return f"terminated: {reason or 'no reason given'}"
+        if event.HasField("workflow_execution_failed_event_attributes"):
+            return f"failed: {event.workflow_execution_failed_event_attributes.failure.message}"
+        if event.HasField("workflow_execution_timed_out_event_attributes"):
+            return "timed out (workflow run timeout)"
+        if event.HasField("workflow_execution_canceled_event_attributes"):
+            return "cancelled"
+    return None
+
+
+def _with_outbox(row: JourneyStatus, store: Store, user_id: str) -> JourneyStatus:
+    """The journey's messages as the outbox recorded them: no worker needed."""
+    rows = store.outbox_list(user_id=user_id, workflow_id=row.workflow_id)
+    if row.run_key:  # this entry's, not those of earlier entries (re-entry keeps the id)
+        rows = [r for r in rows if r.idempotency_key.startswith(f"{row.workflow_id}:{row.run_key}:")]
+    elif row.started_at:
+        rows = [r for r in rows if r.created_at is None or r.created_at >= row.started_at]
+    entries = [OutboxEntry(node_id=r.node_id, channel=r.channel, status=r.status, reason=r.reason)
+               for r in rows]
+    return row.model_copy(update={"outbox": entries, "messages": max(row.messages, len(entries))})
