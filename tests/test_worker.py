@@ -49,7 +49,8 @@ def free_port() -> int:
 class WorkerProcess:
     """``python worker.py --dev --no-ui`` with its output in files (a full pipe would block it)."""
 
-    def __init__(self, data_dir: Path, port: int, name: str, metrics_port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int, name: str, metrics_port: int | None = None,
+                 **overrides: str) -> None:
         self.address = f"127.0.0.1:{port}"
         self.out, self.err = data_dir.parent / f"{name}.out", data_dir.parent / f"{name}.err"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
@@ -59,6 +60,7 @@ class WorkerProcess:
                 "JOURNEYS_DATABASE_URL": f"sqlite:///{data_dir / 'journeys.db'}"}
         if metrics_port:
             env["JOURNEYS_METRICS_ADDRESS"] = f"127.0.0.1:{metrics_port}"
+        env |= overrides
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.process = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--dev", "--no-ui"],
                                             cwd=ROOT, env=env, stdout=out, stderr=err)
@@ -197,3 +199,43 @@ def test_json_logs_carry_formatted_tracebacks() -> None:
         assert line["exception"].endswith("ZeroDivisionError: the cause")
         assert "test_json_logs_carry_formatted_tracebacks" in line["exception"]
     assert lines[0]["logger"] == "x"
+
+
+def temporal_servers(data_dir: Path) -> list[int]:
+    """The pids of the `temporal server start-dev` processes on ``data_dir``'s temporal.db."""
+    db = str((data_dir / "temporal.db").resolve())
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if b"start-dev" in args and db.encode() in args and state != "Z":
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.parametrize(("setting", "value", "expected"), [
+    ("TEMPORAL_ADDRESS", "127.0.0.1:http", "TEMPORAL_ADDRESS: '127.0.0.1:http' is not host:port"),
+    ("JOURNEYS_DATABASE_URL", "not a url", "JOURNEYS_DATABASE_URL: 'not a url' is not a database URL"),
+    ("JOURNEYS_DATABASE_URL", "postgresql://u@localhost/db", "JOURNEYS_DATABASE_URL: no driver for"),
+    ("JOURNEYS_DATA_DIR", "{tmp}/a-file/data", "JOURNEYS_DATA_DIR: cannot write '{tmp}/a-file/data/"),
+    ("JOURNEYS_DATA_DIR", "{tmp}/db-is-a-dir",
+     "JOURNEYS_DATA_DIR: cannot write '{tmp}/db-is-a-dir/temporal.db'"),
+])
+def test_a_setting_that_cannot_work_is_one_line_and_exit_2(
+        tmp_path: Path, setting: str, value: str, expected: str) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    (tmp_path / "db-is-a-dir" / "temporal.db").mkdir(parents=True)  # unwritable, even for root
+    data_dir = Path(value.format(tmp=tmp_path)) if setting == "JOURNEYS_DATA_DIR" else tmp_path / "data"
+    worker = WorkerProcess(tmp_path / "data", free_port(), "bad", **{setting: value.format(tmp=tmp_path)})
+    try:
+        code = worker.process.wait(30)
+    finally:
+        worker.kill()
+    err = worker.err.read_text()
+    assert code == 2, worker.output()
+    assert err.count("\n") == 1 and err.startswith(f"error: {expected.format(tmp=tmp_path)}"), err
+    assert "Traceback" not in err and not worker.out.read_text()
+    assert temporal_servers(data_dir) == []
