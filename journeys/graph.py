@@ -29,8 +29,21 @@ def _key(node_id: str) -> str:
     return "n_" + re.sub(r"[^A-Za-z0-9]", lambda m: f"_{ord(m.group()):02x}", node_id)
 
 
+#: What a label may hold as is; anything else (quotes, HTML, ``#``, line breaks, ``|``, backticks,
+#: control characters) becomes a Mermaid entity code, so that no event name or expression can
+#: end a label, inject HTML or break the one-statement-a-line layout.
+_SAFE = re.compile(r"[^\w .,:;/()\[\]{}+\-=*'!?$%@~^]")
+_NAMED = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or f"#{ord(char)};"
+
+
 def _text(value: str) -> str:
-    return value.replace('"', "#quot;")
+    """``value`` as the inside of a quoted Mermaid label."""
+    return _SAFE.sub(_escape, value)
 
 
 def describe(node: Node) -> str:

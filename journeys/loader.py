@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.nodes import MappingNode, Node
 
+from journeys import limits
 from journeys.models import EventSchema, Journey
 from journeys.problems import Problem, UsageError
 
@@ -36,24 +40,144 @@ class Loaded:
     catalog: dict[str, EventSchema] = field(default_factory=dict)
 
 
-def parse_text(text: str, path: str) -> Any:
-    """YAML (a superset of JSON) to Python; unreadable text is a usage error."""
+class ReadError(UsageError):
+    """A file that gives no document (unreadable, too large, not YAML/JSON, aliases, duplicate
+    keys); ``problem`` is the file's problem, for callers that report rather than stop."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+class _Refused(yaml.YAMLError):
+    """YAML that parses but is refused: (code, line, message)."""
+
+    def __init__(self, code: str, line: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.line, self.message = code, line, message
+
+
+class _Strict(SafeConstructor):
+    """SafeConstructor that refuses aliases and merge keys (a 600-byte file of nested aliases
+    expands to gigabytes in whatever walks it) and duplicate keys (the last would silently win)."""
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        # The composer hands an alias over as the anchored node itself: a second visit is one.
+        if node in self.constructed_objects or node in self.recursive_objects:
+            raise _Refused("yaml-alias", node.start_mark.line + 1,
+                           "the value anchored here (&) is repeated by an alias (*): anchors and "
+                           "aliases are refused, write the value out")
+        return super().construct_object(node, deep=deep)
+
+    def construct_mapping(self, node: Node, deep: bool = False) -> dict[Hashable, Any]:
+        if not isinstance(node, MappingNode):
+            raise ConstructorError(None, None, f"expected a mapping, found {type(node).__name__}",
+                                   node.start_mark)
+        mapping: dict[Hashable, Any] = {}
+        lines: dict[Hashable, int] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise _Refused("yaml-alias", line, "merge keys (<<) are refused with anchors and "
+                                                   "aliases: write the fields out")
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                raise ConstructorError("while constructing a mapping", node.start_mark,
+                                       "found an unhashable key", key_node.start_mark)
+            if key in mapping:
+                raise _Refused("duplicate-key", line,
+                               f"the key {str(key)!r} is given twice (first at line {lines[key]}): "
+                               "only the last would count")
+            mapping[key] = self.construct_object(value_node, deep=deep)
+            lines[key] = line
+        return mapping
+
+
+class PyLoader(_Strict, yaml.SafeLoader):
+    """The pure-Python strict loader (used where libyaml is missing, and in tests)."""
+
+
+if hasattr(yaml, "CSafeLoader"):
+    class CLoader(_Strict, yaml.CSafeLoader):
+        """The strict loader on libyaml's parser: several times faster."""
+
+    LOADER: type[yaml.SafeLoader] | type[CLoader] = CLoader
+else:  # pragma: no cover - PyYAML built without libyaml
+    LOADER = PyLoader
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    mapping: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in mapping:
+            raise _Refused("duplicate-key", 0, f"the key {key!r} is given twice in one object: "
+                                               "only the last would count")
+        mapping[key] = value
+    return mapping
+
+
+def _read_problem(path: str, code: str, message: str) -> ReadError:
+    return ReadError(Problem(file=path, node=None, field=None, code=code, message=message))
+
+
+def parse_text(text: str, path: str, loader: Any = None) -> Any:
+    """YAML (a superset of JSON) or JSON to Python; text that gives no document raises
+    :class:`ReadError` (a ``UsageError``) naming the file and, where known, the line."""
     try:
         if path.endswith(".json"):
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except (ValueError, RecursionError, yaml.YAMLError) as exc:
+            raw = json.loads(text, object_pairs_hook=_unique_keys)
+        else:
+            raw = yaml.load(text, Loader=loader or LOADER)  # a strict SafeLoader
+    except _Refused as exc:
+        where = f"line {exc.line}: " if exc.line else ""
+        raise _read_problem(path, exc.code, where + exc.message) from None
+    except RecursionError:
+        raise _read_problem(path, "unreadable", "cannot read: nested too deeply "
+                                                f"(a journey nests at most {limits.MAX_DEPTH} levels)"
+                            ) from None
+    except (ValueError, yaml.YAMLError) as exc:
         # ValueError: JSON errors, and YAML dates that do not exist (2024-02-30).
-        raise UsageError(f"{path}: cannot read: {exc}".replace("\n", " ")) from None
+        message = " ".join(str(exc).split())
+        raise _read_problem(path, "unreadable", f"cannot read: {message}") from None
+    if limits.depth(raw) > limits.MAX_DEPTH:
+        raise _read_problem(path, "unreadable", f"cannot read: nested deeper than "
+                                                f"{limits.MAX_DEPTH} levels")
+    return raw
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, refused before reading if it is over ``MAX_JOURNEY_BYTES``."""
+    limit = limits.MAX_JOURNEY_BYTES
+    try:
+        size = path.stat().st_size
+        if size <= limit:
+            with path.open("rb") as file:
+                data = file.read(limit + 1)  # a file that grows, or a device, stops here
+                size = max(size, len(data))
+    except FileNotFoundError:
+        raise _read_problem(str(path), "unreadable", "cannot read: no such file") from None
+    except IsADirectoryError:
+        try:
+            os.listdir(path)
+        except OSError as exc:  # a folder that could not be listed
+            raise _read_problem(str(path), "unreadable", f"cannot list: {exc.strerror}") from None
+        raise _read_problem(str(path), "unreadable", "cannot read: a folder") from None
+    except OSError as exc:
+        raise _read_problem(str(path), "unreadable", f"cannot read: {exc.strerror or exc}") from None
+    if size > limit:
+        raise _read_problem(str(path), "too-large",
+                            f"the file is {size} bytes, over the limit of {limit} bytes")
+    return data
 
 
 def read_document(path: Path) -> Any:
+    """Read and parse one file; raises :class:`ReadError`."""
+    data = read_bytes(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read: {exc}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _read_problem(str(path), "unreadable", f"cannot read: not UTF-8 ({exc.reason} at "
+                                                     f"byte {exc.start})") from None
     return parse_text(text, str(path))
 
 
@@ -134,12 +258,20 @@ def _problem(path: str, raw: Any, error: Any) -> Problem:
                    code=_CODES.get(kind, "bad-value"), message=message)
 
 
-def load_catalog(folder: Path) -> tuple[dict[str, EventSchema], list[Problem]]:
-    """Event schemas from ``event-catalog.yaml`` beside the journeys, if there is one."""
+#: The event schemas of a folder, and the problems of its event catalog file.
+EventCatalog = tuple[dict[str, EventSchema], list[Problem]]
+
+
+def load_catalog(folder: Path) -> EventCatalog:
+    """Event schemas from ``event-catalog.yaml`` beside the journeys, if there is one; a file
+    that cannot be read is a problem of its own, not a usage error."""
     for name in CATALOG_NAMES:
         path = folder / name
         if path.is_file():
-            raw = read_document(path)
+            try:
+                raw = read_document(path)
+            except ReadError as exc:
+                return {}, [exc.problem]
             events = raw.get("events", raw) if isinstance(raw, dict) else raw
             if not isinstance(events, dict):
                 return {}, [Problem(file=str(path), node=None, field="events", code="bad-value",
@@ -166,23 +298,47 @@ def load_document(raw: Any, path: str, catalog: dict[str, EventSchema] | None = 
         journey = Journey.model_validate(raw)
     except ValidationError as exc:
         return Loaded(path, None, [_problem(path, raw, e) for e in _union_errors(exc.errors())])
+    # Each user's workflow carries the journey as JSON in its input: Temporal refuses big ones.
+    size = len(journey.model_dump_json().encode())
+    if size > limits.MAX_JOURNEY_BYTES:
+        return Loaded(path, None, [Problem(
+            file=path, node=None, field=None, code="too-large",
+            message=f"the journey is {size} bytes as JSON (the form each user's workflow carries), "
+                    f"over the limit of {limits.MAX_JOURNEY_BYTES} bytes")])
     return Loaded(path, journey, [], dict(catalog or {}))
 
 
-def load_file(path: Path) -> Loaded:
-    catalog, problems = load_catalog(path.parent)
-    loaded = load_document(read_document(path), str(path), catalog)
-    loaded.problems[:0] = problems
+def load_file(path: Path, catalog: EventCatalog | None = None) -> Loaded:
+    """One journey file with its folder's event catalog (``catalog`` if the caller has it);
+    its catalog's problems come first. A file that cannot be read is a problem, not an error."""
+    schemas, catalog_problems = load_catalog(path.parent) if catalog is None else catalog
+    try:
+        raw = read_document(path)
+    except ReadError as exc:
+        return Loaded(str(path), None, [*catalog_problems, exc.problem])
+    loaded = load_document(raw, str(path), schemas)
+    loaded.problems[:0] = catalog_problems
     return loaded
 
 
 def journey_files(paths: Iterable[str | Path]) -> Iterator[Path]:
-    """Expand files and folders into journey files (a folder's catalog is not a journey)."""
+    """Expand files and folders into journey files (a folder's catalog is not a journey).
+
+    A path that does not exist is a usage error; a folder that cannot be listed is yielded
+    itself, so that reading it reports why (each file gets its answer, none stops the rest).
+    """
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            for child in sorted(path.iterdir()):
-                if child.is_file() and child.suffix in SUFFIXES and child.name not in CATALOG_NAMES:
+            try:
+                children = sorted(path.iterdir())
+            except OSError:
+                yield path
+                continue
+            for child in children:
+                # Not only is_file(): a broken link or unreadable entry is reported, not skipped.
+                if (child.suffix in SUFFIXES and child.name not in CATALOG_NAMES
+                        and not child.is_dir()):
                     yield child
         elif path.exists():
             yield path

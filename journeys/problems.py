@@ -6,6 +6,12 @@ from pydantic import BaseModel, ConfigDict
 
 #: Every rule code, with what it means. The README's rule table is made from this.
 RULES: dict[str, str] = {
+    # reading the file
+    "unreadable": "the file cannot be read or parsed as YAML/JSON, or nests too deeply",
+    "too-large": "the file, or the journey as JSON (the workflow's input), is over 1 MiB",
+    "yaml-alias": "YAML anchors, aliases and merge keys are refused (they can expand without bound)",
+    "duplicate-key": "a key is given twice in one mapping (only the last would count)",
+    "duplicate-journey": "two journeys of one folder share an id (the later file is reported)",
     # the file and its fields
     "missing-field": "a required field is absent",
     "unknown-field": "a field the format does not have (often a typo)",

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from journeys.graph import to_mermaid
-from journeys.loader import journey_files, load_catalog, load_document, parse_text
+from journeys.loader import ReadError, journey_files, load_catalog, load_document, parse_text
 from journeys.models import Channel
-from journeys.problems import RULES, Problem, UsageError
+from journeys.problems import RULES, Problem
 from journeys.scope import sources_by_node
 from journeys.validate import validate_loaded
 
@@ -24,6 +24,7 @@ CATALOG, _ = load_catalog(EXAMPLES)
 DOCS = [yaml.safe_load(path.read_text(encoding="utf-8"))
         for path in [*journey_files([EXAMPLES]), *journey_files([EXAMPLES / "invalid"])]]
 EVENTS = sorted(CATALOG)
+READ_CODES = {"unreadable", "yaml-alias", "duplicate-key"}
 FUZZ = settings(max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -40,7 +41,10 @@ def validate(raw: Any) -> list[Problem]:
         str(problem)
     json.dumps([p.model_dump() for p in problems])
     if loaded.journey is not None:
-        to_mermaid(loaded.journey)
+        lines = to_mermaid(loaded.journey).splitlines()
+        edges = sum(1 for node in loaded.journey.nodes for _ in node.targets())
+        assert len(lines) == 1 + len(loaded.journey.nodes) + edges, "one line a node and an edge"
+        assert not {"<", ">"} & set("".join(lines).replace("<br/>", "").replace("-->", ""))
     else:
         assert problems, "a document that did not load must say why"
     return problems
@@ -95,11 +99,14 @@ YAML_TOKENS = ["id: j\n", "name: J\n", "entry: a\n", "nodes:\n", "  - ", "id: a"
 @given(st.lists(st.sampled_from(YAML_TOKENS), max_size=25).map("".join) | st.text(max_size=40),
        st.sampled_from(["j.yaml", "j.json"]))
 def test_any_text(text: str, name: str) -> None:
-    """Unreadable text is a usage error (exit 2); anything readable gets problems."""
+    """Text that gives no document is a problem of the file (unreadable, an alias, a key
+    given twice), on one line; anything readable gets problems."""
     try:
         raw = parse_text(text, name)
-    except UsageError as exc:
-        assert str(exc).startswith(f"{name}: cannot read")
+    except ReadError as exc:
+        problem = exc.problem
+        assert problem.file == name and problem.code in READ_CODES, problem
+        assert problem.message and "\n" not in str(problem)
         return
     validate(raw)
 

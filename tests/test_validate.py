@@ -3,21 +3,34 @@ the structural and template rules hold (the event rules are in test_scope.py).""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from journeys.graph import to_mermaid
 from journeys.loader import journey_files, load_document
 from journeys.problems import RULES, Problem, UsageError
-from journeys.validate import validate_file, validate_loaded, validate_paths
+from journeys.validate import exit_status, validate_file, validate_loaded, validate_paths
 from tests.journey_docs import CATALOG, action, check, delay, journey, merge, profile_date, send
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 INVALID = EXAMPLES / "invalid"
 VALID_FILES = sorted(journey_files([EXAMPLES]))
 INVALID_FILES = sorted(journey_files([INVALID]))
+#: Rules with no file in examples/invalid/, and why (each is tested in test_loader.py instead).
+WITHOUT_EXAMPLE = {
+    # A journey over MAX_JOURNEY_BYTES (1 MiB) on disk or as JSON: a file of a megabyte has
+    # no place in the repository, and no small file comes near it once aliases are refused.
+    "too-large": "test_loader.py: a sparse file, and a JSON file under the limit that is over it as JSON",
+    # A file that gives no document at all: `validate` exits 2 for it (as for a missing path),
+    # so one here would turn `validate examples/invalid` from 1 into 2.
+    "unreadable": "test_loader.py and test_validate_paths_reports_every_file",
+}
 EXPECT = re.compile(r"^# expect: (?P<code>[a-z-]+) node=(?P<node>\S+) field=(?P<field>\S+)$")
 
 
@@ -46,14 +59,16 @@ def test_example_is_valid(path: Path) -> None:
 
 def test_every_rule_has_an_invalid_example() -> None:
     codes = [expectation(path)[0] for path in INVALID_FILES]
-    assert sorted(codes) == sorted(RULES), "one invalid example per rule code"
+    assert sorted(codes) == sorted(RULES.keys() - WITHOUT_EXAMPLE), "one invalid example per rule"
+    assert WITHOUT_EXAMPLE.keys() <= RULES.keys()
     assert all(path.stem == expectation(path)[0] for path in INVALID_FILES)
 
 
 @pytest.mark.parametrize("path", INVALID_FILES, ids=lambda p: p.stem)
 def test_invalid_example_breaks_its_rule(path: Path) -> None:
     code, node, field = expectation(path)
-    _, problems = validate_file(path)
+    # The folder, not the file alone: duplicate-journey is a rule of a folder's journeys.
+    problems = next(found for loaded, found in validate_paths([INVALID]) if loaded.path == str(path))
     found = [(p.code, p.node, p.field) for p in problems]
     assert found == [(code, node, field)], "exactly the expected problem, nothing else"
     assert problems[0].file == str(path)
@@ -71,18 +86,63 @@ def test_missing_path_is_a_usage_error(tmp_path: Path) -> None:
         validate_paths([tmp_path / "nope.yaml"])
 
 
-def test_unreadable_yaml_is_a_usage_error(tmp_path: Path) -> None:
-    path = tmp_path / "broken.yaml"
-    path.write_text("id: [unclosed\n")
-    with pytest.raises(UsageError, match="cannot read"):
-        validate_paths([path])
+def test_validate_paths_reports_every_file(tmp_path: Path) -> None:
+    """An unreadable file is a problem of that file: the files after it are still validated."""
+    (tmp_path / "a-broken.yaml").write_text("id: [unclosed\n")
+    (tmp_path / "b-date.yaml").write_text("id: j\nname: 2024-02-30\n")
+    (tmp_path / "c-empty.yaml").write_text("")
+    (tmp_path / "d-latin.json").write_bytes(b'{"id": "caf\xe9"}')
+    (tmp_path / "e-dangling.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    (tmp_path / "f-good.yaml").write_text((EXAMPLES / "birthday.yaml").read_text())
+    results = validate_paths([tmp_path])
+    found = {Path(loaded.path).name: [p.code for p in problems] for loaded, problems in results}
+    assert found == {"a-broken.yaml": ["unreadable"], "b-date.yaml": ["unreadable"],
+                     "c-empty.yaml": ["bad-value"], "d-latin.json": ["unreadable"],
+                     "e-dangling.yaml": ["unreadable"], "f-good.yaml": []}
+    assert all(problem.file == loaded.path for loaded, problems in results for problem in problems)
+    assert exit_status(results) == 2
+    assert exit_status(results[2:3]) == 1 and exit_status(results[-1:]) == 0
 
 
-def test_a_date_that_does_not_exist_is_a_usage_error(tmp_path: Path) -> None:
-    path = tmp_path / "date.yaml"
-    path.write_text("id: j\nname: 2024-02-30\n")
-    with pytest.raises(UsageError, match="cannot read"):
-        validate_paths([path])
+def test_an_unlistable_folder_is_a_problem_of_the_folder(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_iterdir, real_listdir = Path.iterdir, os.listdir
+
+    def refuse(path: Any) -> None:
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "iterdir", lambda self: refuse(self) or real_iterdir(self))
+    monkeypatch.setattr(os, "listdir", lambda path=".": refuse(path) or real_listdir(path))
+    [(_, problems)] = validate_paths([locked])
+    assert [(p.file, p.code, p.message) for p in problems] == [
+        (str(locked), "unreadable", "cannot list: Permission denied")]
+
+
+def test_an_unreadable_event_catalog_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "event-catalog.yaml").write_text("events: {A: 1, A: 2}\n")
+    (tmp_path / "j.yaml").write_text((EXAMPLES / "birthday.yaml").read_text())
+    [(_, problems)] = validate_paths([tmp_path])
+    assert [(Path(p.file).name, p.code) for p in problems] == [("event-catalog.yaml", "duplicate-key")]
+
+
+def test_duplicate_journey_ids_in_one_folder(tmp_path: Path) -> None:
+    first, other = tmp_path / "one", tmp_path / "two"
+    first.mkdir()
+    other.mkdir()
+    text = (EXAMPLES / "birthday.yaml").read_text()
+    for path in (first / "a.yaml", first / "b.yaml", first / "c.json", other / "a.yaml"):
+        path.write_text(text if path.suffix == ".yaml" else json.dumps(yaml.safe_load(text)))
+    results = validate_paths([first, other, first / "a.yaml"])
+    found = [(str(Path(loaded.path).relative_to(tmp_path)), [p.code for p in problems])
+             for loaded, problems in results]
+    # the same file given twice, and the same id in another folder, are fine
+    assert found == [("one/a.yaml", []), ("one/b.yaml", ["duplicate-journey"]),
+                     ("one/c.json", ["duplicate-journey"]), ("two/a.yaml", []), ("one/a.yaml", [])]
+    message = results[1][1][0].message
+    assert "'birthday'" in message and str(first / "a.yaml") in message
 
 
 def test_problem_text_format() -> None:
@@ -245,3 +305,39 @@ def test_bad_time_of_day(at: str) -> None:
 def test_negative_offset_is_fine_negative_delay_is_not() -> None:
     doc = journey({**profile_date("renewal"), "offset": "-3d"}, send("push", "hi"))
     assert check(doc) == []
+
+
+# --- the graph ---------------------------------------------------------------------------------
+
+def graph_lines(doc: dict[str, Any]) -> list[str]:
+    loaded = load_document(doc, "t.yaml")
+    assert loaded.journey is not None, loaded.problems
+    return to_mermaid(loaded.journey).splitlines()
+
+
+@pytest.mark.parametrize("name", ['Say "hi" <b>now</b>\n# & done', "a\r\nb|c`d\u2028e\x85f", "<script>"])
+def test_graph_labels_are_escaped(name: str) -> None:
+    doc = journey(action("added", name),
+                  {"id": "by-plan", "type": "split", "otherwise": "push",
+                   "branches": [{"when": f"event.plan == {json.dumps(name)} and event.n > 2",
+                                 "next": "push"}]},
+                  send("push", "hi"), exit_when=[name])
+    lines = graph_lines(doc)
+    assert len(lines) == 1 + 3 + 3, "one line per node and per edge"
+    for line in lines[1:]:
+        bare = line.replace("<br/>", "").replace(" --> ", "").replace(" -->|", "")
+        assert not set("<>&`\r") & set(bare), line
+        label = re.findall(r'"(.*)"', line)
+        assert len(label) <= 1 and '"' not in label[0] if label else True
+        # every "#" starts an entity code: "#35;" is a "#", never the start of one by accident
+        assert not re.search(r"#(?![a-z]+;|\d+;)", line)
+    assert 'n_added(["added<br/>action: did ' in lines[1]
+    edge = lines[5]
+    assert edge.startswith('    n_by_2dplan -->|"event.plan == #quot;') and "event.n #gt; 2\"| n_push" in edge
+    if "<b>" in name:
+        assert "#quot;hi#quot; #lt;b#gt;now#lt;/b#gt;#10;#35; #amp; done" in lines[1]
+
+
+def test_graph_of_a_plain_journey_is_unchanged() -> None:
+    doc = journey(action("added", "Added To Cart", within=None), delay("wait", "4h"), send("push", "hi"))
+    assert graph_lines(doc)[1] == '    n_added(["added<br/>action: did Added To Cart"])'
