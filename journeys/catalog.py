@@ -1,0 +1,115 @@
+"""The journey catalog events are routed to: the valid journeys of a folder, apart from the
+broken files, validated once per process and again only when a file changes.
+
+One broken file must not stop routing: the valid journeys keep receiving events (exit events
+above all, or users keep getting messages), and every broken file is reported with its problems.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from journeys.loader import CATALOG_NAMES, SUFFIXES, journey_files, load_catalog
+from journeys.models import Journey
+from journeys.problems import Problem
+from journeys.validate import UNREADABLE, Result, duplicate_journeys, validate_file
+
+#: (name, size, mtime_ns, inode) of each file the catalog was read from: an edit, or a file
+#: replaced by a rename, changes it.
+Stamp = tuple[tuple[str, int, int, int], ...]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A folder's journeys: ``journeys`` route events; ``broken`` maps each file that cannot
+    (unreadable, not YAML/JSON, invalid, a duplicate id, a broken event catalog) to its problems."""
+
+    folder: str
+    journeys: tuple[Journey, ...]
+    broken: dict[str, list[Problem]] = field(default_factory=dict)
+
+    @property
+    def problems(self) -> list[Problem]:
+        """Every problem of every broken file, in file order."""
+        return [problem for problems in self.broken.values() for problem in problems]
+
+    @property
+    def unreadable(self) -> list[str]:
+        """The files that gave no document at all (I/O, encoding or syntax errors)."""
+        return [path for path, problems in self.broken.items()
+                if any(p.code in UNREADABLE for p in problems)]
+
+    def warning(self) -> str | None:
+        """One report of the broken files for a command's stderr, or None if there are none."""
+        if not self.broken:
+            return None
+        lines = [f"{len(self.broken)} file(s) of the journey catalog {self.folder} are skipped "
+                 f"({len(self.journeys)} journey(s) route events):"]
+        return "\n".join([*lines, *(f"  {problem}" for problem in self.problems)])
+
+
+def load(folder: str | Path) -> Catalog:
+    """Read and validate ``folder`` now. A folder that does not exist is a ``UsageError``."""
+    folder = Path(folder)
+    files = list(journey_files([folder]))  # raises UsageError for a missing folder
+    schemas, catalog_problems = load_catalog(folder)
+    # The event catalog's problems are its own: a journey is not broken by them.
+    results: list[Result] = duplicate_journeys(
+        [validate_file(path, (schemas, [])) for path in files if path != folder])
+    broken: dict[str, list[Problem]] = {}
+    if folder in files:  # a folder that could not be listed: no journey at all
+        broken[str(folder)] = validate_file(folder, ({}, []))[1]
+    if catalog_problems:
+        broken[catalog_problems[0].file] = catalog_problems
+    journeys = []
+    for loaded, problems in results:
+        if problems or loaded.journey is None:
+            broken[loaded.path] = problems
+        else:
+            journeys.append(loaded.journey)
+    return Catalog(str(folder), tuple(journeys), broken)
+
+
+def _stamp(folder: Path) -> Stamp:
+    """What the catalog was read from, cheaply: a stat of the folder's files, no reading."""
+    stamps = []
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return ()
+    for name in names:
+        if Path(name).suffix in SUFFIXES or name in CATALOG_NAMES:
+            try:
+                stat = os.stat(folder / name)
+            except OSError:
+                stamps.append((name, -1, -1, -1))
+                continue
+            stamps.append((name, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+    return tuple(stamps)
+
+
+_cache: dict[Path, tuple[Stamp, Catalog]] = {}
+_lock = threading.Lock()
+
+
+def catalog(folder: str | Path) -> Catalog:
+    """The catalog of ``folder``, validated once per process: later calls stat its files and
+    validate again only if one was added, removed or changed (size or mtime_ns)."""
+    key = Path(os.path.abspath(folder))
+    with _lock:
+        stamp = _stamp(key)
+        cached = _cache.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        result = load(folder)
+        _cache[key] = (stamp, result)
+        return result
+
+
+def clear_cache() -> None:
+    """Forget every catalog read (tests; a process that wants a fresh read)."""
+    with _lock:
+        _cache.clear()
