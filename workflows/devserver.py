@@ -29,7 +29,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import structlog
-from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 
 from journeys.problems import UsageError
 from journeys.settings import Settings
@@ -39,6 +40,7 @@ from workflows.runtime import binary, connect
 log = structlog.get_logger("worker")
 SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")  # ~2x the throughput of the defaults
 LOCK_FILE, PID_FILE, DB_FILE = "worker.lock", "temporal.pid", "temporal.db"
+KEYWORD = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # Loaded before any fork: the child between fork and exec should not have to load a library.
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
@@ -269,8 +271,14 @@ async def _wait_until_serving(server: DevServer, namespace: str, deadline: float
             client = await connect(server.address, namespace, connect_timeout=timedelta(seconds=2))
             found = await client.operator_service.list_search_attributes(
                 ListSearchAttributesRequest(namespace=namespace), timeout=timedelta(seconds=2))
-            if wanted <= set(found.custom_attributes):
+            missing = wanted - set(found.custom_attributes)
+            if not missing:
                 return
+            # --search-attribute registers only in a new database: a temporal.db from before one
+            # was added (or from a server started by hand) gets it here.
+            await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+                namespace=namespace, search_attributes=dict.fromkeys(missing, KEYWORD)),
+                timeout=timedelta(seconds=5))
         except Exception as exc:  # not up yet
             last = exc
         await asyncio.sleep(0.2)
