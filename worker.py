@@ -5,7 +5,9 @@
 
 Settings come from the environment (``journeys.settings.Settings``); Prometheus metrics from the
 SDK runtime are served on JOURNEYS_METRICS_ADDRESS (for example ``0.0.0.0:9464``) when it is set.
-Ctrl-C or SIGTERM shuts the worker down gracefully, then the dev server.
+Ctrl-C or SIGTERM shuts the worker down gracefully, then the dev server. With ``--dev`` the data dir
+is locked and the server never outlives the worker (``workflows.devserver``). A setting that cannot
+work is one line on stderr and exit status 2, before anything is started.
 """
 
 from __future__ import annotations

@@ -62,8 +62,7 @@ async def test_a_sigkilled_worker_takes_its_server_along_and_a_restart_works(dat
     first = WorkerProcess(data_dir, port, "first")
     try:
         await first.ready()
-        [server] = temporal_servers(data_dir)
-        assert json.loads((data_dir / PID_FILE).read_text())["pid"] == server
+        assert len(temporal_servers(data_dir)) == 1
         first.process.kill()  # SIGKILL: no handler, no cleanup of ours runs
         first.process.wait()
         print(f"server gone {await _until_gone(data_dir, 8.0):.2f}s after the worker's SIGKILL")
@@ -72,7 +71,8 @@ async def test_a_sigkilled_worker_takes_its_server_along_and_a_restart_works(dat
     second = WorkerProcess(data_dir, port, "second")  # the same data dir and ports
     try:
         await second.ready()
-        assert len(temporal_servers(data_dir)) == 1
+        [server] = temporal_servers(data_dir)
+        assert json.loads((data_dir / PID_FILE).read_text())["pid"] == server
         assert await second.stop(signal.SIGTERM) == 0, second.output()
         assert temporal_servers(data_dir) == [] and not (data_dir / PID_FILE).exists()
     finally:
