@@ -50,7 +50,7 @@ class WorkerProcess:
     """``python worker.py --dev --no-ui`` with its output in files (a full pipe would block it)."""
 
     def __init__(self, data_dir: Path, port: int, name: str, metrics_port: int | None = None,
-                 **overrides: str) -> None:
+                 overrides: dict[str, str] | None = None) -> None:
         self.address = f"127.0.0.1:{port}"
         self.out, self.err = data_dir.parent / f"{name}.out", data_dir.parent / f"{name}.err"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
@@ -60,7 +60,7 @@ class WorkerProcess:
                 "JOURNEYS_DATABASE_URL": f"sqlite:///{data_dir / 'journeys.db'}"}
         if metrics_port:
             env["JOURNEYS_METRICS_ADDRESS"] = f"127.0.0.1:{metrics_port}"
-        env |= overrides
+        env |= overrides or {}
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.process = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--dev", "--no-ui"],
                                             cwd=ROOT, env=env, stdout=out, stderr=err)
@@ -229,7 +229,7 @@ def test_a_setting_that_cannot_work_is_one_line_and_exit_2(
     (tmp_path / "a-file").write_text("not a directory")
     (tmp_path / "db-is-a-dir" / "temporal.db").mkdir(parents=True)  # unwritable, even for root
     data_dir = Path(value.format(tmp=tmp_path)) if setting == "JOURNEYS_DATA_DIR" else tmp_path / "data"
-    worker = WorkerProcess(tmp_path / "data", free_port(), "bad", **{setting: value.format(tmp=tmp_path)})
+    worker = WorkerProcess(tmp_path / "data", free_port(), "bad", overrides={setting: value.format(tmp=tmp_path)})
     try:
         code = worker.process.wait(30)
     finally:
