@@ -228,8 +228,9 @@ def test_a_setting_that_cannot_work_is_one_line_and_exit_2(
         tmp_path: Path, setting: str, value: str, expected: str) -> None:
     (tmp_path / "a-file").write_text("not a directory")
     (tmp_path / "db-is-a-dir" / "temporal.db").mkdir(parents=True)  # unwritable, even for root
-    data_dir = Path(value.format(tmp=tmp_path)) if setting == "JOURNEYS_DATA_DIR" else tmp_path / "data"
-    worker = WorkerProcess(tmp_path / "data", free_port(), "bad", overrides={setting: value.format(tmp=tmp_path)})
+    value = value.format(tmp=tmp_path)
+    data_dir = Path(value) if setting == "JOURNEYS_DATA_DIR" else tmp_path / "data"
+    worker = WorkerProcess(tmp_path / "data", free_port(), "bad", overrides={setting: value})
     try:
         code = worker.process.wait(30)
     finally:
