@@ -13,7 +13,6 @@ Not workflow code: imported by ``worker.py`` and the tests, never by a workflow.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import fcntl
 import json
@@ -194,8 +193,13 @@ async def stop_stale_server(data_dir: Path, db_path: str, timeout: float = 10.0)
         pid_file.unlink(missing_ok=True)
         return None
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            raise DevServerError(f"the stale dev server {pid} on {db_path} is another user's: "
+                                 "stop it, then start again") from None
         deadline = time.monotonic() + wait
         while _is_our_server(pid, db_path) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
