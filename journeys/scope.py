@@ -49,8 +49,25 @@ def _spell(length: timedelta) -> str:
     return "an open-ended wait" if length == _FOREVER else format_duration(length)
 
 
-def _outgoing(node: Node, incoming: frozenset[Source],
-              entry: bool) -> Iterator[tuple[str, frozenset[Source]]]:
+class _Waits:
+    """Sources after a wait, without a walk over them where it cannot change one: a short wait
+    changes none, and sources that already passed a long wait stay as they are. (Walking every
+    source at every delay was quadratic in long chains after wide merges.)"""
+
+    def __init__(self) -> None:
+        self.settled: set[frozenset[Source]] = set()
+
+    def after(self, sources: frozenset[Source], node_id: str,
+              length: timedelta) -> frozenset[Source]:
+        if length < MAX_PERSONALIZED_DELAY or sources in self.settled:
+            return sources
+        out = frozenset(s.after_wait(node_id, length) for s in sources)
+        self.settled.add(out)  # every source with an event now carries a long wait
+        return out
+
+
+def _outgoing(node: Node, incoming: frozenset[Source], entry: bool,
+              waits: _Waits) -> Iterator[tuple[str, frozenset[Source]]]:
     """(target, sources) for each edge leaving ``node``."""
     own = frozenset({Source(node.id, getattr(node, "event", None))})
     if isinstance(node, ActionNode):
@@ -58,20 +75,19 @@ def _outgoing(node: Node, incoming: frozenset[Source],
             if field == "next":
                 yield target, own
             else:
-                wait = node.within or _FOREVER
-                yield target, frozenset(s.after_wait(node.id, wait) for s in incoming)
+                yield target, waits.after(incoming, node.id, node.within or _FOREVER)
         return
     if isinstance(node, InactionNode):
-        out = own if entry else frozenset(s.after_wait(node.id, node.within) for s in incoming)
+        out = own if entry else waits.after(incoming, node.id, node.within)
     elif isinstance(node, DateTimeNode):
         if node.event:
             out = own
         elif entry:
             out = frozenset({Source(node.id, None)})
         else:
-            out = frozenset(s.after_wait(node.id, _FOREVER) for s in incoming)
+            out = waits.after(incoming, node.id, _FOREVER)
     elif isinstance(node, DelayNode):
-        out = frozenset(s.after_wait(node.id, node.duration) for s in incoming)
+        out = waits.after(incoming, node.id, node.duration)
     else:
         out = incoming
     for _, target in node.targets():
@@ -94,10 +110,12 @@ def sources_by_node(journey: Journey) -> dict[str, frozenset[Source]]:
     incoming: dict[str, set[Source]] = {node_id: set() for node_id in by_id}
     ready = [journey.entry]
     done: dict[str, frozenset[Source]] = {}
+    waits = _Waits()
     while ready:
         node_id = ready.pop()
         done[node_id] = frozenset(incoming[node_id])
-        for target, sources in _outgoing(by_id[node_id], done[node_id], node_id == journey.entry):
+        for target, sources in _outgoing(by_id[node_id], done[node_id], node_id == journey.entry,
+                                         waits):
             incoming[target] |= sources
             indegree[target] -= 1
             if indegree[target] == 0:
@@ -117,42 +135,68 @@ def _uses(node: Node) -> Iterator[tuple[str, EventUse]]:
             yield f"branches[{i}].when", expression_event_use(branch.when)
 
 
+@dataclass(frozen=True)
+class _Reach:
+    """The sources into a node, summed up once for all its templates (and every node that
+    the same sources reach): checking each use against every source was quadratic."""
+
+    ordered: tuple[Source, ...]  # by supplier: the order problems are reported in
+    no_event: Source | None  # the first that supplies no event
+    long_wait: Source | None  # the first with a wait of 24h or more since its event
+    events: frozenset[str]
+
+    @classmethod
+    def of(cls, sources: frozenset[Source]) -> _Reach:
+        ordered = tuple(sorted(sources, key=lambda s: s.supplier))
+        return cls(ordered, next((s for s in ordered if s.event is None), None),
+                   next((s for s in ordered if s.long_wait), None),
+                   frozenset(s.event for s in ordered if s.event))
+
+
 def personalization_rules(journey: Journey, catalog: dict[str, EventSchema]) -> Iterator[Finding]:
     schemas = {**catalog, **journey.events}
     reaching = sources_by_node(journey)
+    summaries: dict[frozenset[Source], _Reach] = {}
     for node in journey.nodes:
         for field, use in _uses(node):
             if use.uses_event:
-                yield from _check_use(node, field, use, reaching.get(node.id, frozenset()), schemas)
+                sources = reaching.get(node.id, frozenset())
+                reach = summaries.get(sources)
+                if reach is None:
+                    reach = summaries[sources] = _Reach.of(sources)
+                yield from _check_use(node, field, use, reach, schemas)
 
 
-def _check_use(node: Node, field: str, use: EventUse, sources: frozenset[Source],
+def _check_use(node: Node, field: str, use: EventUse, reach: _Reach,
                schemas: dict[str, EventSchema]) -> Iterator[Finding]:
     if isinstance(node, EngagementNode) and node.channel in ONLINE_CHANNELS:
         yield (node.id, field, "event-in-online-channel",
                f"{node.channel} messages cannot use event personalization: use profile values")
         return
-    for source in sorted(sources, key=lambda s: s.supplier):
-        if source.event is None:
-            yield (node.id, field, "event-unavailable",
-                   f"reads 'event' but no event is available here: the journey entered at the "
-                   f"profile date of '{source.supplier}' with no action node since")
-            return
-    if isinstance(node, EngagementNode):
-        for source in sorted(sources, key=lambda s: s.supplier):
-            if source.long_wait:
-                wait_node, length = source.long_wait
-                yield (node.id, field, "event-delay-too-long",
-                       f"'{wait_node}' waits {length} between '{source.supplier}', which supplies "
-                       f"event '{source.event}', and this message: each such delay must be "
-                       "shorter than 24h")
-                return
-    for source in sorted(sources, key=lambda s: s.supplier):
-        schema = schemas.get(source.event or "")
-        if schema is None:
-            continue
-        for prop in sorted(use.properties - schema.properties.keys()):
-            known = ", ".join(sorted(schema.properties)) or "none"
+    if reach.no_event is not None:
+        yield (node.id, field, "event-unavailable",
+               f"reads 'event' but no event is available here: the journey entered at the "
+               f"profile date of '{reach.no_event.supplier}' with no action node since")
+        return
+    if isinstance(node, EngagementNode) and reach.long_wait and reach.long_wait.long_wait:
+        source = reach.long_wait
+        wait_node, length = reach.long_wait.long_wait
+        yield (node.id, field, "event-delay-too-long",
+               f"'{wait_node}' waits {length} between '{source.supplier}', which supplies "
+               f"event '{source.event}', and this message: each such delay must be "
+               "shorter than 24h")
+        return
+    # Per event, not per source: only an event whose schema lacks a property costs a walk.
+    missing: dict[str, tuple[list[str], str]] = {}
+    for event in reach.events:
+        schema = schemas.get(event)
+        if schema is not None and (props := sorted(use.properties - schema.properties.keys())):
+            missing[event] = props, ", ".join(sorted(schema.properties)) or "none"
+    if not missing:
+        return
+    for source in reach.ordered:
+        props, known = missing.get(source.event or "", ([], ""))
+        for prop in props:
             yield (node.id, field, "unknown-event-property",
                    f"event.{prop} is not a property of '{source.event}' (from '{source.supplier}'; "
                    f"its properties: {known})")
