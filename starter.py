@@ -23,6 +23,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from journeys.catalog import catalog
 from journeys.events import Event, Routed, check_event, listens_to
 from journeys.graph import to_mermaid
 from journeys.limits import MAX_DEPTH, MAX_EVENT_BYTES, MAX_PROFILE_BYTES, LimitExceeded, check_properties
@@ -33,7 +34,7 @@ from journeys.problems import UsageError
 from journeys.scope import sources_by_node
 from journeys.settings import Settings, load_settings
 from journeys.store import Store
-from journeys.validate import validate_file, validate_paths
+from journeys.validate import UNREADABLE, exit_status, validate_file, validate_paths
 from workflows.router import Router
 from workflows.runtime import connect
 from workflows.status import user_status
@@ -72,6 +73,7 @@ def _json_arg(text: str | None, what: str, max_bytes: int = MAX_EVENT_BYTES) -> 
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Every file answered: ok, its problems, or (on stderr, exit 2) why it cannot be read."""
     results = validate_paths(args.paths)
     if args.json:
         print(json.dumps([p.model_dump() for _, problems in results for p in problems], indent=2))
@@ -80,8 +82,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             if not problems:
                 print(f"ok {loaded.path}")
             for problem in problems:
-                print(problem)
-    return 1 if any(problems for _, problems in results) else 0
+                print(problem, file=sys.stderr if problem.code in UNREADABLE else sys.stdout)
+    return exit_status(results)
 
 
 def _valid_journey(path: str) -> Journey:
@@ -147,12 +149,15 @@ def cmd_graph(args: argparse.Namespace) -> int:
 # --- the client commands: they talk to Temporal and the stores -----------------------------
 
 def _catalog(folder: str | None, settings: Settings) -> list[Journey]:
-    """The journeys events are routed to; an invalid one stops the command with its errors."""
-    results = validate_paths([folder or settings.journeys_dir])
-    problems = [p for _, found in results for p in found]
-    if problems:
-        raise UsageError("the journey catalog is invalid:\n" + "\n".join(str(p) for p in problems))
-    return [loaded.journey for loaded, _ in results if loaded.journey]
+    """The journeys events are routed to. A broken file is named on stderr and skipped: the
+    valid journeys keep routing (exit events above all). None valid at all is a usage error."""
+    found = catalog(folder or settings.journeys_dir)
+    warning = found.warning()
+    if not found.journeys and warning:
+        raise UsageError(f"no journey of the catalog can route events: {warning}")
+    if warning:
+        print(warning, file=sys.stderr)
+    return list(found.journeys)
 
 
 def _event(args: argparse.Namespace) -> Event:

@@ -30,6 +30,7 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from activities import build_activities
+from journeys.catalog import catalog
 from journeys.logs import configure_logging
 from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
@@ -118,6 +119,7 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
         log.info("worker started", address=settings.temporal_address, namespace=settings.temporal_namespace,
                  task_queue=settings.task_queue, data_dir=str(settings.data_dir),
                  metrics_address=metrics_address)
+        _log_catalog(settings)
         watched: set[asyncio.Future[Any]] = {running, asyncio.create_task(stop.wait())}
         if server:
             watched.add(asyncio.create_task(server.process.wait()))
@@ -133,6 +135,22 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
         await worker.shutdown()
         await running
     return 0 if stop.is_set() else 1
+
+
+def _log_catalog(settings: Settings) -> None:
+    """Name every broken file of the journey catalog in the log: its journey routes no event.
+
+    (Running journeys carry their definition; the catalog is what the router reads.)
+    """
+    try:
+        found = catalog(settings.journeys_dir)
+    except UsageError as exc:
+        log.warning("no journey catalog", journeys_dir=str(settings.journeys_dir), error=str(exc))
+        return
+    for path, problems in found.broken.items():
+        log.error("journey file skipped", file=path, problems=[str(p) for p in problems])
+    log.info("journey catalog", journeys_dir=str(settings.journeys_dir),
+             journeys=[j.id for j in found.journeys], broken=len(found.broken))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -215,6 +215,21 @@ async def test_journeys_under_the_old_ids_still_get_their_events(
     assert json.loads(out) == []
 
 
+async def test_a_broken_file_in_the_catalog_does_not_stop_routing(
+        env: WorkflowEnvironment, data_dir: Path, catalog: Path, tmp_path: Path, worker: None) -> None:
+    for path in catalog.iterdir():
+        (tmp_path / path.name).write_text(path.read_text())
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump(_journey("typo", "Signed Up", wait="1x")))
+    code, out, err = await cli(env, data_dir, tmp_path, "event", "hal", "Signed Up", "--json")
+    assert code == 0, err
+    assert _actions(out) == {"welcome": "started", "welcome-back": "started"}
+    assert "empty.yaml" in err and "typo.yaml" in err and "skipped" in err
+    code, out, err = await cli(env, data_dir, tmp_path, "event", "hal", "Left", "--json")
+    assert _actions(out) == {"welcome": "signalled", "welcome-back": "signalled"}
+    assert "typo.yaml" in err
+
+
 async def test_errors_a_user_can_act_on(env: WorkflowEnvironment, data_dir: Path, catalog: Path) -> None:
     code, _, err = await cli(env, data_dir, catalog, "status", "ada", TEMPORAL_NAMESPACE="nope")
     assert code == 2 and "has no namespace 'nope'" in err and "Traceback" not in err

@@ -149,9 +149,19 @@ async def test_dev_worker_runs_a_journey_survives_a_restart_and_exits_cleanly(tm
     finally:
         first.kill()
 
-    second = WorkerProcess(data_dir, port, "second")  # same data dir: the history is still there
+    # Same data dir: the history is still there. Its catalog has a broken file: the log names it.
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / "cart.yaml").write_text((ROOT / "examples" / "engagement-after-action.yaml").read_text())
+    (catalog / "broken.yaml").write_text("id: broken\nnodes: [\n")
+    second = WorkerProcess(data_dir, port, "second", overrides={"JOURNEYS_DIR": str(catalog)})
     try:
         client = await second.ready()
+        logged = [json.loads(line) for line in second.err.read_text().splitlines() if line.startswith("{")]
+        skipped = [entry for entry in logged if entry.get("event") == "journey file skipped"]
+        assert [entry["file"] for entry in skipped] == [str(catalog / "broken.yaml")], second.output()
+        assert next(e for e in logged if e.get("event") == "journey catalog")["journeys"] == [
+            "engagement-after-action"]
         description = await client.get_workflow_handle(routed[0].workflow_id).describe()
         assert description.status == WorkflowExecutionStatus.COMPLETED
         assert description.typed_search_attributes.get(USER_ID) == USER
