@@ -1,27 +1,58 @@
 """Personalization: Jinja2 templates rendered in a sandbox with ``profile`` and ``event``.
 
-Templates are user input, so they run in ``SandboxedEnvironment`` (no attribute escapes, no
-I/O). A value that is missing and has no ``default`` filter raises :class:`MissingValue`
-naming the variable (``event.product_name``): the message is then not sent.
+Templates are user input, so they run in the bounded sandbox of :mod:`journeys.sandbox` (no
+attribute escapes, no I/O, no value over MAX_TEMPLATE_VALUE, no render over
+MAX_RENDER_SECONDS). A value that is missing or null and has no ``default`` filter raises
+:class:`MissingValue` naming the variable (``event.product_name``); a template that fails on
+its own or on the user's data raises :class:`TemplateError`: the message is then not sent. A
+rendered message that may not go out (a header with a line break, a link that is no web link,
+a webhook body that is not JSON, over the channel's size) raises :class:`MessageRefused`.
+Anything else (cancellation, worker shutdown, out of memory) propagates: the attempt fails and
+a retry renders again.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import urlsplit
 
-from jinja2 import StrictUndefined, meta, nodes
-from jinja2.exceptions import TemplateRuntimeError, TemplateSyntaxError, UndefinedError
+import jinja2
+from jinja2 import meta, nodes
+from jinja2.exceptions import TemplateSyntaxError
 from jinja2.parser import Parser
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import (
+    UNSAFE_ASYNC_GENERATOR_ATTRIBUTES,
+    UNSAFE_COROUTINE_ATTRIBUTES,
+    UNSAFE_FUNCTION_ATTRIBUTES,
+    UNSAFE_GENERATOR_ATTRIBUTES,
+    UNSAFE_METHOD_ATTRIBUTES,
+)
 
+from journeys.limits import MAX_MESSAGE_BYTES
 from journeys.models import Channel, MessageValue
+from journeys.sandbox import (
+    HTML,
+    JSON,
+    MAX_RENDER_OUTPUT,
+    PLAIN,
+    OutputTooLong,
+    Sandbox,
+    Scope,
+    _UndefinedName,
+    start_clock,
+    stop_clock,
+    tick,
+)
 
 
 class MissingValue(Exception):
-    """A template read a value the profile or event does not have."""
+    """A template read a value the profile or event does not have (or that is null)."""
 
     def __init__(self, variable: str, field: str | None = None) -> None:
         self.variable = variable
@@ -35,90 +66,44 @@ class TemplateError(Exception):
 
 
 class MessageRefused(Exception):
-    """A message rendered, but may not be sent as it is (too large, a CR/LF in a header ...)."""
+    """A rendered message that may not be sent: the field and the reason are in the message."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
 
 
-class Scope(dict[str, Any]):
-    """A dict that knows its dotted name, so a missing key is reported as ``event.price``."""
+#: What a template or the user's data can get wrong. Anything else (temporalio's
+#: CancelledError, KeyboardInterrupt, MemoryError) is no fault of the template: it propagates.
+_TEMPLATE_ERRORS = (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, LookupError,
+                    AttributeError, RecursionError)
 
-    def __init__(self, name: str, values: Mapping[str, Any]) -> None:
-        super().__init__({key: _wrap(f"{name}.{key}", value) for key, value in values.items()})
-        self.scope_name = name
-
-
-def _wrap(name: str, value: Any) -> Any:
-    return Scope(name, value) if isinstance(value, Mapping) else value
-
-
-class _UndefinedName(UndefinedError):
-    """Raised by :class:`_Missing`; its message is the dotted name of the missing value."""
-
-
-class _Missing(StrictUndefined):
-    """StrictUndefined whose error carries ``event.price`` rather than Jinja's wording."""
-
-    def __init__(self, hint: str | None = None, obj: Any = None, name: str | None = None,
-                 exc: type[TemplateRuntimeError] = UndefinedError) -> None:
-        # The sandbox passes SecurityError for an unsafe attribute: keep it, it is no missing value.
-        super().__init__(hint, obj, name, _UndefinedName if exc is UndefinedError else exc)
-
-    @property
-    def _undefined_message(self) -> str:
-        if self._undefined_exception is not _UndefinedName:
-            return str(self._undefined_hint or self._undefined_name)
-        owner = self._undefined_obj
-        if isinstance(owner, Scope):
-            return f"{owner.scope_name}.{self._undefined_name}"
-        return str(self._undefined_name or self._undefined_hint or "value")
-
-
-#: Dict methods a template may call on ``profile`` and ``event`` (``event.get('x', 0)``).
-_READERS = frozenset({"get", "items", "keys", "values"})
-
-
-class _Sandbox(SandboxedEnvironment):
-    """Properties win over dict methods: ``event.items`` is the event's ``items`` property,
-    and a property that is absent is a missing value, never a method of ``dict``."""
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, Scope) and not attribute.startswith("_"):
-            if attribute in obj:
-                return obj[attribute]
-            if attribute not in _READERS:
-                return self.undefined(obj=obj, name=attribute)
-        return super().getattr(obj, attribute)
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        if isinstance(obj, Scope):
-            try:
-                return obj[argument]
-            except (KeyError, TypeError):
-                return self.undefined(obj=obj, name=str(argument))
-        return super().getitem(obj, argument)
-
-
-_PLAIN = _Sandbox(undefined=_Missing, autoescape=False, keep_trailing_newline=True)
-_HTML = _Sandbox(undefined=_Missing, autoescape=True, keep_trailing_newline=True)
+_MODES: dict[str, Sandbox] = {"plain": PLAIN, "html": HTML, "json": JSON}
 
 
 @lru_cache(maxsize=4096)
-def _compiled(source: str, html: bool) -> Any:
-    return (_HTML if html else _PLAIN).from_string(source)
+def _compiled(source: str, mode: str) -> jinja2.Template:
+    return _MODES[mode].from_string(source)
 
 
 @lru_cache(maxsize=1024)
 def _compiled_expression(source: str) -> Any:
-    return _PLAIN.compile_expression(source, undefined_to_none=False)
+    return PLAIN.compile_expression(source, undefined_to_none=False)
 
 
 def check_template(source: str) -> None:
     """Raise ``TemplateSyntaxError`` if ``source`` does not compile.
 
-    Compiling, not just parsing, also catches unknown filters and tests (``| tittle``),
-    which would otherwise fail every render.
+    Compiling, not just parsing, also catches unknown filters and tests (``| tittle``), which
+    would otherwise fail every render. Nothing is evaluated: the sandbox folds no constants.
     """
     try:
-        _PLAIN.compile(source)
+        tree = PLAIN.parse(source)
+        for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+            raise TemplateSyntaxError("a template cannot include, import or extend another",
+                                      node.lineno)
+        PLAIN.compile(tree)
     except TemplateSyntaxError:
         raise
     except Exception as exc:  # nesting beyond Python's limits: RecursionError, SyntaxError
@@ -129,20 +114,60 @@ def check_template(source: str) -> None:
 VARIABLES = frozenset({"profile", "event"})
 
 
+def _parse(source: str, expression: bool) -> nodes.Template:
+    return PLAIN.parse("{{ " + source + " }}" if expression else source)
+
+
 def unknown_variables(source: str, *, expression: bool = False) -> list[str]:
-    """Variables other than ``profile`` and ``event`` (and Jinja's globals) that ``source`` reads.
+    """Variables other than ``profile`` and ``event`` that ``source`` reads (Jinja's globals,
+    ``self`` and ``loop`` outside a loop included: templates do not see them).
 
     ``{{ evnt.price }}`` would otherwise pass validation and then fail every send.
     """
-    tree = _PLAIN.parse("{{ " + source + " }}" if expression else source)
-    names = meta.find_undeclared_variables(tree) - VARIABLES - _PLAIN.globals.keys()
+    tree = _parse(source, expression)
+    names = meta.find_undeclared_variables(tree) - VARIABLES
+    if any(name.name == "self" for name in tree.find_all(nodes.Name)):
+        names.add("self")  # Jinja's template reference, which meta does not report
     return sorted(names)
+
+
+_UNSAFE = (UNSAFE_FUNCTION_ATTRIBUTES | UNSAFE_METHOD_ATTRIBUTES | UNSAFE_GENERATOR_ATTRIBUTES
+           | UNSAFE_COROUTINE_ATTRIBUTES | UNSAFE_ASYNC_GENERATOR_ATTRIBUTES | {"mro"})
+
+
+def _unsafe_name(attr: str) -> bool:
+    """What the sandbox refuses as ``x.attr``: private names and Python's internals."""
+    return attr.startswith("_") or attr in _UNSAFE
+
+
+def _unsafe_key(key: Any) -> bool:
+    """A subscript ``x['__class__']``: ``event['_id']`` still reads a property named ``_id``."""
+    return isinstance(key, str) and any(part.startswith("__") for part in key.split("."))
+
+
+def unsafe_attributes(source: str, *, expression: bool = False) -> list[str]:
+    """Attributes ``source`` reads that the sandbox refuses (``''.__class__``): every send of
+    such a template fails, and in a split ``when`` the branch would silently never hold."""
+    tree = _parse(source, expression)
+    found = {n.attr for n in tree.find_all(nodes.Getattr) if _unsafe_name(n.attr)}
+    for item in tree.find_all(nodes.Getitem):
+        if isinstance(item.arg, nodes.Const) and _unsafe_key(item.arg.value):
+            found.add(item.arg.value)
+    for flt in tree.find_all(nodes.Filter):  # |attr('__class__'), |map(attribute='__dict__')
+        first = flt.args[0] if flt.args else None
+        if (flt.name == "attr" and isinstance(first, nodes.Const)
+                and isinstance(first.value, str) and _unsafe_name(first.value)):
+            found.add(first.value)
+        named = [first] if flt.name in ("selectattr", "rejectattr") else []
+        named += [kw.value for kw in flt.kwargs if kw.key == "attribute"]
+        found.update(n.value for n in named if isinstance(n, nodes.Const) and _unsafe_key(n.value))
+    return sorted(found)
 
 
 def check_expression(source: str) -> None:
     """Raise ``TemplateSyntaxError`` if ``source`` is not a valid expression."""
     try:
-        _PLAIN.compile_expression(source)
+        PLAIN.compile_expression(source)
     except TemplateSyntaxError:
         raise
     except Exception as exc:
@@ -150,30 +175,59 @@ def check_expression(source: str) -> None:
 
 
 def context(profile: Mapping[str, Any], event: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The variables a template sees. Without an event, ``event.x`` is a missing value."""
+    """The variables a template sees. Without an event, ``event.x`` is a missing value; a null
+    anywhere in the data is a missing value too."""
     return {"profile": Scope("profile", profile), "event": Scope("event", event or {})}
+
+
+def _render(source: str, variables: dict[str, Any], mode: str, limit: int) -> str:
+    """Render within the deadline, stopping as soon as the text passes ``limit`` characters."""
+    template = _compiled(source, mode)
+    previous = start_clock()
+    try:
+        parts: list[str] = []
+        length = 0
+        for part in template.root_render_func(template.new_context(variables)):
+            length += len(part)
+            if length > limit:
+                raise OutputTooLong(f"the text is over {limit:,} characters")
+            parts.append(part)
+            tick()
+        return "".join(parts)
+    finally:
+        stop_clock(previous)
+
+
+def _as_template_error(exc: Exception) -> Exception:
+    """The MissingValue or TemplateError that stands for a template's own failure."""
+    if isinstance(exc, _UndefinedName):
+        return MissingValue(str(exc))
+    if isinstance(exc, TemplateSyntaxError):
+        return TemplateError(f"line {exc.lineno}: {exc.message}")
+    return TemplateError(f"{type(exc).__name__}: {exc}")
 
 
 def render(source: str, profile: Mapping[str, Any], event: Mapping[str, Any] | None,
            *, html: bool = False) -> str:
+    """Render one template; raises MissingValue or TemplateError, and nothing else of its own."""
     try:
-        return str(_compiled(source, html).render(context(profile, event)))
-    except _UndefinedName as exc:
-        raise MissingValue(str(exc)) from None
-    except TemplateSyntaxError as exc:
-        raise TemplateError(f"line {exc.lineno}: {exc.message}") from exc
-    except Exception as exc:
-        raise TemplateError(f"{type(exc).__name__}: {exc}") from exc
+        return _render(source, context(profile, event), "html" if html else "plain",
+                       MAX_RENDER_OUTPUT)
+    except _TEMPLATE_ERRORS as exc:
+        raise _as_template_error(exc) from (None if isinstance(exc, _UndefinedName) else exc)
 
 
 def evaluate(expression: str, profile: Mapping[str, Any], event: Mapping[str, Any] | None) -> bool:
     """Evaluate a split ``when`` expression. A missing value makes it false, not an error."""
+    previous = start_clock()
     try:
         return bool(_compiled_expression(expression)(**context(profile, event)))
     except _UndefinedName:
         return False
-    except Exception as exc:
+    except _TEMPLATE_ERRORS as exc:
         raise TemplateError(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        stop_clock(previous)
 
 
 def message_fields(message: Mapping[str, MessageValue]) -> Iterator[tuple[str, str]]:
@@ -193,17 +247,113 @@ def message_fields(message: Mapping[str, MessageValue]) -> Iterator[tuple[str, s
                         yield f"{name}[{i}].{key}", template
 
 
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";")[0].strip().lower()
+    return not media or media == "application/json" or media.endswith("+json")
+
+
+def _content_type(rendered: Mapping[str, str]) -> str | None:
+    return next((v for k, v in rendered.items() if k.lower() == "headers.content-type"), None)
+
+
 def render_message(channel: Channel, message: Mapping[str, MessageValue],
                    profile: Mapping[str, Any], event: Mapping[str, Any] | None) -> dict[str, str]:
-    """Render every field of a message; raises :class:`MissingValue` naming the field."""
+    """Render every field of a message, then check it may be sent.
+
+    Raises :class:`MissingValue` (naming the field) or :class:`TemplateError`: not sent;
+    :class:`MessageRefused`: rendered, but unsafe or too large to send.
+    """
+    channel = Channel(channel)
+    budget = MAX_MESSAGE_BYTES[channel]
+    variables = context(profile, event)
+    fields = list(message_fields(message))
+    if channel == Channel.webhook:  # the Content-Type header says how to render the body
+        fields.sort(key=lambda item: item[0] == "body")
     rendered: dict[str, str] = {}
-    for field, source in message_fields(message):
-        html = channel == Channel.email and field == "html"
+    used = 0
+    for field, source in fields:
+        mode = "plain"
+        if channel == Channel.email and field == "html":
+            mode = "html"
+        elif channel == Channel.webhook and field == "body" and _is_json(_content_type(rendered)):
+            mode = "json"
         try:
-            rendered[field] = render(source, profile, event, html=html)
-        except MissingValue as exc:
-            raise MissingValue(exc.variable, field) from None
-    return rendered
+            text = _render(source, variables, mode, budget - used)  # a character is >= 1 byte
+        except OutputTooLong:
+            raise MessageRefused(field, f"the message is over the {channel.value} limit of "
+                                        f"{budget:,} bytes") from None
+        except _TEMPLATE_ERRORS as exc:
+            error = _as_template_error(exc)
+            if isinstance(error, MissingValue):
+                raise MissingValue(error.variable, field) from None
+            raise error from exc
+        rendered[field] = text
+        used += len(text.encode())
+    if used > budget:
+        raise MessageRefused("message", f"{used:,} bytes in UTF-8, over the {channel.value} "
+                                        f"limit of {budget:,}")
+    in_order = {field: rendered[field] for field, _ in message_fields(message)}
+    _check_message(channel, in_order)
+    return in_order
+
+
+# --- what may not be sent ---------------------------------------------------------------------
+
+_LINE_BREAK = re.compile(r"[\r\n\x00]")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+_LINK_SCHEMES = frozenset({"http", "https", "mailto"})
+#: Attributes whose value a mail client follows or loads.
+_URL_ATTRIBUTES = frozenset({"href", "src", "action", "formaction", "background", "poster",
+                             "xlink:href", "data", "cite"})
+
+
+def _scheme(url: str) -> str | None:
+    """The scheme as a browser reads it: tabs and line breaks inside and spaces around ignored."""
+    cleaned = re.sub(r"[\t\n\r]", "", url).strip("".join(map(chr, range(33))))
+    match = _SCHEME.match(cleaned)
+    return match[1].lower() if match else None
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[tuple[str, str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in _URL_ATTRIBUTES and value is not None:
+                self.links.append((tag, name, value))
+
+
+def _check_message(channel: Channel, rendered: Mapping[str, str]) -> None:
+    if channel == Channel.email and "html" in rendered:
+        links = _Links()
+        links.feed(rendered["html"])
+        links.close()
+        for tag, name, url in links.links:
+            scheme = _scheme(url)
+            if scheme is not None and scheme not in _LINK_SCHEMES:
+                raise MessageRefused("html", f"<{tag} {name}> links to a '{scheme}:' URL: "
+                                             "only http, https and mailto are sent")
+    if channel != Channel.webhook:
+        return
+    for field, text in rendered.items():
+        header = field in ("url", "method") or field.startswith("headers.")
+        if header and (_LINE_BREAK.search(field) or _LINE_BREAK.search(text)):
+            raise MessageRefused(field, "a line break (CR or LF) would start a new header")
+    url = rendered.get("url", "")
+    if urlsplit(url.strip()).scheme.lower() not in ("http", "https") or re.search(r"\s", url.strip()):
+        raise MessageRefused("url", f"'{url[:80]}' is not an http(s) URL")
+    body = rendered.get("body", "")
+    if body.strip() and _is_json(_content_type(rendered)):
+        try:
+            json.loads(body, parse_constant=_no_constant)
+        except ValueError as exc:
+            raise MessageRefused("body", f"not JSON: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 # --- static analysis: which event properties does a template read? -------------------------
@@ -226,17 +376,19 @@ def _event_use(tree: nodes.Node) -> EventUse:
     methods: set[int] = set()  # event.get('x') reads property x; event.items() reads none
     for call in tree.find_all(nodes.Call):
         func = call.node
-        if isinstance(func, nodes.Getattr) and _is_event(func.node) and func.attr in _READERS:
+        if isinstance(func, nodes.Getattr) and _is_event(func.node) and func.attr in Sandbox.readers:
             methods.add(id(func))
             first = call.args[0] if call.args else None
             if func.attr == "get" and isinstance(first, nodes.Const) and isinstance(first.value, str):
                 props.add(first.value)
     for node in tree.find_all(nodes.Getattr):
-        if _is_event(node.node) and id(node) not in methods:
+        # event.__class__ is no property: unsafe-attribute reports it
+        if _is_event(node.node) and id(node) not in methods and not _unsafe_name(node.attr):
             props.add(node.attr)
     for item in tree.find_all(nodes.Getitem):
         if (isinstance(item.node, nodes.Name) and item.node.name == "event"
-                and isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, str)):
+                and isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, str)
+                and not _unsafe_key(item.arg.value)):
             props.add(item.arg.value)
     return EventUse(bool(names), frozenset(props))
 
@@ -247,7 +399,7 @@ _NO_USE = EventUse(False, frozenset())
 def template_event_use(source: str) -> EventUse:
     """What a template reads of ``event``; nothing if it does not parse (reported elsewhere)."""
     try:
-        return _event_use(_PLAIN.parse(source))
+        return _event_use(PLAIN.parse(source))
     except Exception:
         return _NO_USE
 
@@ -255,6 +407,6 @@ def template_event_use(source: str) -> EventUse:
 def expression_event_use(source: str) -> EventUse:
     """What a split expression reads of ``event``; nothing if it does not parse."""
     try:
-        return _event_use(Parser(_PLAIN, source, state="variable").parse_expression())
+        return _event_use(Parser(PLAIN, source, state="variable").parse_expression())
     except Exception:
         return _NO_USE

@@ -36,6 +36,7 @@ RULES: dict[str, str] = {
     "template-syntax": "a template does not parse (the line is given)",
     "expression-syntax": "a split `when` expression does not compile",
     "unknown-variable": "a template reads a variable other than `profile` and `event` (often a typo)",
+    "unsafe-attribute": "a template reads an attribute the sandbox refuses (`_private`, `__class__`)",
     # the product page's personalization rules
     "event-unavailable": "a template reads `event` where no event is available",
     "event-in-online-channel": "in_app, web_popup and app_inbox cannot use event personalization",

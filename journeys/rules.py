@@ -23,6 +23,7 @@ from journeys.personalize import (
     check_template,
     message_fields,
     unknown_variables,
+    unsafe_attributes,
 )
 
 #: (node id or None, field or None, code, message)
@@ -178,6 +179,11 @@ def _template(node_id: str, field: str, source: str) -> Iterator[Finding]:
 
 
 def _variables(node_id: str, field: str, source: str, *, expression: bool = False) -> Iterator[Finding]:
+    unsafe = unsafe_attributes(source, expression=expression)
+    if unsafe:
+        yield (node_id, field, "unsafe-attribute",
+               f"{', '.join(repr(a) for a in unsafe)}: the sandbox refuses attributes starting "
+               "with '_' and Python's internals (a property so named: event['_name'])")
     for name in unknown_variables(source, expression=expression):
         yield (node_id, field, "unknown-variable",
                f"'{name}' is not a variable here: templates read 'profile' and 'event'")
