@@ -29,7 +29,7 @@ from journeys.graph import to_mermaid
 from journeys.limits import MAX_DEPTH, MAX_EVENT_BYTES, MAX_PROFILE_BYTES, LimitExceeded, check_properties
 from journeys.loader import load_file
 from journeys.models import ONLINE_CHANNELS, EngagementNode, Journey, ProfileUpdateNode
-from journeys.personalize import MissingValue, TemplateError, render, render_message
+from journeys.personalize import MessageRefused, MissingValue, TemplateError, render, render_message
 from journeys.problems import UsageError
 from journeys.scope import sources_by_node
 from journeys.settings import Settings, load_settings
@@ -119,7 +119,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         else:
             raise UsageError(
                 f"{args.file}: node '{node.id}' is a {node.type} node: it has no message")
-    except (MissingValue, TemplateError) as exc:
+    except (MissingValue, TemplateError, MessageRefused) as exc:  # as the send would record it
         print(f"{args.file}: node '{node.id}': not sent: {exc}", file=sys.stderr)
         return 1
     if args.json:

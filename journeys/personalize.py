@@ -34,21 +34,10 @@ from jinja2.sandbox import (
     UNSAFE_METHOD_ATTRIBUTES,
 )
 
+from journeys.bounds import MAX_RENDER_OUTPUT, OutputTooLong, start_clock, stop_clock, tick
 from journeys.limits import MAX_MESSAGE_BYTES
 from journeys.models import Channel, MessageValue
-from journeys.sandbox import (
-    HTML,
-    JSON,
-    MAX_RENDER_OUTPUT,
-    PLAIN,
-    OutputTooLong,
-    Sandbox,
-    Scope,
-    _UndefinedName,
-    start_clock,
-    stop_clock,
-    tick,
-)
+from journeys.sandbox import HTML, JSON, PLAIN, Sandbox, Scope, _UndefinedName
 
 
 class MissingValue(Exception):

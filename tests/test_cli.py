@@ -169,6 +169,12 @@ def test_preview_missing_profile_value(capsys: pytest.CaptureFixture[str]) -> No
     assert "profile.cart_reminders" in capsys.readouterr().err
 
 
+def test_preview_says_what_the_send_would_refuse(capsys: pytest.CaptureFixture[str]) -> None:
+    big = json.dumps({**CART, "product_name": "x" * 5000})  # over push's 4 KB
+    assert starter.main(["preview", "examples/abandoned-cart.yaml", "push-reminder", "--props", big]) == 1
+    assert "not sent: body: the message is over the push limit" in capsys.readouterr().err
+
+
 def test_preview_profile_update(capsys: pytest.CaptureFixture[str]) -> None:
     code = starter.main(["preview", str(ROOT / "examples" / "controller-between.yaml"),
                          "remember-product", "--props", json.dumps(CART),

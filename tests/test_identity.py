@@ -23,7 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from journeys.events import Event
 from journeys.models import Journey
 from journeys.store import Store
-from tests.support import run_cli, running_worker
+from tests.support import Harness, run_cli, running_worker
 from workflows.journey import JourneyWorkflow
 from workflows.models import JOURNEY_ID, JOURNEY_NODE, SEARCH_ATTRIBUTES, USER_ID, JourneyInput
 from workflows.runtime import binary
@@ -162,7 +162,9 @@ async def test_a_message_too_large_for_its_channel_fails_and_the_journey_goes_on
     state = await env.client.get_workflow_handle_for(JourneyWorkflow.run, "journey/shout/kay").result()
     assert state.status == "finished"
     [row] = store.outbox_list(user_id="kay")
-    assert row.status == "failed" and "1600" in (row.reason or "")
+    assert row.status == "failed" and "over the sms limit of 1,600 bytes" in (row.reason or "")
+    assert [(m.node_id, m.status) for m in state.messages] == [("hello", "failed")]
+    await Harness(env, store, [], QUEUE).record_history("message-failed-too-large", "shout", "kay")
 
 
 async def test_status_without_a_worker_and_of_a_terminated_journey(

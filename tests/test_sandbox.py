@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from journeys.bounds import start_clock, stop_clock
 from journeys.limits import MAX_RENDER_SECONDS
 from journeys.loader import load_document
 from journeys.personalize import (
@@ -20,7 +21,6 @@ from journeys.personalize import (
     unknown_variables,
     unsafe_attributes,
 )
-from journeys.sandbox import start_clock, stop_clock
 from journeys.validate import validate_loaded
 from tests.journey_docs import CATALOG, action, check, journey, merge, send
 
@@ -127,8 +127,8 @@ def test_the_deadline_is_restored_after_a_render() -> None:
     previous = start_clock(1000)
     try:
         assert render("{{ profile.a }}", {"a": 1}, None) == "1"
-        from journeys.sandbox import _state
-        assert _state.deadline > time.monotonic() + 100
+        from journeys.bounds import clock
+        assert clock.deadline > time.monotonic() + 100
     finally:
         stop_clock(previous)
 
