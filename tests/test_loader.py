@@ -156,7 +156,12 @@ def test_a_file_over_the_limit_is_refused_before_it_is_read(tmp_path: Path,
         file.truncate(limits.MAX_JOURNEY_BYTES + 1)
     opened: list[Path] = []
     real_open = Path.open
-    monkeypatch.setattr(Path, "open", lambda self, *a, **k: opened.append(self) or real_open(self, *a, **k))
+
+    def recording_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        opened.append(self)
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", recording_open)
     size = limits.MAX_JOURNEY_BYTES + 1
     assert problem_of(path) == ("too-large", f"the file is {size} bytes, over the limit of "
                                              f"{limits.MAX_JOURNEY_BYTES} bytes")

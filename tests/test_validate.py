@@ -114,8 +114,16 @@ def test_an_unlistable_folder_is_a_problem_of_the_folder(tmp_path: Path,
         if Path(path) == locked:
             raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "iterdir", lambda self: refuse(self) or real_iterdir(self))
-    monkeypatch.setattr(os, "listdir", lambda path=".": refuse(path) or real_listdir(path))
+    def iterdir(self: Path) -> Any:
+        refuse(self)
+        return real_iterdir(self)
+
+    def listdir(path: Any = ".") -> list[str]:
+        refuse(path)
+        return real_listdir(path)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    monkeypatch.setattr(os, "listdir", listdir)
     [(_, problems)] = validate_paths([locked])
     assert [(p.file, p.code, p.message) for p in problems] == [
         (str(locked), "unreadable", "cannot list: Permission denied")]
