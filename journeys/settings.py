@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,29 @@ class Settings(BaseSettings):
         default=True, alias="JOURNEYS_LEGACY_IDS",
         description="Also route events to journeys started under the ids of release 0.1 "
                     "(journey-<journey>-<user>); turn off once none of them runs.")
+
+    # --- delivery (one block per provider; a provider serves its channels once it is set) ----
+    send_timeout: float = Field(default=30.0, gt=0, le=600, alias="JOURNEYS_SEND_TIMEOUT",
+                                description="Seconds one delivery attempt may take.")
+    smtp_host: str | None = Field(default=None, alias="JOURNEYS_SMTP_HOST")
+    smtp_port: int = Field(default=587, gt=0, lt=65536, alias="JOURNEYS_SMTP_PORT")
+    smtp_username: str | None = Field(default=None, alias="JOURNEYS_SMTP_USERNAME")
+    smtp_password: str | None = Field(default=None, alias="JOURNEYS_SMTP_PASSWORD")
+    smtp_tls: Literal["starttls", "tls", "none"] = Field(default="starttls", alias="JOURNEYS_SMTP_TLS")
+    email_from: str | None = Field(default=None, alias="JOURNEYS_EMAIL_FROM")
+    webhook_secret: str | None = Field(default=None, alias="JOURNEYS_WEBHOOK_SECRET")
+    fcm_credentials: Path | None = Field(default=None, alias="JOURNEYS_FCM_CREDENTIALS")
+    fcm_url: str = Field(default="https://fcm.googleapis.com", alias="JOURNEYS_FCM_URL")
+    twilio_account_sid: str | None = Field(default=None, alias="JOURNEYS_TWILIO_ACCOUNT_SID")
+    twilio_auth_token: str | None = Field(default=None, alias="JOURNEYS_TWILIO_AUTH_TOKEN")
+    twilio_from: str | None = Field(default=None, alias="JOURNEYS_TWILIO_FROM")
+    twilio_whatsapp_from: str | None = Field(default=None, alias="JOURNEYS_TWILIO_WHATSAPP_FROM")
+    twilio_url: str = Field(default="https://api.twilio.com", alias="JOURNEYS_TWILIO_URL")
+    vapid_private_key: str | None = Field(default=None, alias="JOURNEYS_VAPID_PRIVATE_KEY")
+    vapid_subject: str | None = Field(default=None, alias="JOURNEYS_VAPID_SUBJECT")
+    caps: str | None = Field(default=None, alias="JOURNEYS_CAPS",
+                             description="Frequency caps per user across journeys, e.g. "
+                                         "push=3/1d,email=1/12h,all=5/1d.")
 
     @field_validator("temporal_address")
     @classmethod

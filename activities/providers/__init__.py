@@ -1,0 +1,67 @@
+"""The one delivery protocol every channel's provider implements, and what a provider answers.
+
+The contract: ``deliver`` returns an :class:`Outcome` for what is final — ``delivered`` (with
+the provider's message id), ``unreachable`` (no address or token, or every token dead) or
+``failed`` (the provider rejected it) — and raises :class:`TransientError` (or lets a timeout
+or connection error escape) for what a later attempt may fix: the send activity's retry policy
+then retries with backoff. Every call carries the message's idempotency key; a provider passes
+it on wherever its vendor accepts one, so a retry after a lost answer is not a second message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from journeys.models import Channel
+
+
+class OutgoingMessage(BaseModel):
+    """A rendered message, ready for a provider."""
+
+    idempotency_key: str
+    journey_id: str
+    node_id: str
+    user_id: str
+    channel: Channel
+    content: dict[str, str]  # the rendered fields (title, body, subject, html, text, url ...)
+    profile: dict[str, Any] = Field(default_factory=dict)  # addresses: email, phone, tokens ...
+
+
+class Outcome(BaseModel):
+    """What became of a message, for good."""
+
+    status: Literal["delivered", "unreachable", "failed"]
+    reason: str | None = None
+    provider_message_id: str | None = None
+
+
+def delivered(provider_message_id: str | None = None) -> Outcome:
+    return Outcome(status="delivered", provider_message_id=provider_message_id)
+
+
+def unreachable(reason: str) -> Outcome:
+    return Outcome(status="unreachable", reason=reason)
+
+
+def failed(reason: str) -> Outcome:
+    return Outcome(status="failed", reason=reason)
+
+
+class TransientError(Exception):
+    """The provider could not take the message now (timeout, 429, 5xx): try again later."""
+
+
+class Provider(Protocol):
+    """What every channel's provider does: deliver once per idempotency key, or raise."""
+
+    name: str
+
+    async def deliver(self, message: OutgoingMessage) -> Outcome: ...
+
+
+class ProfileEditor(Protocol):
+    """What a provider may change in a profile: drop a dead push token or subscription."""
+
+    def remove_from_profile(self, user_id: str, property: str, value: Any) -> None: ...

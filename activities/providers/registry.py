@@ -1,0 +1,62 @@
+"""Which provider serves each channel: its vendor's, once that vendor's settings are set;
+the outbox (nothing leaves the machine) until then.
+
+Each vendor module offers ``missing(settings, channel)`` (the settings it still needs, by their
+``JOURNEYS_...`` names) and ``build(settings, profiles, channel)`` (the provider).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+from activities.providers import ProfileEditor, Provider
+from activities.providers.outbox import OutboxProvider
+from journeys.models import Channel
+from journeys.settings import Settings
+
+#: The vendor module of each channel, under activities/providers/.
+VENDORS: dict[Channel, str] = {
+    Channel.in_app: "inbox",
+    Channel.web_popup: "inbox",
+    Channel.app_inbox: "inbox",
+}
+
+
+def _vendor(channel: Channel) -> ModuleType | None:
+    name = VENDORS.get(channel)
+    return importlib.import_module(f"activities.providers.{name}") if name else None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The provider that serves a channel, and what its vendor's provider still needs."""
+
+    channel: Channel
+    provider: str
+    vendor: str | None
+    missing: tuple[str, ...]
+
+
+def choices(settings: Settings) -> list[Choice]:
+    """For each channel, in order: who serves it, and (if the outbox) which settings would change that."""
+    result = []
+    for channel in Channel:
+        module = _vendor(channel)
+        missing = tuple(module.missing(settings, channel)) if module else ()
+        name = VENDORS.get(channel)
+        result.append(Choice(channel, name if module and not missing else "outbox", name, missing))
+    return result
+
+
+def build_providers(settings: Settings, profiles: ProfileEditor) -> dict[Channel, Provider]:
+    """A provider for every channel, as :func:`choices` says."""
+    providers: dict[Channel, Provider] = {}
+    for choice in choices(settings):
+        module = _vendor(choice.channel)
+        if module and choice.provider != "outbox":
+            providers[choice.channel] = module.build(settings, profiles, choice.channel)
+        else:
+            providers[choice.channel] = OutboxProvider()
+    return providers
