@@ -194,6 +194,8 @@ class JourneyWorkflow:
             return None
         # The server stops retrying at the journey's deadline: no timer of our own needed.
         options = {**ACTIVITY_OPTIONS, "schedule_to_close_timeout": left} if left else ACTIVITY_OPTIONS
+        if self._input.send_timeout:  # the attempt's bound (JOURNEYS_SEND_TIMEOUT), and a margin
+            options = {**options, "start_to_close_timeout": timedelta(seconds=self._input.send_timeout + 10)}
         send = workflow.start_activity(
             "send_message", message, result_type=SendResult, summary=label,
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED, **options)

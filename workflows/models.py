@@ -54,4 +54,5 @@ class JourneyInput(BaseModel):
     resume_node: str | None = None  # set by continue-as-new
     resume_mid_wait: bool = False  # the run went on as new in the middle of resume_node's wait
     carried: JourneyState | None = None
+    send_timeout: float | None = None  # JOURNEYS_SEND_TIMEOUT at entry (None: 30 s, as before)
 
