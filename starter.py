@@ -24,11 +24,11 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from journeys.catalog import catalog
-from journeys.events import Event, Routed, check_event, listens_to
+from journeys.events import Event, Routed, check_event, listens_to, personalization_event
 from journeys.graph import to_mermaid
 from journeys.limits import MAX_DEPTH, MAX_EVENT_BYTES, MAX_PROFILE_BYTES, LimitExceeded, check_properties
 from journeys.loader import load_file
-from journeys.models import ONLINE_CHANNELS, EngagementNode, Journey, ProfileUpdateNode
+from journeys.models import EngagementNode, Journey, ProfileUpdateNode
 from journeys.personalize import MessageRefused, MissingValue, TemplateError, render, render_message
 from journeys.problems import UsageError
 from journeys.scope import sources_by_node
@@ -107,8 +107,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     profile = _json_arg(args.profile, "--profile")
     try:
         if isinstance(node, EngagementNode):
-            online = node.channel in ONLINE_CHANNELS
-            fields = render_message(node.channel, node.message, profile, None if online else event)
+            fields = render_message(node.channel, node.message, profile,
+                                    personalization_event(node.channel, event))
         elif isinstance(node, ProfileUpdateNode):
             fields = {}
             for prop, source in node.set.items():

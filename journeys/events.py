@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from journeys.limits import MAX_EVENT_BYTES, check_properties
-from journeys.models import ActionNode, DateTimeNode, InactionNode, Journey, Scalar
+from journeys.models import (
+    ONLINE_CHANNELS,
+    ActionNode,
+    Channel,
+    DateTimeNode,
+    InactionNode,
+    Journey,
+    Scalar,
+)
+
+T = TypeVar("T")
 
 
 class Event(BaseModel):
@@ -27,6 +37,14 @@ class Event(BaseModel):
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def personalization_event(channel: Channel, event: T | None) -> T | None:
+    """The event a message on ``channel`` is personalized with: none on the online channels.
+
+    (They render in the app, where the journey's event is not available: the product page's rule.)
+    """
+    return None if channel in ONLINE_CHANNELS else event
 
 
 def matches(where: Mapping[str, Scalar], properties: Mapping[str, Any]) -> bool:

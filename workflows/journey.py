@@ -27,9 +27,8 @@ with workflow.unsafe.imports_passed_through():
         UpdateProfileResult,
     )
     from journeys.durations import format_duration
-    from journeys.events import Event, matches
+    from journeys.events import Event, matches, personalization_event
     from journeys.models import (
-        ONLINE_CHANNELS,
         ActionNode,
         DateTimeNode,
         DelayNode,
@@ -178,7 +177,7 @@ class JourneyWorkflow:
         result = await self._send(node, message)
         if result is None:  # the journey's time ran out before the send could start
             return None
-        event = None if node.channel in ONLINE_CHANNELS else state.event  # online: profile only
+        event = personalization_event(node.channel, state.event)
         state.messages.append(SentMessage(
             node_id=node.id, channel=node.channel.value, status=result.status, reason=result.reason,
             event_name=event.name if event else None, event_id=event.id if event else None))
