@@ -1,64 +1,50 @@
-"""Delivery: one protocol every channel's provider implements, and the send activity."""
+"""The send activity: render once, record in the outbox, hand to the channel's provider.
+
+``send_message`` is an async activity: providers speak to their vendors with async clients
+(httpx, aiosmtplib), so a slow vendor holds no thread; the store (SQLAlchemy, blocking) and
+rendering (bounded to a second) run in threads.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Protocol
 
 import structlog
-from pydantic import BaseModel
 from temporalio import activity
 
 from activities.models import CancelMessageInput, SendMessageInput, SendResult
+from activities.providers import OutgoingMessage, Provider, TransientError
+from activities.providers.outbox import OutboxProvider
+from journeys.events import personalization_event
 from journeys.limits import brief
-from journeys.models import ONLINE_CHANNELS, Channel
+from journeys.models import Channel
 from journeys.personalize import MessageRefused, MissingValue, TemplateError, render_message
 from journeys.store import OutboxRow, Store
 
+__all__ = ["Delivery", "OutgoingMessage", "Provider", "default_providers"]
 
-class OutgoingMessage(BaseModel):
-    """A rendered message, ready for a provider. Providers must honour the idempotency key."""
-
-    idempotency_key: str
-    user_id: str
-    channel: Channel
-    content: dict[str, str]
-    profile: dict[str, object]
-
-
-class Provider(Protocol):
-    """What every channel's provider does: deliver once per idempotency key, or raise."""
-
-    name: str
-
-    def deliver(self, message: OutgoingMessage) -> None: ...
-
-
-class OutboxProvider:
-    """Records the rendered message as delivered and sends nothing: the outbox is the record."""
-
-    name = "outbox"
-
-    def deliver(self, message: OutgoingMessage) -> None:
-        return None
-
-
-def default_providers() -> dict[Channel, Provider]:
-    return {channel: OutboxProvider() for channel in Channel}
-
-
-_FINAL = ("delivered", "skipped", "failed", "cancelled")
+#: Statuses no attempt changes any more: a retry or a replay finds them and sends nothing.
+FINAL = frozenset({"delivered", "skipped", "failed", "unreachable", "cancelled", "capped",
+                   "dropped_quiet_hours"})
 _log = structlog.get_logger("delivery")
 
 
-class Delivery:
-    """The send activity, with its store and providers injected."""
+def default_providers() -> dict[Channel, Provider]:
+    """The embedded default: every channel to the outbox."""
+    return {channel: OutboxProvider() for channel in Channel}
 
-    def __init__(self, store: Store, providers: Mapping[Channel, Provider] | None = None) -> None:
+
+class Delivery:
+    """The send activities, with their store, providers and attempt bound injected."""
+
+    def __init__(self, store: Store, providers: Mapping[Channel, Provider] | None = None,
+                 send_timeout: float = 30.0) -> None:
         self.store = store
         self.providers = dict(providers or default_providers())
+        self.send_timeout = send_timeout
 
     @activity.defn(name="cancel_message")
     def cancel_message(self, input: CancelMessageInput) -> SendResult:
@@ -74,47 +60,56 @@ class Delivery:
         return _result(stored)
 
     @activity.defn(name="send_message")
-    def send_message(self, input: SendMessageInput) -> SendResult:
+    async def send_message(self, input: SendMessageInput) -> SendResult:
         log = _log.bind(journey_id=input.journey_id, user_id=input.user_id, node_id=input.node_id,
                         workflow_id=input.workflow_id, channel=input.channel.value,
                         attempt=activity.info().attempt)
-        known = self.store.outbox_get(input.idempotency_key)
-        if known and known.status in _FINAL:
+        store = self.store
+        known = await asyncio.to_thread(store.outbox_get, input.idempotency_key)
+        if known and known.status in FINAL:
             return _result(known, duplicate=True)
-        profile = self.store.profile(input.user_id)
-        # Online channels render in the app, where the journey's event is not available.
-        personalized = None if input.channel in ONLINE_CHANNELS else input.event
-        event = personalized.properties if personalized else None
+        profile = await asyncio.to_thread(store.profile, input.user_id)
+        event = personalization_event(input.channel, input.event)
         row = OutboxRow(
             idempotency_key=input.idempotency_key, journey_id=input.journey_id,
             user_id=input.user_id, workflow_id=input.workflow_id, node_id=input.node_id,
             channel=input.channel.value, status="pending",
-            event_name=personalized.name if personalized else None,
-            event_id=personalized.id if personalized else None)
+            event_name=event.name if event else None, event_id=event.id if event else None)
         try:
             # A retry delivers what the first attempt rendered: the key fixes the content.
-            content = known.content if known else render_message(
-                input.channel, input.message, profile, event)
+            content = known.content if known else await asyncio.to_thread(
+                render_message, input.channel, input.message, profile,
+                event.properties if event else None)
         except (MissingValue, TemplateError) as exc:  # the template or the data: skip it
-            skipped = row.model_copy(update={"status": "skipped", "reason": brief(f"not sent: {exc}")})
-            stored, _ = self.store.outbox_claim(skipped)
-            log.warning("message skipped", reason=stored.reason)
-            return _result(stored)
+            return await self._settle(row, "skipped", f"not sent: {exc}", log)
         except MessageRefused as exc:  # rendered, but not sendable: no retry can change that
-            failed = row.model_copy(update={"status": "failed", "reason": brief(f"not sent: {exc}")})
-            stored, _ = self.store.outbox_claim(failed)
-            log.warning("message failed", reason=stored.reason)
-            return _result(stored)
-        stored, _ = self.store.outbox_claim(row.model_copy(update={"content": content}))
-        if stored.status in _FINAL:
+            return await self._settle(row, "failed", f"not sent: {exc}", log)
+        stored, _ = await asyncio.to_thread(store.outbox_claim, row.model_copy(update={"content": content}))
+        if stored.status in FINAL:
             return _result(stored, duplicate=True)
         provider = self.providers[input.channel]
-        provider.deliver(OutgoingMessage(idempotency_key=input.idempotency_key, user_id=input.user_id,
-                                         channel=input.channel, content=stored.content,
-                                         profile=profile))
-        self.store.outbox_finish(input.idempotency_key, "delivered", provider=provider.name)
-        log.info("message delivered", provider=provider.name)
-        return _result(stored.model_copy(update={"status": "delivered"}))
+        message = OutgoingMessage(
+            idempotency_key=input.idempotency_key, journey_id=input.journey_id, node_id=input.node_id,
+            user_id=input.user_id, channel=input.channel, content=stored.content, profile=profile)
+        try:
+            outcome = await asyncio.wait_for(provider.deliver(message), self.send_timeout)
+        except TimeoutError:  # the vendor may have taken it: the retry carries the same key
+            raise TransientError(f"{provider.name}: no answer within {self.send_timeout:g} s") from None
+        reason = brief(f"not sent: {outcome.reason}") if outcome.reason else None
+        await asyncio.to_thread(store.outbox_finish, input.idempotency_key, outcome.status,
+                                reason=reason, provider=provider.name,
+                                provider_message_id=outcome.provider_message_id)
+        log.info(f"message {outcome.status}", provider=provider.name, reason=reason,
+                 provider_message_id=outcome.provider_message_id)
+        return _result(stored.model_copy(update={"status": outcome.status, "reason": reason}))
+
+    async def _settle(self, row: OutboxRow, status: str, reason: str,
+                      log: structlog.typing.FilteringBoundLogger) -> SendResult:
+        """Record a message that will not go out (and why), once; a replay finds the record."""
+        final = OutboxRow.model_validate({**row.model_dump(), "status": status, "reason": brief(reason)})
+        stored, _ = await asyncio.to_thread(self.store.outbox_claim, final)
+        log.warning(f"message {stored.status}", reason=stored.reason)
+        return _result(stored)
 
 
 def _result(row: OutboxRow, *, duplicate: bool = False) -> SendResult:

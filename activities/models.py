@@ -37,7 +37,8 @@ class SendResult(BaseModel):
     (Results become workflow history; one of over 2 MB would fail the workflow task for good.)
     """
 
-    status: Literal["delivered", "skipped", "failed", "cancelled", "pending"]
+    status: Literal["delivered", "skipped", "failed", "unreachable", "cancelled", "pending",
+                    "capped", "dropped_quiet_hours"]
     reason: str | None = None
     content: dict[str, str] = Field(default_factory=dict)  # no longer filled; old histories have it
     digest: str | None = None  # sha256 of the rendered content, to compare sends

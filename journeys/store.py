@@ -25,7 +25,9 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine, make_url
@@ -34,7 +36,8 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, Ope
 from journeys.limits import MAX_PROFILE_BYTES, check_properties
 from journeys.problems import UsageError
 
-OutboxStatus = Literal["pending", "delivered", "skipped", "failed", "cancelled"]
+OutboxStatus = Literal["pending", "delivered", "skipped", "failed", "unreachable", "cancelled",
+                       "capped", "dropped_quiet_hours"]
 
 _metadata = MetaData()
 profiles = Table(
@@ -58,8 +61,23 @@ outbox = Table(
     Column("event_name", String(200)),
     Column("event_id", String(200)),
     Column("provider", String(50)),
+    Column("provider_message_id", String(200)),  # the vendor's id of what it accepted
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+#: Columns added since release 0.1, added to its databases when a store opens them.
+_ADDED_COLUMNS = {"outbox": ("provider_message_id",)}
+#: Messages of the online channels (in-app, web pop-up, app inbox), for the app to read.
+inbox = Table(
+    "inbox", _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(400), nullable=False, unique=True),
+    Column("user_id", String(200), nullable=False, index=True),
+    Column("journey_id", String(200), nullable=False),
+    Column("node_id", String(100), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("content", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 #: Event ids a journey has processed for a user: an event id counts once per user and journey,
@@ -89,7 +107,19 @@ class OutboxRow(BaseModel):
     event_name: str | None = None
     event_id: str | None = None
     provider: str | None = None
+    provider_message_id: str | None = None
     created_at: datetime | None = None
+
+
+class InboxMessage(BaseModel):
+    """One message of a user's in-app inbox."""
+
+    id: int
+    journey_id: str
+    node_id: str
+    channel: str
+    content: dict[str, str]
+    created_at: datetime
 
 
 def _now() -> datetime:
@@ -118,8 +148,21 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             _metadata.create_all(self.engine)
+            self._add_columns()
         except OperationalError as exc:
             raise UsageError(f"cannot open the store at '{shown}': {exc.orig}") from None
+
+    def _add_columns(self) -> None:
+        """Bring a database of an earlier release up to date (columns only ever get added)."""
+        inspector = inspect(self.engine)
+        for name, columns in _ADDED_COLUMNS.items():
+            present = {column["name"] for column in inspector.get_columns(name)}
+            table = _metadata.tables[name]
+            with self.engine.begin() as conn:
+                for column in columns:
+                    if column not in present:
+                        kind = table.c[column].type.compile(dialect=self.engine.dialect)
+                        conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {column} {kind}"))
 
     # --- profiles ---------------------------------------------------------------------------
     def profile(self, user_id: str) -> dict[str, Any]:
@@ -142,6 +185,45 @@ class Store:
             else:
                 conn.execute(insert(profiles).values(user_id=user_id, **values))
         return merged
+
+    def remove_from_profile(self, user_id: str, property: str, value: Any) -> None:
+        """Drop ``value`` from the list ``property`` (a dead push token or subscription)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(profiles.c.properties).where(profiles.c.user_id == user_id)
+                               .with_for_update()).first()
+            current: dict[str, Any] = dict(row[0]) if row else {}
+            items = current.get(property)
+            if not isinstance(items, list) or value not in items:
+                return
+            properties = {**current, property: [item for item in items if item != value]}
+            conn.execute(update(profiles).where(profiles.c.user_id == user_id)
+                         .values(properties=properties, updated_at=_now()))
+
+    # --- inbox ------------------------------------------------------------------------------
+    def inbox_add(self, idempotency_key: str, user_id: str, journey_id: str, node_id: str,
+                  channel: str, content: dict[str, str]) -> int:
+        """Put a message in the user's inbox once per key; returns its id."""
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(insert(inbox).values(
+                    idempotency_key=idempotency_key, user_id=user_id, journey_id=journey_id,
+                    node_id=node_id, channel=channel, content=content, created_at=_now()))
+                key = result.inserted_primary_key
+                assert key is not None
+                return int(key[0])
+        except IntegrityError:
+            with self.engine.connect() as conn:
+                return int(conn.execute(select(inbox.c.id).where(
+                    inbox.c.idempotency_key == idempotency_key)).scalar_one())
+
+    def inbox_list(self, user_id: str) -> list[InboxMessage]:
+        """The user's inbox, oldest first. Reading never removes."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(inbox).where(inbox.c.user_id == user_id).order_by(inbox.c.id))
+            return [InboxMessage.model_validate({
+                **row._mapping,
+                "content": json.loads(row.content) if isinstance(row.content, str) else row.content,
+                "created_at": _aware(row.created_at)}) for row in rows]
 
     # --- event receipts ---------------------------------------------------------------------
     def claim_event(self, journey_id: str, user_id: str, event_id: str) -> bool:
@@ -192,10 +274,12 @@ class Store:
         return row.model_copy(update={"created_at": now}), True
 
     def outbox_finish(self, idempotency_key: str, status: OutboxStatus, *,
-                      reason: str | None = None, provider: str | None = None) -> None:
+                      reason: str | None = None, provider: str | None = None,
+                      provider_message_id: str | None = None) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(outbox).where(outbox.c.idempotency_key == idempotency_key)
-                         .values(status=status, reason=reason, provider=provider, updated_at=_now()))
+                         .values(status=status, reason=reason, provider=provider,
+                                 provider_message_id=provider_message_id, updated_at=_now()))
 
     def outbox_cancel(self, row: OutboxRow) -> OutboxRow:
         """Mark a message cancelled unless it went out already (or record it cancelled)."""
@@ -225,10 +309,13 @@ def _row(mapping: Any) -> OutboxRow:
     data = dict(mapping)
     if isinstance(data.get("content"), str):  # some drivers hand JSON back as text
         data["content"] = json.loads(data["content"])
-    created = data.get("created_at")
-    if isinstance(created, datetime) and created.tzinfo is None:
-        data["created_at"] = created.replace(tzinfo=UTC)
+    data["created_at"] = _aware(data.get("created_at"))
     return OutboxRow.model_validate({k: v for k, v in data.items() if k in OutboxRow.model_fields})
+
+
+def _aware(moment: Any) -> Any:
+    """SQLite hands back naive datetimes: they were written in UTC."""
+    return moment.replace(tzinfo=UTC) if isinstance(moment, datetime) and moment.tzinfo is None else moment
 
 
 def _hide_password(url: str) -> str:

@@ -22,6 +22,7 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from activities.delivery import OutgoingMessage, Provider
+from activities.providers import Outcome
 from journeys.events import Event, Routed, workflow_id
 from journeys.loader import journey_files, load_file
 from journeys.models import Channel, Journey
@@ -113,7 +114,7 @@ class DownProvider:
     def __init__(self) -> None:
         self.calls = 0
 
-    def deliver(self, message: OutgoingMessage) -> None:
+    async def deliver(self, message: OutgoingMessage) -> Outcome:
         self.calls += 1
         raise ConnectionError("provider unavailable")
 

@@ -10,7 +10,6 @@ import asyncio
 import json
 import subprocess
 import threading
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import OutgoingMessage, default_providers
+from activities.providers import Outcome, delivered
 from journeys.models import Channel
 from journeys.store import Store
 from tests.support import Harness, eventually, examples, run_cli, running_worker, with_nodes
@@ -153,9 +153,10 @@ class SlowPush:
     def __init__(self) -> None:
         self.started = threading.Event()
 
-    def deliver(self, message: OutgoingMessage) -> None:
+    async def deliver(self, message: OutgoingMessage) -> Outcome:
         self.started.set()
-        time.sleep(1.5)
+        await asyncio.sleep(1.5)
+        return delivered()
 
 
 async def test_leaving_during_an_attempt_records_what_really_happened(journeys: Harness) -> None:

@@ -421,13 +421,13 @@ class _ExplodingStore(Store):
         return {"name": Exploding(CancelledError("worker shutting down"))}
 
 
-def test_a_cancelled_send_is_not_recorded_skipped(tmp_path: Path) -> None:
+async def test_a_cancelled_send_is_not_recorded_skipped(tmp_path: Path) -> None:
     store = _ExplodingStore(f"sqlite:///{tmp_path / 'journeys.db'}")
     delivery = Delivery(store)
     send = SendMessageInput(idempotency_key="k1", journey_id="j", workflow_id="w", user_id="u",
                             node_id="push", channel=Channel.push,
                             message={"body": "Hi {{ profile.name }}"})
     with pytest.raises(CancelledError):
-        ActivityEnvironment().run(delivery.send_message, send)
+        await ActivityEnvironment().run(delivery.send_message, send)
     assert store.outbox_get("k1") is None  # a retry renders again
     assert store.outbox_list() == []

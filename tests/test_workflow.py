@@ -16,6 +16,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import OutgoingMessage, default_providers
+from activities.providers import Outcome, delivered
 from journeys.models import Channel
 from journeys.store import Store
 from tests.support import DownProvider, Harness, examples, running_worker, with_nodes
@@ -215,10 +216,11 @@ class FlakyPush:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def deliver(self, message: OutgoingMessage) -> None:
+    async def deliver(self, message: OutgoingMessage) -> Outcome:
         self.calls.append(message.idempotency_key)
         if self.calls.count(message.idempotency_key) == 1:
             raise ConnectionError("push provider unavailable")
+        return delivered()
 
 
 async def test_outage_delays_a_message_but_never_drops_or_doubles_it(journeys: Harness) -> None:
@@ -295,12 +297,13 @@ class ChangeOfMindPush:
         self.store = store
         self.sent: list[str] = []
 
-    def deliver(self, message: OutgoingMessage) -> None:
+    async def deliver(self, message: OutgoingMessage) -> Outcome:
         if not self.sent:
             self.sent.append("failed")
             self.store.update_profile(message.user_id, {"first_name": "Changed"})
             raise ConnectionError("timeout")
         self.sent.append(message.content["title"])
+        return delivered()
 
 
 async def test_a_retry_delivers_the_content_of_the_first_attempt(journeys: Harness) -> None:

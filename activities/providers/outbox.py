@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from activities.providers import OutgoingMessage, Outcome, delivered
+from activities.providers import Outcome, OutgoingMessage, delivered
 
 
 class OutboxProvider:

@@ -2,7 +2,8 @@
 the outbox (nothing leaves the machine) until then.
 
 Each vendor module offers ``missing(settings, channel)`` (the settings it still needs, by their
-``JOURNEYS_...`` names) and ``build(settings, profiles, channel)`` (the provider).
+``JOURNEYS_...`` names) and ``build(settings, store, channel)`` (the provider; the store is
+where a provider drops dead tokens, or keeps the inbox).
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from activities.providers import ProfileEditor, Provider
+from activities.providers import Provider
 from activities.providers.outbox import OutboxProvider
 from journeys.models import Channel
 from journeys.settings import Settings
+from journeys.store import Store
 
 #: The vendor module of each channel, under activities/providers/.
 VENDORS: dict[Channel, str] = {
     Channel.in_app: "inbox",
     Channel.web_popup: "inbox",
     Channel.app_inbox: "inbox",
+    Channel.web_push: "webpush",
 }
 
 
@@ -46,17 +49,18 @@ def choices(settings: Settings) -> list[Choice]:
         module = _vendor(channel)
         missing = tuple(module.missing(settings, channel)) if module else ()
         name = VENDORS.get(channel)
-        result.append(Choice(channel, name if module and not missing else "outbox", name, missing))
+        serves = name if name and module and not missing else "outbox"
+        result.append(Choice(channel, serves, name, missing))
     return result
 
 
-def build_providers(settings: Settings, profiles: ProfileEditor) -> dict[Channel, Provider]:
+def build_providers(settings: Settings, store: Store) -> dict[Channel, Provider]:
     """A provider for every channel, as :func:`choices` says."""
     providers: dict[Channel, Provider] = {}
     for choice in choices(settings):
         module = _vendor(choice.channel)
         if module and choice.provider != "outbox":
-            providers[choice.channel] = module.build(settings, profiles, choice.channel)
+            providers[choice.channel] = module.build(settings, store, choice.channel)
         else:
             providers[choice.channel] = OutboxProvider()
     return providers
