@@ -1,0 +1,141 @@
+"""Email over SMTP (aiosmtplib): one connection per message, to ``profile.email``.
+
+SMTP has no idempotency key. The next best thing: the ``Message-ID`` is derived from the
+message's idempotency key, so every attempt of one message carries the same id and a copy that
+went out twice (the server took it, its answer was lost) can be recognized as one message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import socket
+from email.errors import MessageError
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+
+import aiosmtplib
+
+from activities.providers import (
+    Outcome,
+    OutgoingMessage,
+    ProfileEditor,
+    TransientError,
+    delivered,
+    failed,
+    unreachable,
+)
+from journeys.models import Channel
+from journeys.problems import UsageError
+from journeys.settings import Settings
+
+MESSAGE_ID_DOMAIN = "journeys"
+
+
+def message_id(idempotency_key: str) -> str:
+    """The ``Message-ID`` of every attempt of a message: same key, same id."""
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    return f"<{digest}@{MESSAGE_ID_DOMAIN}>"
+
+
+def address(value: object) -> str | None:
+    """``value`` as a bare ``local@domain`` address, or None if it is not one."""
+    if not isinstance(value, str) or not value or any(c in value for c in "\r\n\t <>,;\"()"):
+        return None
+    try:
+        parsed = Address(addr_spec=value)
+    except (ValueError, IndexError, MessageError):  # the email package's parser raises all three
+        return None
+    return parsed.addr_spec if parsed.username and parsed.domain else None
+
+
+def _one_line(text: str) -> str:
+    """A header value on one line: a template's trailing newline must not break the header."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", text).strip()
+
+
+def build_email(message: OutgoingMessage, sender: str, to: str) -> EmailMessage:
+    """The MIME message: multipart/alternative when both text and html are given."""
+    email = EmailMessage()
+    email["From"] = sender
+    email["To"] = to
+    email["Subject"] = _one_line(message.content.get("subject", ""))
+    email["Date"] = formatdate(localtime=False, usegmt=True)
+    email["Message-ID"] = message_id(message.idempotency_key)
+    text, html = message.content.get("text"), message.content.get("html")
+    if text is not None or html is None:
+        email.set_content(text or "")
+        if html is not None:
+            email.add_alternative(html, subtype="html")
+    else:
+        email.set_content(html, subtype="html")
+    return email
+
+
+def _answer(exc: aiosmtplib.SMTPResponseException) -> str:
+    return f"{exc.code} {exc.message}".strip()
+
+
+class SmtpProvider:
+    """Delivers email through one SMTP server; 5xx is final, 4xx and I/O trouble are transient."""
+
+    name = "smtp"
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.smtp_host and settings.email_from, "missing() said what is needed"
+        self.host, self.port, self.timeout = settings.smtp_host, settings.smtp_port, settings.send_timeout
+        self.username, self.password = settings.smtp_username, settings.smtp_password
+        self.use_tls, self.start_tls = settings.smtp_tls == "tls", settings.smtp_tls == "starttls"
+        self.sender = settings.email_from  # the From header, possibly with a display name
+        self.envelope_from = address(parseaddr(settings.email_from)[1])
+        if self.envelope_from is None:
+            raise UsageError(f"JOURNEYS_EMAIL_FROM: '{settings.email_from}' is not an email address")
+        self._local_hostname: str | None = None
+
+    async def deliver(self, message: OutgoingMessage) -> Outcome:
+        to = address(message.profile.get("email"))
+        if to is None:
+            return unreachable("no email address in the profile" if not message.profile.get("email")
+                               else "the profile's email is not an address")
+        try:
+            email = build_email(message, self.sender, to)
+        except ValueError as exc:  # a header the email package refuses: no retry changes it
+            return failed(f"not sent: {exc}")
+        try:
+            async with asyncio.timeout(self.timeout):  # the whole attempt, not each command
+                if self._local_hostname is None:  # getfqdn may wait on DNS: once, off the loop
+                    self._local_hostname = await asyncio.to_thread(socket.getfqdn)
+                await aiosmtplib.send(
+                    email, sender=self.envelope_from, recipients=[to], hostname=self.host, port=self.port,
+                    username=self.username, password=self.password, use_tls=self.use_tls,
+                    start_tls=self.start_tls, local_hostname=self._local_hostname, timeout=self.timeout)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            return self._refused(exc.recipients[0] if exc.recipients else None, "recipient refused")
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            # The worker's credentials, not this message: retry until an operator fixes them.
+            raise TransientError(f"SMTP authentication failed: {_answer(exc)}") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            return self._refused(exc, "refused")
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            # Connection refused or lost, a timeout, STARTTLS not offered: a later attempt may work.
+            raise TransientError(f"SMTP {self.host}:{self.port}: {type(exc).__name__}: {exc}") from exc
+        return delivered(email["Message-ID"])
+
+    @staticmethod
+    def _refused(exc: aiosmtplib.SMTPResponseException | None, what: str) -> Outcome:
+        """5xx is the server's final word on this message; anything else (4xx) may change."""
+        if exc is not None and 500 <= exc.code < 600:
+            return failed(f"SMTP {what}: {_answer(exc)}")
+        raise TransientError(f"SMTP {what}, try later: {_answer(exc) if exc else 'no answer'}")
+
+
+def missing(settings: Settings, channel: Channel) -> list[str]:
+    """The settings email still needs before it leaves the outbox."""
+    needed = {"JOURNEYS_SMTP_HOST": settings.smtp_host, "JOURNEYS_EMAIL_FROM": settings.email_from}
+    return [name for name, value in needed.items() if not value]
+
+
+def build(settings: Settings, profiles: ProfileEditor, channel: Channel) -> SmtpProvider:
+    return SmtpProvider(settings)

@@ -1,0 +1,208 @@
+"""The SMTP provider and the dev mail sink, against real aiosmtpd servers on 127.0.0.1 (no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from activities.providers import OutgoingMessage, TransientError
+from activities.providers.mailsink import LoopbackController, MailSink, start_dev_sink
+from activities.providers.smtp import SmtpProvider, address, build, message_id, missing
+from journeys.models import Channel
+from journeys.problems import UsageError
+from journeys.settings import Settings
+
+CONTENT = {"subject": "iPhone 14 is still in your cart\n", "html": "<h1>iPhone 14</h1>",
+           "text": "iPhone 14 ($799): https://shop.test/p"}
+
+
+class Recorder:
+    """Keeps every message; answers ``reply`` (after ``delay`` seconds, the first ``slow`` times)."""
+
+    def __init__(self, reply: str = "250 OK", delay: float = 0.0, slow: int = 0) -> None:
+        self.reply, self.delay, self.slow = reply, delay, slow
+        self.received: list[tuple[Envelope, EmailMessage]] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        parsed = message_from_bytes(envelope.original_content or b"", policy=default_policy)
+        assert isinstance(parsed, EmailMessage)
+        self.received.append((envelope, parsed))
+        if self.slow > 0:
+            self.slow -= 1
+            await asyncio.sleep(self.delay)
+        return self.reply
+
+
+class RefuseRecipient(Recorder):
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        return self.reply
+
+
+def server(handler: Any) -> Iterator[LoopbackController]:
+    controller = LoopbackController(handler)
+    controller.start()
+    try:
+        yield controller
+    finally:
+        controller.stop()
+
+
+def settings_for(host: str, port: int, **more: Any) -> Settings:
+    values: dict[str, Any] = {"JOURNEYS_SMTP_HOST": host, "JOURNEYS_SMTP_PORT": port,
+                              "JOURNEYS_SMTP_TLS": "none", "JOURNEYS_EMAIL_FROM": "Shop <shop@shop.test>"}
+    return Settings(**(values | more))
+
+
+def outgoing(key: str = "journey/cart/ada:entry-1:email-product", email: object = "ada@example.com",
+             content: dict[str, str] | None = None) -> OutgoingMessage:
+    return OutgoingMessage(idempotency_key=key, journey_id="cart", node_id="email-product", user_id="ada",
+                           channel=Channel.email, content=CONTENT if content is None else content,
+                           profile={} if email is None else {"email": email})
+
+
+@pytest.fixture
+def recorder() -> Iterator[tuple[Recorder, SmtpProvider]]:
+    handler = Recorder()
+    for controller in server(handler):
+        yield handler, SmtpProvider(settings_for(controller.hostname, controller.port))
+
+
+async def test_delivered_multipart_with_a_stable_message_id(recorder: tuple[Recorder, SmtpProvider]) -> None:
+    handler, provider = recorder
+    first = await provider.deliver(outgoing())
+    again = await provider.deliver(outgoing())
+    await provider.deliver(outgoing(key="journey/cart/bob:entry-1:email-product"))
+    assert first.status == "delivered" and first.provider_message_id == message_id(outgoing().idempotency_key)
+    envelope, email = handler.received[0]
+    assert envelope.mail_from == "shop@shop.test" and envelope.rcpt_tos == ["ada@example.com"]
+    assert email["From"] == "Shop <shop@shop.test>" and email["To"] == "ada@example.com"
+    assert email["Subject"] == "iPhone 14 is still in your cart"  # the template's newline dropped
+    assert email.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in email.iter_parts()] == ["text/plain", "text/html"]
+    assert email.get_body(("plain",)).get_content().strip() == CONTENT["text"]  # type: ignore[union-attr]
+    assert email.get_body(("html",)).get_content().strip() == CONTENT["html"]  # type: ignore[union-attr]
+    ids = [received["Message-ID"] for _, received in handler.received]
+    assert ids[0] == ids[1] == first.provider_message_id == again.provider_message_id != ids[2]
+
+
+async def test_one_part_when_html_or_text_is_absent(recorder: tuple[Recorder, SmtpProvider]) -> None:
+    handler, provider = recorder
+    await provider.deliver(outgoing(content={"subject": "Hi", "html": "<p>Hi</p>"}))
+    await provider.deliver(outgoing(content={"subject": "Hi", "text": "Hi"}))
+    assert [email.get_content_type() for _, email in handler.received] == ["text/html", "text/plain"]
+
+
+@pytest.mark.parametrize("email", [None, "", "not an address", "ada@", "@example.com", 42,
+                                   "ada@example.com\r\nBcc: eve@example.com", "Ada <ada@example.com>"])
+async def test_no_address_is_unreachable(recorder: tuple[Recorder, SmtpProvider], email: object) -> None:
+    handler, provider = recorder
+    outcome = await provider.deliver(outgoing(email=email))
+    assert outcome.status == "unreachable", outcome
+    assert handler.received == []
+
+
+def test_address() -> None:
+    assert address("ada@example.com") == "ada@example.com"
+    assert address("ada.lovelace+cart@mail.example.co.uk") == "ada.lovelace+cart@mail.example.co.uk"
+    assert address("ada example.com") is None
+
+
+@pytest.mark.parametrize("reply, at", [("550 5.1.1 No such user here", "data"),
+                                       ("550 5.1.1 No such user here", "rcpt")])
+async def test_5xx_is_failed_with_the_servers_answer(reply: str, at: str) -> None:
+    handler = RefuseRecipient(reply) if at == "rcpt" else Recorder(reply)
+    for controller in server(handler):
+        outcome = await SmtpProvider(settings_for(controller.hostname, controller.port)).deliver(outgoing())
+        assert outcome.status == "failed"
+        assert "550" in (outcome.reason or "") and "No such user here" in (outcome.reason or "")
+
+
+@pytest.mark.parametrize("handler", [Recorder("451 4.3.0 Try again later"),
+                                     RefuseRecipient("450 4.2.1 Mailbox busy")])
+async def test_4xx_is_transient(handler: Recorder) -> None:
+    for controller in server(handler):
+        provider = SmtpProvider(settings_for(controller.hostname, controller.port))
+        with pytest.raises(TransientError, match=r"45[01]"):
+            await provider.deliver(outgoing())
+
+
+async def test_connection_refused_is_transient() -> None:
+    with socket.socket() as closed:  # bound, never listening: the kernel refuses connections
+        closed.bind(("127.0.0.1", 0))
+        provider = SmtpProvider(settings_for("127.0.0.1", closed.getsockname()[1]))
+        with pytest.raises(TransientError, match=r"refused|connect"):
+            await provider.deliver(outgoing())
+
+
+async def test_starttls_not_offered_is_transient() -> None:
+    for controller in server(Recorder()):
+        settings = settings_for(controller.hostname, controller.port, JOURNEYS_SMTP_TLS="starttls")
+        with pytest.raises(TransientError, match="STARTTLS"):
+            await SmtpProvider(settings).deliver(outgoing())
+
+
+async def test_an_answer_too_late_is_transient_and_the_retry_has_the_same_message_id() -> None:
+    handler = Recorder(delay=3.0, slow=1)
+    for controller in server(handler):
+        provider = SmtpProvider(settings_for(controller.hostname, controller.port, JOURNEYS_SEND_TIMEOUT=0.5))
+        started = time.monotonic()
+        with pytest.raises(TransientError, match="Timeout"):
+            await provider.deliver(outgoing())
+        elapsed = time.monotonic() - started
+        assert 0.5 <= elapsed < 1.5, elapsed  # bounded by send_timeout, not by the server
+        retried = await provider.deliver(outgoing())
+        assert retried.status == "delivered"
+        # The server had the first copy: SMTP cannot take it back, but both carry one id.
+        expected = message_id(outgoing().idempotency_key)
+        assert [email["Message-ID"] for _, email in handler.received] == [expected, expected]
+
+
+def test_missing_and_build() -> None:
+    bare = Settings(JOURNEYS_SMTP_HOST=None, JOURNEYS_EMAIL_FROM=None)
+    assert missing(bare, Channel.email) == ["JOURNEYS_SMTP_HOST", "JOURNEYS_EMAIL_FROM"]
+    host_only = bare.model_copy(update={"smtp_host": "mail.test"})
+    assert missing(host_only, Channel.email) == ["JOURNEYS_EMAIL_FROM"]
+    assert missing(settings_for("mail.test", 587), Channel.email) == []
+    assert build(settings_for("mail.test", 587), None, Channel.email).name == "smtp"  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="JOURNEYS_EMAIL_FROM"):
+        build(settings_for("mail.test", 587).model_copy(update={"email_from": "shop"}), None,  # type: ignore[arg-type]
+              Channel.email)
+
+
+def test_message_id_is_deterministic() -> None:
+    assert message_id("k") == message_id("k") != message_id("k2")
+    assert message_id("k").startswith("<") and message_id("k").endswith("@journeys>")
+
+
+async def test_dev_sink_writes_one_eml_per_message_id(tmp_path: Path) -> None:
+    sink, settings = await start_dev_sink(Settings(JOURNEYS_DATA_DIR=tmp_path, JOURNEYS_SMTP_HOST=None,
+                                                      JOURNEYS_EMAIL_FROM=None))
+    assert isinstance(sink, MailSink)
+    try:
+        assert settings.smtp_host == "127.0.0.1" and settings.smtp_port == sink.controller.port
+        provider = SmtpProvider(settings)
+        for key in ("a", "a", "b"):  # "a" twice: a re-delivery overwrites
+            assert (await provider.deliver(outgoing(key=key))).status == "delivered"
+    finally:
+        sink.stop()
+    files = sorted((tmp_path / "mail").iterdir())
+    assert [f.name for f in files] == sorted(f"{message_id(k).strip('<>')}.eml" for k in ("a", "b"))
+    email = message_from_bytes(files[0].read_bytes(), policy=default_policy)
+    assert email["To"] == "ada@example.com" and email["From"] == "journeys@localhost"
+
+
+async def test_dev_sink_stays_off_when_a_server_is_set(tmp_path: Path) -> None:
+    settings = Settings(JOURNEYS_DATA_DIR=tmp_path, JOURNEYS_SMTP_HOST="mail.test")
+    assert await start_dev_sink(settings) == (None, settings)
+    assert not (tmp_path / "mail").exists()
