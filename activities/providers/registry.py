@@ -23,6 +23,7 @@ VENDORS: dict[Channel, str] = {
     Channel.in_app: "inbox",
     Channel.web_popup: "inbox",
     Channel.app_inbox: "inbox",
+    Channel.email: "smtp",
     Channel.web_push: "webpush",
 }
 
