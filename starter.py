@@ -23,6 +23,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.providers.registry import choices
 from journeys.catalog import catalog
 from journeys.events import Event, Routed, check_event, listens_to, personalization_event
 from journeys.graph import to_mermaid
@@ -196,7 +197,8 @@ def _name_hint(name: str, journeys: list[Journey]) -> str | None:
 
 
 def _router(client: Client, settings: Settings, store: Store) -> Router:
-    return Router(client, settings.task_queue, receipts=store, legacy_ids=settings.legacy_ids)
+    return Router(client, settings.task_queue, receipts=store, legacy_ids=settings.legacy_ids,
+                  send_timeout=settings.send_timeout)
 
 
 async def _event_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -295,6 +297,33 @@ async def _connect(settings: Settings) -> Client:
     return client
 
 
+def cmd_providers(args: argparse.Namespace) -> int:
+    """Which provider serves each channel, and which settings would bring its vendor in."""
+    rows = choices(load_settings())
+    if args.json:
+        print(json.dumps([{"channel": c.channel.value, "provider": c.provider, "vendor": c.vendor,
+                           "missing": list(c.missing)} for c in rows], indent=2))
+        return 0
+    for c in rows:
+        needs = f"  ({c.vendor} needs {', '.join(c.missing)})" if c.missing else ""
+        print(f"{c.channel.value:<10} {c.provider}{needs}")
+    return 0
+
+
+def cmd_inbox(args: argparse.Namespace) -> int:
+    """The user's in-app inbox (in_app, web_popup, app_inbox messages), oldest first."""
+    messages = Store(load_settings().store_url).inbox_list(args.user)
+    if args.json:
+        print(json.dumps([m.model_dump(mode="json") for m in messages], indent=2, ensure_ascii=False))
+        return 0
+    for m in messages:
+        text = m.content.get("title") or m.content.get("body", "")
+        print(f"{m.created_at:%Y-%m-%d %H:%M:%S}  {m.journey_id}/{m.node_id} {m.channel:<10} {text}")
+    if not messages:
+        print(f"the inbox of {args.user} is empty")
+    return 0
+
+
 def _client(command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
             ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
@@ -359,6 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--journey")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_outbox)
+
+    p = sub.add_parser("providers", help="which provider serves each channel, and what is missing")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_providers)
+
+    p = sub.add_parser("inbox", help="a user's in-app inbox (reading never removes)")
+    p.add_argument("user")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inbox)
 
     return parser
 

@@ -30,6 +30,8 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from activities import build_activities
+from activities.providers.mailsink import MailSink, start_dev_sink
+from activities.providers.registry import build_providers, choices
 from journeys.catalog import catalog
 from journeys.logs import configure_logging
 from journeys.problems import UsageError
@@ -77,6 +79,7 @@ async def run_worker(settings: Settings, *, dev: bool, ui: bool = True, metrics_
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     server: DevServer | None = None
+    sink: MailSink | None = None
     try:
         if dev:
             started = time.monotonic()
@@ -88,6 +91,10 @@ async def run_worker(settings: Settings, *, dev: bool, ui: bool = True, metrics_
                      seconds=round(time.monotonic() - started, 2))
             if server.ui_url:
                 print(f"Temporal UI: {server.ui_url}", flush=True)
+            # Email goes to <data dir>/mail/ unless JOURNEYS_SMTP_HOST names a real server.
+            sink, settings = await start_dev_sink(settings)
+            if sink:
+                log.info("mail sink started", address=sink.address, folder=str(sink.folder))
         runtime = (Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=metrics_address)))
                    if metrics_address else None)
         try:
@@ -99,6 +106,8 @@ async def run_worker(settings: Settings, *, dev: bool, ui: bool = True, metrics_
         return 0 if client is None else await _serve(client, settings, store, stop, server,
                                                      activity_threads, metrics_address)
     finally:
+        if sink:
+            await asyncio.to_thread(sink.stop)
         if server:
             log.info("dev server stopped", status=await server.stop())
         store.engine.dispose()  # the last connection closed checkpoints SQLite's WAL
@@ -113,7 +122,10 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
                  server: DevServer | None, activity_threads: int, metrics_address: str | None) -> int:
     """Poll until ``stop`` (0), or until the worker fails or the dev server dies (1)."""
     with ThreadPoolExecutor(max_workers=activity_threads, thread_name_prefix="activity") as executor:
-        worker = journey_worker(client, settings.task_queue, build_activities(store), executor,
+        providers = build_providers(settings, store)
+        _log_providers(settings)
+        worker = journey_worker(client, settings.task_queue,
+                                build_activities(store, providers, settings.send_timeout), executor,
                                 graceful_shutdown_timeout=timedelta(seconds=5))
         running = asyncio.create_task(worker.run())
         log.info("worker started", address=settings.temporal_address, namespace=settings.temporal_namespace,
@@ -135,6 +147,13 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
         await worker.shutdown()
         await running
     return 0 if stop.is_set() else 1
+
+
+def _log_providers(settings: Settings) -> None:
+    """Which provider serves each channel, and what the outbox-served ones still need."""
+    for choice in choices(settings):
+        log.info("channel provider", channel=choice.channel.value, provider=choice.provider,
+                 **({"missing": list(choice.missing)} if choice.missing else {}))
 
 
 def _log_catalog(settings: Settings) -> None:

@@ -122,10 +122,10 @@ class DownProvider:
 @asynccontextmanager
 async def running_worker(client: Client, store: Store, task_queue: str,
                          providers: Mapping[Channel, Provider] | None = None,
-                         **options: Any) -> AsyncIterator[Worker]:
+                         send_timeout: float = 30.0, **options: Any) -> AsyncIterator[Worker]:
     with ThreadPoolExecutor(max_workers=8) as executor:
-        worker = journey_worker(client, task_queue, build_activities(store, providers), executor,
-                                **options)
+        worker = journey_worker(client, task_queue, build_activities(store, providers, send_timeout),
+                                executor, **options)
         async with worker:
             yield worker
 

@@ -57,6 +57,7 @@ class Router:
     search_attributes: bool = True
     receipts: Store | None = None
     legacy_ids: bool = False
+    send_timeout: float | None = None  # JOURNEYS_SEND_TIMEOUT, pinned in each entry
 
     async def route_event(self, journeys: Sequence[Journey], event: Event) -> list[Routed]:
         """Every journey this event touches: entries start, waits and exits are signalled.
@@ -119,7 +120,7 @@ class Router:
             await self.client.start_workflow(
                 JourneyWorkflow.run,
                 JourneyInput(journey=journey, user_id=user_id, entry_event=event,
-                             search_attributes=self.search_attributes),
+                             search_attributes=self.search_attributes, send_timeout=self.send_timeout),
                 id=wid, task_queue=self.task_queue, id_reuse_policy=REUSE[journey.reentry],
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 search_attributes=attributes, static_summary=f"{journey.name}: user {user_id}",
