@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -18,9 +21,15 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from activities.providers import OutgoingMessage, TransientError
 from activities.providers.mailsink import LoopbackController, MailSink, start_dev_sink
 from activities.providers.smtp import SmtpProvider, address, build, message_id, missing
+from journeys.events import Event
+from journeys.loader import load_file
 from journeys.models import Channel
 from journeys.problems import UsageError
 from journeys.settings import Settings
+from journeys.store import Store
+from tests.test_worker import ROOT, TASK_QUEUE, WorkerProcess, free_port
+from workflows.models import JourneyState
+from workflows.router import route_event
 
 CONTENT = {"subject": "iPhone 14 is still in your cart\n", "html": "<h1>iPhone 14</h1>",
            "text": "iPhone 14 ($799): https://shop.test/p"}
@@ -206,3 +215,35 @@ async def test_dev_sink_stays_off_when_a_server_is_set(tmp_path: Path) -> None:
     settings = Settings(JOURNEYS_DATA_DIR=tmp_path, JOURNEYS_SMTP_HOST="mail.test")
     assert await start_dev_sink(settings) == (None, settings)
     assert not (tmp_path / "mail").exists()
+
+
+async def test_dev_worker_sends_a_journeys_email_into_the_mail_folder(tmp_path: Path) -> None:
+    """`python worker.py --dev`: the sink is logged, and a journey's email lands in <data dir>/mail/."""
+    data_dir, user = tmp_path / "data", "user-smtp-1"
+    loaded = load_file(ROOT / "examples" / "engagement-after-action.yaml")
+    assert loaded.journey is not None, loaded.problems
+    worker = WorkerProcess(data_dir, free_port(), "smtp")
+    try:
+        client = await worker.ready()
+        logged = [json.loads(line) for line in worker.err.read_text().splitlines() if line.startswith("{")]
+        sink = next(entry for entry in logged if entry.get("event") == "mail sink started")
+        assert sink["folder"] == str(data_dir / "mail") and sink["address"].startswith("127.0.0.1:")
+        store = Store(f"sqlite:///{data_dir / 'journeys.db'}")
+        store.update_profile(user, {"email": "ada@example.com"})
+        event = Event(id="evt-smtp-1", name="Added To Cart", user_id=user, time=datetime.now(UTC),
+                      properties={"product_name": "iPhone 14", "price": "$799",
+                                  "product_url": "https://shop.example/iphone-14"})
+        routed = await route_event(client, [loaded.journey], event, TASK_QUEUE)
+        handle = client.get_workflow_handle(routed[0].workflow_id, result_type=JourneyState)
+        assert (await asyncio.wait_for(handle.result(), 20)).status == "finished"
+        email_row = next(row for row in store.outbox_list(user_id=user) if row.channel == "email")
+        store.engine.dispose()
+        assert (email_row.status, email_row.provider) == ("delivered", "smtp"), email_row
+        assert email_row.provider_message_id == message_id(email_row.idempotency_key)
+        files = list((data_dir / "mail").glob("*.eml"))
+        assert [f.name for f in files] == [f"{message_id(email_row.idempotency_key).strip('<>')}.eml"]
+        email = message_from_bytes(files[0].read_bytes(), policy=default_policy)
+        assert (email["To"], email["Subject"]) == ("ada@example.com", "iPhone 14 for $799")
+        assert await worker.stop(signal.SIGTERM) == 0, worker.output()
+    finally:
+        worker.kill()
