@@ -1,0 +1,128 @@
+"""The Twilio provider (SMS and WhatsApp) against a loopback Messages API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from activities.providers import OutgoingMessage, TransientError
+from activities.providers.twilio import TwilioProvider, build, missing
+from journeys.models import Channel
+from journeys.settings import Settings
+from tests.helpers.vendors import Answer, FakeTwilio, free_port, serving, twilio_error
+
+SID = "AC" + "0" * 31 + "1"
+TOKEN = "auth-token"
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilio]:
+    with serving(FakeTwilio(SID, TOKEN)) as server:
+        yield server
+
+
+def settings(url: str, **extra: object) -> Settings:
+    values = {"JOURNEYS_TWILIO_ACCOUNT_SID": SID, "JOURNEYS_TWILIO_AUTH_TOKEN": TOKEN,
+              "JOURNEYS_TWILIO_FROM": "+15005550006", "JOURNEYS_TWILIO_WHATSAPP_FROM": "+14155238886",
+              "JOURNEYS_TWILIO_URL": url, "JOURNEYS_SEND_TIMEOUT": 5, **extra}
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def provider(url: str, channel: Channel = Channel.sms, **extra: object) -> TwilioProvider:
+    return build(settings(url, **extra), None, channel)  # type: ignore[arg-type]
+
+
+def message(channel: Channel = Channel.sms, phone: str | None = "+14155550100",
+            text: str = "Your iPhone 14 is still in your cart") -> OutgoingMessage:
+    return OutgoingMessage(idempotency_key="journey/a/ada:e1:sms", journey_id="a", node_id="sms",
+                           user_id="ada", channel=channel, content={"text": text},
+                           profile={"phone": phone} if phone is not None else {})
+
+
+def test_missing_names_what_each_channel_needs() -> None:
+    assert missing(Settings(), Channel.sms) == [
+        "JOURNEYS_TWILIO_ACCOUNT_SID", "JOURNEYS_TWILIO_AUTH_TOKEN", "JOURNEYS_TWILIO_FROM"]
+    only_sms = Settings(JOURNEYS_TWILIO_ACCOUNT_SID=SID, JOURNEYS_TWILIO_AUTH_TOKEN=TOKEN,
+                        JOURNEYS_TWILIO_FROM="+15005550006")
+    assert missing(only_sms, Channel.sms) == []
+    assert missing(only_sms, Channel.whatsapp) == ["JOURNEYS_TWILIO_WHATSAPP_FROM"]
+
+
+async def test_sms_delivered_with_the_message_sid(twilio: FakeTwilio) -> None:
+    outcome = await provider(twilio.url).deliver(message())
+    assert outcome.status == "delivered"
+    assert outcome.provider_message_id == "SM" + "0" * 31 + "1"
+    [got] = twilio.received
+    assert got.form() == {"To": "+14155550100", "From": "+15005550006",
+                          "Body": "Your iPhone 14 is still in your cart"}
+
+
+async def test_whatsapp_prefixes_both_numbers(twilio: FakeTwilio) -> None:
+    outcome = await provider(twilio.url, Channel.whatsapp).deliver(message(Channel.whatsapp))
+    assert outcome.status == "delivered"
+    [got] = twilio.received
+    assert got.form()["To"] == "whatsapp:+14155550100"
+    assert got.form()["From"] == "whatsapp:+14155238886"
+
+
+async def test_whatsapp_numbers_already_prefixed_are_not_prefixed_twice(twilio: FakeTwilio) -> None:
+    wa = provider(twilio.url, Channel.whatsapp, JOURNEYS_TWILIO_WHATSAPP_FROM="whatsapp:+14155238886")
+    assert (await wa.deliver(message(Channel.whatsapp, phone="whatsapp:+14155550100"))).status == "delivered"
+    assert twilio.received[0].form()["To"] == "whatsapp:+14155550100"
+
+
+@pytest.mark.parametrize("phone", [None, "", "  ", 4155550100])
+async def test_no_phone_is_unreachable(twilio: FakeTwilio, phone: object) -> None:
+    msg = message()
+    msg.profile = {} if phone is None else {"phone": phone}
+    outcome = await provider(twilio.url).deliver(msg)
+    assert outcome.status == "unreachable"
+    assert twilio.received == []
+
+
+async def test_invalid_number_fails_with_code_and_message(twilio: FakeTwilio) -> None:
+    outcome = await provider(twilio.url).deliver(message(phone="12"))
+    assert outcome.status == "failed"
+    assert outcome.reason == ("Twilio answered 400, error 21211: "
+                              "The 'To' number is not a valid phone number.")
+
+
+async def test_wrong_credentials_fail(twilio: FakeTwilio) -> None:
+    outcome = await provider(twilio.url, JOURNEYS_TWILIO_AUTH_TOKEN="wrong").deliver(message())
+    assert outcome.status == "failed"
+    assert "401" in (outcome.reason or "") and "20003" in (outcome.reason or "")
+
+
+async def test_forbidden_fails(twilio: FakeTwilio) -> None:
+    twilio.script.append(twilio_error(403, 20003, "Permission Denied"))
+    outcome = await provider(twilio.url).deliver(message())
+    assert outcome.status == "failed" and "403" in (outcome.reason or "")
+
+
+@pytest.mark.parametrize("answer", [twilio_error(429, 20429, "Too Many Requests"),
+                                    twilio_error(500, 20500, "Internal Server Error"),
+                                    Answer(503, "<html>Service Unavailable</html>")])
+async def test_429_and_5xx_are_transient(twilio: FakeTwilio, answer: Answer) -> None:
+    twilio.script.append(answer)
+    with pytest.raises(TransientError, match=str(answer.status)):
+        await provider(twilio.url).deliver(message())
+
+
+async def test_connection_refused_is_transient() -> None:
+    with pytest.raises(TransientError):
+        await provider(f"http://127.0.0.1:{free_port()}").deliver(message())
+
+
+async def test_late_answer_is_transient_then_the_retry_delivers(twilio: FakeTwilio) -> None:
+    twilio.script.append(Answer(201, {"sid": "SMlate"}, delay=2.0))
+    sms = provider(twilio.url, JOURNEYS_SEND_TIMEOUT=0.5)
+    started = time.monotonic()
+    with pytest.raises(TransientError):
+        await sms.deliver(message())
+    assert time.monotonic() - started < 1.5
+    outcome = await sms.deliver(message())
+    assert outcome.status == "delivered" and outcome.provider_message_id
+    first, retry = twilio.received
+    assert first.form() == retry.form()
