@@ -30,8 +30,11 @@ class LoopbackController(Controller):
     """An aiosmtpd Controller on 127.0.0.1 and a port the kernel picks (no race for a free port)."""
 
     def __init__(self, handler: Any, **kwargs: Any) -> None:
-        self._socket = socket.socket()
+        # IPPROTO_TCP given, else asyncio does not set TCP_NODELAY on its connections, and
+        # aiosmtpd's EHLO lines (one write each) wait out delayed ACKs: 40 ms a connection.
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.bind(("127.0.0.1", 0))
+        kwargs.setdefault("server_hostname", "localhost")  # else a getfqdn() (DNS) per connection
         super().__init__(handler, hostname="127.0.0.1", port=self._socket.getsockname()[1], **kwargs)
 
     def _create_server(self) -> Any:
