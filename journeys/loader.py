@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,11 +149,21 @@ def parse_text(text: str, path: str, loader: Any = None) -> Any:
 def read_bytes(path: Path) -> bytes:
     """The file's bytes, refused before reading if it is over ``MAX_JOURNEY_BYTES``."""
     limit = limits.MAX_JOURNEY_BYTES
+    data = b""
     try:
-        size = path.stat().st_size
-        if size <= limit:
-            with path.open("rb") as file:
-                data = file.read(limit + 1)  # a file that grows, or a device, stops here
+        # O_NONBLOCK: opening a named pipe must not wait for a writer (it would hang every
+        # command that reads the catalog); fstat then refuses anything but a regular file.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as file:
+            info = os.fstat(file.fileno())
+            if stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError(path)
+            if not stat.S_ISREG(info.st_mode):
+                raise _read_problem(str(path), "unreadable",
+                                    "cannot read: not a regular file (a pipe, socket or device)")
+            size = info.st_size
+            if size <= limit:
+                data = file.read(limit + 1)  # a file that grows stops here
                 size = max(size, len(data))
     except FileNotFoundError:
         raise _read_problem(str(path), "unreadable", "cannot read: no such file") from None

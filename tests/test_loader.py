@@ -4,6 +4,7 @@ oversized files) is a problem naming the file and line, found before anything ex
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import yaml
 from journeys import limits
 from journeys.loader import LOADER, PyLoader, ReadError, load_file, parse_text, read_document
 from journeys.problems import UsageError
+from journeys.validate import validate_paths
 
 #: Both strict loaders: libyaml's (used where present) and the pure-Python fallback.
 LOADERS = pytest.mark.parametrize("loader", [LOADER, PyLoader], ids=lambda c: c.__name__)
@@ -199,3 +201,13 @@ def test_unreadable_files_are_problems_of_their_file(tmp_path: Path) -> None:
     assert problem_of(tmp_path / "gone.yaml") == ("unreadable", "cannot read: no such file")
     assert problem_of(tmp_path) == ("unreadable", "cannot read: a folder")
     assert load_file(latin).problems[0].code == "unreadable"
+
+
+def test_a_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """Opening a FIFO for reading waits for a writer: every command reading the catalog hung."""
+    os.mkfifo(tmp_path / "pipe.yaml")
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    [(_, pipe), (_, zero)] = validate_paths([tmp_path])
+    assert [(p.code, p.message) for p in pipe] == [
+        ("unreadable", "cannot read: not a regular file (a pipe, socket or device)")]
+    assert [p.code for p in zero] == ["unreadable"]
