@@ -208,6 +208,8 @@ class FakeTwilio(LoopbackServer):
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+#: The audience Google's token endpoint requires in the assertion, whatever its URL.
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 
 
 def fcm_error(status: int, name: str, message: str, error_code: str | None = None) -> Answer:
@@ -230,6 +232,7 @@ class FakeFCM(LoopbackServer):
         self.tokens_issued: list[str] = []
         self.unregistered: set[str] = set()
         self.invalid: set[str] = set()
+        self.token_delay = 0.0  # seconds the token endpoint takes
         self._ids = itertools.count(1)
 
     @property
@@ -243,13 +246,14 @@ class FakeFCM(LoopbackServer):
         form = received.form()
         if form.get("grant_type") != JWT_BEARER:
             return Answer(400, {"error": "unsupported_grant_type"})
-        try:  # signed by the service account's key, for this token endpoint
+        try:  # signed by the service account's key, for Google's token endpoint
             claims = jwt.decode(form.get("assertion", ""), certs=self.public_key_pem,
-                                audience=self.token_uri)
+                                audience=GOOGLE_TOKEN_AUDIENCE)
         except Exception as exc:
             return Answer(400, {"error": "invalid_grant", "error_description": str(exc)})
         if claims.get("iss") != self.client_email or FCM_SCOPE not in claims.get("scope", "").split():
             return Answer(400, {"error": "invalid_grant", "error_description": "bad iss or scope"})
+        time.sleep(self.token_delay)
         token = f"ya29.test-{len(self.tokens_issued) + 1}"
         self.tokens_issued.append(token)
         return Answer(200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"})

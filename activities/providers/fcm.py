@@ -1,0 +1,228 @@
+"""Push through Firebase Cloud Messaging's HTTP v1 API.
+
+One ``POST {JOURNEYS_FCM_URL}/v1/projects/{project}/messages:send`` per token in the profile's
+``push_tokens``, with an OAuth access token of the service account in JOURNEYS_FCM_CREDENTIALS.
+FCM keeps no idempotency key, so the message's key travels in ``data.idempotency_key`` for the
+app to drop a repeat. A token FCM calls UNREGISTERED (the app was uninstalled) leaves the
+profile; only that answer removes one, so a wrong project (a plain 404) cannot wipe every token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+from google.auth import exceptions as auth_exceptions
+from google.auth import transport
+from google.oauth2 import service_account
+
+from activities.providers import (
+    Outcome,
+    OutgoingMessage,
+    ProfileEditor,
+    TransientError,
+    delivered,
+    failed,
+    unreachable,
+)
+from activities.providers.http import Clients, Refused, Reply, attempt, request
+from journeys.models import Channel
+from journeys.problems import UsageError
+from journeys.settings import Settings
+
+SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+
+
+def missing(settings: Settings, channel: Channel) -> list[str]:
+    return [] if settings.fcm_credentials else ["JOURNEYS_FCM_CREDENTIALS"]
+
+
+def build(settings: Settings, profiles: ProfileEditor, channel: Channel) -> FcmProvider:
+    if not settings.fcm_credentials:
+        raise ValueError("JOURNEYS_FCM_CREDENTIALS is not set")
+    credentials, project = load_credentials(settings.fcm_credentials)
+    return FcmProvider(credentials, project, profiles, base_url=settings.fcm_url,
+                       timeout=settings.send_timeout)
+
+
+def load_credentials(path: Path) -> tuple[service_account.Credentials, str]:
+    """The service account's credentials and project; a UsageError names what is wrong."""
+    try:
+        info = json.loads(Path(path).read_text())
+        credentials = service_account.Credentials.from_service_account_info(info, scopes=[SCOPE])
+        project = info["project_id"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"JOURNEYS_FCM_CREDENTIALS: '{path}' is not a usable service-account "
+                         f"JSON file ({type(exc).__name__}: {exc})") from None
+    return credentials, str(project)
+
+
+class _Response(transport.Response):
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    @property
+    def status(self) -> int:
+        return self._response.status_code
+
+    @property
+    def headers(self) -> Any:
+        return self._response.headers
+
+    @property
+    def data(self) -> bytes:
+        return self._response.content
+
+
+class _Request(transport.Request):
+    """google-auth's transport over a blocking httpx client: it runs in a worker thread."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.client = httpx.Client(timeout=timeout, follow_redirects=False)
+
+    def __call__(self, url: str, method: str = "GET", body: bytes | None = None,
+                 headers: Any = None, timeout: float | None = None, **kwargs: Any) -> _Response:
+        try:
+            response = self.client.request(method, url, content=body, headers=headers,
+                                           timeout=timeout or self.timeout)
+        except httpx.HTTPError as exc:
+            raise auth_exceptions.TransportError(f"{type(exc).__name__}: {exc}") from exc
+        return _Response(response)
+
+
+class AccessTokens:
+    """The service account's access token, kept until google-auth says it is about to expire.
+
+    google-auth refreshes synchronously, so a refresh runs in a thread (one at a time: a burst
+    of sends waits for one token request, not one each) and never blocks the event loop.
+    """
+
+    def __init__(self, credentials: service_account.Credentials, timeout: float) -> None:
+        self.credentials = credentials
+        self._request = _Request(timeout)
+        self._lock = threading.Lock()
+
+    def _refresh(self) -> str:
+        with self._lock:
+            if not self.credentials.valid:
+                self.credentials.refresh(self._request)
+            return str(self.credentials.token)
+
+    async def get(self) -> str:
+        if self.credentials.valid:
+            return str(self.credentials.token)
+        try:
+            return await asyncio.to_thread(self._refresh)
+        except auth_exceptions.GoogleAuthError as exc:
+            # A network failure, or a key the token endpoint refused: a retry after the
+            # operator fixes the key (or the endpoint recovers) delivers the message.
+            raise TransientError(f"FCM access token: {type(exc).__name__}: {exc}") from None
+
+    def drop(self, token: str) -> None:
+        """FCM refused ``token`` (401): the next send fetches a new one."""
+        with self._lock:
+            if self.credentials.token == token:
+                self.credentials.token = None
+
+
+def _error(reply: Reply) -> tuple[str | None, str]:
+    """FCM's error code (from the FcmError detail), and a reason to record."""
+    body = reply.json()
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None, f"FCM answered {reply.status}: {reply.text()}"
+    status = str(error.get("status", ""))
+    details = error.get("details")
+    codes = [str(d["errorCode"]) for d in (details if isinstance(details, list) else [])
+             if isinstance(d, dict) and d.get("@type") == FCM_ERROR and d.get("errorCode")]
+    code = codes[0] if codes else None
+    reason = f"FCM answered {reply.status} {code or status}: {str(error.get('message', ''))[:200]}"
+    return code, reason
+
+
+def _payload(message: OutgoingMessage, token: str) -> dict[str, Any]:
+    """FCM's message for one token: absent or empty fields are left out."""
+    content = message.content
+    notification = {k: content[k] for k in ("title", "body", "image") if content.get(k)}
+    data = {"idempotency_key": message.idempotency_key}
+    if content.get("deep_link"):
+        data["deep_link"] = content["deep_link"]
+    fields: dict[str, Any] = {"token": token, "data": data}
+    if notification:
+        fields["notification"] = notification
+    return {"message": fields}
+
+
+def _tokens(profile: dict[str, Any]) -> list[str]:
+    tokens = profile.get("push_tokens")
+    if not isinstance(tokens, list):
+        return []
+    return list(dict.fromkeys(t for t in tokens if isinstance(t, str) and t))
+
+
+class FcmProvider:
+    """A send per push token; delivered when any token took it."""
+
+    name = "fcm"
+
+    def __init__(self, credentials: service_account.Credentials, project: str,
+                 profiles: ProfileEditor, *, base_url: str, timeout: float) -> None:
+        self.project = project
+        self.profiles = profiles
+        self.url = f"{base_url.rstrip('/')}/v1/projects/{project}/messages:send"
+        self.timeout = timeout
+        self.tokens = AccessTokens(credentials, timeout)
+        self.clients = Clients(timeout)
+
+    async def _send(self, message: OutgoingMessage, token: str, bearer: str) -> Outcome | Exception:
+        """One token's outcome (``unreachable``: it is unregistered and was removed), or the
+        TransientError that a retry may fix."""
+        try:
+            reply = await request(
+                self.clients, "POST", self.url, what="FCM send",
+                headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
+                content=json.dumps(_payload(message, token)).encode())
+        except Refused as exc:
+            return failed(str(exc))
+        except TransientError as exc:
+            return exc
+        if reply.verdict == "delivered":
+            body = reply.json()
+            name = body.get("name") if isinstance(body, dict) else None
+            return delivered(str(name) if name else None)
+        code, reason = _error(reply)
+        if reply.status == 404 and code == "UNREGISTERED":
+            await asyncio.to_thread(self.profiles.remove_from_profile, message.user_id,
+                                    "push_tokens", token)
+            return unreachable(reason)
+        if reply.status == 401:  # the access token expired or was revoked early
+            self.tokens.drop(bearer)
+            return TransientError(reason)
+        if reply.verdict == "transient":
+            return TransientError(reason + reply.retry_after())
+        return failed(reason)  # 400 INVALID_ARGUMENT, 403 SENDER_ID_MISMATCH, a plain 404
+
+    async def deliver(self, message: OutgoingMessage) -> Outcome:
+        tokens = _tokens(message.profile)
+        if not tokens:
+            return unreachable("no push token in the profile")
+        async with attempt(self.timeout, "FCM"):
+            bearer = await self.tokens.get()
+            results = await asyncio.gather(*(self._send(message, t, bearer) for t in tokens))
+        sent = [r for r in results if isinstance(r, Outcome) and r.status == "delivered"]
+        if sent:  # a device has it; a retry would repeat it on that device
+            ids = [r.provider_message_id for r in sent if r.provider_message_id]
+            return delivered(",".join(ids) if ids else None)
+        transient = [r for r in results if isinstance(r, Exception)]
+        if transient:  # the unregistered tokens are gone: the retry tries the others
+            raise TransientError(str(transient[0]))
+        rejected = [r for r in results if isinstance(r, Outcome) and r.status == "failed"]
+        if rejected:
+            return failed(rejected[0].reason or "FCM refused the message")
+        return unreachable(f"every push token is unregistered ({len(tokens)} removed)")
