@@ -25,6 +25,10 @@ VENDORS: dict[Channel, str] = {
     Channel.app_inbox: "inbox",
     Channel.email: "smtp",
     Channel.web_push: "webpush",
+    Channel.webhook: "webhook",
+    Channel.sms: "twilio",
+    Channel.whatsapp: "twilio",
+    Channel.push: "fcm",
 }
 
 
