@@ -223,3 +223,35 @@ async def test_fcm_down_is_transient(setup: Setup) -> None:
                         JOURNEYS_FCM_URL=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(TransientError):
         await build(settings, setup.profiles, Channel.push).deliver(setup.message(["tok-1"]))
+
+
+async def test_unregistered_token_leaves_a_real_store(setup: Setup, tmp_path: Path) -> None:
+    from journeys.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'journeys.db'}")
+    store.update_profile("ada", {"first_name": "Ada", "push_tokens": ["old", "tok-1"]})
+    setup.fcm.unregistered.add("old")
+    settings = Settings(JOURNEYS_FCM_CREDENTIALS=setup.credentials, JOURNEYS_FCM_URL=setup.fcm.url)
+    push = build(settings, store, Channel.push)
+    message = setup.message()
+    message.profile = store.profile("ada")
+    assert (await push.deliver(message)).status == "delivered"
+    assert store.profile("ada") == {"first_name": "Ada", "push_tokens": ["tok-1"]}
+
+
+def test_the_registry_picks_these_vendors_once_set(setup: Setup, tmp_path: Path) -> None:
+    from activities.providers.registry import build_providers
+    from activities.providers.twilio import TwilioProvider
+    from activities.providers.webhook import WebhookProvider
+    from journeys.store import Store
+
+    settings = Settings(
+        JOURNEYS_FCM_CREDENTIALS=setup.credentials, JOURNEYS_WEBHOOK_SECRET="s",
+        JOURNEYS_TWILIO_ACCOUNT_SID="AC1", JOURNEYS_TWILIO_AUTH_TOKEN="t",
+        JOURNEYS_TWILIO_FROM="+15005550006", JOURNEYS_TWILIO_WHATSAPP_FROM="+14155238886")
+    providers = build_providers(settings, Store(f"sqlite:///{tmp_path / 'journeys.db'}"))
+    assert isinstance(providers[Channel.push], FcmProvider)
+    assert isinstance(providers[Channel.webhook], WebhookProvider)
+    sms, whatsapp = providers[Channel.sms], providers[Channel.whatsapp]
+    assert isinstance(sms, TwilioProvider) and not sms.whatsapp
+    assert isinstance(whatsapp, TwilioProvider) and whatsapp.sender == "whatsapp:+14155238886"
