@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import sys
+import unicodedata
 import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.providers.registry import choices
 from journeys.catalog import catalog
-from journeys.events import Event, Routed, check_event, listens_to, personalization_event
+from journeys.events import Event, Routed, check_event, check_name, listens_to, personalization_event
 from journeys.graph import to_mermaid
 from journeys.limits import MAX_DEPTH, MAX_EVENT_BYTES, MAX_PROFILE_BYTES, LimitExceeded, check_properties
 from journeys.loader import load_file
@@ -55,13 +56,20 @@ def _json_arg(text: str | None, what: str, max_bytes: int = MAX_EVENT_BYTES) -> 
     if text == "-" or text.startswith("@"):
         source = "standard input" if text == "-" else text[1:]
         try:
-            text = sys.stdin.read() if text == "-" else Path(text[1:]).read_text(encoding="utf-8")
+            # Pretty JSON may take more room than compact, but not 16 times as much.
+            if text == "-":
+                text = sys.stdin.read(16 * max_bytes + 1)
+            else:
+                with Path(text[1:]).open(encoding="utf-8") as file:
+                    text = file.read(16 * max_bytes + 1)
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"{what}: cannot read {source}: {exc}") from None
+        if len(text) > 16 * max_bytes:
+            raise UsageError(f"{what}: {source} is over {16 * max_bytes} characters")
     try:
         value = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
-        raise UsageError(f"{what}: nested deeper than {MAX_DEPTH} levels") from None
+        raise UsageError(f"{what} nest deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError too
         raise UsageError(f"{what}: not JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -76,6 +84,8 @@ def _json_arg(text: str | None, what: str, max_bytes: int = MAX_EVENT_BYTES) -> 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Every file answered: ok, its problems, or (on stderr, exit 2) why it cannot be read."""
     results = validate_paths(args.paths)
+    if not results:
+        print(f"no journey files in {' '.join(args.paths)}", file=sys.stderr)
     if args.json:
         print(json.dumps([p.model_dump() for _, problems in results for p in problems], indent=2))
     else:
@@ -164,7 +174,8 @@ def _catalog(folder: str | None, settings: Settings) -> list[Journey]:
 def _event(args: argparse.Namespace) -> Event:
     """The event as given on the command line, checked before anything reaches Temporal."""
     try:
-        event = Event(id=args.id or f"cli-{uuid.uuid4()}", name=args.event, user_id=args.user,
+        event = Event(id=f"cli-{uuid.uuid4()}" if args.id is None else args.id, name=args.event,
+                      user_id=args.user,
                       properties=_json_arg(args.props, "--props"), time=datetime.now(UTC))
     except ValidationError as exc:
         fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
@@ -181,7 +192,7 @@ def _print_routed(routed: list[Routed], as_json: bool) -> None:
         print(json.dumps([r.model_dump(exclude_none=True) for r in routed], indent=2))
     for r in [] if as_json else routed:
         error = f"  {r.error}" if r.error else ""
-        print(f"{r.action:<13} {r.journey_id:<28} {r.workflow_id}{error}")
+        print(shown(f"{r.action:<13} {r.journey_id:<28} {r.workflow_id}{error}"))
     if not routed and not as_json:
         print("no journey starts, waits or exits on this event")
 
@@ -227,8 +238,7 @@ def _update_profile(store: Store, user_id: str, changes: dict[str, Any]) -> dict
 
 
 async def _profile_command(args: argparse.Namespace, settings: Settings) -> int:
-    if not args.user:
-        raise UsageError("a user id is required")
+    _check_user(args.user)
     changes = _json_arg(args.set, "--set", MAX_PROFILE_BYTES)
     journeys = _catalog(args.journeys, settings)
     store = Store(settings.store_url)
@@ -241,7 +251,15 @@ async def _profile_command(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if any(r.action == "failed" for r in routed) else 0
 
 
+def _check_user(user: str) -> None:
+    try:
+        check_name(user, "user id")
+    except LimitExceeded as exc:
+        raise UsageError(str(exc)) from None
+
+
 async def _status_command(args: argparse.Namespace, settings: Settings) -> int:
+    _check_user(args.user)
     journeys = _catalog(args.journeys, settings)
     store = Store(settings.store_url)
     client = await _connect(settings)
@@ -254,16 +272,17 @@ async def _status_command(args: argparse.Namespace, settings: Settings) -> int:
     for row in [] if args.json else rows:
         event = f"{row.event_name} {json.dumps(row.event_properties)}" if row.event_name else "-"
         outcome = f" ({row.outcome})" if row.outcome and row.outcome != row.status else ""
-        print(f"{row.workflow_id}  {row.status}{outcome}  node={row.current_node}  event={event}")
+        lines = [f"{row.workflow_id}  {row.status}{outcome}  node={row.current_node}  event={event}"]
         if row.path:
-            print(f"    path: {' > '.join(row.path)}")
+            lines.append(f"    path: {' > '.join(row.path)}")
         if row.exit_reason:
-            print(f"    exit: {row.exit_reason}")
+            lines.append(f"    exit: {row.exit_reason}")
         if row.note:
-            print(f"    note: {row.note}")
+            lines.append(f"    note: {row.note}")
         for sent in row.outbox:
             why = f" ({sent.reason})" if sent.reason else ""
-            print(f"    message {sent.node_id}: {sent.channel} {sent.status}{why}")
+            lines.append(f"    message {sent.node_id}: {sent.channel} {sent.status}{why}")
+        print(shown("\n".join(lines)))
     return 0
 
 
@@ -273,9 +292,9 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2, ensure_ascii=False))
         return 0
     for row in rows:
-        text = row.reason if row.status == "skipped" else next(iter(row.content.values()), "")
-        print(f"{row.created_at:%Y-%m-%d %H:%M:%S}  {row.user_id:<12} {row.journey_id}/{row.node_id} "
-              f"{row.channel:<8} {row.status:<9} {text}")
+        text = next(iter(row.content.values()), "") if row.status == "delivered" else row.reason or ""
+        print(shown(f"{row.created_at:%Y-%m-%d %H:%M:%S}  {row.user_id:<12} {row.journey_id}/"
+                    f"{row.node_id} {row.channel:<8} {row.status:<9} {text}"))
     return 0
 
 
@@ -318,7 +337,7 @@ def cmd_inbox(args: argparse.Namespace) -> int:
         return 0
     for m in messages:
         text = m.content.get("title") or m.content.get("body", "")
-        print(f"{m.created_at:%Y-%m-%d %H:%M:%S}  {m.journey_id}/{m.node_id} {m.channel:<10} {text}")
+        print(shown(f"{m.created_at:%Y-%m-%d %H:%M:%S}  {m.journey_id}/{m.node_id} {m.channel:<10} {text}"))
     if not messages:
         print(f"the inbox of {args.user} is empty")
     return 0
@@ -401,6 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def shown(text: str) -> str:
+    """User data on a terminal: control characters escaped, so none can rewrite the screen."""
+    return "".join(ch if ch == "\n" or unicodedata.category(ch) not in ("Cc", "Zl", "Zp")
+                   else ch.encode("unicode_escape").decode() for ch in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
@@ -409,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `... | head`: the reader has all it wanted
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more may reach the pipe
+        return 0
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from journeys.limits import MAX_EVENT_BYTES, check_properties
+from journeys.limits import MAX_EVENT_BYTES, LimitExceeded, check_properties
 from journeys.models import (
     ONLINE_CHANNELS,
     ActionNode,
@@ -78,11 +79,23 @@ def listens_to(journey: Journey) -> frozenset[str]:
 
 
 def check_event(event: Event) -> None:
-    """Refuse, at the door, an event whose properties no workflow could carry.
+    """Refuse, at the door, an event whose properties no workflow could carry, or whose ids
+    would break a line of output (or a terminal) wherever they are shown.
 
     Not a model validator: events already in running workflows' histories must keep decoding.
     """
+    check_name(event.user_id, "user id")
+    check_name(event.name, "event name")
+    check_name(event.id, "event id")
     check_properties(event.properties, f"event '{event.name}': properties", MAX_EVENT_BYTES)
+
+
+def check_name(value: str, what: str) -> None:
+    """A user id, event name or event id: printable, no control characters or line breaks."""
+    if not value:
+        raise LimitExceeded(f"the {what} is empty")
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value):
+        raise LimitExceeded(f"the {what} {value!r} has control characters or line breaks")
 
 
 Action = Literal["started", "signalled", "running", "not-reentered", "duplicate", "failed"]

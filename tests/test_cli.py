@@ -6,6 +6,7 @@ second); the usage errors go through ``starter.main`` in-process.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -266,7 +267,7 @@ def test_graph_keeps_similar_ids_apart() -> None:
     (["event", "ada", "Added To Cart", "--props", '{"a":' * 200 + "1" + "}" * 200],
      "--props nest deeper than 16 levels"),
     (["event", "ada", "Added To Cart", "--props", '{"a":' * 5000 + "1" + "}" * 5000],
-     "--props: nested deeper than 16 levels"),
+     "--props nest deeper than 16 levels"),
     (["event", "ada", "Added To Cart", "--props", '{"a":' * 17 + "1" + "}" * 17],
      "--props nest deeper than 16 levels"),
     (["event", "ada", "Added To Cart", "--props", '{"s": "' + "x" * 40000 + '"}'],
@@ -278,7 +279,10 @@ def test_graph_keeps_similar_ids_apart() -> None:
     (["event", "ada", "Added To Cart", "--profile", "7"], "--profile: give a JSON object"),
     (["event", "ada", "Added To Cart", "--journeys", "examples/invalid"],
      "no journey of the catalog can route events"),
-    (["profile", "", "--set", "{}"], "a user id is required"),
+    (["profile", "", "--set", "{}"], "the user id is empty"),
+    (["status", "a\x1b[2Jb"], "has control characters"),
+    (["event", "nl\nx", "Signed Up"], "the user id 'nl\\nx' has control characters"),
+    (["event", "ada", "Signed Up", "--id", ""], "id: String should have at least 1 character"),
 ])
 def test_bad_events_are_refused_before_temporal(args: list[str], says: str,
                                                 capsys: pytest.CaptureFixture[str],
@@ -294,3 +298,14 @@ def test_an_unreachable_server_is_a_clear_error(capsys: pytest.CaptureFixture[st
     monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:9")
     assert starter.main(["status", "ada"]) == 2
     assert "cannot reach Temporal at 127.0.0.1:9" in capsys.readouterr().err
+
+
+class _ClosedPipe(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_reader_that_stops_early_is_no_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`starter.py schema | head -1`: the closed pipe ends the command quietly, status 0."""
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    assert starter.main(["schema"]) == 0
