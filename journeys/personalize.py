@@ -288,7 +288,8 @@ def render_message(channel: Channel, message: Mapping[str, MessageValue],
 
 # --- what may not be sent ---------------------------------------------------------------------
 
-_LINE_BREAK = re.compile(r"[\r\n\x00]")
+#: Control characters and line separators (all but tab): a header value must not hold any.
+_LINE_BREAK = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 _LINK_SCHEMES = frozenset({"http", "https", "mailto"})
 #: Attributes whose value a mail client follows or loads.
@@ -329,7 +330,7 @@ def _check_message(channel: Channel, rendered: Mapping[str, str]) -> None:
     for field, text in rendered.items():
         header = field in ("url", "method") or field.startswith("headers.")
         if header and (_LINE_BREAK.search(field) or _LINE_BREAK.search(text)):
-            raise MessageRefused(field, "a line break (CR or LF) would start a new header")
+            raise MessageRefused(field, "a line break or control character would corrupt a header")
     url = rendered.get("url", "")
     if urlsplit(url.strip()).scheme.lower() not in ("http", "https") or re.search(r"\s", url.strip()):
         raise MessageRefused("url", f"'{url[:80]}' is not an http(s) URL")

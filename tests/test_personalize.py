@@ -326,7 +326,8 @@ def test_another_content_type_renders_the_body_as_it_is() -> None:
     ({"url": HOOK + "?q={{ event.v }}"}, "url"),
     ({"url": HOOK, "method": "POST{{ event.v }}"}, "method"),
 ])
-@pytest.mark.parametrize("value", ["a\r\nX-Admin: 1", "a\nX-Admin: 1", "a\rb"])
+@pytest.mark.parametrize("value", ["a\r\nX-Admin: 1", "a\nX-Admin: 1", "a\rb", "a\x0bb", "a\x85b",
+                                   "a\u2028b", "a\x00b"])
 def test_a_line_break_in_a_header_is_refused(message: dict[str, MessageValue], field: str,
                                              value: str) -> None:
     with pytest.raises(MessageRefused) as caught:
