@@ -1,21 +1,32 @@
-"""Side effects of journeys: delivery, profiles, path choice, dates."""
+"""Side effects of journeys: delivery, profiles, path choice, dates, quiet hours."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from activities.delivery import Delivery
+from activities.policy import Policy
 from activities.profiles import Controllers
 from activities.providers import Provider
+from journeys.caps import Cap, CapCounter, caps_setting
 from journeys.models import Channel
+from journeys.settings import load_settings
 from journeys.store import Store
 
 
 def build_activities(store: Store, providers: Mapping[Channel, Provider] | None = None,
-                     send_timeout: float = 30.0) -> list[Callable[..., Any]]:
-    """Every activity a journey worker registers, bound to its store and providers."""
-    delivery = Delivery(store, providers, send_timeout)
+                     send_timeout: float = 30.0, caps: Sequence[Cap] | None = None
+                     ) -> list[Callable[..., Any]]:
+    """Every activity a journey worker registers, bound to its store and providers.
+
+    ``caps`` default to ``JOURNEYS_CAPS`` (a bad value is a one-line UsageError).
+    """
+    if caps is None:
+        caps = caps_setting(load_settings().caps)
+    delivery = Delivery(store, providers, send_timeout, CapCounter(store, caps) if caps else None)
     controllers = Controllers(store)
+    policy = Policy(store)
     return [delivery.send_message, delivery.cancel_message, controllers.update_profile,
-            controllers.choose_branch, controllers.resolve_date]
+            controllers.choose_branch, controllers.resolve_date, policy.check_quiet_hours,
+            policy.drop_message]

@@ -18,6 +18,7 @@ from temporalio import activity
 from activities.models import CancelMessageInput, SendMessageInput, SendResult
 from activities.providers import OutgoingMessage, Provider, TransientError
 from activities.providers.outbox import OutboxProvider
+from journeys.caps import CapCounter
 from journeys.events import personalization_event
 from journeys.limits import brief
 from journeys.models import Channel
@@ -41,10 +42,11 @@ class Delivery:
     """The send activities, with their store, providers and attempt bound injected."""
 
     def __init__(self, store: Store, providers: Mapping[Channel, Provider] | None = None,
-                 send_timeout: float = 30.0) -> None:
+                 send_timeout: float = 30.0, caps: CapCounter | None = None) -> None:
         self.store = store
         self.providers = dict(providers or default_providers())
         self.send_timeout = send_timeout
+        self.caps = caps  # JOURNEYS_CAPS, checked and counted at send time
 
     @activity.defn(name="cancel_message")
     def cancel_message(self, input: CancelMessageInput) -> SendResult:
@@ -84,6 +86,14 @@ class Delivery:
             return await self._settle(row, "skipped", f"not sent: {exc}", log)
         except MessageRefused as exc:  # rendered, but not sendable: no retry can change that
             return await self._settle(row, "failed", f"not sent: {exc}", log)
+        # Caps count each key once: a retry passes again (and one that found the message
+        # recorded by an earlier attempt passed them then).
+        if self.caps and not input.ignore_caps and known is None:
+            cap = await asyncio.to_thread(self.caps.claim, input.user_id, input.channel.value,
+                                          input.idempotency_key)
+            if cap is not None:
+                return await self._settle(row.model_copy(update={"content": content}), "capped",
+                                          cap.reason, log)
         stored, _ = await asyncio.to_thread(store.outbox_claim, row.model_copy(update={"content": content}))
         if stored.status in FINAL:
             return _result(stored, duplicate=True)

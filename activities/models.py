@@ -22,6 +22,7 @@ class SendMessageInput(BaseModel):
     channel: Channel
     message: dict[str, MessageValue]
     event: Event | None = None
+    ignore_caps: bool = False  # the journey's ignore_caps: transactional, not capped nor counted
 
 
 class CancelMessageInput(BaseModel):

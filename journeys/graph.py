@@ -63,7 +63,9 @@ def describe(node: Node) -> str:
     if isinstance(node, DelayNode):
         return f"delay {format_duration(node.duration)}"
     if isinstance(node, EngagementNode):
-        return f"{node.channel}"
+        quiet = node.quiet_hours
+        return f"{node.channel}" + (f", quiet {quiet.start}-{quiet.end} ({quiet.action})"
+                                    if quiet else "")
     if isinstance(node, ProfileUpdateNode):
         return "profile update: " + ", ".join(node.set)
     if isinstance(node, IntelliNode):
@@ -82,6 +84,8 @@ def _edge_label(node: Node, field: str, index: int) -> str:
         return f"{path.name or f'path {index + 1}'}{pct}"
     if isinstance(node, SplitNode):
         return node.branches[index].when if field.startswith("branches") else "otherwise"
+    if isinstance(node, EngagementNode) and node.on:
+        return field.removeprefix("on.") if field.startswith("on.") else "otherwise"
     return ""
 
 

@@ -13,7 +13,14 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from journeys.durations import Duration, Offset
 
@@ -103,6 +110,15 @@ class InactionNode(_Next):
     within: Duration
 
 
+_TIME_OF_DAY = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+def check_time_of_day(value: str) -> str:
+    if not _TIME_OF_DAY.fullmatch(value):
+        raise ValueError(f"'{value}' is not a time of day: write HH:MM, e.g. '09:00'")
+    return value
+
+
 class DateTimeNode(_Next):
     """Go on at a date: an event's date property, or a profile date, plus ``offset``."""
 
@@ -120,9 +136,7 @@ class DateTimeNode(_Next):
     @field_validator("at")
     @classmethod
     def _check_at(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value):
-            raise ValueError(f"'{value}' is not a time of day: write HH:MM, e.g. '09:00'")
-        return value
+        return None if value is None else check_time_of_day(value)
 
 
 class DelayNode(_Next):
@@ -132,6 +146,28 @@ class DelayNode(_Next):
 
 MessageValue = str | dict[str, str] | list[str | dict[str, str]]
 
+#: What can become of a message, each a possible ``on`` path of its engagement node.
+OUTCOMES = ("delivered", "failed", "unreachable", "capped", "dropped_quiet_hours", "skipped")
+
+
+class QuietHours(_Model):
+    """A daily window, in the user's local time, in which messages are held or dropped."""
+
+    start: str = Field(description="Local time of day the window opens, HH:MM (quote it in YAML).")
+    end: str = Field(description="Local time of day it closes, HH:MM; before start: past midnight.")
+    action: Literal["delay", "drop"] = Field(
+        default="delay", description="delay: hold the message until the window ends; "
+                                     "drop: record it dropped_quiet_hours and go on.")
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _time(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            # YAML 1.1 reads an unquoted 22:00 as the base-60 number 1320.
+            raise ValueError(f"{value} is a number: write the time in quotes, e.g. "
+                             f"'{value // 60:02d}:{value % 60:02d}'")
+        return check_time_of_day(value) if isinstance(value, str) else value
+
 
 class EngagementNode(_Next):
     """Send a message on a channel; every message field is a Jinja2 template."""
@@ -139,6 +175,27 @@ class EngagementNode(_Next):
     type: Literal["engagement"]
     channel: Channel
     message: dict[str, MessageValue]
+    quiet_hours: QuietHours | Literal[False] | None = Field(
+        default=None, description="This message's quiet hours (false: none), instead of the "
+                                  "journey's.")
+    on: Annotated[dict[str, NodeId], WithJsonSchema({
+        "type": "object", "propertyNames": {"enum": list(OUTCOMES)},
+        "additionalProperties": {"type": "string"}})] = Field(
+        default_factory=dict, description="The node to go to after each outcome; an outcome "
+                                          "without one goes to next.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_key(cls, data: Any) -> Any:
+        # YAML 1.1 reads an unquoted `on` key as the boolean true.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        yield from super().targets()
+        for outcome, target in self.on.items():
+            yield f"on.{outcome}", target
 
 
 class ProfileUpdateNode(_Next):
@@ -225,12 +282,27 @@ class Journey(_Model):
     goals: list[EventName] = Field(default_factory=list)
     timeout: Duration | None = None
     events: dict[str, EventSchema] = Field(default_factory=dict)
+    timezone: str | None = Field(
+        default=None, min_length=1, max_length=64,
+        description="An IANA timezone (Europe/Paris): quiet hours' clock for users whose "
+                    "profile has no valid 'timezone'; default UTC.")
+    quiet_hours: QuietHours | None = Field(
+        default=None, description="Quiet hours of every message of the journey.")
+    ignore_caps: bool = Field(
+        default=False, description="Transactional messages: the frequency caps "
+                                   "(JOURNEYS_CAPS) neither hold nor count them.")
 
     def node(self, node_id: str) -> Node:
         for node in self.nodes:
             if node.id == node_id:
                 return node
         raise KeyError(node_id)
+
+    def quiet_hours_of(self, node: EngagementNode) -> QuietHours | None:
+        """The node's own quiet hours (``false``: none), else the journey's."""
+        if node.quiet_hours is None:
+            return self.quiet_hours
+        return node.quiet_hours or None
 
     @property
     def entry_node(self) -> Node:

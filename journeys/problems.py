@@ -30,6 +30,10 @@ RULES: dict[str, str] = {
     "intellinode-paths": "an IntelliNODE has fewer than 2 or more than 7 paths",
     "intellinode-goals": "an automated IntelliNODE needs the journey's `goals`",
     "too-many-goals": "a journey has more than 3 goals",
+    "unknown-outcome": "an `on` path names no outcome of a send",
+    # quiet hours
+    "quiet-hours": "a quiet-hours window is empty (`end` equals `start`)",
+    "unknown-timezone": "the journey's `timezone` is not an IANA timezone",
     # messages and templates
     "missing-message-field": "a channel's required message field is absent",
     "unknown-message-field": "a message field the channel does not have",

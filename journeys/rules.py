@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2.exceptions import TemplateSyntaxError
 
 from journeys.models import (
     CHANNEL_FIELDS,
+    OUTCOMES,
     SEGMENT_TYPES,
     ActionNode,
     DateTimeNode,
@@ -16,6 +18,7 @@ from journeys.models import (
     IntelliNode,
     Journey,
     ProfileUpdateNode,
+    QuietHours,
     SplitNode,
 )
 from journeys.personalize import (
@@ -94,6 +97,40 @@ def _cycles(journey: Journey, ids: set[str]) -> Iterator[Finding]:
                        f"no path from the entry '{journey.entry}' leads here")
 
 
+def timezone_exists(name: str) -> bool:
+    """Is ``name`` a timezone of the IANA database (Europe/Paris, UTC)?"""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def policy_rules(journey: Journey) -> Iterator[Finding]:
+    """Quiet hours, their timezone, and the outcome paths of engagement nodes."""
+    if journey.timezone is not None and not timezone_exists(journey.timezone):
+        yield (None, "timezone", "unknown-timezone",
+               f"'{journey.timezone}' is not an IANA timezone (e.g. 'Europe/Paris', 'UTC')")
+    if journey.quiet_hours:
+        yield from _quiet_hours(None, "quiet_hours", journey.quiet_hours)
+    for node in journey.nodes:
+        if not isinstance(node, EngagementNode):
+            continue
+        if node.quiet_hours:
+            yield from _quiet_hours(node.id, "quiet_hours", node.quiet_hours)
+        for outcome in node.on:
+            if outcome not in OUTCOMES:
+                yield (node.id, f"on.{outcome}", "unknown-outcome",
+                       f"'{outcome}' is not an outcome of a send (outcomes: {', '.join(OUTCOMES)})")
+
+
+def _quiet_hours(node_id: str | None, field: str, quiet: QuietHours) -> Iterator[Finding]:
+    if quiet.start == quiet.end:
+        yield (node_id, f"{field}.end", "quiet-hours",
+               f"the window {quiet.start}-{quiet.end} is empty: 'end' must differ from 'start' "
+               "(a window past midnight ends before it starts: 22:00-08:00)")
+
+
 def node_rules(journey: Journey) -> Iterator[Finding]:
     entry = journey.entry
     for node in journey.nodes:
@@ -123,6 +160,7 @@ def node_rules(journey: Journey) -> Iterator[Finding]:
                            f"'{branch.when}' is not an expression: {exc.message}")
                 else:
                     yield from _variables(node.id, f"branches[{i}].when", branch.when, expression=True)
+    yield from policy_rules(journey)
 
 
 def _date_time(node: DateTimeNode) -> Iterator[Finding]:

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         UpdateProfileInput,
         UpdateProfileResult,
     )
+    from activities.policy import DropMessageInput, QuietHoursInput, QuietHoursResult
     from journeys.durations import format_duration
     from journeys.events import Event, matches, personalization_event
     from journeys.models import (
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         IntelliNode,
         Node,
         ProfileUpdateNode,
+        QuietHours,
         Scalar,
         SplitNode,
     )
@@ -173,15 +175,49 @@ class JourneyWorkflow:
         message = SendMessageInput(
             idempotency_key=f"{info.workflow_id}:{state.run_key}:{node.id}",
             journey_id=self.journey.id, workflow_id=info.workflow_id, user_id=self.user_id,
-            node_id=node.id, channel=node.channel, message=node.message, event=state.event)
-        result = await self._send(node, message)
+            node_id=node.id, channel=node.channel, message=node.message, event=state.event,
+            ignore_caps=self.journey.ignore_caps)
+        quiet = self.journey.quiet_hours_of(node)
+        result = None
+        if quiet and workflow.patched("quiet-hours"):
+            result = await self._quiet_hours(node, quiet, message)
+            if result is None and state.exit_reason:  # the user left while it was held
+                return None
+        result = result or await self._send(node, message)
         if result is None:  # the journey's time ran out before the send could start
             return None
         event = personalization_event(node.channel, state.event)
         state.messages.append(SentMessage(
             node_id=node.id, channel=node.channel.value, status=result.status, reason=result.reason,
             event_name=event.name if event else None, event_id=event.id if event else None))
-        return node.next
+        target = node.on.get(result.status)  # the path of what happened, else next
+        return target if target and workflow.patched("outcome-paths") else node.next
+
+    async def _quiet_hours(self, node: EngagementNode, quiet: QuietHours,
+                           message: SendMessageInput) -> SendResult | None:
+        """In the user's quiet hours: drop the message (recorded), or hold it until they end.
+
+        None: send it now (not quiet, or held until the window ended).
+        """
+        check: QuietHoursResult = await workflow.execute_activity(
+            "check_quiet_hours", QuietHoursInput(
+                user_id=self.user_id, node_id=node.id, now=workflow.now(), quiet_hours=quiet,
+                timezone=self.journey.timezone),
+            result_type=QuietHoursResult, summary=f"quiet hours: {node.id}", **ACTIVITY_OPTIONS)
+        if check.until is None:
+            return None
+        if quiet.action == "drop":
+            reason = f"in quiet hours ({quiet.start}-{quiet.end} {check.timezone})"
+            return await workflow.execute_activity(
+                "drop_message", DropMessageInput(message=message, reason=reason),
+                result_type=SendResult, summary=f"drop {node.channel}: {node.id}, {reason}",
+                **ACTIVITY_OPTIONS)
+        self.state.held = check.label
+        try:
+            await self._sleep(check.until - workflow.now(), f"{check.label} ({node.id})")
+        finally:
+            self.state.held = None
+        return None
 
     async def _send(self, node: EngagementNode, message: SendMessageInput) -> SendResult | None:
         """Send, retrying through provider outages, until it is done or the user leaves (an exit
@@ -334,7 +370,8 @@ class JourneyWorkflow:
         event = f"{state.event.name} ({state.event.id})" if state.event else "none"
         wake = f"{state.next_wake:%Y-%m-%d %H:%M:%S} UTC" if state.next_wake else "-"
         status = state.exit_reason or state.status
+        held = f"\n- message held: {state.held}" if state.held else ""
         workflow.set_current_details(
             f"**{self.journey.name}** for user `{self.user_id}`\n\n"
             f"- node: `{state.current_node}`\n- personalization event: {event}\n"
-            f"- next wake-up: {wake}\n- status: {status}")
+            f"- next wake-up: {wake}\n- status: {status}{held}")

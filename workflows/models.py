@@ -42,6 +42,7 @@ class JourneyState(BaseModel):
     seen_event_ids: list[str] = Field(default_factory=list)  # the latest ids, for deduplication
     waiting_for: str | None = None  # the event the current wait listens for ...
     waiting_where: dict[str, Scalar] = Field(default_factory=dict)  # ... and its filters
+    held: str | None = None  # why the current message waits: "quiet hours until 08:00 Europe/Paris"
 
 
 class JourneyInput(BaseModel):

@@ -1,0 +1,134 @@
+"""Sending policy: quiet hours (held or dropped messages) and the frequency caps' refusal.
+
+Whether it is quiet reads the user's ``timezone`` profile property, so it is an activity; the
+workflow passes its clock in (the time-skipping server's in tests, like ``resolve_date``) and
+holds the message on a durable timer until the moment this returns.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import structlog
+from pydantic import BaseModel
+from temporalio import activity
+
+from activities.models import SendMessageInput, SendResult
+from journeys.events import personalization_event
+from journeys.models import QuietHours
+from journeys.store import OutboxRow, Store
+
+_log = structlog.get_logger("policy")
+
+
+class QuietHoursInput(BaseModel):
+    """Is it quiet for this user now, and until when?"""
+
+    user_id: str
+    node_id: str
+    now: datetime  # workflow time
+    quiet_hours: QuietHours
+    timezone: str | None = None  # the journey's, for users whose profile has none
+
+
+class QuietHoursResult(BaseModel):
+    until: datetime | None = None  # the window's end (UTC) if it is quiet now, else None
+    timezone: str = "UTC"  # the clock the window was read on
+    label: str = ""  # "quiet hours until 08:00 Europe/Paris"
+
+
+class DropMessageInput(BaseModel):
+    """A message that falls in quiet hours with ``action: drop``: recorded, never sent."""
+
+    message: SendMessageInput
+    reason: str
+
+
+def _zone(name: object) -> ZoneInfo | None:
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _clock(value: str) -> time:
+    hour, minute = (int(part) for part in value.split(":"))
+    return time(hour, minute)
+
+
+def _first_instant(wall: datetime, tz: ZoneInfo) -> datetime:
+    """The first instant (UTC) at which the local clock reads ``wall`` or later.
+
+    An ambiguous wall time (the hour repeated in autumn) is its first occurrence; one that does
+    not exist (the hour skipped in spring) is the moment the clock jumps over it.
+    """
+    early = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if early.astimezone(tz).replace(tzinfo=None) == wall:
+        return early
+    low, high = wall.replace(tzinfo=tz, fold=1).astimezone(UTC), early  # the jump lies between
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(tz).replace(tzinfo=None) >= wall:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def quiet_until(now: datetime, quiet: QuietHours, tz: ZoneInfo) -> datetime | None:
+    """When the quiet window around ``now`` ends (UTC), or None if ``now`` is not in it.
+
+    The window is read on the local wall clock: 22:00-08:00 is quiet from 22:00 to 08:00 local
+    time whatever daylight saving does in between (a night of 9 or 11 hours, not 10).
+    """
+    local = now.astimezone(tz)
+    start, end, clock = _clock(quiet.start), _clock(quiet.end), local.time().replace(tzinfo=None)
+    inside = start <= clock < end if start < end else (clock >= start or clock < end)
+    if not inside:
+        return None
+    day = local.date() if clock < end else local.date() + timedelta(days=1)
+    return _first_instant(datetime.combine(day, end), tz)
+
+
+class Policy:
+    """Quiet-hours activities, with the store injected."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @activity.defn(name="check_quiet_hours")
+    def check_quiet_hours(self, input: QuietHoursInput) -> QuietHoursResult:
+        """The user's clock: their profile's ``timezone``, else the journey's, else UTC."""
+        profile = self.store.profile(input.user_id)
+        name, tz = "UTC", ZoneInfo("UTC")
+        for candidate in (profile.get("timezone"), input.timezone):
+            zone = _zone(candidate)
+            if zone is not None:
+                name, tz = str(candidate), zone
+                break
+        until = quiet_until(input.now, input.quiet_hours, tz)
+        if until is None:
+            return QuietHoursResult(timezone=name)
+        return QuietHoursResult(until=until, timezone=name,
+                                label=f"quiet hours until {input.quiet_hours.end} {name}")
+
+    @activity.defn(name="drop_message")
+    def drop_message(self, input: DropMessageInput) -> SendResult:
+        """Record the message ``dropped_quiet_hours`` (once per idempotency key)."""
+        message = input.message
+        event = personalization_event(message.channel, message.event)
+        row = OutboxRow(
+            idempotency_key=message.idempotency_key, journey_id=message.journey_id,
+            user_id=message.user_id, workflow_id=message.workflow_id, node_id=message.node_id,
+            channel=message.channel.value, status="dropped_quiet_hours",
+            reason=f"not sent: {input.reason}",
+            event_name=event.name if event else None, event_id=event.id if event else None)
+        stored, _ = self.store.outbox_claim(row)
+        _log.info("message dropped in quiet hours", journey_id=message.journey_id,
+                  user_id=message.user_id, node_id=message.node_id, status=stored.status)
+        return SendResult(status=stored.status, reason=stored.reason,
+                          duplicate=stored.status != "dropped_quiet_hours")
+

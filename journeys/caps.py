@@ -1,0 +1,165 @@
+"""Frequency caps per user across journeys (``JOURNEYS_CAPS``), counted over a sliding window.
+
+A send is checked and counted in one serialized transaction per store: two journeys sending
+to the same user at the same instant cannot both pass a cap of 1. On SQLite the transaction is
+``BEGIN IMMEDIATE`` (it takes the database's write lock before it reads the count); on
+PostgreSQL a transaction-scoped advisory lock on the user serializes that user's sends only.
+Each counted send is keyed by its idempotency key, so a retried attempt is not counted twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Column, DateTime, Index, String, Table, delete, func, insert, select, text
+from sqlalchemy.engine import Connection
+
+from journeys.durations import format_duration, parse_duration
+from journeys.models import Channel
+from journeys.problems import UsageError
+from journeys.store import Store, _metadata
+
+#: The cap that counts every channel together.
+ALL = "all"
+
+#: One row per counted send (created with the store's other tables).
+cap_sends = Table(
+    "cap_sends", _metadata,
+    Column("idempotency_key", String(400), primary_key=True),
+    Column("user_id", String(200), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Index("ix_cap_sends_user_sent", "user_id", "sent_at"),
+)
+
+
+@dataclass(frozen=True)
+class Cap:
+    """At most ``limit`` messages on ``channel`` (or ``all``) to a user within ``window``."""
+
+    channel: str
+    limit: int
+    window: timedelta
+
+    def __str__(self) -> str:
+        return f"{self.channel}={self.limit}/{format_duration(self.window)}"
+
+    def applies_to(self, channel: str) -> bool:
+        return self.channel in (channel, ALL)
+
+    @property
+    def reason(self) -> str:
+        """Why a message it holds is not sent (the outbox's reason)."""
+        what = "messages" if self.channel == ALL else f"{self.channel} messages"
+        return (f"not sent: frequency cap {self} reached ({self.limit} {what} to this user "
+                f"in the last {format_duration(self.window)})")
+
+
+def parse_caps(value: str | None) -> tuple[Cap, ...]:
+    """``push=3/1d,email=1/12h,all=5/1d`` as caps; ValueError says what is wrong, in one line."""
+    caps: dict[str, Cap] = {}
+    for part in (value or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        channel, eq, rest = part.partition("=")
+        count, slash, window = rest.partition("/")
+        channel = channel.strip()
+        if not eq or not slash:
+            raise ValueError(f"'{part}' is not a cap: write channel=count/window, e.g. push=3/1d")
+        if channel != ALL and channel not in Channel.__members__:
+            raise ValueError(f"'{channel}' is not a channel (channels: {', '.join(Channel)}, or all)")
+        if channel in caps:
+            raise ValueError(f"'{channel}' is capped twice")
+        if not count.strip().isdigit() or int(count) < 1:
+            raise ValueError(f"'{part}': the count must be a whole number from 1")
+        try:
+            length = parse_duration(window.strip())
+        except ValueError as exc:
+            raise ValueError(f"'{part}': {exc}") from None
+        if length <= timedelta(0):
+            raise ValueError(f"'{part}': the window must be longer than 0")
+        caps[channel] = Cap(channel, int(count), length)
+    return tuple(caps.values())
+
+
+def caps_setting(value: str | None) -> tuple[Cap, ...]:
+    """The caps of ``JOURNEYS_CAPS``, or a one-line UsageError naming the setting."""
+    try:
+        return parse_caps(value)
+    except ValueError as exc:
+        raise UsageError(f"JOURNEYS_CAPS: {exc}") from None
+
+
+class CapCounter:
+    """Checks and counts sends against the caps, atomically, in the store's database."""
+
+    def __init__(self, store: Store, caps: Sequence[Cap]) -> None:
+        self.engine = store.engine
+        self.caps = tuple(caps)
+        cap_sends.create(self.engine, checkfirst=True)  # a store opened before this module
+
+    def claim(self, user_id: str, channel: str, idempotency_key: str,
+              now: datetime | None = None) -> Cap | None:
+        """Count this send, unless a cap is reached: then the cap that holds it (nothing counted).
+
+        A key counted already passes again (a retry of the same message).
+        """
+        caps = [cap for cap in self.caps if cap.applies_to(channel)]
+        if not caps:
+            return None
+        now = (now or datetime.now(UTC)).astimezone(UTC)
+        with self.engine.connect() as conn:
+            _serialize(conn, user_id)
+            try:
+                held = _claim(conn, caps, user_id, channel, idempotency_key, now)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        return held
+
+    def counted(self, user_id: str) -> int:
+        """How many sends to the user are counted (for tests and operators)."""
+        with self.engine.connect() as conn:
+            query = select(func.count()).select_from(cap_sends).where(cap_sends.c.user_id == user_id)
+            return int(conn.execute(query).scalar_one())
+
+
+def _claim(conn: Connection, caps: list[Cap], user_id: str, channel: str, key: str,
+           now: datetime) -> Cap | None:
+    known = conn.execute(select(cap_sends.c.idempotency_key)
+                         .where(cap_sends.c.idempotency_key == key)).first()
+    if known:
+        return None
+    # Rows older than every window count for nothing any more: the table stays small.
+    oldest = now - max(cap.window for cap in caps)
+    conn.execute(delete(cap_sends).where(cap_sends.c.user_id == user_id,
+                                         cap_sends.c.sent_at <= oldest))
+    for cap in caps:
+        query = select(func.count()).select_from(cap_sends).where(
+            cap_sends.c.user_id == user_id, cap_sends.c.sent_at > now - cap.window)
+        if cap.channel != ALL:
+            query = query.where(cap_sends.c.channel == cap.channel)
+        if conn.execute(query).scalar_one() >= cap.limit:
+            return cap
+    conn.execute(insert(cap_sends).values(idempotency_key=key, user_id=user_id, channel=channel,
+                                          sent_at=now))
+    return None
+
+
+def _serialize(conn: Connection, user_id: str) -> None:
+    """Begin a transaction that no other claim for this user can interleave with."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        # The write lock before the first read: a second claim waits (busy_timeout), then
+        # counts this one's row. (pysqlite begins no transaction of its own before a BEGIN.)
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif dialect == "postgresql":
+        lock = int.from_bytes(hashlib.sha256(user_id.encode()).digest()[:8], "big", signed=True)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock})
+    else:  # pragma: no cover - other databases need their own lock here
+        raise NotImplementedError(f"frequency caps on {dialect}")
