@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,21 @@ class Profiles:
             self.profiles[user_id][property] = [v for v in values if v != value]
 
 
+OPENED: list[FcmProvider] = []
+
+
+def opened(provider: FcmProvider) -> FcmProvider:
+    OPENED.append(provider)
+    return provider
+
+
+@pytest.fixture(autouse=True)
+async def close_providers() -> AsyncIterator[None]:
+    yield
+    while OPENED:
+        await OPENED.pop().aclose()
+
+
 class Setup:
     def __init__(self, fcm: FakeFCM, credentials: Path, profiles: Profiles) -> None:
         self.fcm = fcm
@@ -43,7 +58,7 @@ class Setup:
     def provider(self, timeout: float = 5.0) -> FcmProvider:
         settings = Settings(JOURNEYS_FCM_CREDENTIALS=self.credentials, JOURNEYS_FCM_URL=self.fcm.url,
                             JOURNEYS_SEND_TIMEOUT=timeout)
-        return build(settings, self.profiles, Channel.push)
+        return opened(build(settings, self.profiles, Channel.push))
 
     def message(self, tokens: list[str] | None = None, **content: str) -> OutgoingMessage:
         if tokens is not None:
@@ -222,7 +237,7 @@ async def test_fcm_down_is_transient(setup: Setup) -> None:
     settings = Settings(JOURNEYS_FCM_CREDENTIALS=setup.credentials,
                         JOURNEYS_FCM_URL=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(TransientError):
-        await build(settings, setup.profiles, Channel.push).deliver(setup.message(["tok-1"]))
+        await opened(build(settings, setup.profiles, Channel.push)).deliver(setup.message(["tok-1"]))
 
 
 async def test_unregistered_token_leaves_a_real_store(setup: Setup, tmp_path: Path) -> None:
@@ -232,7 +247,7 @@ async def test_unregistered_token_leaves_a_real_store(setup: Setup, tmp_path: Pa
     store.update_profile("ada", {"first_name": "Ada", "push_tokens": ["old", "tok-1"]})
     setup.fcm.unregistered.add("old")
     settings = Settings(JOURNEYS_FCM_CREDENTIALS=setup.credentials, JOURNEYS_FCM_URL=setup.fcm.url)
-    push = build(settings, store, Channel.push)
+    push = opened(build(settings, store, Channel.push))
     message = setup.message()
     message.profile = store.profile("ada")
     assert (await push.deliver(message)).status == "delivered"

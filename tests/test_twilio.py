@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -30,8 +30,19 @@ def settings(url: str, **extra: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
+OPENED: list[TwilioProvider] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_providers() -> AsyncIterator[None]:
+    yield
+    while OPENED:
+        await OPENED.pop().aclose()
+
+
 def provider(url: str, channel: Channel = Channel.sms, **extra: object) -> TwilioProvider:
-    return build(settings(url, **extra), None, channel)  # type: ignore[arg-type]
+    OPENED.append(build(settings(url, **extra), None, channel))  # type: ignore[arg-type]
+    return OPENED[-1]
 
 
 def message(channel: Channel = Channel.sms, phone: str | None = "+14155550100",

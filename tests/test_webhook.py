@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -29,8 +29,19 @@ def message(url: str, key: str = "journey/a/ada:e1:send", **content: str) -> Out
                            channel=Channel.webhook, content={"url": url, **content})
 
 
-def provider(timeout: float = 5.0) -> WebhookProvider:
-    return WebhookProvider(SECRET, timeout)
+OPENED: list[WebhookProvider] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_providers() -> AsyncIterator[None]:
+    yield
+    while OPENED:
+        await OPENED.pop().aclose()
+
+
+def provider(timeout: float = 5.0, secret: str = SECRET) -> WebhookProvider:
+    OPENED.append(WebhookProvider(secret, timeout))
+    return OPENED[-1]
 
 
 def test_missing_names_the_secret_and_build_needs_it() -> None:
@@ -101,7 +112,7 @@ async def test_other_4xx_fails_with_status_and_200_chars_of_body(receiver: Webho
 
 
 async def test_a_wrong_secret_is_refused_by_the_receiver(receiver: WebhookReceiver) -> None:
-    outcome = await WebhookProvider("not-the-secret", 5).deliver(message(receiver.url, body="{}"))
+    outcome = await provider(secret="not-the-secret").deliver(message(receiver.url, body="{}"))
     assert outcome.status == "failed" and "401" in (outcome.reason or "")
 
 
@@ -142,7 +153,10 @@ async def test_a_trickling_answer_is_bounded_by_the_whole_attempt() -> None:
     """A server that sends a byte now and then never trips httpx's read timeout."""
     import asyncio
 
+    writers: list[asyncio.StreamWriter] = []
+
     async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
         for _ in range(100):
@@ -160,6 +174,8 @@ async def test_a_trickling_answer_is_bounded_by_the_whole_attempt() -> None:
         assert time.monotonic() - started < 2
     finally:
         server.close()
+        for writer in writers:
+            writer.close()
 
 
 async def test_a_header_httpx_cannot_send_fails() -> None:

@@ -124,6 +124,9 @@ class AccessTokens:
             # operator fixes the key (or the endpoint recovers) delivers the message.
             raise TransientError(f"FCM access token: {type(exc).__name__}: {exc}") from None
 
+    def close(self) -> None:
+        self._request.client.close()
+
     def drop(self, token: str) -> None:
         """FCM refused ``token`` (401): the next send fetches a new one."""
         with self._lock:
@@ -179,6 +182,12 @@ class FcmProvider:
         self.timeout = timeout
         self.tokens = AccessTokens(credentials, timeout)
         self.clients = Clients(timeout)
+
+    async def aclose(self) -> None:
+        """Close this event loop's connections and the token endpoint's (at shutdown, or a
+        test's end)."""
+        await self.clients.aclose()
+        self.tokens.close()
 
     async def _send(self, message: OutgoingMessage, token: str, bearer: str) -> Outcome | Exception:
         """One token's outcome (``unreachable``: it is unregistered and was removed), or the

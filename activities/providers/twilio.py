@@ -80,6 +80,10 @@ class TwilioProvider:
         self.timeout = timeout
         self.clients = Clients(timeout)
 
+    async def aclose(self) -> None:
+        """Close this event loop's connections (at shutdown, or a test's end)."""
+        await self.clients.aclose()
+
     async def deliver(self, message: OutgoingMessage) -> Outcome:
         phone = message.profile.get("phone")
         if not isinstance(phone, str) or not phone.strip():

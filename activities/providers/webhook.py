@@ -68,6 +68,10 @@ class WebhookProvider:
         self.timeout = timeout
         self.clients = Clients(timeout)
 
+    async def aclose(self) -> None:
+        """Close this event loop's connections (at shutdown, or a test's end)."""
+        await self.clients.aclose()
+
     def _request(self, message: OutgoingMessage) -> tuple[str, str, dict[str, str], bytes]:
         content = message.content
         url = content.get("url", "").strip()
