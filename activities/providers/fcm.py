@@ -128,10 +128,12 @@ class AccessTokens:
         self._request.client.close()
 
     def drop(self, token: str) -> None:
-        """FCM refused ``token`` (401): the next send fetches a new one."""
-        with self._lock:
-            if self.credentials.token == token:
-                self.credentials.token = None
+        """FCM refused ``token`` (401): the next send fetches a new one.
+
+        No lock: this runs on the event loop, which must not wait on a refresh in progress
+        (a race costs at most one extra token request)."""
+        if self.credentials.token == token:
+            self.credentials.token = None
 
 
 def _error(reply: Reply) -> tuple[str | None, str]:
