@@ -146,6 +146,10 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
         log.info("worker shutting down")
         await worker.shutdown()
         await running
+        for provider in {id(p): p for p in providers.values()}.values():
+            closing = getattr(provider, "aclose", None)  # pooled HTTP connections
+            if closing:
+                await closing()
     return 0 if stop.is_set() else 1
 
 
