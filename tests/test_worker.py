@@ -118,6 +118,7 @@ async def test_dev_worker_runs_a_journey_survives_a_restart_and_exits_cleanly(tm
     first = WorkerProcess(data_dir, port, "first", metrics_port)
     try:
         client = await first.ready()
+        Store(f"sqlite:///{data_dir / 'journeys.db'}").update_profile(USER, {"email": "w@example.com"})
         routed = await route_event(client, [journey], event, TASK_QUEUE)
         assert [r.action for r in routed] == ["started"]
         handle = client.get_workflow_handle(routed[0].workflow_id, result_type=JourneyState)
@@ -130,6 +131,7 @@ async def test_dev_worker_runs_a_journey_survives_a_restart_and_exits_cleanly(tm
             ("push-reminder", "delivered"), ("email-product", "delivered")]
         assert outbox[0].content["body"] == "Hey, the iPhone 14 in your cart is still waiting."
         assert outbox[1].content["subject"] == "iPhone 14 for $799"
+        assert [row.provider for row in outbox] == ["outbox", "smtp"]  # --dev catches the email
 
         attributes = (await handle.describe()).typed_search_attributes
         assert attributes.get(JOURNEY_ID) == journey.id
