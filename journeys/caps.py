@@ -115,7 +115,8 @@ class CapCounter:
         with self.engine.connect() as conn:
             _serialize(conn, user_id)
             try:
-                held = _claim(conn, caps, user_id, channel, idempotency_key, now)
+                held = _claim(conn, caps, user_id, channel, idempotency_key, now,
+                              kept=max(cap.window for cap in self.caps))
             except BaseException:
                 conn.rollback()
                 raise
@@ -130,15 +131,14 @@ class CapCounter:
 
 
 def _claim(conn: Connection, caps: list[Cap], user_id: str, channel: str, key: str,
-           now: datetime) -> Cap | None:
+           now: datetime, kept: timedelta) -> Cap | None:
     known = conn.execute(select(cap_sends.c.idempotency_key)
                          .where(cap_sends.c.idempotency_key == key)).first()
     if known:
         return None
-    # Rows older than every window count for nothing any more: the table stays small.
-    oldest = now - max(cap.window for cap in caps)
+    # Rows older than every cap's window count for nothing any more: the table stays small.
     conn.execute(delete(cap_sends).where(cap_sends.c.user_id == user_id,
-                                         cap_sends.c.sent_at <= oldest))
+                                         cap_sends.c.sent_at <= now - kept))
     for cap in caps:
         query = select(func.count()).select_from(cap_sends).where(
             cap_sends.c.user_id == user_id, cap_sends.c.sent_at > now - cap.window)

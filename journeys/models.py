@@ -175,9 +175,10 @@ class EngagementNode(_Next):
     type: Literal["engagement"]
     channel: Channel
     message: dict[str, MessageValue]
-    quiet_hours: QuietHours | Literal[False] | None = Field(
-        default=None, description="This message's quiet hours (false: none), instead of the "
-                                  "journey's.")
+    quiet_hours: QuietHours | None = Field(
+        default=None, description="This message's quiet hours, instead of the journey's.")
+    ignore_quiet_hours: bool = Field(
+        default=False, description="Send whatever the time (a transactional message).")
     on: Annotated[dict[str, NodeId], WithJsonSchema({
         "type": "object", "propertyNames": {"enum": list(OUTCOMES)},
         "additionalProperties": {"type": "string"}})] = Field(
@@ -299,10 +300,8 @@ class Journey(_Model):
         raise KeyError(node_id)
 
     def quiet_hours_of(self, node: EngagementNode) -> QuietHours | None:
-        """The node's own quiet hours (``false``: none), else the journey's."""
-        if node.quiet_hours is None:
-            return self.quiet_hours
-        return node.quiet_hours or None
+        """The node's own quiet hours, else the journey's (none if the node ignores them)."""
+        return None if node.ignore_quiet_hours else node.quiet_hours or self.quiet_hours
 
     @property
     def entry_node(self) -> Node:

@@ -32,7 +32,8 @@ RULES: dict[str, str] = {
     "too-many-goals": "a journey has more than 3 goals",
     "unknown-outcome": "an `on` path names no outcome of a send",
     # quiet hours
-    "quiet-hours": "a quiet-hours window is empty (`end` equals `start`)",
+    "quiet-hours": "a quiet-hours window is empty (`end` equals `start`), or a node both sets "
+                   "and ignores quiet hours",
     "unknown-timezone": "the journey's `timezone` is not an IANA timezone",
     # messages and templates
     "missing-message-field": "a channel's required message field is absent",

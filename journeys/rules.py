@@ -116,7 +116,10 @@ def policy_rules(journey: Journey) -> Iterator[Finding]:
     for node in journey.nodes:
         if not isinstance(node, EngagementNode):
             continue
-        if node.quiet_hours:
+        if node.quiet_hours and node.ignore_quiet_hours:
+            yield (node.id, "ignore_quiet_hours", "quiet-hours",
+                   "the node has its own quiet_hours and ignores them: give one or the other")
+        elif node.quiet_hours:
             yield from _quiet_hours(node.id, "quiet_hours", node.quiet_hours)
         for outcome in node.on:
             if outcome not in OUTCOMES:

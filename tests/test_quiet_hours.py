@@ -211,7 +211,7 @@ async def test_a_dropped_message_takes_its_outcome_path(journeys: Harness) -> No
         now.astimezone(PARIS).date() + timedelta(days=1), time(21), PARIS))
     await harness.send("late", "Subscribed To Newsletter", {"topic": "jazz"})
     state = await harness.result("quiet-drop", "late")
-    # The email has quiet_hours: false, so it goes out at 21:00.
+    # The email ignores quiet hours: it goes out at 21:00.
     assert [(m.node_id, m.status) for m in state.messages] == [
         ("push-welcome", "dropped_quiet_hours"), ("email-welcome", "delivered")]
     assert state.path == ["subscribed", "push-welcome", "email-welcome"]

@@ -351,6 +351,98 @@ def test_graph_of_a_plain_journey_is_unchanged() -> None:
     assert graph_lines(doc)[1] == '    n_added(["added<br/>action: did Added To Cart"])'
 
 
+# --- quiet hours and outcome paths ------------------------------------------------------------
+
+def test_outcome_paths_are_checked_like_next() -> None:
+    doc = journey(action("added", "Added To Cart"),
+                  send("push", "hi", on={"delivered": "thanks", "capped": "nowhere", "seen": "thanks"}),
+                  extra=[{"id": "thanks", "type": "exit"}])
+    assert check(doc) == [("unknown-target", "push", "on.capped"),
+                          ("unknown-outcome", "push", "on.seen")]
+
+
+def test_outcome_paths_count_for_reachability_and_cycles() -> None:
+    doc = journey(action("added", "Added To Cart"), send("push", "hi", on={"failed": "sms"}),
+                  extra=[send("sms", "{{ event.product_name }}")])
+    assert check(doc) == []  # sms is reached only by the failed path, with the cart's event
+    doc["nodes"][2]["on"] = {"skipped": "push"}
+    assert check(doc) == [("cycle", "sms", None)]
+
+
+def test_an_outcome_path_carries_the_event_like_next() -> None:
+    doc = journey(action("added", "Added To Cart"), send("push", "hi", on={"failed": "wait"}),
+                  extra=[delay("wait", "2d", next="sms"), send("sms", "{{ event.product_name }}")])
+    assert check(doc) == [("event-delay-too-long", "sms", "message.body")]
+
+
+def test_yaml_reads_on_as_true_and_the_loader_takes_it_back() -> None:
+    text = """
+id: t
+name: Test
+entry: added
+nodes:
+  - {id: added, type: action, event: Added To Cart, next: push}
+  - id: push
+    type: engagement
+    channel: push
+    message: {body: hi}
+    on: {failed: end}
+  - {id: end, type: exit}
+"""
+    loaded = load_document(yaml.safe_load(text), "t.yaml")
+    assert loaded.journey is not None and validate_loaded(loaded) == []
+    assert dict(loaded.journey.node("push").targets()) == {"on.failed": "end"}
+
+
+@pytest.mark.parametrize("quiet, found", [
+    ({"start": "22:00", "end": "08:00"}, []),
+    ({"start": "22:00", "end": "08:00", "action": "drop"}, []),
+    ({"start": "22:00", "end": "22:00"}, [("quiet-hours", "push", "quiet_hours.end")]),
+    ({"start": "10pm", "end": "08:00"}, [("bad-value", "push", "quiet_hours.start")]),
+    ({"start": 1320, "end": "08:00"}, [("bad-value", "push", "quiet_hours.start")]),
+    ({"start": "22:00", "end": "08:00", "action": "skip"}, [("bad-value", "push", "quiet_hours.action")]),
+    ({"start": "22:00"}, [("missing-field", "push", "quiet_hours.end")]),
+    ({"start": "22:00", "end": "08:00", "until": "x"}, [("unknown-field", "push", "quiet_hours.until")]),
+])
+def test_quiet_hours_of_a_node(quiet: Any, found: list[Any]) -> None:
+    doc = journey(action("added", "Added To Cart"), send("push", "hi", quiet_hours=quiet))
+    assert check(doc) == found
+
+
+def test_a_node_sets_or_ignores_quiet_hours_not_both() -> None:
+    doc = journey(action("added", "Added To Cart"),
+                  send("push", "hi", quiet_hours={"start": "22:00", "end": "08:00"},
+                       ignore_quiet_hours=True), quiet_hours={"start": "21:00", "end": "09:00"})
+    assert check(doc) == [("quiet-hours", "push", "ignore_quiet_hours")]
+    del doc["nodes"][1]["quiet_hours"]
+    assert check(doc) == []
+
+
+def test_an_unquoted_time_says_to_quote_it() -> None:
+    doc = yaml.safe_load("quiet_hours: {start: 22:00, end: '08:00'}")  # YAML 1.1: 22:00 is 1320
+    problems = validate_loaded(load_document(journey(action("added", "Added To Cart"), **doc), "t.yaml"))
+    assert [(p.code, p.field) for p in problems] == [("bad-value", "quiet_hours.start")]
+    assert "write the time in quotes, e.g. '22:00'" in problems[0].message
+
+
+@pytest.mark.parametrize("fields, found", [
+    ({"timezone": "Europe/Paris", "quiet_hours": {"start": "21:00", "end": "09:00"}}, []),
+    ({"timezone": "Europe/Pariss"}, [("unknown-timezone", None, "timezone")]),
+    ({"timezone": "../../etc/passwd"}, [("unknown-timezone", None, "timezone")]),
+    ({"quiet_hours": {"start": "09:00", "end": "09:00"}}, [("quiet-hours", None, "quiet_hours.end")]),
+    ({"quiet_hours": False}, [("bad-value", None, "quiet_hours")]),
+    ({"ignore_caps": True}, []),
+])
+def test_journey_quiet_hours_and_timezone(fields: dict[str, Any], found: list[Any]) -> None:
+    assert check(journey(action("added", "Added To Cart"), send("push", "hi"), **fields)) == found
+
+
+def test_the_graph_shows_a_nodes_quiet_hours() -> None:
+    doc = journey(action("added", "Added To Cart"),
+                  send("push", "hi", quiet_hours={"start": "21:00", "end": "09:00", "action": "drop"}))
+    assert graph_lines(doc)[2] == '    n_push["push<br/>push, quiet 21:00-09:00 (drop)"]'
+
+
 # --- scale -------------------------------------------------------------------------------------
 
 def wide_merge(width: int, tail: dict[str, Any]) -> dict[str, Any]:
