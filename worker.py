@@ -32,6 +32,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from activities import build_activities
 from activities.providers.mailsink import MailSink, start_dev_sink
 from activities.providers.registry import build_providers, choices
+from journeys.caps import caps_setting
 from journeys.catalog import catalog
 from journeys.logs import configure_logging
 from journeys.problems import UsageError
@@ -125,7 +126,8 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
         providers = build_providers(settings, store)
         _log_providers(settings)
         worker = journey_worker(client, settings.task_queue,
-                                build_activities(store, providers, settings.send_timeout), executor,
+                                build_activities(store, providers, settings.send_timeout,
+                                                 caps_setting(settings.caps)), executor,
                                 graceful_shutdown_timeout=timedelta(seconds=5))
         running = asyncio.create_task(worker.run())
         log.info("worker started", address=settings.temporal_address, namespace=settings.temporal_namespace,

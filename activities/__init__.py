@@ -9,21 +9,15 @@ from activities.delivery import Delivery
 from activities.policy import Policy
 from activities.profiles import Controllers
 from activities.providers import Provider
-from journeys.caps import Cap, CapCounter, caps_setting
+from journeys.caps import Cap, CapCounter
 from journeys.models import Channel
-from journeys.settings import load_settings
 from journeys.store import Store
 
 
 def build_activities(store: Store, providers: Mapping[Channel, Provider] | None = None,
-                     send_timeout: float = 30.0, caps: Sequence[Cap] | None = None
+                     send_timeout: float = 30.0, caps: Sequence[Cap] = ()
                      ) -> list[Callable[..., Any]]:
-    """Every activity a journey worker registers, bound to its store and providers.
-
-    ``caps`` default to ``JOURNEYS_CAPS`` (a bad value is a one-line UsageError).
-    """
-    if caps is None:
-        caps = caps_setting(load_settings().caps)
+    """Every activity a journey worker registers, bound to its store, providers and caps."""
     delivery = Delivery(store, providers, send_timeout, CapCounter(store, caps) if caps else None)
     controllers = Controllers(store)
     policy = Policy(store)

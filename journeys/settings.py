@@ -51,6 +51,15 @@ class Settings(BaseSettings):
                              description="Frequency caps per user across journeys, e.g. "
                                          "push=3/1d,email=1/12h,all=5/1d.")
 
+    @field_validator("caps")
+    @classmethod
+    def _caps(cls, value: str | None) -> str | None:
+        from journeys.caps import parse_caps  # the store's tables: only when caps are set
+
+        if value:
+            parse_caps(value)  # a cap that cannot work stops the worker before anything starts
+        return value
+
     @field_validator("temporal_address")
     @classmethod
     def _host_port(cls, value: str) -> str:

@@ -26,6 +26,7 @@ from journeys import caps as caps_module
 from journeys.caps import Cap, CapCounter, caps_setting, parse_caps
 from journeys.models import Channel, Journey
 from journeys.problems import UsageError
+from journeys.settings import load_settings
 from journeys.store import Store
 from tests.support import Harness
 from workflows.runtime import binary, journey_worker
@@ -77,12 +78,15 @@ def test_a_bad_setting_is_one_line(value: str, message: str) -> None:
     assert str(raised.value) == message
 
 
-def test_the_worker_reads_the_setting(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_setting_is_checked_with_the_others(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOURNEYS_CAPS", "push=3/1x")
     with pytest.raises(UsageError, match=r"^JOURNEYS_CAPS: 'push=3/1x': '1x' is not a duration"):
-        build_activities(store)
+        load_settings()
     monkeypatch.setenv("JOURNEYS_CAPS", "push=3/1d")
-    names = [getattr(fn, "__temporal_activity_definition").name for fn in build_activities(store)]
+    caps = caps_setting(load_settings().caps)
+    assert [str(c) for c in caps] == ["push=3/1d"]
+    names = [getattr(fn, "__temporal_activity_definition").name
+             for fn in build_activities(store, caps=caps)]
     assert {"send_message", "check_quiet_hours", "drop_message"} <= set(names)
 
 

@@ -164,8 +164,8 @@ async def test_a_message_too_large_for_its_channel_fails_and_the_journey_goes_on
     [row] = store.outbox_list(user_id="kay")
     assert row.status == "failed" and "over the sms limit of 1,600 bytes" in (row.reason or "")
     assert [(m.node_id, m.status) for m in state.messages] == [("hello", "failed")]
-    code, out, _ = await cli(env, data_dir, catalog, "outbox", "--user", "kay")
-    assert "failed    not sent: text: the message is over the sms limit" in out
+    listed = await asyncio.to_thread(run_cli, env, data_dir, QUEUE, "outbox", "--user", "kay")
+    assert "failed    not sent: text: the message is over the sms limit" in listed.stdout
     await Harness(env, store, [], QUEUE).record_history("message-failed-too-large", "shout", "kay")
 
 

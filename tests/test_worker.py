@@ -235,6 +235,8 @@ def temporal_servers(data_dir: Path) -> list[int]:
     ("JOURNEYS_DATA_DIR", "{tmp}/a-file/data", "JOURNEYS_DATA_DIR: cannot write '{tmp}/a-file/data/"),
     ("JOURNEYS_DATA_DIR", "{tmp}/db-is-a-dir",
      "JOURNEYS_DATA_DIR: cannot write '{tmp}/db-is-a-dir/temporal.db'"),
+    ("JOURNEYS_CAPS", "push=3", "JOURNEYS_CAPS: 'push=3' is not a cap"),
+    ("JOURNEYS_SEND_TIMEOUT", "soon", "JOURNEYS_SEND_TIMEOUT: Input should be a valid number"),
 ])
 def test_a_setting_that_cannot_work_is_one_line_and_exit_2(
         tmp_path: Path, setting: str, value: str, expected: str) -> None:
