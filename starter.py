@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import sys
-import unicodedata
 import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -28,7 +27,8 @@ from activities.providers.registry import choices
 from journeys.catalog import catalog
 from journeys.events import Event, Routed, check_event, check_name, listens_to, personalization_event
 from journeys.graph import to_mermaid
-from journeys.limits import MAX_DEPTH, MAX_EVENT_BYTES, MAX_PROFILE_BYTES, LimitExceeded, check_properties
+from journeys.inputs import json_object, shown
+from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded
 from journeys.loader import load_file
 from journeys.models import EngagementNode, Journey, ProfileUpdateNode
 from journeys.personalize import MessageRefused, MissingValue, TemplateError, render, render_message
@@ -40,45 +40,6 @@ from journeys.validate import UNREADABLE, exit_status, validate_file, validate_p
 from workflows.router import Router
 from workflows.runtime import connect
 from workflows.status import user_status
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _json_arg(text: str | None, what: str, max_bytes: int = MAX_EVENT_BYTES) -> dict[str, Any]:
-    """A JSON object from the command line, ``@file`` or ``-`` (stdin), checked against the limits.
-
-    Strict JSON: NaN and Infinity are refused (nothing downstream could send them as such).
-    """
-    if not text:
-        return {}
-    if text == "-" or text.startswith("@"):
-        source = "standard input" if text == "-" else text[1:]
-        try:
-            # Pretty JSON may take more room than compact, but not 16 times as much.
-            if text == "-":
-                text = sys.stdin.read(16 * max_bytes + 1)
-            else:
-                with Path(text[1:]).open(encoding="utf-8") as file:
-                    text = file.read(16 * max_bytes + 1)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{what}: cannot read {source}: {exc}") from None
-        if len(text) > 16 * max_bytes:
-            raise UsageError(f"{what}: {source} is over {16 * max_bytes} characters")
-    try:
-        value = json.loads(text, parse_constant=_refuse_constant)
-    except RecursionError:
-        raise UsageError(f"{what} nest deeper than {MAX_DEPTH} levels") from None
-    except ValueError as exc:  # JSONDecodeError too
-        raise UsageError(f"{what}: not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise UsageError(f"{what}: give a JSON object, e.g. '{{\"name\": \"value\"}}'")
-    try:
-        check_properties(value, what, max_bytes)
-    except LimitExceeded as exc:
-        raise UsageError(str(exc)) from None
-    return value
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -114,8 +75,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     if args.event and in_scope and args.event not in in_scope:
         raise UsageError(f"{args.file}: node '{node.id}' is personalized with "
                          f"{' or '.join(repr(e) for e in in_scope)}, not '{args.event}'")
-    event = _json_arg(args.props, "--props") if in_scope else None
-    profile = _json_arg(args.profile, "--profile")
+    event = json_object(args.props, "--props") if in_scope else None
+    profile = json_object(args.profile, "--profile")
     try:
         if isinstance(node, EngagementNode):
             fields = render_message(node.channel, node.message, profile,
@@ -176,7 +137,7 @@ def _event(args: argparse.Namespace) -> Event:
     try:
         event = Event(id=f"cli-{uuid.uuid4()}" if args.id is None else args.id, name=args.event,
                       user_id=args.user,
-                      properties=_json_arg(args.props, "--props"), time=datetime.now(UTC))
+                      properties=json_object(args.props, "--props"), time=datetime.now(UTC))
     except ValidationError as exc:
         fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise UsageError(f"bad event: {fields}") from None
@@ -214,7 +175,7 @@ def _router(client: Client, settings: Settings, store: Store) -> Router:
 
 async def _event_command(args: argparse.Namespace, settings: Settings) -> int:
     event = _event(args)
-    profile = _json_arg(args.profile, "--profile", MAX_PROFILE_BYTES)
+    profile = json_object(args.profile, "--profile", MAX_PROFILE_BYTES)
     journeys = _catalog(args.journeys, settings)
     store = Store(settings.store_url)
     client = await _connect(settings)
@@ -239,7 +200,7 @@ def _update_profile(store: Store, user_id: str, changes: dict[str, Any]) -> dict
 
 async def _profile_command(args: argparse.Namespace, settings: Settings) -> int:
     _check_user(args.user)
-    changes = _json_arg(args.set, "--set", MAX_PROFILE_BYTES)
+    changes = json_object(args.set, "--set", MAX_PROFILE_BYTES)
     journeys = _catalog(args.journeys, settings)
     store = Store(settings.store_url)
     client = await _connect(settings)
@@ -418,12 +379,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_inbox)
 
     return parser
-
-
-def shown(text: str) -> str:
-    """User data on a terminal: control characters escaped, so none can rewrite the screen."""
-    return "".join(ch if ch == "\n" or unicodedata.category(ch) not in ("Cc", "Zl", "Zp")
-                   else ch.encode("unicode_escape").decode() for ch in text)
 
 
 def main(argv: list[str] | None = None) -> int:

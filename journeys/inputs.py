@@ -1,0 +1,59 @@
+"""What a person types and reads: JSON objects from the command line, a file or stdin, checked
+against the limits before anything is written; and user data made safe to print on a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from journeys.limits import MAX_DEPTH, MAX_EVENT_BYTES, LimitExceeded, check_properties
+from journeys.problems import UsageError
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def json_object(text: str | None, what: str, max_bytes: int = MAX_EVENT_BYTES) -> dict[str, Any]:
+    """A JSON object from the command line, ``@file`` or ``-`` (stdin), checked against the limits.
+
+    Strict JSON: NaN and Infinity are refused (nothing downstream could send them as such).
+    """
+    if not text:
+        return {}
+    if text == "-" or text.startswith("@"):
+        source = "standard input" if text == "-" else text[1:]
+        try:
+            # Pretty JSON may take more room than compact, but not 16 times as much.
+            if text == "-":
+                text = sys.stdin.read(16 * max_bytes + 1)
+            else:
+                with Path(text[1:]).open(encoding="utf-8") as file:
+                    text = file.read(16 * max_bytes + 1)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{what}: cannot read {source}: {exc}") from None
+        if len(text) > 16 * max_bytes:
+            raise UsageError(f"{what}: {source} is over {16 * max_bytes} characters")
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise UsageError(f"{what} nest deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError too
+        raise UsageError(f"{what}: not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{what}: give a JSON object, e.g. '{{\"name\": \"value\"}}'")
+    try:
+        check_properties(value, what, max_bytes)
+    except LimitExceeded as exc:
+        raise UsageError(str(exc)) from None
+    return value
+
+
+def shown(text: str) -> str:
+    """User data on a terminal: control characters escaped, so none can rewrite the screen."""
+    return "".join(ch if ch == "\n" or unicodedata.category(ch) not in ("Cc", "Zl", "Zp")
+                   else ch.encode("unicode_escape").decode() for ch in text)
