@@ -238,6 +238,8 @@ async def _status_command(args: argparse.Namespace, settings: Settings) -> int:
             lines.append(f"    path: {' > '.join(row.path)}")
         if row.exit_reason:
             lines.append(f"    exit: {row.exit_reason}")
+        if row.held:
+            lines.append(f"    held: {row.held}")
         if row.note:
             lines.append(f"    note: {row.note}")
         for sent in row.outbox:

@@ -21,6 +21,7 @@ from journeys.store import Store
 from tests.support import Harness, eventually, examples, running_worker
 from workflows.journey import JourneyWorkflow
 from workflows.runtime import binary
+from workflows.status import user_status
 
 PARIS = ZoneInfo("Europe/Paris")
 QUEUE = "quiet-hours"
@@ -163,6 +164,9 @@ async def test_a_push_at_23h_waits_for_8h_local_across_the_change(journeys: Harn
     async def held() -> str | None:
         return (await handle.query(JourneyWorkflow.status)).held
     assert await eventually(held) == "quiet hours until 08:00 Europe/Paris"
+    quiet = [j for j in journeys.journeys if j.id == "quiet-hours"]
+    [row] = await user_status(journeys.client, quiet, user, journeys.task_queue)
+    assert row.held == "quiet hours until 08:00 Europe/Paris"  # what `starter.py status` shows
     state = await journeys.result("quiet-hours", user)
     # 23:00 to 08:00 is 8 hours of real time when the clocks go forward, 10 when they go back
     # (less the moments between 23:00 and the timer's start).

@@ -58,6 +58,7 @@ class JourneyStatus(BaseModel):
     path: list[str] = Field(default_factory=list)
     messages: int = 0
     exit_reason: str | None = None  # the journey's, or Temporal's (terminated, failed)
+    held: str | None = None  # why the current message waits (quiet hours until ...)
     note: str | None = None  # why the journey's own state is not shown (no worker answered)
     started_at: datetime | None = None  # this run's start (the user's latest entry)
     run_key: str | None = None  # the entry's key, part of its messages' idempotency keys
@@ -139,7 +140,7 @@ async def _status_of(handle: WorkflowHandle[JourneyWorkflow, JourneyState],
     event = state.event
     return row.model_copy(update={
         "current_node": state.current_node, "path": state.path, "outcome": state.status,
-        "messages": len(state.messages), "exit_reason": state.exit_reason,
+        "messages": len(state.messages), "exit_reason": state.exit_reason, "held": state.held,
         "event_name": event.name if event else None, "event_id": event.id if event else None,
         "event_properties": event.properties if event else {}, "run_key": state.run_key or None})
 
