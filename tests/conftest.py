@@ -1,13 +1,30 @@
-"""Shared test set-up: leave pytest without the Temporal client's teardown abort."""
+"""Shared test set-up: the time-skipping server per module, and leaving pytest without the
+Temporal client's teardown abort."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import AsyncIterator
 
 import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from workflows.runtime import binary
 
 _status: dict[str, int] = {}
+
+
+@pytest.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server for the module (one per module: time skipping is global to
+    an environment). Modules that need the dev server define their own ``env``."""
+    environment = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=binary("temporal-test-server"))
+    yield environment
+    await environment.shutdown()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

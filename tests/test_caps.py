@@ -8,14 +8,13 @@ import asyncio
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy.sql import Insert
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities import build_activities
@@ -29,7 +28,7 @@ from journeys.problems import UsageError
 from journeys.settings import load_settings
 from journeys.store import Store
 from tests.support import Harness
-from workflows.runtime import binary, journey_worker
+from workflows.runtime import journey_worker
 
 QUEUE = "caps"
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -206,15 +205,6 @@ async def test_transactional_journeys_ignore_caps(store: Store) -> None:
 
 
 # --- two journeys, one user, one instant -------------------------------------------------------
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=binary("temporal-test-server"))
-    yield environment
-    await environment.shutdown()
-
 
 def ordered_journey(journey_id: str, **fields: Any) -> Journey:
     return Journey.model_validate({

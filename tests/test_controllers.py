@@ -8,14 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import default_providers
 from journeys.models import Channel, Journey
 from journeys.store import Store
 from tests.support import DownProvider, Harness, running_worker
-from workflows.runtime import binary
 
 QUEUE = "controllers-test"
 
@@ -50,14 +48,10 @@ EXIT = journey("exit-node", [push("push-1", "one", "leave"), {"id": "leave", "ty
 
 
 @pytest.fixture(scope="module")
-async def journeys() -> AsyncIterator[Harness]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=binary("temporal-test-server"))
+async def journeys(env: WorkflowEnvironment) -> AsyncIterator[Harness]:
     store = Store(f"sqlite:///{tempfile.mkdtemp(prefix='journeys-ctl-')}/journeys.db")
     async with running_worker(env.client, store, QUEUE):
         yield Harness(env, store, [SPLIT, INTELLI, TIMEOUT, EXIT], QUEUE)
-    await env.shutdown()
 
 
 async def test_split_takes_the_first_branch_that_holds(journeys: Harness) -> None:

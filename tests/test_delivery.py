@@ -8,11 +8,9 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import OutgoingMessage, default_providers
@@ -22,18 +20,8 @@ from journeys.models import Channel
 from journeys.settings import Settings
 from journeys.store import Store
 from tests.support import ROOT, Harness, examples, running_worker, with_nodes
-from workflows.runtime import binary
 
 QUEUE = "delivery-test"
-
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=binary("temporal-test-server"))
-    yield environment
-    await environment.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import default_providers
@@ -19,7 +18,6 @@ from journeys.graph import to_mermaid
 from journeys.models import Channel, Journey
 from journeys.store import Store
 from tests.support import Harness, running_worker
-from workflows.runtime import binary
 
 QUEUE = "outcomes"
 
@@ -52,15 +50,6 @@ JOURNEY = Journey.model_validate({
         after("after-delivered"), after("after-skipped"), after("after-failed"),
         after("after-unreachable"),
     ]})
-
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=binary("temporal-test-server"))
-    yield environment
-    await environment.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from journeys.models import Journey, QuietHours
 from journeys.store import Store
 from tests.support import Harness, eventually, examples, running_worker
 from workflows.journey import JourneyWorkflow
-from workflows.runtime import binary
 from workflows.status import user_status
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -100,15 +99,6 @@ def test_the_activity_reads_the_users_clock(profile: dict[str, Any], journey_tz:
 
 
 # --- end to end ----------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=binary("temporal-test-server"))
-    yield environment
-    await environment.shutdown()
-
 
 @pytest.fixture(scope="module")
 async def journeys(env: WorkflowEnvironment) -> AsyncIterator[Harness]:

@@ -12,7 +12,6 @@ from datetime import UTC, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import OutgoingMessage, default_providers
@@ -21,21 +20,11 @@ from journeys.models import Channel
 from journeys.store import Store
 from tests.support import DownProvider, Harness, examples, running_worker, with_nodes
 from workflows.router import Router
-from workflows.runtime import binary
 
 CART = {"product_name": "iPhone 14", "price": 799, "currency": "EUR",
         "product_image": "https://shop.test/iphone14.png", "product_url": "https://shop.test/p/iphone14"}
 QUEUE = "journeys-test"
 H = timedelta(hours=1)
-
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=binary("temporal-test-server"))
-    yield environment
-    await environment.shutdown()
 
 
 @pytest.fixture(scope="module")
