@@ -1,6 +1,7 @@
 """Benchmark: journeys against a bare workflow of the same shape, on one Temporal dev server.
 
     python -m tests.bench [--users 200] [--rounds 3] [--rounds-memory 1] [--delay 1] [--breakdown]
+                          [--messages 1000] [--concurrency 50] [--delivery-rounds 3]
 
 Both kinds run against the same ``temporal server start-dev`` in this process's care, with
 their workers in this process:
@@ -16,6 +17,10 @@ first start to the last completion. The server is the embedded default: a SQLite
 ``journal_mode=wal`` and ``synchronous=normal``. Then a round of each runs on an in-memory dev
 server, to show what the file costs. ``--breakdown`` adds the journey without search
 attributes, to show what they cost.
+
+Then the delivery figure (``tests.bench_delivery``, ``--delivery-rounds 0`` to skip it): webhook
+messages per second through ``WebhookProvider.deliver`` against a bare httpx loop of the same
+concurrency, into one loopback receiver.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from journeys.loader import load_file
 from journeys.logs import configure_logging
 from journeys.models import Journey
 from journeys.store import OutboxRow, Store
+from tests.bench_delivery import add_arguments as add_delivery_arguments
+from tests.bench_delivery import measure as measure_delivery
 from tests.bench_measure import (
     Batch,
     hiccups,
@@ -271,7 +278,11 @@ async def main(args: argparse.Namespace) -> int:
     report(main_batches, memory, server_rss, time.time() - wall0)
     if failures:
         print(f"FAILED: {failures} workflows did not complete as expected")
-    return 1 if failures else 0
+    delivery = 0
+    if args.delivery_rounds:
+        print()
+        delivery = await measure_delivery(args)
+    return 1 if failures or delivery else 0
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -287,9 +298,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--breakdown", action="store_true",
                         help="also run the journey without search attributes (route_event "
                              "search_attributes=False), to show what they cost")
+    add_delivery_arguments(parser)
     args = parser.parse_args(argv)
     if args.users < 1 or args.rounds < 1 or args.delay < 1 or args.rounds_memory < 0:
         parser.error("--users, --rounds and --delay must be at least 1")
+    if args.messages < 1 or args.concurrency < 1 or args.delivery_rounds < 0:
+        parser.error("--messages and --concurrency must be at least 1")
     return args
 
 

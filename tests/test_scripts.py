@@ -21,6 +21,8 @@ def test_demo_walks_every_scenario_and_checks_itself() -> None:
 
 
 def test_bench_prints_the_ratio() -> None:
-    run = _run("tests.bench", "--users", "10", "--rounds", "1", "--rounds-memory", "0")
+    run = _run("tests.bench", "--users", "10", "--rounds", "1", "--rounds-memory", "0",
+               "--messages", "100", "--delivery-rounds", "1")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "ratio journey / bare" in run.stdout
+    assert "ratio provider / bare" in run.stdout
