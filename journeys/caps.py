@@ -9,12 +9,11 @@ Each counted send is keyed by its idempotency key, so a retried attempt is not c
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Column, DateTime, Index, String, Table, delete, func, insert, select, text
+from sqlalchemy import Column, DateTime, Index, String, Table, delete, func, insert, select
 from sqlalchemy.engine import Connection
 
 from journeys.durations import format_duration, parse_duration
@@ -98,7 +97,7 @@ class CapCounter:
     """Checks and counts sends against the caps, atomically, in the store's database."""
 
     def __init__(self, store: Store, caps: Sequence[Cap]) -> None:
-        self.engine = store.engine
+        self.store, self.engine = store, store.engine
         self.caps = tuple(caps)
         cap_sends.create(self.engine, checkfirst=True)  # a store opened before this module
 
@@ -112,16 +111,9 @@ class CapCounter:
         if not caps:
             return None
         now = (now or datetime.now(UTC)).astimezone(UTC)
-        with self.engine.connect() as conn:
-            _serialize(conn, user_id)
-            try:
-                held = _claim(conn, caps, user_id, channel, idempotency_key, now,
-                              kept=max(cap.window for cap in self.caps))
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-        return held
+        with self.store.user_transaction(user_id) as conn:
+            return _claim(conn, caps, user_id, channel, idempotency_key, now,
+                          kept=max(cap.window for cap in self.caps))
 
     def counted(self, user_id: str) -> int:
         """How many sends to the user are counted (for tests and operators)."""
@@ -149,17 +141,3 @@ def _claim(conn: Connection, caps: list[Cap], user_id: str, channel: str, key: s
     conn.execute(insert(cap_sends).values(idempotency_key=key, user_id=user_id, channel=channel,
                                           sent_at=now))
     return None
-
-
-def _serialize(conn: Connection, user_id: str) -> None:
-    """Begin a transaction that no other claim for this user can interleave with."""
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        # The write lock before the first read: a second claim waits (busy_timeout), then
-        # counts this one's row. (pysqlite begins no transaction of its own before a BEGIN.)
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-    elif dialect == "postgresql":
-        lock = int.from_bytes(hashlib.sha256(user_id.encode()).digest()[:8], "big", signed=True)
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock})
-    else:  # pragma: no cover - other databases need their own lock here
-        raise NotImplementedError(f"frequency caps on {dialect}")

@@ -6,7 +6,10 @@ delivered, once.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +33,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 
 from journeys.limits import MAX_PROFILE_BYTES, check_properties
@@ -173,9 +176,10 @@ class Store:
     def update_profile(self, user_id: str, properties: dict[str, Any]) -> dict[str, Any]:
         """Merge ``properties`` into the profile (created if new); returns the whole profile.
 
+        Atomic: concurrent merges into one profile (two events at once) each keep their keys.
         Raises LimitExceeded, writing nothing, if the merged profile would be over the limits.
         """
-        with self.engine.begin() as conn:
+        with self.user_transaction(user_id) as conn:
             row = conn.execute(select(profiles.c.properties).where(profiles.c.user_id == user_id)).first()
             merged = {**(row[0] if row else {}), **properties}
             check_properties(merged, f"the profile of user '{user_id}'", MAX_PROFILE_BYTES)
@@ -188,9 +192,8 @@ class Store:
 
     def remove_from_profile(self, user_id: str, property: str, value: Any) -> None:
         """Drop ``value`` from the list ``property`` (a dead push token or subscription)."""
-        with self.engine.begin() as conn:
-            row = conn.execute(select(profiles.c.properties).where(profiles.c.user_id == user_id)
-                               .with_for_update()).first()
+        with self.user_transaction(user_id) as conn:
+            row = conn.execute(select(profiles.c.properties).where(profiles.c.user_id == user_id)).first()
             current: dict[str, Any] = dict(row[0]) if row else {}
             items = current.get(property)
             if not isinstance(items, list) or value not in items:
@@ -198,6 +201,30 @@ class Store:
             properties = {**current, property: [item for item in items if item != value]}
             conn.execute(update(profiles).where(profiles.c.user_id == user_id)
                          .values(properties=properties, updated_at=_now()))
+
+    @contextmanager
+    def user_transaction(self, user_id: str) -> Iterator[Connection]:
+        """A transaction no other ``user_transaction`` of this user interleaves with.
+
+        Read-modify-write of one user's rows (the profile merge, frequency caps) stays whole:
+        on SQLite ``BEGIN IMMEDIATE`` takes the write lock before the first read (others wait,
+        busy_timeout); on PostgreSQL a transaction-scoped advisory lock serializes that user only.
+        """
+        with self.engine.connect() as conn:
+            dialect = conn.dialect.name
+            if dialect == "sqlite":  # (pysqlite begins no transaction of its own before it)
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif dialect == "postgresql":
+                key = int.from_bytes(hashlib.sha256(user_id.encode()).digest()[:8], "big", signed=True)
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            else:  # pragma: no cover - another database needs its own lock here
+                raise NotImplementedError(f"per-user transactions on {dialect}")
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
     # --- inbox ------------------------------------------------------------------------------
     def inbox_add(self, idempotency_key: str, user_id: str, journey_id: str, node_id: str,

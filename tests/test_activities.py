@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from activities.profiles import fire_moment
+from journeys.store import Store
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 PARIS = ZoneInfo("Europe/Paris")
@@ -28,3 +31,19 @@ def test_the_day_before_at_nine_local() -> None:
 def test_a_past_birthday_fires_on_its_next_anniversary() -> None:
     moment = fire_moment("1992-02-29", timedelta(0), "09:00", PARIS, NOW, recurring=True)
     assert moment == datetime(2027, 2, 28, 8, 0, tzinfo=UTC)
+
+
+def test_concurrent_profile_merges_keep_every_key(tmp_path: Path) -> None:
+    """Two events with profile changes at once: each merge keeps the other's keys (it read
+    then wrote, and the later write dropped what the earlier one added)."""
+    store = Store(f"sqlite:///{tmp_path / 'journeys.db'}")
+    others = [Store(f"sqlite:///{tmp_path / 'journeys.db'}") for _ in range(3)]  # as processes do
+
+    def merge(worker: int) -> None:
+        target = others[worker % len(others)]
+        for i in range(25):
+            target.update_profile("racer", {f"k{worker}-{i}": i})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(merge, range(8)))
+    assert len(store.profile("racer")) == 8 * 25
