@@ -8,7 +8,7 @@ holds the message on a durable timer until the moment this returns.
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import structlog
 from pydantic import BaseModel
@@ -18,6 +18,7 @@ from activities.models import SendMessageInput, SendResult
 from journeys.events import personalization_event
 from journeys.models import QuietHours
 from journeys.store import OutboxRow, Store
+from journeys.zones import zone
 
 _log = structlog.get_logger("policy")
 
@@ -43,15 +44,6 @@ class DropMessageInput(BaseModel):
 
     message: SendMessageInput
     reason: str
-
-
-def _zone(name: object) -> ZoneInfo | None:
-    if not isinstance(name, str) or not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
 
 
 def _clock(value: str) -> time:
@@ -105,9 +97,9 @@ class Policy:
         profile = self.store.profile(input.user_id)
         name, tz = "UTC", ZoneInfo("UTC")
         for candidate in (profile.get("timezone"), input.timezone):
-            zone = _zone(candidate)
-            if zone is not None:
-                name, tz = str(candidate), zone
+            found = zone(candidate)
+            if found is not None:
+                name, tz = str(candidate), found
                 break
         until = quiet_until(input.now, input.quiet_hours, tz)
         if until is None:

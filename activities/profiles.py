@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from temporalio import activity
 
@@ -18,13 +18,11 @@ from activities.models import (
 from journeys.limits import LimitExceeded, brief
 from journeys.personalize import MissingValue, TemplateError, evaluate, render
 from journeys.store import Store
+from journeys.zones import zone
 
 
 def _timezone(profile: dict[str, Any]) -> ZoneInfo:
-    try:
-        return ZoneInfo(str(profile.get("timezone") or "UTC"))
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+    return zone(profile.get("timezone")) or ZoneInfo("UTC")
 
 
 def _parse(value: Any, tz: ZoneInfo) -> tuple[datetime, bool] | None:

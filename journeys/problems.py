@@ -47,6 +47,8 @@ RULES: dict[str, str] = {
     "event-in-online-channel": "in_app, web_popup and app_inbox cannot use event personalization",
     "event-delay-too-long": "a delay of 24h or more lies between the event's node and its use",
     "unknown-event-property": "a template reads an event property the event's schema lacks",
+    # a bug of ours
+    "validator-error": "a rule of the validator failed on the journey (a bug: please report it)",
 }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2.exceptions import TemplateSyntaxError
 
@@ -28,6 +27,7 @@ from journeys.personalize import (
     unknown_variables,
     unsafe_attributes,
 )
+from journeys.zones import zone
 
 #: (node id or None, field or None, code, message)
 Finding = tuple[str | None, str | None, str, str]
@@ -99,11 +99,7 @@ def _cycles(journey: Journey, ids: set[str]) -> Iterator[Finding]:
 
 def timezone_exists(name: str) -> bool:
     """Is ``name`` a timezone of the IANA database (Europe/Paris, UTC)?"""
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+    return zone(name) is not None
 
 
 def policy_rules(journey: Journey) -> Iterator[Finding]:

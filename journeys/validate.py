@@ -22,12 +22,18 @@ def validate_loaded(loaded: Loaded) -> list[Problem]:
     journey = loaded.journey
     if journey is None:
         return problems
-    findings = list(graph_rules(journey))
-    findings += node_rules(journey)
-    # The event analysis walks the graph, so it needs a sound one.
-    if not any(code in {"duplicate-id", "unknown-entry", "unknown-target", "cycle"}
-               for _, _, code, _ in findings):
-        findings += personalization_rules(journey, loaded.catalog)
+    try:
+        findings = list(graph_rules(journey))
+        findings += node_rules(journey)
+        # The event analysis walks the graph, so it needs a sound one.
+        if not any(code in {"duplicate-id", "unknown-entry", "unknown-target", "cycle"}
+                   for _, _, code, _ in findings):
+            findings += personalization_rules(journey, loaded.catalog)
+    except Exception as exc:  # a bug of a rule: this file is broken, the catalog's others route
+        return [*problems, Problem(
+            file=loaded.path, node=None, field=None, code="validator-error",
+            message=f"the validator failed on this journey ({type(exc).__name__}: {exc}); "
+                    "please report it")]
     problems += [Problem(file=loaded.path, node=node, field=field, code=code, message=message)
                  for node, field, code, message in findings]
     return problems

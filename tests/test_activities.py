@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from activities.profiles import fire_moment
+from activities.profiles import _timezone, fire_moment
 from journeys.store import Store
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -47,3 +47,10 @@ def test_concurrent_profile_merges_keep_every_key(tmp_path: Path) -> None:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(merge, range(8)))
     assert len(store.profile("racer")) == 8 * 25
+
+
+@pytest.mark.parametrize("timezone", ["Europe", "A" * 5000, "localtime", 7])
+def test_a_profile_timezone_that_is_no_zone_is_utc(timezone: object) -> None:
+    """`Europe` (a folder of the database) and overlong names raised OSError: the date and
+    quiet-hours activities failed on every retry, and the journey waited on them for good."""
+    assert _timezone({"timezone": timezone}) == ZoneInfo("UTC")

@@ -83,6 +83,9 @@ def test_a_daytime_window() -> None:
 @pytest.mark.parametrize("profile, journey_tz, clock", [
     ({"timezone": "America/New_York"}, "Europe/Paris", "America/New_York"),
     ({"timezone": "Mars/Olympus"}, "Europe/Paris", "Europe/Paris"),  # not a timezone: the journey's
+    ({"timezone": "Europe"}, "Europe/Paris", "Europe/Paris"),  # a folder of the database
+    ({"timezone": "A" * 5000}, "Europe/Paris", "Europe/Paris"),  # a name too long for a path
+    ({"timezone": "localtime"}, None, "UTC"),  # a file of the machine, no IANA zone
     ({}, "Asia/Tokyo", "Asia/Tokyo"),
     ({}, None, "UTC"),
 ])

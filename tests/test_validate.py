@@ -24,6 +24,8 @@ VALID_FILES = sorted(journey_files([EXAMPLES]))
 INVALID_FILES = sorted(journey_files([INVALID]))
 #: Rules with no file in examples/invalid/, and why (each is tested in test_loader.py instead).
 WITHOUT_EXAMPLE = {
+    # A bug of a rule, turned into a problem of its file: no journey should cause it.
+    "validator-error": "test_a_rule_that_fails_breaks_its_file_only",
     # A journey over MAX_JOURNEY_BYTES (1 MiB) on disk or as JSON: a file of a megabyte has
     # no place in the repository, and no small file comes near it once aliases are refused.
     "too-large": "test_loader.py: a sparse file, and a JSON file under the limit that is over it as JSON",
@@ -429,6 +431,9 @@ def test_an_unquoted_time_says_to_quote_it() -> None:
     ({"timezone": "Europe/Paris", "quiet_hours": {"start": "21:00", "end": "09:00"}}, []),
     ({"timezone": "Europe/Pariss"}, [("unknown-timezone", None, "timezone")]),
     ({"timezone": "../../etc/passwd"}, [("unknown-timezone", None, "timezone")]),
+    ({"timezone": "Europe"}, [("unknown-timezone", None, "timezone")]),  # a folder: it crashed
+    ({"timezone": "x" * 300}, [("bad-value", None, "timezone")]),
+    ({"timezone": "localtime"}, [("unknown-timezone", None, "timezone")]),
     ({"quiet_hours": {"start": "09:00", "end": "09:00"}}, [("quiet-hours", None, "quiet_hours.end")]),
     ({"quiet_hours": False}, [("bad-value", None, "quiet_hours")]),
     ({"ignore_caps": True}, []),
@@ -484,3 +489,19 @@ def test_the_event_analysis_is_linear(tail: dict[str, Any], monkeypatch: pytest.
         found = {code for code, _, _ in check(wide_merge(width, tail))}
         assert found <= {"event-delay-too-long", "unknown-event-property"}
         assert walked[0] <= 10 * width, f"{walked[0]} steps for {width} sources and nodes"
+
+
+def test_a_rule_that_fails_breaks_its_file_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash in one rule stopped every command that reads the catalog (`timezone: Europe`
+    raised IsADirectoryError): now it is a problem of the journey it failed on."""
+    import journeys.validate as validate
+
+    def failing(journey: Any) -> Any:
+        raise IsADirectoryError(21, "Is a directory", "Europe")
+
+    monkeypatch.setattr(validate, "node_rules", failing)
+    path = tmp_path / "j.yaml"
+    path.write_text((Path(__file__).parent.parent / "examples" / "birthday.yaml").read_text())
+    _, problems = validate_file(path)
+    assert [(p.code, p.node) for p in problems] == [("validator-error", None)]
+    assert "IsADirectoryError" in problems[0].message
