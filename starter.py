@@ -23,7 +23,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.providers.registry import choices
+from activities.providers.registry import build_providers, choices, close_providers
 from journeys.catalog import catalog
 from journeys.events import Event, Routed, check_event, check_name, listens_to, personalization_event
 from journeys.graph import to_mermaid
@@ -280,8 +280,15 @@ async def _connect(settings: Settings) -> Client:
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
-    """Which provider serves each channel, and which settings would bring its vendor in."""
-    rows = choices(load_settings())
+    """Which provider serves each channel, and which settings would bring its vendor in; a
+    vendor setting that cannot work is said as the worker would say it (exit 2)."""
+    settings = load_settings()
+    rows = choices(settings)
+    store = Store(settings.store_url)
+    try:
+        asyncio.run(close_providers(build_providers(settings, store)))
+    finally:
+        store.engine.dispose()
     if args.json:
         print(json.dumps([{"channel": c.channel.value, "provider": c.provider, "vendor": c.vendor,
                            "missing": list(c.missing)} for c in rows], indent=2))
@@ -289,6 +296,8 @@ def cmd_providers(args: argparse.Namespace) -> int:
     for c in rows:
         needs = f"  ({c.vendor} needs {', '.join(c.missing)})" if c.missing else ""
         print(f"{c.channel.value:<10} {c.provider}{needs}")
+    if not settings.smtp_host:
+        print("(worker.py --dev sends email to its local mail sink: <data dir>/mail/)")
     return 0
 
 

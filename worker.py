@@ -31,7 +31,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from activities import build_activities
 from activities.providers.mailsink import MailSink, start_dev_sink
-from activities.providers.registry import build_providers, choices
+from activities.providers.registry import build_providers, choices, close_providers
 from journeys.caps import caps_setting
 from journeys.catalog import catalog
 from journeys.logs import configure_logging
@@ -70,6 +70,9 @@ async def run_worker(settings: Settings, *, dev: bool, ui: bool = True, metrics_
     lock = DataDirLock(settings.data_dir) if dev else None  # held until we return
     try:
         store = Store(settings.store_url)
+        # Each vendor's settings, checked before anything starts (built again in _serve, where
+        # --dev's mail sink is known).
+        await close_providers(build_providers(settings, store))
     except BaseException:
         if lock:
             lock.release()
@@ -148,10 +151,7 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
         log.info("worker shutting down")
         await worker.shutdown()
         await running
-        for provider in {id(p): p for p in providers.values()}.values():
-            closing = getattr(provider, "aclose", None)  # pooled HTTP connections
-            if closing:
-                await closing()
+        await close_providers(providers)
     return 0 if stop.is_set() else 1
 
 

@@ -102,3 +102,17 @@ def test_providers_says_who_serves_each_channel(data_dir: Path) -> None:
     assert "JOURNEYS_WEBHOOK_SECRET" in served["webhook"]["missing"]
     with_secret = starter(data_dir, "providers", JOURNEYS_WEBHOOK_SECRET="s3cret")
     assert "webhook    webhook" in with_secret.stdout
+
+
+@pytest.mark.parametrize(("environ", "says"), [
+    ({"JOURNEYS_VAPID_PRIVATE_KEY": "notakey", "JOURNEYS_VAPID_SUBJECT": "mailto:ops@shop.test"},
+     "web_push (webpush): JOURNEYS_VAPID_PRIVATE_KEY: not a P-256 private key"),
+    ({"JOURNEYS_SMTP_HOST": "localhost", "JOURNEYS_EMAIL_FROM": "Shop <shop@shop.test>\r"},
+     "JOURNEYS_EMAIL_FROM:"),  # a CRLF .env file: the CR would end the headers early
+    ({"JOURNEYS_SMTP_HOST": "localhost", "JOURNEYS_EMAIL_FROM": "a@shop.test, b@shop.test"},
+     "JOURNEYS_EMAIL_FROM:"),
+])
+def test_a_vendor_setting_that_cannot_work_is_said_at_once(data_dir: Path, environ: dict[str, str],
+                                                           says: str) -> None:
+    done = starter(data_dir, "providers", **environ)
+    assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr

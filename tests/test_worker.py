@@ -237,6 +237,9 @@ def temporal_servers(data_dir: Path) -> list[int]:
      "JOURNEYS_DATA_DIR: cannot write '{tmp}/db-is-a-dir/temporal.db'"),
     ("JOURNEYS_CAPS", "push=3", "JOURNEYS_CAPS: 'push=3' is not a cap"),
     ("JOURNEYS_SEND_TIMEOUT", "soon", "JOURNEYS_SEND_TIMEOUT: Input should be a valid number"),
+    # A vendor's setting that cannot work: before the dev server starts, not in a traceback.
+    ("JOURNEYS_FCM_CREDENTIALS", "{tmp}/no-such-key.json",
+     "JOURNEYS_FCM_CREDENTIALS: '{tmp}/no-such-key.json'"),
 ])
 def test_a_setting_that_cannot_work_is_one_line_and_exit_2(
         tmp_path: Path, setting: str, value: str, expected: str) -> None:

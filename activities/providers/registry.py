@@ -9,12 +9,14 @@ where a provider drops dead tokens, or keeps the inbox).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
 
 from activities.providers import Provider
 from activities.providers.outbox import OutboxProvider
 from journeys.models import Channel
+from journeys.problems import UsageError
 from journeys.settings import Settings
 from journeys.store import Store
 
@@ -60,12 +62,27 @@ def choices(settings: Settings) -> list[Choice]:
 
 
 def build_providers(settings: Settings, store: Store) -> dict[Channel, Provider]:
-    """A provider for every channel, as :func:`choices` says."""
+    """A provider for every channel, as :func:`choices` says.
+
+    A vendor's setting that cannot work (a key that does not load, a file that is missing, an
+    address that is none) is a one-line UsageError here, when the worker starts.
+    """
     providers: dict[Channel, Provider] = {}
     for choice in choices(settings):
         module = _vendor(choice.channel)
         if module and choice.provider != "outbox":
-            providers[choice.channel] = module.build(settings, store, choice.channel)
+            try:
+                providers[choice.channel] = module.build(settings, store, choice.channel)
+            except (ValueError, OSError) as exc:
+                raise UsageError(f"{choice.channel.value} ({choice.vendor}): {exc}") from None
         else:
             providers[choice.channel] = OutboxProvider()
     return providers
+
+
+async def close_providers(providers: Mapping[Channel, Provider]) -> None:
+    """Close what providers hold open (pooled HTTP connections), each provider once."""
+    for provider in {id(p): p for p in providers.values()}.values():
+        closing = getattr(provider, "aclose", None)
+        if closing:
+            await closing()

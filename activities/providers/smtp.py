@@ -14,7 +14,7 @@ import socket
 from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formatdate, parseaddr
+from email.utils import formatdate, getaddresses, parseaddr
 
 import aiosmtplib
 
@@ -90,7 +90,9 @@ class SmtpProvider:
         self.use_tls, self.start_tls = settings.smtp_tls == "tls", settings.smtp_tls == "starttls"
         self.sender = settings.email_from  # the From header, possibly with a display name
         self.envelope_from = address(parseaddr(settings.email_from)[1])
-        if self.envelope_from is None:
+        # One address, on one line: a CR from a CRLF .env file would end the headers early.
+        several = len(getaddresses([settings.email_from])) != 1
+        if self.envelope_from is None or several or any(ch < " " for ch in settings.email_from):
             raise UsageError(f"JOURNEYS_EMAIL_FROM: '{settings.email_from}' is not an email address")
         self._local_hostname: str | None = None
 
