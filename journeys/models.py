@@ -163,9 +163,9 @@ class QuietHours(_Model):
     @classmethod
     def _time(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
-            # YAML 1.1 reads an unquoted 22:00 as the base-60 number 1320.
-            raise ValueError(f"{value} is a number: write the time in quotes, e.g. "
-                             f"'{value // 60:02d}:{value % 60:02d}'")
+            # YAML 1.1 reads an unquoted 22:00 as the base-60 number 1320 (and 1:00:00 as 3600).
+            example = f"{value // 60:02d}:{value % 60:02d}" if 0 <= value < 24 * 60 else "22:00"
+            raise ValueError(f"{value} is a number: write the time in quotes, e.g. '{example}'")
         return check_time_of_day(value) if isinstance(value, str) else value
 
 

@@ -420,11 +420,14 @@ def test_a_node_sets_or_ignores_quiet_hours_not_both() -> None:
     assert check(doc) == []
 
 
-def test_an_unquoted_time_says_to_quote_it() -> None:
-    doc = yaml.safe_load("quiet_hours: {start: 22:00, end: '08:00'}")  # YAML 1.1: 22:00 is 1320
+@pytest.mark.parametrize(("unquoted", "example"), [("22:00", "22:00"), ("7:30", "07:30"),
+                                                   ("1:00:00", "22:00"), ("24:00", "22:00")])
+def test_an_unquoted_time_says_to_quote_it(unquoted: str, example: str) -> None:
+    # YAML 1.1: 22:00 is 1320, 1:00:00 is 3600; the example must itself be a time of day
+    doc = yaml.safe_load(f"quiet_hours: {{start: {unquoted}, end: '08:00'}}")
     problems = validate_loaded(load_document(journey(action("added", "Added To Cart"), **doc), "t.yaml"))
     assert [(p.code, p.field) for p in problems] == [("bad-value", "quiet_hours.start")]
-    assert "write the time in quotes, e.g. '22:00'" in problems[0].message
+    assert f"write the time in quotes, e.g. '{example}'" in problems[0].message
 
 
 @pytest.mark.parametrize("fields, found", [
