@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import re
 import socket
@@ -102,5 +103,7 @@ async def start_dev_sink(settings: Settings) -> tuple[MailSink | None, Settings]
     JOURNEYS_SMTP_HOST names a real server (then no sink, and the settings as they are)."""
     if settings.smtp_host:
         return None, settings
+    # aiosmtpd logs a dozen lines an email at INFO, addresses included: the .eml file says it all.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     sink = await asyncio.to_thread(MailSink(settings.data_dir / "mail").start)
     return sink, sink.settings_for(settings)
