@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.delivery import default_providers
 from journeys.models import Channel, Journey
 from journeys.store import Store
-from tests.support import DownProvider, Harness, running_worker
+from tests.support import DownProvider, Harness, eventually, running_worker
 
 QUEUE = "controllers-test"
 
@@ -104,3 +104,49 @@ async def test_journey_timeout_during_an_outage_cancels_the_send(journeys: Harne
     await journeys.record_history("timeout-during-outage", "times-out", "stuck")
     [row] = journeys.outbox("stuck")
     assert (row.status, row.reason) == ("cancelled", "not sent: journey timeout (2h)")
+
+
+class DownStore(Store):
+    """A store whose profiles cannot be read (the database is down): every controller fails."""
+
+    def profile(self, user_id: str) -> dict[str, Any]:
+        raise OSError("database is locked")
+
+
+STUCK = journey("stuck-split", [
+    {"id": "by-tier", "type": "split", "otherwise": "push-others",
+     "branches": [{"when": "profile.tier == 'gold'", "next": "push-gold"}]},
+    push("push-gold", "Gold"), push("push-others", "Hi")], timeout="2h", exit_when=["Charged"])
+
+
+async def _stuck_worker_harness(journeys: Harness, queue: str) -> tuple[Harness, DownStore]:
+    down = DownStore(str(journeys.store.engine.url))
+    return Harness(journeys.env, down, [STUCK], queue), down
+
+
+async def test_a_controller_that_keeps_failing_ends_at_the_journey_timeout(journeys: Harness) -> None:
+    harness, down = await _stuck_worker_harness(journeys, "ctl-stuck")
+    async with running_worker(journeys.client, down, "ctl-stuck"):
+        await harness.send("wedged", "Added To Cart", {"product_name": "x"})
+        state = await harness.result("stuck-split", "wedged")
+    # It retried until the journey's 2 h were up, then the user left: not held for good.
+    assert (state.status, state.exit_reason) == ("exited", "journey timeout (2h)")
+    assert state.path == ["entry", "by-tier"] and state.messages == []
+    await harness.record_history("controller-fails-until-timeout", "stuck-split", "wedged")
+
+
+async def test_an_exit_event_ends_a_controller_that_keeps_failing(journeys: Harness) -> None:
+    harness, down = await _stuck_worker_harness(journeys, "ctl-stuck-exit")
+    async with running_worker(journeys.client, down, "ctl-stuck-exit"):
+        await harness.send("paid", "Added To Cart", {"product_name": "x"})
+        handle = harness.handle("stuck-split", "paid")
+
+        async def failing() -> bool:  # the split's activity has failed and is being retried
+            pending = (await handle.describe()).raw_description.pending_activities
+            return bool(pending) and pending[0].attempt > 1
+        assert await eventually(failing)
+        await harness.send("paid", "Charged", {"amount": 1})
+        state = await harness.result("stuck-split", "paid")
+    assert (state.exit_reason, state.path) == ("exit event 'Charged'", ["entry", "by-tier"])
+    assert state.messages == []
+    await harness.record_history("controller-fails-until-exit", "stuck-split", "paid")

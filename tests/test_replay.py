@@ -36,7 +36,9 @@ def test_every_scenario_has_a_history() -> None:
             "message-failed-too-large",
             # quiet hours: a push held until 08:00 Paris across the spring change, a push
             # dropped in quiet hours that takes its outcome path; outcome paths; a capped push
-            "quiet-hours-delay", "quiet-hours-drop", "outcome-paths", "caps-capped"} <= names
+            "quiet-hours-delay", "quiet-hours-drop", "outcome-paths", "caps-capped",
+            # a controller activity that keeps failing ends with the journey (timeout, exit)
+            "controller-fails-until-timeout", "controller-fails-until-exit"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

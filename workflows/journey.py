@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import temporalio.exceptions
 from temporalio import workflow
@@ -52,6 +52,7 @@ ACTIVITY_OPTIONS: dict[str, Any] = {
 _SEEN_IDS_KEPT = 500
 
 
+T = TypeVar("T")
 _WAITS = frozenset({"action", "inaction", "date_time", "delay"})
 
 
@@ -152,12 +153,14 @@ class JourneyWorkflow:
             self.state.event = caught
         elif node.profile_property and node.id == self.journey.entry:
             self.state.event = None  # a profile date carries no event
-        result: ResolveDateResult = await workflow.execute_activity(
+        result = await self._control(
             "resolve_date", ResolveDateInput(
                 user_id=self.user_id, node_id=node.id, now=workflow.now(), event=self.state.event,
                 date_property=node.date_property, profile_property=node.profile_property,
                 offset=node.offset, at=node.at),
-            result_type=ResolveDateResult, summary=f"date of {node.id}", **ACTIVITY_OPTIONS)
+            ResolveDateResult, f"date of {node.id}")
+        if result is None:  # the user left meanwhile
+            return None
         if result.moment is None:
             self._leave(result.reason or "no date")
             return None
@@ -199,12 +202,12 @@ class JourneyWorkflow:
 
         None: send it now (not quiet, or held until the window ended).
         """
-        check: QuietHoursResult = await workflow.execute_activity(
+        check = await self._control(
             "check_quiet_hours", QuietHoursInput(
                 user_id=self.user_id, node_id=node.id, now=workflow.now(), quiet_hours=quiet,
                 timezone=self.journey.timezone),
-            result_type=QuietHoursResult, summary=f"quiet hours: {node.id}", **ACTIVITY_OPTIONS)
-        if check.until is None:
+            QuietHoursResult, f"quiet hours: {node.id}")
+        if check is None or check.until is None:  # (None: the user left meanwhile)
             return None
         if quiet.action == "drop":
             reason = f"in quiet hours ({quiet.start}-{quiet.end} {check.timezone})"
@@ -250,19 +253,42 @@ class JourneyWorkflow:
                 result_type=SendResult, summary=f"cancel {label}", **ACTIVITY_OPTIONS)
 
     async def _profile_update(self, node: ProfileUpdateNode) -> str | None:
-        await workflow.execute_activity(
+        await self._control(
             "update_profile", UpdateProfileInput(
                 user_id=self.user_id, node_id=node.id, set=node.set, event=self.state.event),
-            result_type=UpdateProfileResult, summary=f"profile update: {node.id}", **ACTIVITY_OPTIONS)
-        return node.next
+            UpdateProfileResult, f"profile update: {node.id}")
+        return node.next  # (if the user left meanwhile, the walk ends here)
 
     async def _split(self, node: SplitNode) -> str | None:
-        chosen: str = await workflow.execute_activity(
+        return await self._control(
             "choose_branch", ChooseBranchInput(
                 user_id=self.user_id, node_id=node.id, branches=node.branches,
                 otherwise=node.otherwise, event=self.state.event),
-            result_type=str, summary=f"split: {node.id}", **ACTIVITY_OPTIONS)
-        return chosen
+            str, f"split: {node.id}")
+
+    async def _control(self, activity: str, arg: Any, result_type: type[T], summary: str) -> T | None:
+        """A controller activity (profile, split, date, quiet hours), given up when the user
+        leaves and bounded by the journey's time: one that keeps failing (a bug, a store that
+        is down) no longer holds a user past an exit event or the timeout. None: they left."""
+        if not workflow.patched("controllers-end-with-the-journey"):
+            return await workflow.execute_activity(activity, arg, result_type=result_type,
+                                                   summary=summary, **ACTIVITY_OPTIONS)
+        left = self._time_left()
+        if left is not None and left <= timedelta(0):
+            self._leave(self._timeout_reason())
+            return None
+        options = {**ACTIVITY_OPTIONS, "schedule_to_close_timeout": left} if left else ACTIVITY_OPTIONS
+        task = workflow.start_activity(activity, arg, result_type=result_type, summary=summary,
+                                       **options)
+        await workflow.wait_condition(lambda: task.done() or self.state.exit_reason is not None)
+        if not task.done():
+            task.cancel()
+            return None
+        try:
+            return await task
+        except ActivityError:  # retries stopped at the journey's deadline
+            self._leave(self._timeout_reason())
+            return None
 
     async def _intellinode(self, node: IntelliNode) -> str | None:
         # Manual percentages; automated mode shares traffic equally until goals steer it.
