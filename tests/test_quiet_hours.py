@@ -233,4 +233,7 @@ async def test_leaving_while_held_sends_nothing(journeys: Harness) -> None:
     await harness.send("gone", "Unsubscribed")
     state = await harness.result("quiet-exit", "gone")
     assert state.exit_reason == "exit event 'Unsubscribed'"
-    assert state.messages == [] and harness.outbox("gone") == []
+    # Nothing was sent, and the outbox (and status) say why the held message never went out.
+    assert [(m.node_id, m.status) for m in state.messages] == [("push-welcome", "cancelled")]
+    assert [(r.node_id, r.status, r.reason) for r in harness.outbox("gone")] == [
+        ("push-welcome", "cancelled", "not sent: exit event 'Unsubscribed'")]

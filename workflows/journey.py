@@ -185,7 +185,10 @@ class JourneyWorkflow:
         if quiet and workflow.patched("quiet-hours"):
             result = await self._quiet_hours(node, quiet, message)
             if result is None and state.exit_reason:  # the user left while it was held
-                return None
+                result = await workflow.execute_activity(
+                    "cancel_message", CancelMessageInput(message=message, reason=state.exit_reason),
+                    result_type=SendResult, summary=f"cancel {node.channel}: {node.id}",
+                    **ACTIVITY_OPTIONS)
         result = result or await self._send(node, message)
         if result is None:  # the journey's time ran out before the send could start
             return None
