@@ -10,7 +10,6 @@ from __future__ import annotations
 from functools import cache
 from zoneinfo import ZoneInfo, available_timezones
 
-
 #: Files a zoneinfo folder may hold that are no zone of the IANA database.
 _NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
