@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -83,14 +84,16 @@ inbox = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+#: How long a claim may stay unsettled before another router may take it over (a dead router's).
+CLAIM_STALE = timedelta(seconds=60)
 #: Event ids a journey has processed for a user: an event id counts once per user and journey,
-#: across runs (re-entry) and processes. ``state`` is "routing" until Temporal has it.
+#: across runs (re-entry) and processes. ``state`` is a router's claim until Temporal has it.
 event_receipts = Table(
     "event_receipts", _metadata,
     Column("journey_id", String(200), primary_key=True),
     Column("user_id", String(200), primary_key=True),
     Column("event_id", String(200), primary_key=True),
-    Column("state", String(10), nullable=False),
+    Column("state", String(40), nullable=False),  # "done", or the claim token of a router
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -253,27 +256,38 @@ class Store:
                 "created_at": _aware(row.created_at)}) for row in rows]
 
     # --- event receipts ---------------------------------------------------------------------
-    def claim_event(self, journey_id: str, user_id: str, event_id: str) -> bool:
-        """May this event be routed to this journey? False once it has been.
+    def claim_event(self, journey_id: str, user_id: str, event_id: str) -> str | None:
+        """Claim this event for this journey: a claim token, or None if it was routed already
+        or another router is routing it right now (a concurrent redelivery).
 
-        An event whose routing never finished (the process died, Temporal failed) may be
-        routed again: the journey's own deduplication covers a run that did get it.
+        A claim left by a router that died (older than CLAIM_STALE) may be taken over: the
+        journey's own deduplication covers a run that did get the event.
         """
         key = {"journey_id": journey_id, "user_id": user_id, "event_id": event_id}
+        where = [event_receipts.c[k] == v for k, v in key.items()]
+        token, now = uuid.uuid4().hex, _now()
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(event_receipts).values(**key, state="routing", created_at=_now()))
-            return True
+                conn.execute(insert(event_receipts).values(**key, state=token, created_at=now))
+            return token
         except IntegrityError:
-            with self.engine.connect() as conn:
-                state = conn.execute(select(event_receipts.c.state).where(
-                    *(event_receipts.c[k] == v for k, v in key.items()))).scalar()
-            return state != "done"
+            pass
+        with self.engine.begin() as conn:
+            row = conn.execute(select(event_receipts.c.state, event_receipts.c.created_at)
+                               .where(*where)).first()
+            if row is None or row.state == "done" or _aware(row.created_at) > now - CLAIM_STALE:
+                return None
+            # Compare and set: of two routers taking over one stale claim, one wins.
+            taken = conn.execute(update(event_receipts).where(
+                *where, event_receipts.c.state == row.state).values(state=token, created_at=now))
+            return token if taken.rowcount == 1 else None
 
-    def settle_event(self, journey_id: str, user_id: str, event_id: str, *, routed: bool) -> None:
-        """Record the event as routed to the journey, or forget the claim so it may come again."""
+    def settle_event(self, journey_id: str, user_id: str, event_id: str, token: str, *,
+                     routed: bool) -> None:
+        """Record the event as routed, or give the claim up so that it may come again; only
+        this router's own claim is touched (a "done" row is never deleted)."""
         where = (event_receipts.c.journey_id == journey_id, event_receipts.c.user_id == user_id,
-                 event_receipts.c.event_id == event_id)
+                 event_receipts.c.event_id == event_id, event_receipts.c.state == token)
         with self.engine.begin() as conn:
             if routed:
                 conn.execute(update(event_receipts).where(*where).values(state="done"))

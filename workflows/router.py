@@ -89,7 +89,8 @@ class Router:
 
     async def _once(self, journey: Journey, event: Event, entry: bool) -> Routed | None:
         receipts, user = self.receipts, event.user_id
-        if receipts and not receipts.claim_event(journey.id, user, event.id):
+        token = receipts.claim_event(journey.id, user, event.id) if receipts else None
+        if receipts and token is None:  # routed already, or being routed right now
             return Routed(journey_id=journey.id, workflow_id=workflow_id(journey.id, user),
                           action="duplicate")
         result: Routed | None = None
@@ -98,9 +99,9 @@ class Router:
         except Exception as exc:  # this journey failed; the others still get the event
             result = _failed(journey, user, exc)
         finally:
-            if receipts:
+            if receipts and token:
                 done = result is not None and result.action != "failed"
-                receipts.settle_event(journey.id, user, event.id, routed=done)
+                receipts.settle_event(journey.id, user, event.id, token, routed=done)
         return result
 
     async def start(self, journey: Journey, user_id: str, event: Event | None) -> Routed:
