@@ -217,6 +217,10 @@ async def test_journeys_under_the_old_ids_still_get_their_events(
     code, out, _ = await cli(env, data_dir, catalog, "status", "gil", "--json",
                              JOURNEYS_LEGACY_IDS="false")
     assert json.loads(out) == []
+    # reentry: never holds across the ids: gil did welcome-back under 0.1, not welcome.
+    code, out, err = await cli(env, data_dir, catalog, "event", "gil", "Signed Up", "--json")
+    assert code == 0, err
+    assert _actions(out) == {"welcome-back": "not-reentered", "welcome": "started"}
 
 
 async def test_a_broken_file_in_the_catalog_does_not_stop_routing(

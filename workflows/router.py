@@ -106,12 +106,14 @@ class Router:
 
     async def start(self, journey: Journey, user_id: str, event: Event | None) -> Routed:
         """Signal-with-start the user's journey; the id-reuse policy encodes ``reentry``."""
-        legacy = await self._legacy_running(journey, user_id)
-        if legacy is not None:  # an entry of release 0.1 still runs: it gets the event
+        legacy, running = await self._legacy(journey, user_id)
+        if legacy is not None and running:  # an entry of release 0.1 still runs: it gets the event
             if event:
                 await legacy.signal(JourneyWorkflow.event, event)
             return Routed(journey_id=journey.id, workflow_id=legacy.id,
                           action="signalled" if event else "running")
+        if legacy is not None and journey.reentry == "never":  # they did it under 0.1: once is all
+            return Routed(journey_id=journey.id, workflow_id=legacy.id, action="not-reentered")
         wid = workflow_id(journey.id, user_id)
         running = await _is_running(self.client.get_workflow_handle(wid))
         attributes = TypedSearchAttributes([
@@ -134,8 +136,9 @@ class Router:
 
     async def signal(self, journey: Journey, event: Event) -> Routed | None:
         """Pass an event to the user's running journey, if there is one."""
-        handle = await self._legacy_running(journey, event.user_id)
-        handle = handle or self.client.get_workflow_handle(workflow_id(journey.id, event.user_id))
+        legacy, running = await self._legacy(journey, event.user_id)
+        handle = legacy if legacy is not None and running else self.client.get_workflow_handle(
+            workflow_id(journey.id, event.user_id))
         try:
             await handle.signal(JourneyWorkflow.event, event)
         except RPCError as exc:
@@ -144,20 +147,19 @@ class Router:
             raise
         return Routed(journey_id=journey.id, workflow_id=handle.id, action="signalled")
 
-    async def _legacy_running(self, journey: Journey, user_id: str) -> WorkflowHandle | None:
-        """A running journey of release 0.1 for exactly this journey and user, if any.
+    async def _legacy(self, journey: Journey, user_id: str) -> tuple[WorkflowHandle | None, bool]:
+        """This journey's entry of release 0.1 for exactly this user, if any, and whether it runs.
 
         Its id is ambiguous (``journey-welcome-back-ada`` may be either welcome/back-ada or
         welcome-back/ada): only its search attributes say whose it is.
         """
         if not self.legacy_ids:
-            return None
+            return None, False
         handle = self.client.get_workflow_handle(legacy_workflow_id(journey.id, user_id))
         description = await describe(handle)
-        if (description is None or description.status != WorkflowExecutionStatus.RUNNING
-                or not belongs_to(description, journey.id, user_id)):
-            return None
-        return handle
+        if description is None or not belongs_to(description, journey.id, user_id):
+            return None, False
+        return handle, description.status == WorkflowExecutionStatus.RUNNING
 
 
 def belongs_to(description: WorkflowExecutionDescription, journey_id: str, user_id: str) -> bool:
