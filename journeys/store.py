@@ -153,22 +153,11 @@ class Store:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            _metadata.create_all(self.engine)
-            self._add_columns()
+            with self.user_transaction(_SCHEMA_LOCK) as conn:  # one process at a time
+                _metadata.create_all(conn)
+                _add_columns(conn)
         except OperationalError as exc:
             raise UsageError(f"cannot open the store at '{shown}': {exc.orig}") from None
-
-    def _add_columns(self) -> None:
-        """Bring a database of an earlier release up to date (columns only ever get added)."""
-        inspector = inspect(self.engine)
-        for name, columns in _ADDED_COLUMNS.items():
-            present = {column["name"] for column in inspector.get_columns(name)}
-            table = _metadata.tables[name]
-            with self.engine.begin() as conn:
-                for column in columns:
-                    if column not in present:
-                        kind = table.c[column].type.compile(dialect=self.engine.dialect)
-                        conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {column} {kind}"))
 
     # --- profiles ---------------------------------------------------------------------------
     def profile(self, user_id: str) -> dict[str, Any]:
@@ -352,6 +341,22 @@ def _row(mapping: Any) -> OutboxRow:
         data["content"] = json.loads(data["content"])
     data["created_at"] = _aware(data.get("created_at"))
     return OutboxRow.model_validate({k: v for k, v in data.items() if k in OutboxRow.model_fields})
+
+
+#: The per-user lock key under which a store creates or upgrades its tables: two processes
+#: opening one new database at once (a worker and a command) must not both create them.
+_SCHEMA_LOCK = "\x00schema"
+
+
+def _add_columns(conn: Connection) -> None:
+    """Bring a database of an earlier release up to date (columns only ever get added)."""
+    inspector = inspect(conn)
+    for name, columns in _ADDED_COLUMNS.items():
+        present = {column["name"] for column in inspector.get_columns(name)}
+        for column in columns:
+            if column not in present:
+                kind = _metadata.tables[name].c[column].type.compile(dialect=conn.dialect)
+                conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {column} {kind}"))
 
 
 def _aware(moment: Any) -> Any:

@@ -54,3 +54,25 @@ def test_a_profile_timezone_that_is_no_zone_is_utc(timezone: object) -> None:
     """`Europe` (a folder of the database) and overlong names raised OSError: the date and
     quiet-hours activities failed on every retry, and the journey waited on them for good."""
     assert _timezone({"timezone": timezone}) == ZoneInfo("UTC")
+
+
+def test_a_release_0_1_database_gains_its_new_columns(tmp_path: Path) -> None:
+    """The outbox of release 0.1 had no provider_message_id: stores opening it at once (a
+    worker and a command) add it once, and neither fails."""
+    import sqlite3
+
+    path = tmp_path / "journeys.db"
+    with sqlite3.connect(path) as db:  # the 0.1 outbox, with one message in it
+        db.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, idempotency_key VARCHAR(400) NOT NULL"
+                   " UNIQUE, journey_id VARCHAR(200) NOT NULL, user_id VARCHAR(200) NOT NULL,"
+                   " workflow_id VARCHAR(400) NOT NULL, node_id VARCHAR(100) NOT NULL, channel"
+                   " VARCHAR(20) NOT NULL, status VARCHAR(20) NOT NULL, reason TEXT, content JSON"
+                   " NOT NULL, event_name VARCHAR(200), event_id VARCHAR(200), provider VARCHAR(50),"
+                   " created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL)")
+        db.execute("INSERT INTO outbox VALUES (1, 'k', 'j', 'u', 'w', 'n', 'push', 'delivered', NULL,"
+                   " '{\"body\": \"hi\"}', NULL, NULL, 'outbox', '2026-11-01 00:00:00',"
+                   " '2026-11-01 00:00:00')")
+    with ThreadPoolExecutor(4) as pool:
+        stores = list(pool.map(lambda _: Store(f"sqlite:///{path}"), range(4)))
+    [row] = stores[0].outbox_list()
+    assert (row.idempotency_key, row.content, row.provider_message_id) == ("k", {"body": "hi"}, None)
