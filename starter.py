@@ -38,7 +38,7 @@ from journeys.settings import Settings, load_settings
 from journeys.store import Store
 from journeys.validate import UNREADABLE, exit_status, validate_file, validate_paths
 from workflows.router import Router
-from workflows.runtime import connect
+from workflows.runtime import connect, leave
 from workflows.status import user_status
 
 
@@ -406,9 +406,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    # Leave without interpreter teardown: the Temporal client's threads can abort it
-    # (sdk-python #300), turning a finished command into exit status 134.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    leave(main())

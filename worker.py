@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -39,7 +38,7 @@ from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
 from journeys.store import Store
 from workflows.devserver import DataDirLock, DevServer, DevServerError, StartupError, start_dev_server
-from workflows.runtime import connect, journey_worker
+from workflows.runtime import connect, journey_worker, leave
 
 __all__ = ["DevServerError", "StartupError", "main", "run_worker", "start_dev_server"]
 log = structlog.get_logger("worker")
@@ -200,8 +199,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    status = main()
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)  # not a normal exit: sdk-python#300 can abort the interpreter's finalization
+    leave(main())

@@ -4,14 +4,13 @@ Temporal client's teardown abort."""
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import AsyncIterator
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from workflows.runtime import binary
+from workflows.runtime import binary, leave
 
 _status: dict[str, int] = {}
 
@@ -37,6 +36,4 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     # (sdk-python #300, exit status 134) after every test has passed; the summary is printed
     # by now, so leave with pytest's own status.
     if "code" in _status and not os.environ.get("JOURNEYS_NORMAL_EXIT"):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_status["code"])
+        leave(_status["code"])

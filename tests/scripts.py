@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from journeys.store import Store
+from workflows.runtime import leave
 
 STARTED = time.monotonic()
 
@@ -36,10 +37,7 @@ def run_script(main: Coroutine[Any, Any, int]) -> NoReturn:
             print(exc, file=sys.stderr)
     except BaseException:
         traceback.print_exc()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # The Temporal client's Rust threads can abort the interpreter at exit (sdk-python #300).
-    os._exit(code)
+    leave(code)
 
 
 @contextmanager
