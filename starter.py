@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import Progress
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -37,7 +40,7 @@ from journeys.scope import sources_by_node
 from journeys.settings import Settings, load_settings
 from journeys.store import Store
 from journeys.validate import UNREADABLE, exit_status, validate_file, validate_paths
-from workflows.router import Router
+from workflows.router import Router, ingest
 from workflows.runtime import connect, leave
 from workflows.status import user_status
 
@@ -219,6 +222,37 @@ def _check_user(user: str) -> None:
         raise UsageError(str(exc)) from None
 
 
+async def _ingest_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Events from a file (or -), one JSON object a line; a summary; exit 1 if a line was refused."""
+    if args.concurrency < 1:
+        raise UsageError("--concurrency: at least 1")
+    journeys = _catalog(args.journeys, settings)
+    store = Store(settings.store_url)
+    client = await _connect(settings)
+    router = _router(client, settings, store)
+    with contextlib.ExitStack() as stack:
+        lines = sys.stdin if args.file == "-" else stack.enter_context(_open(args.file))
+        bar = (stack.enter_context(Progress(transient=True, console=Console(stderr=True)))
+               if sys.stderr.isatty() else None)
+        task = bar.add_task("ingesting", total=None) if bar else None
+        summary = await ingest(router, journeys, lines, store, args.concurrency,
+                               (lambda n: bar.advance(task, n)) if bar and task is not None else None)
+    for refused in summary.refused:
+        print(f"refused  {refused}", file=sys.stderr)
+    for failed in summary.failed:
+        print(f"failed   {failed}", file=sys.stderr)
+    print(f"read {summary.read}, started {summary.started}, signalled {summary.signalled}, "
+          f"ignored {summary.ignored}, refused {len(summary.refused)}, failed {len(summary.failed)}")
+    return 1 if summary.refused or summary.failed else 0
+
+
+def _open(path: str) -> Any:
+    try:
+        return Path(path).open(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
 async def _status_command(args: argparse.Namespace, settings: Settings) -> int:
     _check_user(args.user)
     journeys = _catalog(args.journeys, settings)
@@ -361,6 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--journeys", help="the journey catalog folder (default: $JOURNEYS_DIR)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_client(_event_command))
+
+    p = sub.add_parser("ingest", help="events from a file, one JSON object a line (- for stdin)")
+    p.add_argument("file")
+    p.add_argument("--concurrency", type=int, default=64, help="events in flight (default 64)")
+    p.add_argument("--journeys")
+    p.set_defaults(func=_client(_ingest_command))
 
     p = sub.add_parser("profile", help="set profile properties (may start profile-date journeys)")
     p.add_argument("user")

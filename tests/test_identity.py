@@ -238,6 +238,34 @@ async def test_a_broken_file_in_the_catalog_does_not_stop_routing(
     assert "typo.yaml" in err
 
 
+async def test_a_file_of_events_ingested_twice_enters_nobody_twice(
+        env: WorkflowEnvironment, data_dir: Path, catalog: Path, store: Store, tmp_path: Path,
+        worker: None) -> None:
+    events = tmp_path / "events.ndjson"
+    events.write_text("\n".join([
+        json.dumps({"user_id": "i1", "name": "Once", "properties": {"name": "One"}}),  # no id
+        json.dumps({"userId": "i2", "event": "Once", "properties": {"name": "Two"},  # Segment's
+                    "messageId": "seg-1", "traits": {"plan": "pro"}}),
+        "{not json",
+        json.dumps({"user_id": "i3", "name": "Signed Up", "properties": {"name": "Three"}}),
+        json.dumps({"user_id": "i3", "name": "Left"}),  # after its entry: each user's in order
+        "",
+        json.dumps({"user_id": "i4", "name": "Page Viewed"}),  # no journey uses it
+    ]) + "\n")
+    code, out, err = await cli(env, data_dir, catalog, "ingest", str(events))
+    assert code == 1, err  # a line was refused
+    assert "refused  line 3: not JSON" in err
+    assert out.strip() == ("read 6, started 3, signalled 1, ignored 1, refused 1, failed 0")
+    for user, journey in (("i1", "once"), ("i2", "once"), ("i3", "welcome")):
+        await env.client.get_workflow_handle(f"journey/{journey}/{user}").result()
+    assert store.profile("i2") == {"plan": "pro"}
+    sent = sorted(r.user_id for r in store.outbox_list() if r.user_id in ("i1", "i2", "i3"))
+    # The same file again: every line is a duplicate, although `once` lets users re-enter.
+    code, out, err = await cli(env, data_dir, catalog, "ingest", "-", stdin=events.read_text())
+    assert out.strip() == "read 6, started 0, signalled 0, ignored 5, refused 1, failed 0"
+    assert sorted(r.user_id for r in store.outbox_list() if r.user_id in ("i1", "i2", "i3")) == sent
+
+
 async def test_errors_a_user_can_act_on(env: WorkflowEnvironment, data_dir: Path, catalog: Path) -> None:
     code, _, err = await cli(env, data_dir, catalog, "status", "ada", TEMPORAL_NAMESPACE="nope")
     assert code == 2 and "has no namespace 'nope'" in err and "Traceback" not in err

@@ -6,8 +6,10 @@ for workflow ids, re-entry, event deduplication and search attributes in one pla
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import asyncio
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from temporalio.client import (
     Client,
@@ -34,6 +36,7 @@ from journeys.events import (
     starts_on_profile,
     workflow_id,
 )
+from journeys.ingest import BadLine, Line, parse_line
 from journeys.limits import brief
 from journeys.models import Journey
 from journeys.store import Store
@@ -192,3 +195,71 @@ async def route_event(client: Client, journeys: Sequence[Journey], event: Event,
                       *, search_attributes: bool = True) -> list[Routed]:
     """:meth:`Router.route_event` without receipts (tests, demo and benchmark)."""
     return await Router(client, task_queue, search_attributes).route_event(journeys, event)
+
+
+def _forget(last: dict[str, asyncio.Task[None]], user: str, done: asyncio.Task[None]) -> None:
+    """A user's latest line is done: nothing of theirs is left to wait for."""
+    if last.get(user) is done:
+        del last[user]
+
+
+@dataclass
+class Ingested:
+    """What ``ingest`` did: lines read, and what became of them."""
+
+    read: int = 0
+    started: int = 0
+    signalled: int = 0
+    ignored: int = 0  # reached no journey, or every journey had it already
+    refused: list[str] = field(default_factory=list)  # "line N: why"
+    failed: list[str] = field(default_factory=list)  # "line N: journey: why"
+
+
+async def ingest(router: Router, journeys: Sequence[Journey], lines: Iterable[str], store: Store,
+                 concurrency: int = 64, progress: Callable[[int], None] | None = None) -> Ingested:
+    """Route a file of events, ``concurrency`` at a time, each user's in the file's order."""
+    summary, gate = Ingested(), asyncio.Semaphore(concurrency)
+    last: dict[str, asyncio.Task[None]] = {}  # each user's latest line: the next one waits for it
+
+    async def one(line: Line, before: asyncio.Task[None] | None) -> None:
+        try:
+            if before is not None:
+                await before
+            if line.profile:
+                await asyncio.to_thread(store.update_profile, line.event.user_id, line.profile)
+            routed = await router.route_event(journeys, line.event)
+            if line.profile:
+                routed += await router.route_profile(journeys, line.event.user_id, line.profile)
+            actions = {r.action for r in routed}
+            summary.started += "started" in actions
+            summary.signalled += "signalled" in actions and "started" not in actions
+            summary.ignored += not actions & {"started", "signalled", "failed"}
+            summary.failed += [f"line {line.number}: {r.journey_id}: {r.error}"
+                               for r in routed if r.action == "failed"]
+        except Exception as exc:  # a profile over its limit, an unreachable store ...
+            summary.failed.append(f"line {line.number}: {exc}")
+        finally:
+            gate.release()
+            if progress:
+                progress(1)
+
+    for number, text in enumerate(lines, start=1):
+        try:
+            line = parse_line(text, number)
+        except BadLine as exc:
+            summary.read += 1
+            summary.refused.append(str(exc))
+            if progress:
+                progress(1)
+            continue
+        if line is None:
+            continue
+        summary.read += 1
+        await gate.acquire()
+        user = line.event.user_id
+        task = asyncio.create_task(one(line, last.get(user)))
+        last[user] = task
+        task.add_done_callback(functools.partial(_forget, last, user))
+    if last:
+        await asyncio.gather(*last.values())
+    return summary
