@@ -1,0 +1,97 @@
+"""The authoring commands of ``starter.py``: validate, preview, schema, graph.
+
+They read journey files only: no Temporal, no store, so a marketer can run them anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from journeys.events import personalization_event
+from journeys.graph import to_mermaid
+from journeys.inputs import json_object
+from journeys.loader import load_file
+from journeys.models import EngagementNode, Journey, ProfileUpdateNode
+from journeys.personalize import MessageRefused, MissingValue, TemplateError, render, render_message
+from journeys.problems import UsageError
+from journeys.scope import sources_by_node
+from journeys.validate import UNREADABLE, exit_status, validate_file, validate_paths
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Every file answered: ok, its problems, or (on stderr, exit 2) why it cannot be read."""
+    results = validate_paths(args.paths)
+    if not results:
+        print(f"no journey files in {' '.join(args.paths)}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([p.model_dump() for _, problems in results for p in problems], indent=2))
+    else:
+        for loaded, problems in results:
+            if not problems:
+                print(f"ok {loaded.path}")
+            for problem in problems:
+                print(problem, file=sys.stderr if problem.code in UNREADABLE else sys.stdout)
+    return exit_status(results)
+
+
+def _valid_journey(path: str) -> Journey:
+    loaded, problems = validate_file(Path(path))
+    if problems or loaded.journey is None:
+        raise UsageError("\n".join(str(p) for p in problems) or f"{path}: not a journey")
+    return loaded.journey
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    journey = _valid_journey(args.file)
+    try:
+        node = journey.node(args.node)
+    except KeyError:
+        raise UsageError(f"{args.file}: no node '{args.node}'") from None
+    in_scope = sorted({s.event for s in sources_by_node(journey).get(node.id, ()) if s.event})
+    if args.event and in_scope and args.event not in in_scope:
+        raise UsageError(f"{args.file}: node '{node.id}' is personalized with "
+                         f"{' or '.join(repr(e) for e in in_scope)}, not '{args.event}'")
+    event = json_object(args.props, "--props") if in_scope else None
+    profile = json_object(args.profile, "--profile")
+    try:
+        if isinstance(node, EngagementNode):
+            fields = render_message(node.channel, node.message, profile,
+                                    personalization_event(node.channel, event))
+        elif isinstance(node, ProfileUpdateNode):
+            fields = {}
+            for prop, source in node.set.items():
+                try:
+                    fields[f"set.{prop}"] = render(source, profile, event)
+                except MissingValue as exc:
+                    raise MissingValue(exc.variable, f"set.{prop}") from None
+        else:
+            raise UsageError(
+                f"{args.file}: node '{node.id}' is a {node.type} node: it has no message")
+    except (MissingValue, TemplateError, MessageRefused) as exc:  # as the send would record it
+        print(f"{args.file}: node '{node.id}': not sent: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(fields, indent=2, ensure_ascii=False))
+    else:
+        for field, text in fields.items():
+            print(f"{field}: {text}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    schema = Journey.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Journey"
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    loaded = load_file(Path(args.file))
+    if loaded.journey is None:
+        raise UsageError("\n".join(str(p) for p in loaded.problems))
+    print(to_mermaid(loaded.journey), end="")
+    return 0
