@@ -268,6 +268,24 @@ def cmd_inbox(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _serve_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Segment's HTTP tracking API (workflows/http_api.py) on uvicorn, until interrupted."""
+    import uvicorn
+
+    from workflows.http_api import check_bind, create_app
+
+    check_bind(args.host, settings.write_key)
+    _catalog(args.journeys, settings)  # a catalog that cannot route is said now, in one line
+    client = await _connect(settings)
+
+    async def connected() -> Client:
+        return client
+
+    app = create_app(settings, args.journeys, connected)
+    await uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port)).serve()
+    return 0
+
+
 def _client(command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
             ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
@@ -326,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", required=True, help="properties: a JSON object, @file or - (stdin)")
     p.add_argument("--journeys")
     p.set_defaults(func=_client(_profile_command))
+
+    p = sub.add_parser("serve", help="Segment's HTTP tracking API: track, identify, batch")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="default 127.0.0.1; another host needs JOURNEYS_WRITE_KEY")
+    p.add_argument("--port", type=int, default=8000, help="default 8000")
+    p.add_argument("--journeys")
+    p.set_defaults(func=_client(_serve_command))
 
     p = sub.add_parser("status", help="the user's journeys: where they are, with which event")
     p.add_argument("user")

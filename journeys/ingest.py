@@ -63,6 +63,12 @@ def parse_line(text: str, number: int) -> Line | None:
         raise BadLine(number, f"not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise BadLine(number, "not a JSON object")
+    return parse_item(raw, number)
+
+
+def parse_item(raw: dict[str, Any], number: int) -> Line:
+    """The event of one JSON object (a line of a file, an item of an HTTP batch), in our field
+    names or Segment's; raises :class:`BadLine`. Without an id, it gets one from its content."""
     event_id = _field(raw, "id")
     if event_id is None:  # the same line, the same id: a file ingested twice is deduplicated
         canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

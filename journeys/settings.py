@@ -28,6 +28,8 @@ class Settings(BaseSettings):
         description="Also route events to journeys started under the ids of release 0.1 "
                     "(journey-<journey>-<user>); turn off once none of them runs.")
 
+    write_key: str | None = Field(default=None, alias="JOURNEYS_WRITE_KEY")
+
     # --- delivery (one block per provider; a provider serves its channels once it is set) ----
     send_timeout: float = Field(default=30.0, gt=0, le=600, alias="JOURNEYS_SEND_TIMEOUT",
                                 description="Seconds one delivery attempt may take.")

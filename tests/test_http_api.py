@@ -1,0 +1,226 @@
+"""Segment's HTTP tracking API (``starter.py serve``), real parts only: the dev server, a worker,
+the app on uvicorn on a loopback port, and httpx and Segment's own Python library as clients."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import segment.analytics as analytics
+import uvicorn
+import yaml
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from journeys.settings import Settings
+from journeys.store import Store
+from tests.support import run_cli, running_worker
+from workflows.http_api import MAX_BODY_BYTES, create_app
+from workflows.models import SEARCH_ATTRIBUTES
+from workflows.runtime import binary
+
+QUEUE = "journeys-http"
+KEY = "test-write-key"
+
+
+def _journey(journey_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A journey that ends right after its sms."""
+    return {"id": journey_id, "name": journey_id, "entry": "entered", "reentry": "after_exit",
+            "nodes": [{"id": "entered", "next": "hello", **entry},
+                      {"id": "hello", "type": "engagement", "channel": "sms",
+                       "message": {"text": "Hi {{ profile.first_name | default('you') }}"}}]}
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("catalog")
+    journeys = [_journey("cart", {"type": "action", "event": "Added To Cart"}),
+                _journey("renewal", {"type": "date_time", "profile_property": "renews_at"})]
+    for journey in journeys:
+        (folder / f"{journey['id']}.yaml").write_text(yaml.safe_dump(journey))
+    return folder
+
+
+@pytest.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter, dev_server_existing_path=binary("temporal"),
+        search_attributes=list(SEARCH_ATTRIBUTES), ui=False, dev_server_log_level="error")
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def store(data_dir: Path) -> Store:
+    return Store(f"sqlite:///{data_dir / 'journeys.db'}")
+
+
+@pytest.fixture(scope="module")
+async def worker(env: WorkflowEnvironment, store: Store) -> AsyncIterator[None]:
+    async with running_worker(env.client, store, QUEUE):
+        yield
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def api(env: WorkflowEnvironment, data_dir: Path, catalog: Path) -> Iterator[str]:
+    """The app on uvicorn in a thread of its own (its own event loop, its own Temporal client,
+    made in its lifespan from the settings): its base URL."""
+    settings = Settings(TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
+                        JOURNEYS_TASK_QUEUE=QUEUE, JOURNEYS_DATA_DIR=data_dir,
+                        JOURNEYS_WRITE_KEY=KEY, JOURNEYS_DIR=catalog)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):  # until it answers
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if not thread.is_alive():
+            raise RuntimeError("the API did not start")
+        threading.Event().wait(0.05)
+    yield url
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+async def _post(url: str, path: str, body: Any, key: str = KEY, **options: Any) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=url, auth=(key, ""), timeout=30) as http:
+        if isinstance(body, bytes):
+            return await http.post(path, content=body, **options)
+        return await http.post(path, json=body, **options)
+
+
+async def _finished(env: WorkflowEnvironment, journey: str, user: str) -> None:
+    """The user entered the journey, and it ran to its end (the sms, then nothing)."""
+    await asyncio.wait_for(env.client.get_workflow_handle(f"journey/{journey}/{user}").result(), 30)
+
+
+async def test_track_and_identify_start_journeys(
+        env: WorkflowEnvironment, api: str, store: Store, worker: None) -> None:
+    response = await _post(api, "/v1/track", {
+        "userId": "ada", "event": "Added To Cart", "properties": {"product_name": "iPhone 14"},
+        "messageId": "m-ada-1", "timestamp": "2026-11-01T10:00:00Z",
+        "context": {"library": {"name": "anything"}}})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"success": True}
+    await _finished(env, "cart", "ada")
+    # A past renewal moment (not a recurring date): the profile-date journey goes at once.
+    response = await _post(api, "/v1/identify", {
+        "userId": "bob", "traits": {"first_name": "Bob", "renews_at": "2020-01-01T00:00:00Z"}})
+    assert response.status_code == 200, response.text
+    await _finished(env, "renewal", "bob")
+    assert store.profile("bob") == {"first_name": "Bob", "renews_at": "2020-01-01T00:00:00Z"}
+    [sent] = store.outbox_list(user_id="bob")
+    assert sent.status == "delivered" and sent.content["text"] == "Hi Bob"
+
+
+async def test_a_batch_routes_its_good_items_and_names_the_bad_one(
+        env: WorkflowEnvironment, api: str, store: Store, worker: None) -> None:
+    response = await _post(api, "/v1/batch", {"batch": [
+        {"type": "identify", "userId": "cy", "traits": {"first_name": "Cy"}},
+        {"type": "track", "userId": "cy", "properties": {"no": "event name"}},
+        {"type": "track", "userId": "cy", "event": "Added To Cart", "messageId": "m-cy-1"},
+        {"type": "page", "userId": "cy", "name": "Home"},
+    ]})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["success"] is False
+    assert [e["index"] for e in body["errors"]] == [1, 3]
+    assert "name" in body["errors"][0]["reason"] and "'page'" in body["errors"][1]["reason"]
+    await _finished(env, "cart", "cy")
+    [sent] = store.outbox_list(user_id="cy")
+    assert sent.content["text"] == "Hi Cy"  # the identify before it was applied first
+
+
+async def test_the_same_message_id_twice_enters_once(
+        env: WorkflowEnvironment, api: str, store: Store, worker: None) -> None:
+    item = {"userId": "dee", "event": "Added To Cart", "messageId": "m-dee-1"}
+    assert (await _post(api, "/v1/track", item)).status_code == 200
+    await _finished(env, "cart", "dee")  # it ended: reentry after_exit would let dee in again ...
+    assert (await _post(api, "/v1/batch", {"batch": [{"type": "track", **item}]})).status_code == 200
+    runs = [w async for w in env.client.list_workflows("WorkflowId = 'journey/cart/dee'")]
+    assert len(runs) == 1  # ... but not with the same event
+    assert len(store.outbox_list(user_id="dee")) == 1
+    # Without a messageId, the id comes from the content: a retried item is the same event.
+    again = {"type": "track", "userId": "eli", "event": "Added To Cart", "properties": {"n": 1}}
+    assert (await _post(api, "/v1/batch", {"batch": [again]})).status_code == 200
+    await _finished(env, "cart", "eli")
+    assert (await _post(api, "/v1/batch", {"batch": [again]})).status_code == 200
+    assert len([w async for w in env.client.list_workflows("WorkflowId = 'journey/cart/eli'")]) == 1
+
+
+async def test_a_wrong_or_missing_key_is_401(api: str) -> None:
+    item = {"userId": "mal", "event": "Added To Cart"}
+    response = await _post(api, "/v1/track", item, key="not-the-key")
+    assert response.status_code == 401 and response.json()["success"] is False
+    assert response.headers["www-authenticate"].startswith("Basic")
+    async with httpx.AsyncClient(base_url=api) as http:
+        assert (await http.post("/v1/batch", json={"batch": [item]})).status_code == 401
+        assert (await http.get("/health")).status_code == 200  # no key needed
+        assert (await http.get("/openapi.json")).json()["paths"].keys() >= {"/v1/track", "/v1/batch"}
+        assert (await http.get("/docs")).status_code == 200
+
+
+async def test_a_body_over_500_kb_is_413(api: str) -> None:
+    items = [{"type": "track", "userId": f"big{i}", "event": "Nothing", "properties": {"s": "x" * 1000}}
+             for i in range(600)]
+    body = json.dumps({"batch": items}).encode()
+    assert len(body) > MAX_BODY_BYTES
+    assert (await _post(api, "/v1/batch", body)).status_code == 413
+    # Compressed, it is small on the wire, and still too large once inflated.
+    squeezed = gzip.compress(body)
+    assert len(squeezed) < MAX_BODY_BYTES
+    response = await _post(api, "/v1/batch", squeezed, headers={"Content-Encoding": "gzip"})
+    assert response.status_code == 413
+    # A body that is not JSON is a 400.
+    response = await _post(api, "/v1/batch", b"{not json")
+    assert response.status_code == 400 and "not JSON" in response.json()["errors"][0]["reason"]
+
+
+async def test_segments_own_client(env: WorkflowEnvironment, api: str, store: Store, worker: None) -> None:
+    analytics.write_key = KEY
+    analytics.host = api
+    analytics.sync_mode = True
+    analytics.gzip = True  # as a client that saves bandwidth sends it
+    try:  # in sync mode each call posts a batch of one, and raises if it is not a 2xx
+        await asyncio.to_thread(analytics.identify, "fay", {"first_name": "Fay"})
+        await asyncio.to_thread(analytics.track, "fay", "Added To Cart", {"product_name": "Pixel"})
+    finally:
+        analytics.default_client = None
+    await _finished(env, "cart", "fay")
+    [sent] = store.outbox_list(user_id="fay")
+    assert sent.content["text"] == "Hi Fay"
+
+
+def test_serve_without_a_write_key_binds_only_loopback(
+        env: WorkflowEnvironment, data_dir: Path, catalog: Path) -> None:
+    done = run_cli(env, data_dir, QUEUE, "serve", "--host", "0.0.0.0", "--journeys", str(catalog),
+                   JOURNEYS_WRITE_KEY="")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "--host 0.0.0.0: set JOURNEYS_WRITE_KEY to serve the API beyond this machine "
+        "(without it, only 127.0.0.1, ::1, localhost)"]

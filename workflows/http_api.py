@@ -1,0 +1,298 @@
+"""Segment's HTTP tracking API in front of the router: apps and Segment's own libraries send
+events and profile updates over HTTP, and they start, wake or end journeys as ``starter.py
+event`` does.
+
+    POST /v1/track     {"userId", "event", "properties", "messageId", "timestamp"}
+    POST /v1/identify  {"userId", "traits"}: a profile update (may start profile-date journeys)
+    POST /v1/batch     {"batch": [{"type": "track", ...}, {"type": "identify", ...}]}
+    GET  /health
+
+Auth as Segment's: HTTP basic, the write key (``JOURNEYS_WRITE_KEY``) as the user name and an
+empty password. Answers: 200 ``{"success": true}``; 400 ``{"success": false, "errors": [{"index",
+"reason"}]}`` naming each bad item (the good items of the request are routed all the same); 401
+without the right key; 413 for a body over 500 KB. ``messageId`` is the event id, so an item
+sent twice (a client's retry) enters nobody twice; an item without one gets an id from its
+content, as a line of ``starter.py ingest`` does.
+
+Not workflow code: it runs in ``starter.py serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import secrets
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from temporalio.client import Client
+
+from journeys.catalog import catalog
+from journeys.events import Event, Routed, check_name
+from journeys.ingest import BadLine, parse_item
+from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded, brief, check_properties
+from journeys.models import Journey
+from journeys.problems import UsageError
+from journeys.settings import Settings
+from journeys.store import Store
+from workflows.router import Router
+from workflows.runtime import connect
+
+#: A request's body, as Segment's tracking API limits a batch (after gzip is undone).
+MAX_BODY_BYTES = 500 * 1024
+#: The hosts the API may serve without a write key: this machine only.
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+#: The longest user id an event may carry (``Event.user_id``): identify holds to it too.
+USER_ID_LENGTH = 200
+
+log = logging.getLogger("journeys.http")
+
+
+def check_bind(host: str, write_key: str | None) -> None:
+    """Without a write key anyone who reaches the API can send events: loopback only."""
+    if not write_key and host not in LOOPBACK:
+        raise UsageError(f"--host {host}: set JOURNEYS_WRITE_KEY to serve the API beyond this "
+                         f"machine (without it, only {', '.join(LOOPBACK)})")
+
+
+# --- the documented bodies (the handlers read the JSON themselves: bad items are 400s) -----
+
+class TrackItem(BaseModel):
+    """An event of a user (Segment's track call); ``context`` and the rest are ignored."""
+
+    userId: str = Field(description="The user's id.")
+    event: str = Field(description="The event's name, as journeys name it (exact match).")
+    properties: dict[str, Any] = Field(default_factory=dict)
+    messageId: str | None = Field(default=None, description="The event id: counted once per "
+                                  "user and journey. Default: an id made from the content.")
+    timestamp: str | None = Field(default=None, description="ISO 8601; default: now.")
+
+
+class IdentifyItem(BaseModel):
+    """Profile properties of a user (Segment's identify call), merged into the profile."""
+
+    userId: str
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+
+def _body(*schemas: dict[str, Any], batch: bool = False) -> dict[str, Any]:
+    one = schemas[0] if len(schemas) == 1 else {"oneOf": list(schemas)}
+    schema = {"type": "object", "required": ["batch"],
+              "properties": {"batch": {"type": "array", "items": one}}} if batch else one
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _typed(model: type[BaseModel], kind: str) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    schema["properties"] = {"type": {"const": kind}, **schema["properties"]}
+    schema["required"] = ["type", *schema.get("required", [])]
+    return schema
+
+
+# --- the app ---------------------------------------------------------------------------------
+
+@dataclass
+class _Parts:
+    client: Client
+    store: Store
+    router: Router
+
+
+class _Refused(Exception):
+    """The request as a whole is refused: its status and why."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def create_app(settings: Settings, journeys_dir: str | Path | None = None,
+               connect_client: Callable[[], Awaitable[Client]] | None = None) -> FastAPI:
+    """The API for ``settings``: journeys from ``journeys_dir`` (default ``JOURNEYS_DIR``), a
+    Temporal client from ``connect_client`` (default: ``TEMPORAL_ADDRESS``), both got once, in
+    the app's lifespan, with the store."""
+    folder = journeys_dir or settings.journeys_dir
+
+    async def default_client() -> Client:
+        return await connect(settings.temporal_address, settings.temporal_namespace)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = await (connect_client or default_client)()
+        store = Store(settings.store_url)
+        router = Router(client, settings.task_queue, receipts=store, legacy_ids=settings.legacy_ids,
+                        send_timeout=settings.send_timeout)
+        app.state.parts = _Parts(client, store, router)
+        try:
+            yield
+        finally:
+            store.engine.dispose()
+
+    app = FastAPI(title="Journeys tracking API", lifespan=lifespan,
+                  description="Segment's HTTP tracking API: events and profile updates start, "
+                              "wake or end journeys. HTTP basic auth: the write key as user name.")
+
+    async def handle(request: Request, items: Callable[[Any], list[tuple[str, Any]]]) -> JSONResponse:
+        try:
+            _authorize(request, settings.write_key)
+            body = _json(await _read(request))
+            work = items(body)
+        except _Refused as exc:
+            return _answer(exc.status, [{"reason": exc.reason}])
+        parts: _Parts = request.app.state.parts
+        journeys = await asyncio.to_thread(_journeys, folder)
+        errors = []
+        for index, (kind, raw) in enumerate(work):  # in order: each user's events as sent
+            reason = await _route(parts, journeys, kind, raw, index)
+            if reason:
+                errors.append({"index": index, "reason": reason})
+        return _answer(400 if errors else 200, errors)
+
+    @app.post("/v1/track", openapi_extra=_body(TrackItem.model_json_schema()),
+              summary="An event of a user")
+    async def track(request: Request) -> JSONResponse:
+        return await handle(request, lambda body: [("track", body)])
+
+    @app.post("/v1/identify", openapi_extra=_body(IdentifyItem.model_json_schema()),
+              summary="Profile properties of a user")
+    async def identify(request: Request) -> JSONResponse:
+        return await handle(request, lambda body: [("identify", body)])
+
+    @app.post("/v1/batch", summary="Track and identify calls, in order",
+              openapi_extra=_body(_typed(TrackItem, "track"), _typed(IdentifyItem, "identify"),
+                                  batch=True))
+    async def batch(request: Request) -> JSONResponse:
+        return await handle(request, _batch_items)
+
+    @app.get("/health", summary="The API answers")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _answer(status: int, errors: list[dict[str, Any]]) -> JSONResponse:
+    body: dict[str, Any] = {"success": not errors}
+    if errors:
+        body["errors"] = errors
+    headers = {"WWW-Authenticate": 'Basic realm="journeys"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _authorize(request: Request, write_key: str | None) -> None:
+    """Segment's auth: basic, the write key as user name, the password empty (not checked)."""
+    if not write_key:  # loopback only (check_bind): this machine's own users
+        return
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    try:
+        user = base64.b64decode(encoded, validate=True).decode().partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        user = ""
+    if scheme.lower() != "basic" or not secrets.compare_digest(user.encode(), write_key.encode()):
+        raise _Refused(401, "missing or wrong write key (HTTP basic auth, the key as user name)")
+
+
+async def _read(request: Request) -> bytes:
+    """The body, refused (413) as soon as it is over the limit; gzip is undone, under the limit too."""
+    too_large = _Refused(413, f"the body is over the limit of {MAX_BODY_BYTES} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    gzipped = request.headers.get("content-encoding", "").lower() == "gzip"
+    inflate = zlib.decompressobj(wbits=31) if gzipped else None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            if inflate is not None:
+                chunk = inflate.decompress(chunk, MAX_BODY_BYTES + 1 - size)
+            size += len(chunk)
+            if size > MAX_BODY_BYTES or (inflate is not None and inflate.unconsumed_tail):
+                raise too_large
+            chunks.append(chunk)
+    except zlib.error as exc:
+        raise _Refused(400, f"the body is not gzip: {exc}") from None
+    return b"".join(chunks)
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json(data: bytes) -> Any:
+    try:
+        body = json.loads(data, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise _Refused(400, "the body is nested too deeply") from None
+    except ValueError as exc:
+        raise _Refused(400, f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise _Refused(400, "the body is not a JSON object")
+    return body
+
+
+def _batch_items(body: dict[str, Any]) -> list[tuple[str, Any]]:
+    items = body.get("batch")
+    if not isinstance(items, list):
+        raise _Refused(400, "batch: not a JSON list")
+    return [(item.get("type", "") if isinstance(item, dict) else "", item) for item in items]
+
+
+def _journeys(folder: str | Path) -> list[Journey]:
+    """The catalog's valid journeys (read again when a file changed); broken files are logged."""
+    found = catalog(folder)
+    if warning := found.warning():
+        log.warning("%s", warning)
+    return list(found.journeys)
+
+
+async def _route(parts: _Parts, journeys: list[Journey], kind: str, raw: Any, index: int) -> str | None:
+    """Route one item; why it was refused or failed, or None."""
+    if not isinstance(raw, dict):
+        return "not a JSON object"
+    event: Event | None = None
+    try:
+        if kind == "track":
+            line = parse_item(raw, index)
+            event, user, profile = line.event, line.event.user_id, line.profile
+        elif kind == "identify":
+            user, profile = _identify(raw)
+        else:
+            return f"type: {kind!r} is not one of 'track', 'identify'"
+        if profile:  # first, as `starter.py event --profile` does: the journey sees it
+            await asyncio.to_thread(parts.store.update_profile, user, profile)
+        routed: list[Routed] = []
+        if event is not None:
+            routed += await parts.router.route_event(journeys, event)
+        if profile:
+            routed += await parts.router.route_profile(journeys, user, profile)
+    except BadLine as exc:
+        return exc.reason
+    except LimitExceeded as exc:
+        return brief(str(exc))
+    failed = [f"{r.journey_id}: {r.error}" for r in routed if r.action == "failed"]
+    return "; ".join(failed) or None
+
+
+def _identify(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    user = raw.get("userId", raw.get("user_id"))
+    traits = raw.get("traits", raw.get("profile")) or {}
+    if not isinstance(user, str | int) or isinstance(user, bool):
+        raise LimitExceeded("userId: missing, or not a string")
+    check_name(str(user), "user id")
+    if len(str(user)) > USER_ID_LENGTH:
+        raise LimitExceeded(f"userId: over {USER_ID_LENGTH} characters")
+    if not isinstance(traits, dict):
+        raise LimitExceeded("traits: not a JSON object")
+    check_properties(traits, "traits", MAX_PROFILE_BYTES)
+    return str(user), traits
