@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from journeys.events import Event, check_event
+from journeys.inputs import strict_json
 from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded, check_properties
 
 #: Our field, then the names Segment's tracking API gives it.
@@ -43,10 +44,6 @@ class Line:
     profile: dict[str, Any] = field(default_factory=dict)
 
 
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _field(raw: dict[str, Any], name: str) -> Any:
     return next((raw[key] for key in _FIELDS[name] if key in raw), None)
 
@@ -56,7 +53,7 @@ def parse_line(text: str, number: int) -> Line | None:
     if not text.strip():
         return None
     try:
-        raw = json.loads(text, parse_constant=_refuse_constant)
+        raw = strict_json(text)
     except RecursionError:
         raise BadLine(number, "nested too deeply") from None
     except ValueError as exc:

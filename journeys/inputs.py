@@ -18,6 +18,12 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def strict_json(text: str | bytes) -> Any:
+    """JSON as the standard has it: NaN and Infinity are refused (ValueError), as nothing
+    downstream could send them; deep nesting raises RecursionError for the caller to word."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
 def json_object(text: str | None, what: str, max_bytes: int = MAX_EVENT_BYTES) -> dict[str, Any]:
     """A JSON object from the command line, ``@file`` or ``-`` (stdin), checked against the limits.
 
@@ -39,7 +45,7 @@ def json_object(text: str | None, what: str, max_bytes: int = MAX_EVENT_BYTES) -
         if len(text) > 16 * max_bytes:
             raise UsageError(f"{what}: {source} is over {16 * max_bytes} characters")
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = strict_json(text)
     except RecursionError:
         raise UsageError(f"{what} nest deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError too

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
 import secrets
 import zlib
@@ -40,6 +39,7 @@ from temporalio.client import Client
 from journeys.catalog import catalog
 from journeys.events import Event, Routed, check_name
 from journeys.ingest import BadLine, parse_item
+from journeys.inputs import strict_json
 from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded, brief, check_properties
 from journeys.models import Journey
 from journeys.problems import UsageError
@@ -225,13 +225,9 @@ async def _read(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _json(data: bytes) -> Any:
     try:
-        body = json.loads(data, parse_constant=_refuse_constant)
+        body = strict_json(data)
     except RecursionError:
         raise _Refused(400, "the body is nested too deeply") from None
     except ValueError as exc:
