@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from journeys.store import Store
+from tests.support import running_worker
 from workflows.runtime import binary, leave
 
 _status: dict[str, int] = {}
@@ -24,6 +27,25 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=binary("temporal-test-server"))
     yield environment
     await environment.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module's data dir, as JOURNEYS_DATA_DIR: its store's journeys.db, for the CLI too."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def store(data_dir: Path) -> Store:
+    return Store(f"sqlite:///{data_dir / 'journeys.db'}")
+
+
+@pytest.fixture(scope="module")
+async def worker(request: pytest.FixtureRequest, env: WorkflowEnvironment,
+                 store: Store) -> AsyncIterator[None]:
+    """A journey worker on the module's ``QUEUE``, for the module."""
+    async with running_worker(env.client, store, request.module.QUEUE):
+        yield
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

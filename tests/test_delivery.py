@@ -24,16 +24,6 @@ from tests.support import ROOT, Harness, examples, running_worker, with_nodes
 QUEUE = "delivery-test"
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("delivery")
-
-
-@pytest.fixture(scope="module")
-def store(data_dir: Path) -> Store:
-    return Store(f"sqlite:///{data_dir / 'journeys.db'}")
-
-
 def starter(data_dir: Path, *args: str, **environ: str) -> subprocess.CompletedProcess[str]:
     variables = {"PATH": "/usr/bin:/bin", "JOURNEYS_DATA_DIR": str(data_dir), **environ}
     return subprocess.run([sys.executable, "starter.py", *args], cwd=ROOT, env=variables,

@@ -15,16 +15,22 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import OutgoingMessage, default_providers
 from activities.providers import Outcome, delivered
 from journeys.models import Channel
 from journeys.store import Store
-from tests.support import Harness, eventually, examples, run_cli, running_worker, with_nodes
-from workflows.models import JOURNEY_ID, JOURNEY_NODE, SEARCH_ATTRIBUTES, USER_ID
-from workflows.runtime import binary
+from tests.support import (
+    Harness,
+    dev_server,
+    eventually,
+    examples,
+    run_cli,
+    running_worker,
+    with_nodes,
+)
+from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID
 from workflows.status import user_status
 
 QUEUE = "journeys-dev"
@@ -38,12 +44,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter, dev_server_existing_path=binary("temporal"),
-        search_attributes=list(SEARCH_ATTRIBUTES), ui=False,
-        dev_server_log_level="error")
-    yield environment
-    await environment.shutdown()
+    async with dev_server() as environment:
+        yield environment
 
 
 @pytest.fixture(scope="module")

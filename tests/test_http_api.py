@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,15 +16,12 @@ import pytest
 import segment.analytics as analytics
 import uvicorn
 import yaml
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from journeys.settings import Settings
 from journeys.store import Store
-from tests.support import run_cli, running_worker
+from tests.support import dev_server, free_port, run_cli
 from workflows.http_api import MAX_BODY_BYTES, create_app
-from workflows.models import SEARCH_ATTRIBUTES
-from workflows.runtime import binary
 
 QUEUE = "journeys-http"
 KEY = "test-write-key"
@@ -51,33 +47,8 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter, dev_server_existing_path=binary("temporal"),
-        search_attributes=list(SEARCH_ATTRIBUTES), ui=False, dev_server_log_level="error")
-    yield environment
-    await environment.shutdown()
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
-@pytest.fixture(scope="module")
-def store(data_dir: Path) -> Store:
-    return Store(f"sqlite:///{data_dir / 'journeys.db'}")
-
-
-@pytest.fixture(scope="module")
-async def worker(env: WorkflowEnvironment, store: Store) -> AsyncIterator[None]:
-    async with running_worker(env.client, store, QUEUE):
-        yield
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    async with dev_server() as environment:
+        yield environment
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +58,7 @@ def api(env: WorkflowEnvironment, data_dir: Path, catalog: Path) -> Iterator[str
     settings = Settings(TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
                         JOURNEYS_TASK_QUEUE=QUEUE, JOURNEYS_DATA_DIR=data_dir,
                         JOURNEYS_WRITE_KEY=KEY, JOURNEYS_DIR=catalog)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

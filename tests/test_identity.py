@@ -17,16 +17,14 @@ from typing import Any
 import pytest
 import yaml
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from journeys.events import Event
 from journeys.models import Journey
 from journeys.store import Store
-from tests.support import Harness, run_cli, running_worker
+from tests.support import Harness, dev_server, run_cli, running_worker
 from workflows.journey import JourneyWorkflow
-from workflows.models import JOURNEY_ID, JOURNEY_NODE, SEARCH_ATTRIBUTES, USER_ID, JourneyInput
-from workflows.runtime import binary
+from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID, JourneyInput
 
 QUEUE = "journeys-identity"
 
@@ -62,28 +60,8 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter, dev_server_existing_path=binary("temporal"),
-        search_attributes=list(SEARCH_ATTRIBUTES), ui=False, dev_server_log_level="error",
-        dev_server_extra_args=["--dynamic-config-value", "limit.maxIDLength=40"])
-    yield environment
-    await environment.shutdown()
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
-@pytest.fixture(scope="module")
-def store(data_dir: Path) -> Store:
-    return Store(f"sqlite:///{data_dir / 'journeys.db'}")
-
-
-@pytest.fixture(scope="module")
-async def worker(env: WorkflowEnvironment, store: Store) -> AsyncIterator[None]:
-    async with running_worker(env.client, store, QUEUE):
-        yield
+    async with dev_server("limit.maxIDLength=40") as environment:
+        yield environment
 
 
 async def cli(env: WorkflowEnvironment, data_dir: Path, catalog: Path, *args: str,

@@ -30,6 +30,7 @@ from journeys.loader import load_file
 from journeys.logs import configure_logging
 from journeys.settings import Settings
 from journeys.store import Store
+from tests.support import free_port
 from worker import DevServerError, start_dev_server
 from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID, JourneyState
 from workflows.router import route_event
@@ -38,12 +39,6 @@ from workflows.runtime import connect
 ROOT = Path(__file__).resolve().parent.parent
 TASK_QUEUE = "journeys-test-worker"
 USER = "user-worker-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class WorkerProcess:

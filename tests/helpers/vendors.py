@@ -126,14 +126,6 @@ def serving(server: LoopbackServer) -> Iterator[Any]:
         server.close()
 
 
-def free_port() -> int:
-    """A port nothing listens on (bound, then released): for connection refused."""
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # --- webhook receiver -------------------------------------------------------------------------
 
 class WebhookReceiver(LoopbackServer):
