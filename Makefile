@@ -16,7 +16,7 @@ run: $(STAMP)  ## the worker and an embedded Temporal dev server (UI on http://l
 	JOURNEYS_DIR=examples $(BIN)/python worker.py --dev
 
 demo: $(STAMP)  ## the product page's scenarios for a few users, on the time-skipping server
-	$(BIN)/python -m tests.demo
+	$(BIN)/python -m scripts.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -26,7 +26,7 @@ test: lint  ## ruff, mypy, then every test
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m tests.bench
+	$(BIN)/python -m scripts.bench
 
 clean:
 	rm -rf $(VENV) .journeys .mypy_cache .pytest_cache .ruff_cache

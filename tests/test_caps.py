@@ -27,7 +27,7 @@ from journeys.models import Channel, Journey
 from journeys.problems import UsageError
 from journeys.settings import load_settings
 from journeys.store import Store
-from tests.support import Harness
+from tests.helpers.support import Harness
 from workflows.runtime import journey_worker
 
 QUEUE = "caps"

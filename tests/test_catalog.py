@@ -14,7 +14,7 @@ from journeys import catalog as catalogs
 from journeys.catalog import Catalog, catalog, clear_cache, load
 from journeys.loader import journey_files
 from journeys.problems import UsageError
-from tests.support import EXAMPLES
+from tests.helpers.support import EXAMPLES
 
 VALID = sorted(path.stem for path in journey_files([EXAMPLES]))
 

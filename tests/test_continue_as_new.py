@@ -17,7 +17,7 @@ from temporalio.client import WorkflowExecutionStatus
 from journeys.events import Event, workflow_id
 from journeys.models import Journey
 from journeys.store import Store
-from tests.support import Harness, dev_server, eventually, running_worker
+from tests.helpers.support import Harness, dev_server, eventually, running_worker
 from workflows.journey import JourneyWorkflow
 from workflows.models import JourneyInput, JourneyState
 

@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.delivery import default_providers
 from journeys.models import Channel, Journey
 from journeys.store import Store
-from tests.support import DownProvider, Harness, eventually, running_worker
+from tests.helpers.support import DownProvider, Harness, eventually, running_worker
 
 QUEUE = "controllers-test"
 

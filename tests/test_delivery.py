@@ -19,7 +19,7 @@ from activities.providers.registry import build_providers
 from journeys.models import Channel
 from journeys.settings import Settings
 from journeys.store import Store
-from tests.support import ROOT, Harness, examples, running_worker, with_nodes
+from tests.helpers.support import ROOT, Harness, examples, running_worker, with_nodes
 
 QUEUE = "delivery-test"
 

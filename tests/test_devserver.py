@@ -21,7 +21,7 @@ from activities.delivery import OutgoingMessage, default_providers
 from activities.providers import Outcome, delivered
 from journeys.models import Channel
 from journeys.store import Store
-from tests.support import (
+from tests.helpers.support import (
     Harness,
     dev_server,
     eventually,

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_worker import WorkerProcess, free_port, temporal_servers
+from tests.helpers.processes import WorkerProcess, temporal_servers
+from tests.helpers.support import free_port
 from workflows.devserver import PID_FILE, stop_stale_server
 from workflows.runtime import binary
 

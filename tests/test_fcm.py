@@ -15,8 +15,8 @@ from activities.providers.fcm import FcmProvider, build, missing
 from journeys.models import Channel
 from journeys.problems import UsageError
 from journeys.settings import Settings
+from tests.helpers.support import free_port
 from tests.helpers.vendors import Answer, FakeFCM, fcm_error, service_account, serving
-from tests.support import free_port
 
 PROJECT = "journeys-test"
 EMAIL = "push@journeys-test.iam.gserviceaccount.com"

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from journeys.settings import Settings
 from journeys.store import Store
-from tests.support import dev_server, free_port, run_cli
+from tests.helpers.support import dev_server, free_port, run_cli
 from workflows.http_api import MAX_BODY_BYTES, create_app
 
 QUEUE = "journeys-http"

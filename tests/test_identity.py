@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from journeys.events import Event
 from journeys.models import Journey
 from journeys.store import Store
-from tests.support import Harness, dev_server, run_cli, running_worker
+from tests.helpers.support import Harness, dev_server, run_cli, running_worker
 from workflows.journey import JourneyWorkflow
 from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID, JourneyInput
 

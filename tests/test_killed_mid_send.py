@@ -17,8 +17,9 @@ from pathlib import Path
 from journeys.events import Event
 from journeys.models import Journey
 from journeys.store import Store
+from tests.helpers.processes import TASK_QUEUE, WorkerProcess
+from tests.helpers.support import free_port
 from tests.helpers.vendors import Answer, WebhookReceiver, serving
-from tests.test_worker import TASK_QUEUE, WorkerProcess, free_port
 from workflows.models import JourneyState
 from workflows.router import Router
 

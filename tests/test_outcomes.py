@@ -17,7 +17,7 @@ from activities.providers import Outcome, OutgoingMessage, delivered, unreachabl
 from journeys.graph import to_mermaid
 from journeys.models import Channel, Journey
 from journeys.store import Store
-from tests.support import Harness, running_worker
+from tests.helpers.support import Harness, running_worker
 
 QUEUE = "outcomes"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from journeys.graph import to_mermaid
 from journeys.problems import RULES
-from tests.support import ROOT, examples
+from tests.helpers.support import ROOT, examples
 
 README = (ROOT / "README.md").read_text()
 

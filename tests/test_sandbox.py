@@ -22,7 +22,7 @@ from journeys.personalize import (
     unsafe_attributes,
 )
 from journeys.validate import validate_loaded
-from tests.journey_docs import CATALOG, action, check, journey, merge, send
+from tests.helpers.journey_docs import CATALOG, action, check, journey, merge, send
 
 BIG = 10**9
 

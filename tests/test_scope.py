@@ -11,7 +11,7 @@ import pytest
 from journeys.loader import journey_files, load_document, load_file
 from journeys.models import ONLINE_CHANNELS
 from journeys.validate import validate_file, validate_loaded
-from tests.journey_docs import (
+from tests.helpers.journey_docs import (
     CATALOG,
     CATALOG_PROBLEMS,
     action,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.support import ROOT
+from tests.helpers.support import ROOT
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -14,14 +14,14 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_walks_every_scenario_and_checks_itself() -> None:
-    run = _run("tests.demo")
+    run = _run("scripts.demo")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "Hey, the iPhone 14 in your cart is still waiting." in run.stdout
     assert "FAILED" not in run.stdout and "7 users, 15 messages" in run.stdout
 
 
 def test_bench_prints_the_ratio() -> None:
-    run = _run("tests.bench", "--users", "10", "--rounds", "1", "--rounds-memory", "0",
+    run = _run("scripts.bench", "--users", "10", "--rounds", "1", "--rounds-memory", "0",
                "--messages", "100", "--delivery-rounds", "1")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "ratio journey / bare" in run.stdout

@@ -27,7 +27,8 @@ from journeys.models import Channel
 from journeys.problems import UsageError
 from journeys.settings import Settings
 from journeys.store import Store
-from tests.test_worker import ROOT, TASK_QUEUE, WorkerProcess, free_port
+from tests.helpers.processes import TASK_QUEUE, WorkerProcess
+from tests.helpers.support import ROOT, free_port
 from workflows.models import JourneyState
 from workflows.router import route_event
 

@@ -11,8 +11,8 @@ from activities.providers import OutgoingMessage, TransientError
 from activities.providers.twilio import TwilioProvider, build, missing
 from journeys.models import Channel
 from journeys.settings import Settings
+from tests.helpers.support import free_port
 from tests.helpers.vendors import Answer, FakeTwilio, serving, twilio_error
-from tests.support import free_port
 
 SID = "AC" + "0" * 31 + "1"
 TOKEN = "auth-token"

@@ -16,7 +16,7 @@ from journeys.graph import to_mermaid
 from journeys.loader import journey_files, load_document
 from journeys.problems import RULES, Problem, UsageError
 from journeys.validate import exit_status, validate_file, validate_loaded, validate_paths
-from tests.journey_docs import CATALOG, action, check, delay, journey, merge, profile_date, send
+from tests.helpers.journey_docs import CATALOG, action, check, delay, journey, merge, profile_date, send
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 INVALID = EXAMPLES / "invalid"

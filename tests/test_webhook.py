@@ -13,8 +13,8 @@ from activities.providers import OutgoingMessage, TransientError
 from activities.providers.webhook import WebhookProvider, build, missing, signature
 from journeys.models import Channel
 from journeys.settings import Settings
+from tests.helpers.support import free_port
 from tests.helpers.vendors import Answer, WebhookReceiver, serving
-from tests.support import free_port
 
 SECRET = "whsec-test"
 

@@ -11,93 +11,29 @@ import asyncio
 import io
 import json
 import logging
-import os
 import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import structlog
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus
 
 from journeys.events import Event
 from journeys.loader import load_file
 from journeys.logs import configure_logging
 from journeys.settings import Settings
 from journeys.store import Store
-from tests.support import free_port
+from tests.helpers.processes import TASK_QUEUE, WorkerProcess, temporal_servers
+from tests.helpers.support import free_port
 from worker import DevServerError, start_dev_server
 from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID, JourneyState
 from workflows.router import route_event
-from workflows.runtime import connect
 
 ROOT = Path(__file__).resolve().parent.parent
-TASK_QUEUE = "journeys-test-worker"
 USER = "user-worker-1"
-
-
-class WorkerProcess:
-    """``python worker.py --dev --no-ui`` with its output in files (a full pipe would block it)."""
-
-    def __init__(self, data_dir: Path, port: int, name: str, metrics_port: int | None = None,
-                 overrides: dict[str, str] | None = None) -> None:
-        self.address = f"127.0.0.1:{port}"
-        self.out, self.err = data_dir.parent / f"{name}.out", data_dir.parent / f"{name}.err"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
-        # Every setting explicit, so a developer's .env in the repo root cannot leak in.
-        env |= {"TEMPORAL_ADDRESS": self.address, "TEMPORAL_NAMESPACE": "default",
-                "JOURNEYS_DATA_DIR": str(data_dir), "JOURNEYS_TASK_QUEUE": TASK_QUEUE,
-                "JOURNEYS_DATABASE_URL": f"sqlite:///{data_dir / 'journeys.db'}"}
-        if metrics_port:
-            env["JOURNEYS_METRICS_ADDRESS"] = f"127.0.0.1:{metrics_port}"
-        env |= overrides or {}
-        with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.process = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--dev", "--no-ui"],
-                                            cwd=ROOT, env=env, stdout=out, stderr=err)
-
-    def events(self) -> list[str]:
-        lines = self.err.read_text(errors="replace").splitlines()
-        return [json.loads(line).get("event", "") for line in lines if line.startswith("{")]
-
-    def output(self) -> str:
-        out, err = (path.read_text(errors="replace") for path in (self.out, self.err))
-        return f"stdout:\n{out}\nstderr:\n{err}"
-
-    async def ready(self, timeout: float = 20.0) -> Client:
-        """Connect (retrying) once the worker says it has started; fail early if it exits."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = self.process.poll()
-            assert code is None, f"worker exited with {code}\n{self.output()}"
-            if "worker started" in self.events():
-                try:
-                    return await connect(self.address)
-                except RuntimeError:
-                    pass
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"worker not ready in {timeout}s\n{self.output()}")
-
-    async def stop(self, sig: signal.Signals, timeout: float = 15.0) -> int:
-        self.process.send_signal(sig)
-        deadline = time.monotonic() + timeout
-        while self.process.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert self.process.poll() is not None, f"worker still running {timeout}s after {sig.name}"
-        return self.process.returncode
-
-    def kill(self) -> None:
-        if self.process.poll() is None:  # a failed test: try the graceful way, then force
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 async def test_dev_worker_runs_a_journey_survives_a_restart_and_exits_cleanly(tmp_path: Path) -> None:
@@ -206,21 +142,6 @@ def test_json_logs_carry_formatted_tracebacks() -> None:
         assert line["exception"].endswith("ZeroDivisionError: the cause")
         assert "test_json_logs_carry_formatted_tracebacks" in line["exception"]
     assert lines[0]["logger"] == "x"
-
-
-def temporal_servers(data_dir: Path) -> list[int]:
-    """The pids of the `temporal server start-dev` processes on ``data_dir``'s temporal.db."""
-    db = str((data_dir / "temporal.db").resolve())
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            args = (proc / "cmdline").read_bytes().split(b"\0")
-            state = (proc / "stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        if b"start-dev" in args and db.encode() in args and state != "Z":
-            pids.append(int(proc.name))
-    return pids
 
 
 @pytest.mark.parametrize(("setting", "value", "expected"), [

@@ -18,7 +18,7 @@ from activities.delivery import OutgoingMessage, default_providers
 from activities.providers import Outcome, delivered
 from journeys.models import Channel
 from journeys.store import Store
-from tests.support import DownProvider, Harness, examples, running_worker, with_nodes
+from tests.helpers.support import DownProvider, Harness, examples, running_worker, with_nodes
 from workflows.router import Router
 
 CART = {"product_name": "iPhone 14", "price": 799, "currency": "EUR",

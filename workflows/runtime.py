@@ -57,7 +57,7 @@ def journey_worker(client: Client, task_queue: str, activities: Sequence[Callabl
 
     Sends are async (a slow vendor holds no thread), so more of them may be in flight than
     there are threads. With a vendor answering in 200 ms, throughput is what is in flight over
-    the latency (``python -m tests.bench_sends``): 16 in flight give 65 messages/s, 64 give
+    the latency (``python -m scripts.bench_sends``): 16 in flight give 65 messages/s, 64 give
     about 245 (async) or 268 (sync httpx on 64 threads). The sync activities (profile, split,
     date, cancel) queue for the pool's threads, in milliseconds.
     """

@@ -1,6 +1,6 @@
-"""``tests/bench_upsert.py``'s second workflow: the bare workflow, then JourneyNode unset at the end.
+"""``scripts/bench_upsert.py``'s second workflow: the bare workflow, then JourneyNode unset at the end.
 
-Its own module because the sandbox imports a workflow's module: ``python -m tests.bench_upsert``
+Its own module because the sandbox imports a workflow's module: ``python -m scripts.bench_upsert``
 runs as ``__main__``, which the sandbox would re-execute from its file (as ``__temporal_main__``,
 the whole benchmark's imports included) for every workflow. Workflow code only.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from tests.bench_workflows import BareInput, BareWorkflow
+from scripts.bench_workflows import BareInput, BareWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows.models import JOURNEY_NODE

@@ -34,9 +34,9 @@ from workflows.models import SEARCH_ATTRIBUTES, JourneyState
 from workflows.router import route_event
 from workflows.runtime import binary, journey_worker
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-HISTORIES = Path(__file__).resolve().parent / "histories"
+HISTORIES = ROOT / "tests" / "histories"
 T = TypeVar("T")
 
 

@@ -1,6 +1,6 @@
 """Benchmark: journeys against a bare workflow of the same shape, on one Temporal dev server.
 
-    python -m tests.bench [--users 200] [--rounds 3] [--rounds-memory 1] [--delay 1] [--breakdown]
+    python -m scripts.bench [--users 200] [--rounds 3] [--rounds-memory 1] [--delay 1] [--breakdown]
                           [--messages 1000] [--concurrency 50] [--delivery-rounds 3]
 
 Both kinds run against the same ``temporal server start-dev`` in this process's care, with
@@ -9,7 +9,7 @@ their workers in this process:
 - journey: a copy of ``examples/abandoned-cart.yaml`` cut to the bare shape (inaction window
   1 s > push > delay 1 s > push; the 20 h wait and the email are dropped), entered through
   ``workflows.router.route_event`` with search attributes on, as in production;
-- bare: ``tests.bench_workflows.BareWorkflow``: timer 1 s, activity, timer 1 s, activity, whose
+- bare: ``scripts.bench_workflows.BareWorkflow``: timer 1 s, activity, timer 1 s, activity, whose
   activity claims one row in the same SQLite outbox.
 
 The batches alternate (a warm-up of each first); throughput is N over the time from the
@@ -18,7 +18,7 @@ first start to the last completion. The server is the embedded default: a SQLite
 server, to show what the file costs. ``--breakdown`` adds the journey without search
 attributes, to show what they cost.
 
-Then the delivery figure (``tests.bench_delivery``, ``--delivery-rounds 0`` to skip it): webhook
+Then the delivery figure (``scripts.bench_delivery``, ``--delivery-rounds 0`` to skip it): webhook
 messages per second through ``WebhookProvider.deliver`` against a bare httpx loop of the same
 concurrency, into one loopback receiver.
 """
@@ -49,9 +49,9 @@ from journeys.loader import load_file
 from journeys.logs import configure_logging
 from journeys.models import Journey
 from journeys.store import OutboxRow, Store
-from tests.bench_delivery import add_arguments as add_delivery_arguments
-from tests.bench_delivery import measure as measure_delivery
-from tests.bench_measure import (
+from scripts.bench_delivery import add_arguments as add_delivery_arguments
+from scripts.bench_delivery import measure as measure_delivery
+from scripts.bench_measure import (
     Batch,
     hiccups,
     latencies,
@@ -63,10 +63,10 @@ from tests.bench_measure import (
     server_pids,
     timed,
 )
-from tests.bench_workflows import BareInput, BareWorkflow, BareWrite
-from tests.scenarios import IPHONE
-from tests.scripts import run_script, scratch_store
-from tests.support import EXAMPLES, running_worker, with_nodes
+from scripts.bench_workflows import BareInput, BareWorkflow, BareWrite
+from scripts.common import run_script, scratch_store
+from scripts.scenarios import IPHONE
+from tests.helpers.support import EXAMPLES, running_worker, with_nodes
 from workflows.journey import JourneyWorkflow
 from workflows.models import SEARCH_ATTRIBUTES
 from workflows.router import route_event
@@ -118,7 +118,7 @@ async def bare_worker(client: Client, store: Store) -> AsyncIterator[Worker]:
 
     The same sandbox passthrough (and this workflow's module), 8 activity threads and slots.
     """
-    restrictions = sandbox_runner().restrictions.with_passthrough_modules("tests.bench_workflows")
+    restrictions = sandbox_runner().restrictions.with_passthrough_modules("scripts.bench_workflows")
     with ThreadPoolExecutor(max_workers=8) as executor:
         async with Worker(client, task_queue=BARE_QUEUE, workflows=[BareWorkflow],
                           activities=[BareActivities(store).write], activity_executor=executor,
@@ -228,7 +228,7 @@ def _describe(journey: Journey, delay: timedelta, args: argparse.Namespace, warm
           f"delay set to {d},\n          the 20h wait and the email dropped, for the bare shape "
           f"(timer > send > timer > send); entered through\n          route_event (describe + "
           f"signal-with-start); search attributes JourneyId, UserId, JourneyNode set and upserted")
-    print(f"bare:     tests.bench_workflows.BareWorkflow: timer {d} > activity > timer {d} > "
+    print(f"bare:     scripts.bench_workflows.BareWorkflow: timer {d} > activity > timer {d} > "
           f"activity; each activity claims one row\n          in the same SQLite outbox (a send "
           f"also reads the profile and the outbox, renders, and marks the row delivered)")
     then = "; then the same on an in-memory dev server" if args.rounds_memory else ""
@@ -286,7 +286,7 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=200, help="users (workflows) per batch")
     parser.add_argument("--rounds", type=int, default=3,

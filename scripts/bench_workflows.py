@@ -1,7 +1,7 @@
 """The benchmark's bare workflow: the journey's shape with no journey logic.
 
 Timer, activity, timer, activity, and nothing else: no graph walk, no search attributes, no
-personalization, no router. ``tests/bench.py`` runs it beside the journey interpreter to show
+personalization, no router. ``scripts/bench.py`` runs it beside the journey interpreter to show
 what the journey logic costs over Temporal itself. Workflow code only (the sandbox imports it).
 """
 

@@ -1,4 +1,4 @@
-"""What the two scripts, ``python -m tests.demo`` and ``python -m tests.bench``, share.
+"""What the two scripts, ``python -m scripts.demo`` and ``python -m scripts.bench``, share.
 
 Their way out (an exit status, past the Temporal client's abort at exit), a SQLite store in a
 temporary directory, and this process as ``/proc`` describes it.

@@ -1,6 +1,6 @@
 """Benchmark: webhook delivery through the provider against a bare httpx loop, into one receiver.
 
-    python -m tests.bench_delivery [--messages 1000] [--concurrency 50] [--delivery-rounds 3] [--profile]
+    python -m scripts.bench_delivery [--messages 1000] [--concurrency 50] [--delivery-rounds 3] [--profile]
 
 - provider: ``WebhookProvider.deliver``, built by ``build_providers`` from settings with
   ``JOURNEYS_WEBHOOK_SECRET`` set, as the worker builds it: it renders the request, adds
@@ -44,8 +44,8 @@ from activities.providers.webhook import WebhookProvider, signature
 from journeys.logs import configure_logging
 from journeys.models import Channel
 from journeys.settings import Settings
-from tests.bench_measure import percentile
-from tests.scripts import proc_stat, scratch_store
+from scripts.bench_measure import percentile
+from scripts.common import proc_stat, scratch_store
 
 SECRET = "bench-webhook-secret"
 CONTENT_TYPE = {"Content-Type": "application/json"}
@@ -53,7 +53,7 @@ CONTENT_TYPE = {"Content-Type": "application/json"}
 NOTABLE_RATIO = 0.8
 
 
-# --- the receiver (runs in a subprocess: python -m tests.bench_delivery --receiver) -----------
+# --- the receiver (runs in a subprocess: python -m scripts.bench_delivery --receiver) -----------
 
 class _Stats:
     requests = 0
@@ -155,7 +155,7 @@ class Receiver:
 @contextlib.contextmanager
 def receiver() -> Iterator[Receiver]:
     env = {**os.environ, "JOURNEYS_WEBHOOK_SECRET": SECRET}
-    process = subprocess.Popen([sys.executable, "-m", "tests.bench_delivery", "--receiver"],
+    process = subprocess.Popen([sys.executable, "-m", "scripts.bench_delivery", "--receiver"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert process.stdout is not None
@@ -447,7 +447,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench_delivery", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench_delivery", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     parser.add_argument("--profile", action="store_true",
@@ -460,7 +460,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 async def main(args: argparse.Namespace) -> int:
-    from tests.bench_measure import machine
+    from scripts.bench_measure import machine
     print(machine())
     return await measure(args)
 
@@ -471,5 +471,5 @@ if __name__ == "__main__":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve_receiver())
         sys.exit(0)
-    from tests.scripts import run_script
+    from scripts.common import run_script
     run_script(main(arguments))

@@ -1,4 +1,4 @@
-"""What ``python -m tests.bench`` measures, and how it reports it.
+"""What ``python -m scripts.bench`` measures, and how it reports it.
 
 Each batch's wall time and CPU (this process, and the dev server, its child, from /proc), its
 latencies from the outbox, its hiccups from the histories; the summary over every batch.
@@ -24,7 +24,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from journeys.store import Store
-from tests.scripts import proc_stat
+from scripts.common import proc_stat
 from workflows.runtime import binary
 
 TARGET_RATIO = 0.9

@@ -1,6 +1,6 @@
 """Benchmark: async sends against sync sends on threads, to a vendor that takes its time.
 
-    python -m tests.bench_sends [--messages 400] [--latency 0.2]
+    python -m scripts.bench_sends [--messages 400] [--latency 0.2]
 
 Why ``send_message`` is an async activity: with a vendor answering in ``--latency`` seconds,
 throughput is the number of sends in flight over the latency. The webhook provider (async
@@ -104,7 +104,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench_sends", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench_sends", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds the vendor takes")

@@ -1,15 +1,15 @@
 """Benchmark: what clearing JourneyNode at a journey's end costs, one more upsert per workflow.
 
-    python -m tests.bench_upsert [--users 200] [--rounds 3] [--delay 1] [--queries 20]
+    python -m scripts.bench_upsert [--users 200] [--rounds 3] [--delay 1] [--queries 20]
 
 When a journey ends, its ``JourneyNode`` search attribute keeps the last node. Either the
 interpreter clears it at the end (``workflow.upsert_search_attributes([JOURNEY_NODE.value_unset()])``,
 one more command per journey) or users filter with ``ExecutionStatus = 'Running'``. This measures
-both sides on the WAL-file dev server that ``python -m tests.bench`` starts, workers in this process:
+both sides on the WAL-file dev server that ``python -m scripts.bench`` starts, workers in this process:
 
-- keep:  ``tests.bench_workflows.BareWorkflow`` (timer 1 s, activity, timer 1 s, activity), started
+- keep:  ``scripts.bench_workflows.BareWorkflow`` (timer 1 s, activity, timer 1 s, activity), started
   with JourneyId, UserId and JourneyNode set, as ``route_event`` starts a journey;
-- unset: ``tests.bench_upsert_workflows.BareUnsetWorkflow``: the same, then JourneyNode unset in
+- unset: ``scripts.bench_upsert_workflows.BareUnsetWorkflow``: the same, then JourneyNode unset in
   the final workflow task (a command beside the completion, not another task).
 
 Batches of N users of each alternate (a warm-up of each first); throughput is N over the time from
@@ -37,8 +37,8 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from journeys.store import Store
-from tests.bench import BARE_JOURNEY_ID, BareActivities, production_logs, start_server
-from tests.bench_measure import (
+from scripts.bench import BARE_JOURNEY_ID, BareActivities, production_logs, start_server
+from scripts.bench_measure import (
     Batch,
     Kind,
     hiccups,
@@ -50,9 +50,9 @@ from tests.bench_measure import (
     server_pids,
     timed,
 )
-from tests.bench_upsert_workflows import BareUnsetWorkflow
-from tests.bench_workflows import BareInput, BareWorkflow
-from tests.scripts import run_script, scratch_store
+from scripts.bench_upsert_workflows import BareUnsetWorkflow
+from scripts.bench_workflows import BareInput, BareWorkflow
+from scripts.common import run_script, scratch_store
 from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID
 from workflows.runtime import sandbox_runner
 
@@ -67,9 +67,9 @@ QUERIES = {
 
 @asynccontextmanager
 async def upsert_worker(client: Client, store: Store) -> AsyncIterator[Worker]:
-    """Both workflows on one worker, set up as ``tests.bench.bare_worker`` sets up its own."""
+    """Both workflows on one worker, set up as ``scripts.bench.bare_worker`` sets up its own."""
     restrictions = sandbox_runner().restrictions.with_passthrough_modules(
-        "tests.bench_workflows", "tests.bench_upsert_workflows")
+        "scripts.bench_workflows", "scripts.bench_upsert_workflows")
     with ThreadPoolExecutor(max_workers=8) as executor:
         async with Worker(client, task_queue=QUEUE, workflows=[BareWorkflow, BareUnsetWorkflow],
                           activities=[BareActivities(store).write], activity_executor=executor,
@@ -159,14 +159,14 @@ async def check_unset(client: Client) -> dict[str, tuple[int, int]]:
 def describe(args: argparse.Namespace, warmup: int) -> None:
     print("JourneyNode at the end: one more upsert (unset) per workflow, or ExecutionStatus = 'Running'?")
     print(machine())
-    print(f"keep:     tests.bench_workflows.BareWorkflow: timer {args.delay}s > activity > timer "
+    print(f"keep:     scripts.bench_workflows.BareWorkflow: timer {args.delay}s > activity > timer "
           f"{args.delay}s > activity (one outbox row each),\n          started with JourneyId, "
           f"UserId and JourneyNode='{NODE}' (start_workflow search_attributes)")
-    print("unset:    tests.bench_upsert_workflows.BareUnsetWorkflow: the same, then "
+    print("unset:    scripts.bench_upsert_workflows.BareUnsetWorkflow: the same, then "
           "upsert_search_attributes([JOURNEY_NODE.value_unset()])\n          before returning (one "
           "more command in the final workflow task)")
     print("server:   one dev server on a SQLite file, journal_mode=wal, synchronous=normal "
-          "(tests.bench.start_server);\n          both kinds on one worker in this process (8 "
+          "(scripts.bench.start_server);\n          both kinds on one worker in this process (8 "
           "activity threads, the journeys' sandbox passthrough)")
     print(f"batches:  a warm-up of {warmup} users of each kind, then {args.rounds} rounds of "
           f"{args.users} users of each kind, alternating, started at once")
@@ -239,7 +239,7 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench_upsert", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench_upsert", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=200, help="users (workflows) per batch")
     parser.add_argument("--rounds", type=int, default=3,

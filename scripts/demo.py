@@ -1,6 +1,6 @@
 """The product page's scenarios for a few demo users, on the real Temporal code path.
 
-    python -m tests.demo
+    python -m scripts.demo
 
 One time-skipping Temporal test server, a worker running the real journey workflow and
 activities, a SQLite store in a temporary directory, and the journeys of ``examples/``. Every
@@ -35,10 +35,10 @@ from journeys.loader import journey_files, load_file
 from journeys.logs import configure_logging
 from journeys.models import Journey
 from journeys.store import Store
-from tests.scenarios import Scenario, scenarios
-from tests.scripts import process_seconds, run_script, scratch_store
-from tests.support import EXAMPLES, running_worker
-from tests.timeline import Played, console, event_time, length_text, offset_text, show, timeline
+from scripts.common import process_seconds, run_script, scratch_store
+from scripts.scenarios import Scenario, scenarios
+from scripts.timeline import Played, console, event_time, length_text, offset_text, show, timeline
+from tests.helpers.support import EXAMPLES, running_worker
 from workflows.journey import JourneyWorkflow
 from workflows.models import JourneyState
 from workflows.router import route_event

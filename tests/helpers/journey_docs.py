@@ -7,7 +7,7 @@ from typing import Any
 from journeys.loader import load_catalog, load_document
 from journeys.models import EventSchema
 from journeys.validate import validate_loaded
-from tests.support import EXAMPLES
+from tests.helpers.support import EXAMPLES
 
 CATALOG, CATALOG_PROBLEMS = load_catalog(EXAMPLES)
 

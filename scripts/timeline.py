@@ -32,7 +32,7 @@ from journeys.durations import format_duration
 from journeys.events import Event
 from journeys.models import ONLINE_CHANNELS, Journey, Node
 from journeys.store import OutboxRow
-from tests.scenarios import Scenario
+from scripts.scenarios import Scenario
 from workflows.models import JourneyInput, JourneyState
 
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""The product page's scenarios, as ``python -m tests.demo`` plays them: who sends what, when.
+"""The product page's scenarios, as ``python -m scripts.demo`` plays them: who sends what, when.
 
 Each scenario also says what the product page promises for it: the messages delivered (node,
 personalization event, workflow time after entry), how the journey ends, and for date/time
