@@ -27,6 +27,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.providers.registry import build_providers, choices, close_providers
+from ingestion.files import ingest
+from ingestion.pipeline import Ingestion
+from ingestion.router import Router
 from journeys.catalog import catalog
 from journeys.commands import cmd_graph, cmd_preview, cmd_schema, cmd_validate
 from journeys.events import Event, Routed, check_event, check_name, listens_to
@@ -36,7 +39,6 @@ from journeys.models import Journey
 from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
 from journeys.store import Store
-from workflows.router import Router, ingest
 from workflows.runtime import connect, leave
 from workflows.status import user_status
 
@@ -90,9 +92,10 @@ def _name_hint(name: str, journeys: list[Journey]) -> str | None:
     return f"did you mean {' or '.join(repr(n) for n in alike)}? event names match exactly" if alike else None
 
 
-def _router(client: Client, settings: Settings, store: Store) -> Router:
-    return Router(client, settings.task_queue, receipts=store, legacy_ids=settings.legacy_ids,
-                  send_timeout=settings.send_timeout)
+def _ingestion(client: Client, settings: Settings, store: Store, folder: str | None) -> Ingestion:
+    router = Router(client, settings.task_queue, receipts=store, legacy_ids=settings.legacy_ids,
+                    send_timeout=settings.send_timeout)
+    return Ingestion(router, store, folder or settings.journeys_dir)
 
 
 async def _event_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -101,12 +104,10 @@ async def _event_command(args: argparse.Namespace, settings: Settings) -> int:
     journeys = _catalog(args.journeys, settings)
     store = Store(settings.store_url)
     client = await _connect(settings)
-    if profile:
-        _update_profile(store, event.user_id, profile)
-    router = _router(client, settings, store)
-    routed = await router.route_event(journeys, event)
-    if profile:
-        routed += await router.route_profile(journeys, event.user_id, profile)
+    try:
+        routed = await _ingestion(client, settings, store, args.journeys).track(event, profile)
+    except LimitExceeded as exc:  # the profile, merged, is over its limit: nothing was routed
+        raise UsageError(str(exc)) from None
     _print_routed(routed, args.json)
     if not routed and (hint := _name_hint(event.name, journeys)):
         print(hint, file=sys.stderr)
@@ -123,11 +124,13 @@ def _update_profile(store: Store, user_id: str, changes: dict[str, Any]) -> dict
 async def _profile_command(args: argparse.Namespace, settings: Settings) -> int:
     _check_user(args.user)
     changes = json_object(args.set, "--set", MAX_PROFILE_BYTES)
-    journeys = _catalog(args.journeys, settings)
+    _catalog(args.journeys, settings)
     store = Store(settings.store_url)
     client = await _connect(settings)
     merged = _update_profile(store, args.user, changes)
-    routed = await _router(client, settings, store).route_profile(journeys, args.user, changes)
+    ingestion = _ingestion(client, settings, store, args.journeys)
+    routed = await ingestion.router.route_profile(ingestion.index().for_profile(changes), args.user,
+                                                  changes)
     print(json.dumps(merged, indent=2, ensure_ascii=False))
     if routed:
         _print_routed(routed, as_json=False)
@@ -145,16 +148,16 @@ async def _ingest_command(args: argparse.Namespace, settings: Settings) -> int:
     """Events from a file (or -), one JSON object a line; a summary; exit 1 if a line was refused."""
     if args.concurrency < 1:
         raise UsageError("--concurrency: at least 1")
-    journeys = _catalog(args.journeys, settings)
+    _catalog(args.journeys, settings)
     store = Store(settings.store_url)
     client = await _connect(settings)
-    router = _router(client, settings, store)
+    ingestion = _ingestion(client, settings, store, args.journeys)
     with contextlib.ExitStack() as stack:
         lines = sys.stdin if args.file == "-" else stack.enter_context(_open(args.file))
         bar = (stack.enter_context(Progress(transient=True, console=Console(stderr=True)))
                if sys.stderr.isatty() else None)
         task = bar.add_task("ingesting", total=None) if bar else None
-        summary = await ingest(router, journeys, lines, store, args.concurrency,
+        summary = await ingest(ingestion, lines, args.concurrency,
                                (lambda n: bar.advance(task, n)) if bar and task is not None else None)
     for refused in summary.refused:
         print(f"refused  {refused}", file=sys.stderr)
@@ -269,10 +272,10 @@ def cmd_inbox(args: argparse.Namespace) -> int:
 
 
 async def _serve_command(args: argparse.Namespace, settings: Settings) -> int:
-    """Segment's HTTP tracking API (workflows/http_api.py) on uvicorn, until interrupted."""
+    """Segment's HTTP tracking API (ingestion/http_api.py) on uvicorn, until interrupted."""
     import uvicorn
 
-    from workflows.http_api import check_bind, create_app
+    from ingestion.http_api import check_bind, create_app
 
     check_bind(args.host, settings.write_key)
     _catalog(args.journeys, settings)  # a catalog that cannot route is said now, in one line

@@ -30,6 +30,10 @@ class Catalog:
     folder: str
     journeys: tuple[Journey, ...]
     broken: dict[str, list[Problem]] = field(default_factory=dict)
+    #: The file each routing journey was read from.
+    files: dict[str, str] = field(default_factory=dict)
+    #: Broken files whose last good version still routes (the file was valid before an edit).
+    kept: tuple[str, ...] = ()
 
     @property
     def problems(self) -> list[Problem]:
@@ -48,6 +52,7 @@ class Catalog:
             return None
         lines = [f"{len(self.broken)} file(s) of the journey catalog {self.folder} are skipped "
                  f"({len(self.journeys)} journey(s) route events):"]
+        lines += [f"  {path}: its last good version routes until it is fixed" for path in self.kept]
         return "\n".join([*lines, *(f"  {problem}" for problem in self.problems)])
 
 
@@ -64,13 +69,34 @@ def load(folder: str | Path) -> Catalog:
         broken[str(folder)] = validate_file(folder, ({}, []))[1]
     if catalog_problems:
         broken[catalog_problems[0].file] = catalog_problems
-    journeys = []
+    journeys, sources = [], {}
     for loaded, problems in results:
         if problems or loaded.journey is None:
             broken[loaded.path] = problems
         else:
             journeys.append(loaded.journey)
-    return Catalog(str(folder), tuple(journeys), broken)
+            sources[loaded.journey.id] = str(loaded.path)
+    return Catalog(str(folder), tuple(journeys), broken, sources)
+
+
+def keep_last_good(before: Catalog, now: Catalog) -> Catalog:
+    """``now``, where an edit broke a file that was valid ``before``: its last good journey routes.
+
+    Users in that journey keep getting their exit and wait events while the file is fixed. A
+    file that was removed is not kept: removing it is the change.
+    """
+    kept_journeys, kept = [], []
+    routing = {journey.id for journey in now.journeys}
+    for journey in before.journeys:
+        path = before.files.get(journey.id)
+        if path in now.broken and journey.id not in routing and os.path.lexists(path):
+            kept_journeys.append(journey)
+            kept.append(path)
+            routing.add(journey.id)
+    if not kept:
+        return now
+    files = now.files | {j.id: before.files[j.id] for j in kept_journeys}
+    return Catalog(now.folder, (*now.journeys, *kept_journeys), now.broken, files, tuple(kept))
 
 
 def _stamp(folder: Path) -> Stamp:
@@ -97,7 +123,8 @@ _lock = threading.Lock()
 
 def catalog(folder: str | Path) -> Catalog:
     """The catalog of ``folder``, validated once per process: later calls stat its files and
-    validate again only if one was added, removed or changed (size or mtime_ns)."""
+    validate again only if one was added, removed or changed (size or mtime_ns). A file that an
+    edit broke keeps routing its last good version (``Catalog.kept``)."""
     key = Path(os.path.abspath(folder))
     with _lock:
         stamp = _stamp(key)
@@ -105,6 +132,8 @@ def catalog(folder: str | Path) -> Catalog:
         if cached is not None and cached[0] == stamp:
             return cached[1]
         result = load(folder)
+        if cached is not None:
+            result = keep_last_good(cached[1], result)
         _cache[key] = (stamp, result)
         return result
 

@@ -18,10 +18,10 @@ import uvicorn
 import yaml
 from temporalio.testing import WorkflowEnvironment
 
+from ingestion.http_api import MAX_BODY_BYTES, create_app
 from journeys.settings import Settings
 from journeys.store import Store
 from tests.helpers.support import dev_server, free_port, run_cli
-from workflows.http_api import MAX_BODY_BYTES, create_app
 
 QUEUE = "journeys-http"
 KEY = "test-write-key"

@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ingestion.router import Router
 from journeys.events import Event
 from journeys.models import Journey
 from journeys.store import Store
@@ -21,7 +22,6 @@ from tests.helpers.processes import TASK_QUEUE, WorkerProcess
 from tests.helpers.support import free_port
 from tests.helpers.vendors import Answer, WebhookReceiver, serving
 from workflows.models import JourneyState
-from workflows.router import Router
 
 SECRET = "kill-test-secret"
 

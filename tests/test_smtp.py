@@ -21,6 +21,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from activities.providers import OutgoingMessage, TransientError
 from activities.providers.mailsink import LoopbackController, MailSink, start_dev_sink
 from activities.providers.smtp import SmtpProvider, address, build, message_id, missing
+from ingestion.router import route_event
 from journeys.events import Event
 from journeys.loader import load_file
 from journeys.models import Channel
@@ -30,7 +31,6 @@ from journeys.store import Store
 from tests.helpers.processes import TASK_QUEUE, WorkerProcess
 from tests.helpers.support import ROOT, free_port
 from workflows.models import JourneyState
-from workflows.router import route_event
 
 CONTENT = {"subject": "iPhone 14 is still in your cart\n", "html": "<h1>iPhone 14</h1>",
            "text": "iPhone 14 ($799): https://shop.test/p"}

@@ -21,6 +21,7 @@ import pytest
 import structlog
 from temporalio.client import WorkflowExecutionStatus
 
+from ingestion.router import route_event
 from journeys.events import Event
 from journeys.loader import load_file
 from journeys.logs import configure_logging
@@ -30,7 +31,6 @@ from tests.helpers.processes import TASK_QUEUE, WorkerProcess, temporal_servers
 from tests.helpers.support import free_port
 from worker import DevServerError, start_dev_server
 from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID, JourneyState
-from workflows.router import route_event
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = "user-worker-1"

@@ -16,10 +16,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import OutgoingMessage, default_providers
 from activities.providers import Outcome, delivered
+from ingestion.router import Router
 from journeys.models import Channel
 from journeys.store import Store
 from tests.helpers.support import DownProvider, Harness, examples, running_worker, with_nodes
-from workflows.router import Router
 
 CART = {"product_name": "iPhone 14", "price": 799, "currency": "EUR",
         "product_image": "https://shop.test/iphone14.png", "product_url": "https://shop.test/p/iphone14"}

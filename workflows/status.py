@@ -26,12 +26,12 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
+from ingestion.router import belongs_to, describe
 from journeys.events import legacy_workflow_id, workflow_id
 from journeys.models import Journey
 from journeys.store import Store
 from workflows.journey import JourneyWorkflow
 from workflows.models import JOURNEY_NODE, USER_ID, JourneyState
-from workflows.router import belongs_to, describe
 
 #: How long a query may wait for a worker: it is only waited on when one polls the queue.
 QUERY_TIMEOUT = timedelta(seconds=3)

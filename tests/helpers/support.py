@@ -25,13 +25,13 @@ from temporalio.worker import Worker
 from activities import build_activities
 from activities.delivery import OutgoingMessage, Provider
 from activities.providers import Outcome
+from ingestion.router import route_event
 from journeys.events import Event, Routed, workflow_id
 from journeys.loader import journey_files, load_file
 from journeys.models import Channel, Journey
 from journeys.store import OutboxRow, Store
 from workflows.journey import JourneyWorkflow
 from workflows.models import SEARCH_ATTRIBUTES, JourneyState
-from workflows.router import route_event
 from workflows.runtime import binary, journey_worker
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ without the right key; 413 for a body over 500 KB. ``messageId`` is the event id
 sent twice (a client's retry) enters nobody twice; an item without one gets an id from its
 content, as a line of ``starter.py ingest`` does.
 
-Not workflow code: it runs in ``starter.py serve``.
+It runs in ``starter.py serve`` and ``make run``.
 """
 
 from __future__ import annotations
@@ -36,16 +36,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
-from journeys.catalog import catalog
-from journeys.events import Event, Routed, check_name
+from ingestion.pipeline import Ingestion
+from ingestion.router import Router
+from journeys.events import check_name
 from journeys.ingest import BadLine, parse_item
 from journeys.inputs import strict_json
 from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded, brief, check_properties
-from journeys.models import Journey
 from journeys.problems import UsageError
 from journeys.settings import Settings
 from journeys.store import Store
-from workflows.router import Router
 from workflows.runtime import connect
 
 #: A request's body, as Segment's tracking API limits a batch (after gzip is undone).
@@ -105,7 +104,7 @@ def _typed(model: type[BaseModel], kind: str) -> dict[str, Any]:
 class _Parts:
     client: Client
     store: Store
-    router: Router
+    ingestion: Ingestion
 
 
 class _Refused(Exception):
@@ -132,7 +131,9 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
         store = Store(settings.store_url)
         router = Router(client, settings.task_queue, receipts=store, legacy_ids=settings.legacy_ids,
                         send_timeout=settings.send_timeout)
-        app.state.parts = _Parts(client, store, router)
+        ingestion = Ingestion(router, store, folder)
+        await asyncio.to_thread(ingestion.index)  # validated once, now; again when a file changes
+        app.state.parts = _Parts(client, store, ingestion)
         try:
             yield
         finally:
@@ -150,10 +151,9 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
         except _Refused as exc:
             return _answer(exc.status, [{"reason": exc.reason}])
         parts: _Parts = request.app.state.parts
-        journeys = await asyncio.to_thread(_journeys, folder)
         errors = []
         for index, (kind, raw) in enumerate(work):  # in order: each user's events as sent
-            reason = await _route(parts, journeys, kind, raw, index)
+            reason = await _route(parts.ingestion, kind, raw, index)
             if reason:
                 errors.append({"index": index, "reason": reason})
         return _answer(400 if errors else 200, errors)
@@ -244,34 +244,18 @@ def _batch_items(body: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(item.get("type", "") if isinstance(item, dict) else "", item) for item in items]
 
 
-def _journeys(folder: str | Path) -> list[Journey]:
-    """The catalog's valid journeys (read again when a file changed); broken files are logged."""
-    found = catalog(folder)
-    if warning := found.warning():
-        log.warning("%s", warning)
-    return list(found.journeys)
-
-
-async def _route(parts: _Parts, journeys: list[Journey], kind: str, raw: Any, index: int) -> str | None:
+async def _route(ingestion: Ingestion, kind: str, raw: Any, index: int) -> str | None:
     """Route one item; why it was refused or failed, or None."""
     if not isinstance(raw, dict):
         return "not a JSON object"
-    event: Event | None = None
     try:
         if kind == "track":
             line = parse_item(raw, index)
-            event, user, profile = line.event, line.event.user_id, line.profile
+            routed = await ingestion.track(line.event, line.profile)
         elif kind == "identify":
-            user, profile = _identify(raw)
+            routed = await ingestion.identify(*_identify(raw))
         else:
             return f"type: {kind!r} is not one of 'track', 'identify'"
-        if profile:  # first, as `starter.py event --profile` does: the journey sees it
-            await asyncio.to_thread(parts.store.update_profile, user, profile)
-        routed: list[Routed] = []
-        if event is not None:
-            routed += await parts.router.route_event(journeys, event)
-        if profile:
-            routed += await parts.router.route_profile(journeys, user, profile)
     except BadLine as exc:
         return exc.reason
     except LimitExceeded as exc:

@@ -1,14 +1,13 @@
 """The client side of journeys: an event starts, wakes or ends its user's journey workflows.
 
-Not workflow code (it runs in ``starter.py``, the demo and the benchmark): it holds the rules
-for workflow ids, re-entry, event deduplication and search attributes in one place.
+Called by ``ingestion.pipeline`` (and directly by tests, the demo and the benchmark): it holds
+the rules for workflow ids, re-entry, event deduplication and search attributes in one place.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from temporalio.client import (
@@ -36,13 +35,16 @@ from journeys.events import (
     starts_on_profile,
     workflow_id,
 )
-from journeys.ingest import BadLine, Line, parse_line
 from journeys.limits import brief
 from journeys.models import Journey
 from journeys.store import Store
 from workflows.journey import JourneyWorkflow
 from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID, JourneyInput
 
+#: How often an entry is tried when the user's run keeps ending between the start and the signal.
+START_ATTEMPTS = 3
+#: Release 0.1's workflow ids (``journey-<journey>-<user>``); today's start with "journey/".
+LEGACY_PREFIX = "journey-"
 REUSE = {"never": WorkflowIDReusePolicy.REJECT_DUPLICATE,
          "after_exit": WorkflowIDReusePolicy.ALLOW_DUPLICATE}
 
@@ -61,6 +63,8 @@ class Router:
     receipts: Store | None = None
     legacy_ids: bool = False
     send_timeout: float | None = None  # JOURNEYS_SEND_TIMEOUT, pinned in each entry
+    _legacy_known: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+    _legacy_lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False, repr=False)
 
     async def route_event(self, journeys: Sequence[Journey], event: Event) -> list[Routed]:
         """Every journey this event touches: entries start, waits and exits are signalled.
@@ -108,7 +112,11 @@ class Router:
         return result
 
     async def start(self, journey: Journey, user_id: str, event: Event | None) -> Routed:
-        """Signal-with-start the user's journey; the id-reuse policy encodes ``reentry``."""
+        """Start the user's journey with ``event`` in its input: one round trip to Temporal.
+
+        The id-reuse policy encodes ``reentry``. A user already in the journey gets the event as
+        a signal; if their run ends in between, the start is tried again.
+        """
         legacy, running = await self._legacy(journey, user_id)
         if legacy is not None and running:  # an entry of release 0.1 still runs: it gets the event
             if event:
@@ -118,24 +126,37 @@ class Router:
         if legacy is not None and journey.reentry == "never":  # they did it under 0.1: once is all
             return Routed(journey_id=journey.id, workflow_id=legacy.id, action="not-reentered")
         wid = workflow_id(journey.id, user_id)
-        running = await _is_running(self.client.get_workflow_handle(wid))
+        for _ in range(START_ATTEMPTS):
+            try:
+                handle = await self._start(journey, user_id, event, wid)
+            except WorkflowAlreadyStartedError:  # a closed run, and reentry: never
+                return Routed(journey_id=journey.id, workflow_id=wid, action="not-reentered")
+            if started(handle):
+                return Routed(journey_id=journey.id, workflow_id=wid, action="started")
+            if event is None:
+                return Routed(journey_id=journey.id, workflow_id=wid, action="running")
+            try:
+                await handle.signal(JourneyWorkflow.event, event)
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:  # the run ended since: enter again
+                    continue
+                raise
+            return Routed(journey_id=journey.id, workflow_id=wid, action="signalled")
+        raise RuntimeError(f"{wid}: the journey ended {START_ATTEMPTS} times while it was entered")
+
+    async def _start(self, journey: Journey, user_id: str, event: Event | None,
+                     wid: str) -> WorkflowHandle:
         attributes = TypedSearchAttributes([
             SearchAttributePair(JOURNEY_ID, journey.id), SearchAttributePair(USER_ID, user_id),
             SearchAttributePair(JOURNEY_NODE, journey.entry)]) if self.search_attributes else None
-        try:
-            await self.client.start_workflow(
-                JourneyWorkflow.run,
-                JourneyInput(journey=journey, user_id=user_id, entry_event=event,
-                             search_attributes=self.search_attributes, send_timeout=self.send_timeout),
-                id=wid, task_queue=self.task_queue, id_reuse_policy=REUSE[journey.reentry],
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=attributes, static_summary=f"{journey.name}: user {user_id}",
-                static_details=f"journey `{journey.id}`, entered at `{journey.entry}`",
-                start_signal="event" if event else None, start_signal_args=[event] if event else [])
-        except WorkflowAlreadyStartedError:
-            return Routed(journey_id=journey.id, workflow_id=wid, action="not-reentered")
-        action = "started" if not running else "signalled" if event else "running"
-        return Routed(journey_id=journey.id, workflow_id=wid, action=action)
+        return await self.client.start_workflow(
+            JourneyWorkflow.run,
+            JourneyInput(journey=journey, user_id=user_id, entry_event=event,
+                         search_attributes=self.search_attributes, send_timeout=self.send_timeout),
+            id=wid, task_queue=self.task_queue, id_reuse_policy=REUSE[journey.reentry],
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=attributes, static_summary=f"{journey.name}: user {user_id}",
+            static_details=f"journey `{journey.id}`, entered at `{journey.entry}`")
 
     async def signal(self, journey: Journey, event: Event) -> Routed | None:
         """Pass an event to the user's running journey, if there is one."""
@@ -154,15 +175,35 @@ class Router:
         """This journey's entry of release 0.1 for exactly this user, if any, and whether it runs.
 
         Its id is ambiguous (``journey-welcome-back-ada`` may be either welcome/back-ada or
-        welcome-back/ada): only its search attributes say whose it is.
+        welcome-back/ada): only its search attributes say whose it is. A namespace without any
+        0.1 workflow (asked once per router) costs nothing here.
         """
-        if not self.legacy_ids:
+        if not self.legacy_ids or not await self._any_legacy():
             return None, False
         handle = self.client.get_workflow_handle(legacy_workflow_id(journey.id, user_id))
         description = await describe(handle)
         if description is None or not belongs_to(description, journey.id, user_id):
             return None, False
         return handle, description.status == WorkflowExecutionStatus.RUNNING
+
+    async def _any_legacy(self) -> bool:
+        """Does the namespace hold any workflow under 0.1's ids? This code never makes new ones."""
+        async with self._legacy_lock:
+            if "any" not in self._legacy_known:
+                try:
+                    found = await self.client.count_workflows(f'WorkflowId STARTS_WITH "{LEGACY_PREFIX}"')
+                    self._legacy_known["any"] = found.count > 0
+                except RPCError:  # a server without visibility counts: look at every entry
+                    self._legacy_known["any"] = True
+            return self._legacy_known["any"]
+
+
+def started(handle: WorkflowHandle) -> bool:
+    """Did the start call that made ``handle`` start a new run (or find one running)?
+
+    The SDK keeps the server's answer on the handle but has no public property for it yet.
+    """
+    return bool(handle._start_workflow_response.started)  # type: ignore[union-attr]
 
 
 def belongs_to(description: WorkflowExecutionDescription, journey_id: str, user_id: str) -> bool:
@@ -180,11 +221,6 @@ async def describe(handle: WorkflowHandle) -> WorkflowExecutionDescription | Non
         raise
 
 
-async def _is_running(handle: WorkflowHandle) -> bool:
-    description = await describe(handle)
-    return description is not None and description.status == WorkflowExecutionStatus.RUNNING
-
-
 def _failed(journey: Journey, user_id: str, exc: Exception) -> Routed:
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return Routed(journey_id=journey.id, workflow_id=workflow_id(journey.id, user_id),
@@ -195,71 +231,3 @@ async def route_event(client: Client, journeys: Sequence[Journey], event: Event,
                       *, search_attributes: bool = True) -> list[Routed]:
     """:meth:`Router.route_event` without receipts (tests, demo and benchmark)."""
     return await Router(client, task_queue, search_attributes).route_event(journeys, event)
-
-
-def _forget(last: dict[str, asyncio.Task[None]], user: str, done: asyncio.Task[None]) -> None:
-    """A user's latest line is done: nothing of theirs is left to wait for."""
-    if last.get(user) is done:
-        del last[user]
-
-
-@dataclass
-class Ingested:
-    """What ``ingest`` did: lines read, and what became of them."""
-
-    read: int = 0
-    started: int = 0
-    signalled: int = 0
-    ignored: int = 0  # reached no journey, or every journey had it already
-    refused: list[str] = field(default_factory=list)  # "line N: why"
-    failed: list[str] = field(default_factory=list)  # "line N: journey: why"
-
-
-async def ingest(router: Router, journeys: Sequence[Journey], lines: Iterable[str], store: Store,
-                 concurrency: int = 64, progress: Callable[[int], None] | None = None) -> Ingested:
-    """Route a file of events, ``concurrency`` at a time, each user's in the file's order."""
-    summary, gate = Ingested(), asyncio.Semaphore(concurrency)
-    last: dict[str, asyncio.Task[None]] = {}  # each user's latest line: the next one waits for it
-
-    async def one(line: Line, before: asyncio.Task[None] | None) -> None:
-        try:
-            if before is not None:
-                await before
-            if line.profile:
-                await asyncio.to_thread(store.update_profile, line.event.user_id, line.profile)
-            routed = await router.route_event(journeys, line.event)
-            if line.profile:
-                routed += await router.route_profile(journeys, line.event.user_id, line.profile)
-            actions = {r.action for r in routed}
-            summary.started += "started" in actions
-            summary.signalled += "signalled" in actions and "started" not in actions
-            summary.ignored += not actions & {"started", "signalled", "failed"}
-            summary.failed += [f"line {line.number}: {r.journey_id}: {r.error}"
-                               for r in routed if r.action == "failed"]
-        except Exception as exc:  # a profile over its limit, an unreachable store ...
-            summary.failed.append(f"line {line.number}: {exc}")
-        finally:
-            gate.release()
-            if progress:
-                progress(1)
-
-    for number, text in enumerate(lines, start=1):
-        try:
-            line = parse_line(text, number)
-        except BadLine as exc:
-            summary.read += 1
-            summary.refused.append(str(exc))
-            if progress:
-                progress(1)
-            continue
-        if line is None:
-            continue
-        summary.read += 1
-        await gate.acquire()
-        user = line.event.user_id
-        task = asyncio.create_task(one(line, last.get(user)))
-        last[user] = task
-        task.add_done_callback(functools.partial(_forget, last, user))
-    if last:
-        await asyncio.gather(*last.values())
-    return summary

@@ -1,0 +1,79 @@
+"""``starter.py ingest``: a file of events, one JSON object a line, routed concurrently.
+
+Each user's lines keep the file's order (a line waits for the user's previous one); a line
+without an id gets one from its content, so the same file ingested twice enters nobody twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ingestion.pipeline import Ingestion
+from journeys.ingest import BadLine, Line, parse_line
+
+
+def _forget(last: dict[str, asyncio.Task[None]], user: str, done: asyncio.Task[None]) -> None:
+    """A user's latest line is done: nothing of theirs is left to wait for."""
+    if last.get(user) is done:
+        del last[user]
+
+
+@dataclass
+class Ingested:
+    """What ``ingest`` did: lines read, and what became of them."""
+
+    read: int = 0
+    started: int = 0
+    signalled: int = 0
+    ignored: int = 0  # reached no journey, or every journey had it already
+    refused: list[str] = field(default_factory=list)  # "line N: why"
+    failed: list[str] = field(default_factory=list)  # "line N: journey: why"
+
+
+async def ingest(ingestion: Ingestion, lines: Iterable[str], concurrency: int = 64,
+                 progress: Callable[[int], None] | None = None) -> Ingested:
+    """Route a file of events, ``concurrency`` at a time, each user's in the file's order."""
+    summary, gate = Ingested(), asyncio.Semaphore(concurrency)
+    last: dict[str, asyncio.Task[None]] = {}  # each user's latest line: the next one waits for it
+
+    async def one(line: Line, before: asyncio.Task[None] | None) -> None:
+        try:
+            if before is not None:
+                await before
+            routed = await ingestion.track(line.event, line.profile)
+            actions = {r.action for r in routed}
+            summary.started += "started" in actions
+            summary.signalled += "signalled" in actions and "started" not in actions
+            summary.ignored += not actions & {"started", "signalled", "failed"}
+            summary.failed += [f"line {line.number}: {r.journey_id}: {r.error}"
+                               for r in routed if r.action == "failed"]
+        except Exception as exc:  # a profile over its limit, an unreachable store ...
+            summary.failed.append(f"line {line.number}: {exc}")
+        finally:
+            gate.release()
+            if progress:
+                progress(1)
+
+    for number, text in enumerate(lines, start=1):
+        try:
+            line = parse_line(text, number)
+        except BadLine as exc:
+            summary.read += 1
+            summary.refused.append(str(exc))
+            if progress:
+                progress(1)
+            continue
+        if line is None:
+            continue
+        summary.read += 1
+        await gate.acquire()
+        user = line.event.user_id
+        task = asyncio.create_task(one(line, last.get(user)))
+        last[user] = task
+        task.add_done_callback(functools.partial(_forget, last, user))
+    if last:
+        await asyncio.gather(*last.values())
+    return summary
