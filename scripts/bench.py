@@ -8,7 +8,7 @@ their workers in this process:
 
 - journey: a copy of ``examples/abandoned-cart.yaml`` cut to the bare shape (inaction window
   1 s > push > delay 1 s > push; the 20 h wait and the email are dropped), entered through
-  ``workflows.router.route_event`` with search attributes on, as in production;
+  ``ingestion.router.route_event`` with search attributes on, as in production;
 - bare: ``scripts.bench_workflows.BareWorkflow``: timer 1 s, activity, timer 1 s, activity, whose
   activity claims one row in the same SQLite outbox.
 
@@ -43,6 +43,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from ingestion.router import route_event
 from journeys.durations import format_duration
 from journeys.events import Event, workflow_id
 from journeys.loader import load_file
@@ -69,7 +70,6 @@ from scripts.scenarios import IPHONE
 from tests.helpers.support import EXAMPLES, running_worker, with_nodes
 from workflows.journey import JourneyWorkflow
 from workflows.models import SEARCH_ATTRIBUTES
-from workflows.router import route_event
 from workflows.runtime import binary, sandbox_runner
 
 JOURNEY_QUEUE = "bench-journeys"

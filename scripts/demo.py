@@ -4,7 +4,7 @@
 
 One time-skipping Temporal test server, a worker running the real journey workflow and
 activities, a SQLite store in a temporary directory, and the journeys of ``examples/``. Every
-event goes through ``workflows.router.route_event``. Delays are durable timers that the server
+event goes through ``ingestion.router.route_event``. Delays are durable timers that the server
 skips over, so a 15 h delay is 15 h of workflow time and not 15 h of yours. Each user's
 timeline is read back from the workflow history (times, timer lengths) and from the outbox
 (the messages as rendered). The demo checks what it shows and exits 1 if a scenario does not
@@ -30,6 +30,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
+from ingestion.router import route_event
 from journeys.events import Event
 from journeys.loader import journey_files, load_file
 from journeys.logs import configure_logging
@@ -41,7 +42,6 @@ from scripts.timeline import Played, console, event_time, length_text, offset_te
 from tests.helpers.support import EXAMPLES, running_worker
 from workflows.journey import JourneyWorkflow
 from workflows.models import JourneyState
-from workflows.router import route_event
 from workflows.runtime import binary
 
 QUEUE = "demo"
