@@ -12,8 +12,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)  ## the worker and an embedded Temporal dev server (UI on http://localhost:8233)
-	JOURNEYS_DIR=examples $(BIN)/python worker.py --dev
+run: $(STAMP)  ## the worker, an embedded Temporal dev server (UI on http://localhost:8233), the HTTP API on :8000
+	JOURNEYS_DIR=examples $(BIN)/python worker.py --dev --serve
 
 demo: $(STAMP)  ## the product page's scenarios for a few users, on the time-skipping server
 	$(BIN)/python -m scripts.demo

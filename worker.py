@@ -2,6 +2,7 @@
 
     python worker.py          # a worker for the cluster at TEMPORAL_ADDRESS
     python worker.py --dev    # plus `temporal server start-dev`, persisted in <data dir>/temporal.db
+    python worker.py --dev --serve   # plus Segment's HTTP tracking API on 127.0.0.1:8000 (make run)
 
 Settings come from the environment (``journeys.settings.Settings``); Prometheus metrics from the
 SDK runtime are served on JOURNEYS_METRICS_ADDRESS (for example ``0.0.0.0:9464``) when it is set.
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable
@@ -31,6 +33,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from activities import build_activities
 from activities.providers.mailsink import MailSink, start_dev_sink
 from activities.providers.registry import build_providers, choices, close_providers
+from ingestion.serving import api_settings, bind, host_port, start_api
 from journeys.caps import caps_setting
 from journeys.catalog import catalog
 from journeys.logs import configure_logging
@@ -59,20 +62,29 @@ async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
 
 
 async def run_worker(settings: Settings, *, dev: bool, ui: bool = True, metrics_address: str | None = None,
-                     stop: asyncio.Event | None = None, activity_threads: int = 16) -> int:
+                     stop: asyncio.Event | None = None, activity_threads: int = 16,
+                     serve: tuple[str, int] | None = None) -> int:
     """Run the worker (``dev``: the dev server first) until ``stop`` is set (default: SIGINT or
-    SIGTERM); returns an exit status. SDK metrics for Prometheus are served on ``metrics_address``.
+    SIGTERM); returns an exit status. SDK metrics for Prometheus are served on ``metrics_address``;
+    ``serve`` (host, port) also serves the HTTP tracking API, on the worker's client.
 
     A data dir that is busy or unwritable, or a store that cannot open, raises UsageError before
     anything is started or logged.
     """
     lock = DataDirLock(settings.data_dir) if dev else None  # held until we return
+    api_socket: socket.socket | None = None
     try:
+        show_key = bool(serve and dev and not settings.write_key)  # the key --dev makes
+        if serve:
+            settings = api_settings(settings, serve[0], dev)
+            api_socket = bind(*serve)
         store = Store(settings.store_url)
         # Each vendor's settings, checked before anything starts (built again in _serve, where
         # --dev's mail sink is known).
         await close_providers(build_providers(settings, store))
     except BaseException:
+        if api_socket:
+            api_socket.close()
         if lock:
             lock.release()
         raise
@@ -107,13 +119,15 @@ async def run_worker(settings: Settings, *, dev: bool, ui: bool = True, metrics_
             raise StartupError(f"cannot reach Temporal at {settings.temporal_address} (is it running? "
                                f"`python worker.py --dev` starts one): {exc}") from None
         return 0 if client is None else await _serve(client, settings, store, stop, server,
-                                                     activity_threads, metrics_address)
+                                                     activity_threads, metrics_address, api_socket, show_key)
     finally:
         if sink:
             await asyncio.to_thread(sink.stop)
         if server:
             log.info("dev server stopped", status=await server.stop())
         store.engine.dispose()  # the last connection closed checkpoints SQLite's WAL
+        if api_socket:
+            api_socket.close()
         if lock:
             lock.release()
         for sig in signals:
@@ -122,8 +136,9 @@ async def run_worker(settings: Settings, *, dev: bool, ui: bool = True, metrics_
 
 
 async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio.Event,
-                 server: DevServer | None, activity_threads: int, metrics_address: str | None) -> int:
-    """Poll until ``stop`` (0), or until the worker fails or the dev server dies (1)."""
+                 server: DevServer | None, activity_threads: int, metrics_address: str | None,
+                 api_socket: socket.socket | None, show_key: bool) -> int:
+    """Poll until ``stop`` (0), or until the worker fails, the API fails or the dev server dies (1)."""
     with ThreadPoolExecutor(max_workers=activity_threads, thread_name_prefix="activity") as executor:
         providers = build_providers(settings, store)
         _log_providers(settings)
@@ -139,13 +154,20 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
         watched: set[asyncio.Future[Any]] = {running, asyncio.create_task(stop.wait())}
         if server:
             watched.add(asyncio.create_task(server.process.wait()))
+        api = await start_api(client, settings, api_socket, show_key) if api_socket else None
+        if api:
+            watched.add(api.task)
         done, pending = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending - {running}:
+        for task in pending - {running} - ({api.task} if api else set()):
             task.cancel()
+        if api:
+            await api.stop()
         if running in done:
             log.error("worker failed", error=repr(running.exception()))
             return 1
-        if not stop.is_set():
+        if api and api.task in done and not stop.is_set():
+            log.error("HTTP API stopped", error=repr(api.task.exception()))
+        elif not stop.is_set():
             log.error("dev server exited", status=server.process.returncode if server else None)
         log.info("worker shutting down")
         await worker.shutdown()
@@ -182,10 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the journey worker.")
     parser.add_argument("--dev", action="store_true", help="start an embedded Temporal dev server first")
     parser.add_argument("--no-ui", action="store_true", help="with --dev: no Temporal Web UI (--headless)")
+    parser.add_argument("--serve", nargs="?", const="127.0.0.1:8000", metavar="HOST:PORT",
+                        help="also serve Segment's HTTP tracking API (default 127.0.0.1:8000)")
     args = parser.parse_args(argv)
     configure_logging()
     try:
-        return asyncio.run(run_worker(load_settings(), dev=args.dev, ui=not args.no_ui,
+        serve = host_port(args.serve, "--serve") if args.serve else None
+        return asyncio.run(run_worker(load_settings(), dev=args.dev, ui=not args.no_ui, serve=serve,
                                       metrics_address=os.environ.get("JOURNEYS_METRICS_ADDRESS") or None))
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

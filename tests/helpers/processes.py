@@ -23,7 +23,7 @@ class WorkerProcess:
     """``python worker.py --dev --no-ui`` with its output in files (a full pipe would block it)."""
 
     def __init__(self, data_dir: Path, port: int, name: str, metrics_port: int | None = None,
-                 overrides: dict[str, str] | None = None) -> None:
+                 overrides: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
         self.address = f"127.0.0.1:{port}"
         self.out, self.err = data_dir.parent / f"{name}.out", data_dir.parent / f"{name}.err"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
@@ -35,8 +35,8 @@ class WorkerProcess:
             env["JOURNEYS_METRICS_ADDRESS"] = f"127.0.0.1:{metrics_port}"
         env |= overrides or {}
         with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.process = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--dev", "--no-ui"],
-                                            cwd=ROOT, env=env, stdout=out, stderr=err)
+            command = [sys.executable, str(ROOT / "worker.py"), "--dev", "--no-ui", *args]
+            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err)
 
     def events(self) -> list[str]:
         lines = self.err.read_text(errors="replace").splitlines()
