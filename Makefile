@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint bench clean
+.PHONY: run demo test lint bench drill clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: lint  ## ruff, mypy, then every test
 
 bench: $(STAMP)
 	$(BIN)/python -m scripts.bench
+
+drill: $(STAMP)  ## the load drill: 20,000 parked users, restarts, a SIGKILL (under 15 minutes)
+	$(BIN)/python -m scripts.drill
 
 clean:
 	rm -rf $(VENV) .journeys .mypy_cache .pytest_cache .ruff_cache
