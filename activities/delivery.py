@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
+from typing import Any
 
 import structlog
 from temporalio import activity
@@ -66,37 +67,11 @@ class Delivery:
         log = _log.bind(journey_id=input.journey_id, user_id=input.user_id, node_id=input.node_id,
                         workflow_id=input.workflow_id, channel=input.channel.value,
                         attempt=activity.info().attempt)
-        store = self.store
-        known = await asyncio.to_thread(store.outbox_get, input.idempotency_key)
-        if known and known.status in FINAL:
-            return _result(known, duplicate=True)
-        profile = await asyncio.to_thread(store.profile, input.user_id)
-        event = personalization_event(input.channel, input.event)
-        row = OutboxRow(
-            idempotency_key=input.idempotency_key, journey_id=input.journey_id,
-            user_id=input.user_id, workflow_id=input.workflow_id, node_id=input.node_id,
-            channel=input.channel.value, status="pending",
-            event_name=event.name if event else None, event_id=event.id if event else None)
-        try:
-            # A retry delivers what the first attempt rendered: the key fixes the content.
-            content = known.content if known else await asyncio.to_thread(
-                render_message, input.channel, input.message, profile,
-                event.properties if event else None)
-        except (MissingValue, TemplateError) as exc:  # the template or the data: skip it
-            return await self._settle(row, "skipped", f"not sent: {exc}", log)
-        except MessageRefused as exc:  # rendered, but not sendable: no retry can change that
-            return await self._settle(row, "failed", f"not sent: {exc}", log)
-        # Caps count each key once: a retry passes again (and one that found the message
-        # recorded by an earlier attempt passed them then).
-        if self.caps and not input.ignore_caps and known is None:
-            cap = await asyncio.to_thread(self.caps.claim, input.user_id, input.channel.value,
-                                          input.idempotency_key)
-            if cap is not None:
-                return await self._settle(row.model_copy(update={"content": content}), "capped",
-                                          cap.reason, log)
-        stored, _ = await asyncio.to_thread(store.outbox_claim, row.model_copy(update={"content": content}))
-        if stored.status in FINAL:
-            return _result(stored, duplicate=True)
+        # One thread hop for everything before the vendor (store reads, render, caps, claim).
+        prepared = await asyncio.to_thread(self._prepare, input, log)
+        if isinstance(prepared, SendResult):
+            return prepared
+        stored, profile = prepared
         provider = self.providers[input.channel]
         message = OutgoingMessage(
             idempotency_key=input.idempotency_key, journey_id=input.journey_id, node_id=input.node_id,
@@ -106,18 +81,51 @@ class Delivery:
         except TimeoutError:  # the vendor may have taken it: the retry carries the same key
             raise TransientError(f"{provider.name}: no answer within {self.send_timeout:g} s") from None
         reason = brief(f"not sent: {outcome.reason}") if outcome.reason else None
-        await asyncio.to_thread(store.outbox_finish, input.idempotency_key, outcome.status,
+        await asyncio.to_thread(self.store.outbox_finish, input.idempotency_key, outcome.status,
                                 reason=reason, provider=provider.name,
                                 provider_message_id=outcome.provider_message_id)
         log.info(f"message {outcome.status}", provider=provider.name, reason=reason,
                  provider_message_id=outcome.provider_message_id)
         return _result(stored.model_copy(update={"status": outcome.status, "reason": reason}))
 
-    async def _settle(self, row: OutboxRow, status: str, reason: str,
-                      log: structlog.typing.FilteringBoundLogger) -> SendResult:
+    def _prepare(self, input: SendMessageInput, log: structlog.typing.FilteringBoundLogger
+                 ) -> SendResult | tuple[OutboxRow, dict[str, Any]]:
+        """The message claimed in the outbox (pending) with its content, and the profile; or the
+        result of a send that ends here: recorded already, skipped, refused or capped."""
+        store = self.store
+        known, profile = store.send_context(input.idempotency_key, input.user_id)
+        if known and known.status in FINAL:
+            return _result(known, duplicate=True)
+        event = personalization_event(input.channel, input.event)
+        row = OutboxRow(
+            idempotency_key=input.idempotency_key, journey_id=input.journey_id,
+            user_id=input.user_id, workflow_id=input.workflow_id, node_id=input.node_id,
+            channel=input.channel.value, status="pending",
+            event_name=event.name if event else None, event_id=event.id if event else None)
+        try:
+            # A retry delivers what the first attempt rendered: the key fixes the content.
+            content = known.content if known else render_message(
+                input.channel, input.message, profile, event.properties if event else None)
+        except (MissingValue, TemplateError) as exc:  # the template or the data: skip it
+            return self._settle(row, "skipped", f"not sent: {exc}", log)
+        except MessageRefused as exc:  # rendered, but not sendable: no retry can change that
+            return self._settle(row, "failed", f"not sent: {exc}", log)
+        # Caps count each key once: a retry passes again (and one that found the message
+        # recorded by an earlier attempt passed them then).
+        if self.caps and not input.ignore_caps and known is None:
+            cap = self.caps.claim(input.user_id, input.channel.value, input.idempotency_key)
+            if cap is not None:
+                return self._settle(row.model_copy(update={"content": content}), "capped", cap.reason, log)
+        stored, _ = store.outbox_claim(row.model_copy(update={"content": content}))
+        if stored.status in FINAL:
+            return _result(stored, duplicate=True)
+        return stored, profile
+
+    def _settle(self, row: OutboxRow, status: str, reason: str,
+                log: structlog.typing.FilteringBoundLogger) -> SendResult:
         """Record a message that will not go out (and why), once; a replay finds the record."""
         final = OutboxRow.model_validate({**row.model_dump(), "status": status, "reason": brief(reason)})
-        stored, _ = await asyncio.to_thread(self.store.outbox_claim, final)
+        stored, _ = self.store.outbox_claim(final)
         log.warning(f"message {stored.status}", reason=stored.reason)
         return _result(stored)
 

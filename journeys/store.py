@@ -291,6 +291,14 @@ class Store:
             row = conn.execute(select(outbox).where(outbox.c.idempotency_key == idempotency_key)).first()
         return _row(row._mapping) if row else None
 
+    def send_context(self, idempotency_key: str, user_id: str) -> tuple[OutboxRow | None, dict[str, Any]]:
+        """What a send reads first, on one connection: the message's record (a retry or a replay
+        finds it) and the user's profile."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(outbox).where(outbox.c.idempotency_key == idempotency_key)).first()
+            found = conn.execute(select(profiles.c.properties).where(profiles.c.user_id == user_id)).first()
+        return (_row(row._mapping) if row else None), (dict(found[0]) if found else {})
+
     def outbox_claim(self, row: OutboxRow) -> tuple[OutboxRow, bool]:
         """Insert ``row`` unless its key is recorded already; returns (the stored row, inserted)."""
         now = _now()
