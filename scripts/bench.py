@@ -226,8 +226,8 @@ def _describe(journey: Journey, delay: timedelta, args: argparse.Namespace, warm
     print(machine())
     print(f"journey:  {journey.id}: examples/abandoned-cart.yaml with the inaction window and the "
           f"delay set to {d},\n          the 20h wait and the email dropped, for the bare shape "
-          f"(timer > send > timer > send); entered through\n          route_event (describe + "
-          f"signal-with-start); search attributes JourneyId, UserId, JourneyNode set and upserted")
+          f"(timer > send > timer > send); entered through\n          route_event (one start, "
+          f"the event in its input); search attributes JourneyId, UserId, JourneyNode set and upserted")
     print(f"bare:     scripts.bench_workflows.BareWorkflow: timer {d} > activity > timer {d} > "
           f"activity; each activity claims one row\n          in the same SQLite outbox (a send "
           f"also reads the profile and the outbox, renders, and marks the row delivered)")
