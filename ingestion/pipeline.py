@@ -18,6 +18,7 @@ from ingestion.index import Index
 from ingestion.router import Router
 from journeys.catalog import Catalog, catalog
 from journeys.events import Event, Routed, check_event
+from journeys.problems import UsageError
 from journeys.store import Store
 
 log = logging.getLogger("journeys.ingestion")
@@ -35,6 +36,7 @@ class Ingestion:
         self._catalog: Catalog | None = None
         self._index = Index.of(())
         self._checked = float("-inf")
+        self._lost: str | None = None  # why the folder could not be read, once logged
 
     @property
     def catalog(self) -> Catalog:
@@ -48,7 +50,16 @@ class Ingestion:
         now = time.monotonic()
         if now - self._checked >= self.recheck or self._catalog is None:
             self._checked = now
-            found = catalog(self.folder)
+            try:
+                found = catalog(self.folder)
+            except UsageError as exc:  # the folder is gone or unreadable: keep routing what we had
+                if self._catalog is None:
+                    raise
+                if self._lost != str(exc):
+                    log.warning("journey catalog unreadable, the last good one routes: %s", exc)
+                    self._lost = str(exc)
+                return self._index
+            self._lost = None
             if found is not self._catalog:
                 if self._catalog is not None or found.broken:
                     _log_catalog(found)

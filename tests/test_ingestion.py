@@ -179,3 +179,12 @@ async def test_a_catalog_edit_is_picked_up_and_a_broken_edit_keeps_the_last_good
 
     (folder / "hello.yaml").unlink()  # removing a file is the change itself
     assert ingestion.index().for_event("Signed Up") == ()
+
+    (folder / "hello.yaml").write_text(yaml.safe_dump({**journey, "nodes": [
+        journey["nodes"][0], {**journey["nodes"][1], "channel": "sms"}]}))  # type: ignore[dict-item]
+    assert [j.id for j in ingestion.index().for_event("Signed Up")] == ["hello"]
+    shutil.rmtree(folder)  # the whole folder gone: what was read keeps routing, said once
+    with caplog.at_level(logging.WARNING, logger="journeys.ingestion"):
+        assert [j.id for j in ingestion.index().for_event("Signed Up")] == ["hello"]
+        assert [j.id for j in ingestion.index().for_event("Signed Up")] == ["hello"]
+    assert caplog.text.count("journey catalog unreadable") == 1
