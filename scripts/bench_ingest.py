@@ -1,9 +1,9 @@
 """Benchmark: events into running journeys through ``ingest`` and ``POST /v1/batch``, against a
 bare loop of signal-with-start calls at the same concurrency, on one Temporal dev server.
 
-    python -m scripts.bench_ingest [--ingest-users 800] [--ingest-rounds 3] [--ingest-concurrency 64]
-                                   [--ingest-batch 12] [--latency-seconds 10] [--latency-rounds 2]
-                                   [--latency-rate R] [--profile]
+    python -m scripts.bench_ingest [--ingest-users 600] [--ingest-rounds 3] [--ingest-concurrency 64]
+                                   [--ingest-batch 10] [--ingest-breakdown] [--latency-seconds 10]
+                                   [--latency-rounds 2] [--latency-rate R] [--profile]
 
 Throughput, three kinds, each a batch of ``--ingest-users`` users, one event each:
 
@@ -21,8 +21,13 @@ Throughput, three kinds, each a batch of ``--ingest-users`` users, one event eac
   (signal-with-start), ``--ingest-concurrency`` at a time (an ``asyncio.Semaphore``), of
   ``scripts.bench_ingest_workflows.BareParkWorkflow``, which parks on a condition.
 
-Per second = events / (first send to the last client call's return). The batches alternate (a
-warm-up of each first); between batches the worker and the server are left to go idle.
+``--ingest-breakdown`` adds ingest with search attributes off, and ingest without event
+receipts (``Router(receipts=None)``), to show what each costs.
+
+Per second = events / (first send to the last client call's return); to idle = events / (first
+send until the worker process and the dev server are idle: every entry has parked). The
+batches alternate (a warm-up of each first); between batches the worker and the server are left
+to go idle.
 
 Latency, event to first send: a journey whose entry (action) is followed at once by an sms (the
 outbox provider), entered through ``Ingestion.track`` (as ingest does); against
@@ -42,6 +47,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import functools
 import io
 import json
 import os
@@ -193,7 +199,8 @@ def _cpu(pid: int | str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _children(exclude: int) -> list[int]:
+def _servers(exclude: int) -> list[int]:
+    """The dev server: this process's children but the worker process."""
     from scripts.bench_measure import server_pids
     return [p for p in server_pids() if p != exclude]
 
@@ -229,7 +236,7 @@ def http_api(address: str, store_url: str, folder: Path, tmp: Path) -> Iterator[
 
 @dataclass
 class Run:
-    kind: str  # "bare", "ingest", "http"
+    kind: str  # "bare", "ingest", "http"; with --ingest-breakdown "no-sa", "no-rcpt"
     label: str
     events: int
     seconds: float  # first send to the last client call's return
@@ -265,19 +272,26 @@ class Bench:
     store: Store
     worker: WorkerProcess
     ingestion: Ingestion
+    variants: dict[str, Ingestion]  # --ingest-breakdown: ingest without a part
     http: httpx.AsyncClient
     concurrency: int
     batch: int
     counter: int = 0
     quiet: float = 0.25
+    servers: list[int] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=dict)
 
     def users(self, kind: str, n: int) -> list[str]:
         self.counter += 1
         return [f"{kind}{self.counter}-{i:05d}" for i in range(n)]
 
+    def server_cpu(self) -> float:
+        if not self.servers:  # looked up once: /proc is not read again in every idle poll
+            self.servers = _servers(self.worker.process.pid)
+        return sum(_cpu(p) for p in self.servers)
+
     def _others(self) -> float:
-        return self.worker.cpu() + sum(_cpu(p) for p in _children(self.worker.process.pid))
+        return self.worker.cpu() + self.server_cpu()
 
     async def idle(self, timeout: float = 90.0) -> None:
         """Until the worker and the server are idle: the backlog of a batch is not the next's.
@@ -291,22 +305,27 @@ class Bench:
             if self._others() - before < IDLE_SHARE * self.quiet:
                 return
 
-    async def run(self, kind: str, label: str, n: int) -> Run:
+    async def run(self, kind: str, label: str, n: int, profiler: cProfile.Profile | None = None) -> Run:
+        """One batch: the client's time and CPU to the last return; the others' to idle."""
         users = self.users(kind, n)
         lines = lines_for(users, ENTERED)
-        go = {"bare": self._bare, "ingest": self._ingest, "http": self._http}[kind]
-        pid = self.worker.process.pid
-        cpu0, worker0 = time.process_time(), self.worker.cpu()
-        server0 = sum(_cpu(p) for p in _children(pid))
+        go = {"bare": self._bare, "ingest": self._ingest, "http": self._http}.get(kind)
+        if go is None:  # a variant of ingest
+            go = functools.partial(self._ingest, ingestion=self.variants[kind])
+        cpu0, worker0, server0 = time.process_time(), self.worker.cpu(), self.server_cpu()
         start = time.perf_counter()
+        if profiler:
+            profiler.enable()
         failures = await go(lines)
+        if profiler:
+            profiler.disable()
         seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu0
         await self.idle()
         drained = time.perf_counter() - start - self.quiet
         self.totals[kind] = self.totals.get(kind, 0) + n
-        return Run(kind, label, n, seconds, max(seconds, drained), time.process_time() - cpu0,
-                   self.worker.cpu() - worker0,
-                   sum(_cpu(p) for p in _children(pid)) - server0, failures)
+        return Run(kind, label, n, seconds, max(seconds, drained), cpu, self.worker.cpu() - worker0,
+                   self.server_cpu() - server0, failures)
 
     async def _bare(self, lines: Sequence[str]) -> int:
         gate, failures, tasks = asyncio.Semaphore(self.concurrency), 0, []
@@ -331,8 +350,8 @@ class Bench:
         await asyncio.gather(*tasks)
         return failures
 
-    async def _ingest(self, lines: Sequence[str]) -> int:
-        summary = await ingest(self.ingestion, lines, self.concurrency)
+    async def _ingest(self, lines: Sequence[str], ingestion: Ingestion | None = None) -> int:
+        summary = await ingest(ingestion or self.ingestion, lines, self.concurrency)
         for failure in summary.failed[:1] + summary.refused[:1]:
             print(f"  failure: {failure}", file=sys.stderr)
         return len(lines) - summary.started + len(summary.failed)
@@ -426,9 +445,11 @@ async def first_activity_starts(client: Client, sent: dict[str, float]) -> list[
 
 async def parked(client: Client, totals: dict[str, int], timeout: float = 20.0) -> list[str]:
     """Every entry is a running workflow parked where it should be: what is missing."""
-    queries = {"ingest + http": (f'JourneyId = "{PARK}" AND JourneyNode = "parked" AND '
-                                 f'ExecutionStatus = "Running"',
-                                 totals.get("ingest", 0) + totals.get("http", 0)),
+    journeys = sum(n for kind, n in totals.items() if kind != "bare")
+    queries = {"journeys": ('WorkflowType = "JourneyWorkflow" AND ExecutionStatus = "Running"', journeys),
+               "journeys with search attributes": (
+                   f'JourneyId = "{PARK}" AND JourneyNode = "parked" AND ExecutionStatus = "Running"',
+                   journeys - totals.get("no-sa", 0)),
                "bare": ('WorkflowType = "BareParkWorkflow" AND ExecutionStatus = "Running"',
                         totals.get("bare", 0))}
     deadline = time.monotonic() + timeout
@@ -488,13 +509,15 @@ def describe(args: argparse.Namespace, warmup: int) -> None:
           f"alternating rounds of {args.ingest_users}; per s = events / (first send to the last "
           f"call's return);\n          to idle: first send until the worker and the server are idle "
           f"(every entry parked), and events / that;\n          bench / worker / server ms = CPU per "
-          f"event of this process, the worker process, the dev server, to idle")
+          f"event of this process (to the last return), the worker process and the dev server (to idle)")
 
 
 def summary(runs: list[Run], pings: list[Ping]) -> None:
     """Print the figures and the ratios (of medians over the rounds)."""
     kinds = {"bare": "bare signal-with-start loop", "ingest": "ingest (ingestion.files)",
-             "http": "POST /v1/batch"}
+             "http": "POST /v1/batch", "no-sa": "ingest, search attributes off",
+             "no-rcpt": "ingest, no event receipts"}
+    kinds = {k: v for k, v in kinds.items() if any(r.kind == k for r in runs)}
     of = {k: [r for r in runs if r.kind == k] for k in kinds}
     rates = {k: statistics.median(r.rate for r in of[k]) for k in kinds}
     sustained = {k: statistics.median(r.sustained for r in of[k]) for k in kinds}
@@ -511,11 +534,13 @@ def summary(runs: list[Run], pings: list[Ping]) -> None:
         print(f"  {name:<28} {rates[kind]:>7.1f} {rates[kind] / rates['bare']:>6.2f}  "
               f"{sustained[kind]:>7.1f} {sustained[kind] / sustained['bare']:>6.2f}  {ms('cpu'):>6.2f} "
               f"{ms('worker_cpu'):>7.2f} {ms('server_cpu'):>7.2f}")
-    for kind in ("ingest", "http"):
+    for kind in kinds:
+        if kind == "bare":
+            continue
         ratio = rates[kind] / rates["bare"]
         verdict = "meets" if ratio >= TARGET_RATE else "BELOW"
         by_round = ", ".join(f"{r.rate / b.rate:.2f}" for b, r in zip(of["bare"], of[kind], strict=True))
-        print(f"  ratio {kind + ' / bare':<13} {ratio:.2f}  {verdict} the target of {TARGET_RATE:.2f} "
+        print(f"  ratio {kind + ' / bare':<15} {ratio:.2f}  {verdict} the target of {TARGET_RATE:.2f} "
               f"(by round: {by_round}; to idle {sustained[kind] / sustained['bare']:.2f})")
     if pings:
         lat = {k: [x * 1000 for p in pings if p.kind == k for x in p.latencies] for k in ("bare", "journey")}
@@ -558,7 +583,12 @@ async def measure(args: argparse.Namespace) -> int:
             with http_api(address, store_url, folder, tmp) as url:
                 async with httpx.AsyncClient(base_url=url, auth=(WRITE_KEY, ""), timeout=300,
                                              limits=limits) as http:
-                    bench = Bench(env.client, store, worker, ingestion, http,
+                    variants = {
+                        "no-sa": Ingestion(Router(env.client, JOURNEY_QUEUE, search_attributes=False,
+                                                  receipts=store, legacy_ids=True), store, folder),
+                        "no-rcpt": Ingestion(Router(env.client, JOURNEY_QUEUE, legacy_ids=True),
+                                             store, folder)} if args.ingest_breakdown else {}
+                    bench = Bench(env.client, store, worker, ingestion, variants, http,
                                   args.ingest_concurrency, args.ingest_batch)
                     runs, pings, failures = await _rounds(bench, args, warmup)
                     missing = await parked(env.client, bench.totals)
@@ -579,7 +609,7 @@ async def measure(args: argparse.Namespace) -> int:
 async def _rounds(bench: Bench, args: argparse.Namespace, warmup: int) -> tuple[list[Run], list[Ping], int]:
     print()
     print_header()
-    kinds = ["bare", "ingest", "http"]
+    kinds = ["bare", "ingest", "http", *bench.variants]
     for kind in kinds:
         print_run(await bench.run(kind, "warm-up", warmup))
     runs: list[Run] = []
@@ -610,9 +640,7 @@ async def _rounds(bench: Bench, args: argparse.Namespace, warmup: int) -> tuple[
 async def profile_run(bench: Bench, n: int) -> None:
     """One more ingest batch under cProfile: where this process's time goes."""
     profiler = cProfile.Profile()
-    profiler.enable()
-    run = await bench.run("ingest", "profiled", n)
-    profiler.disable()
+    run = await bench.run("ingest", "profiled", n, profiler)
     print_run(run)
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
@@ -623,14 +651,17 @@ async def profile_run(bench: Bench, n: int) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("ingestion (ingest and /v1/batch against bare signal-with-start)")
-    group.add_argument("--ingest-users", type=int, default=800, metavar="N",
+    group.add_argument("--ingest-users", type=int, default=600, metavar="N",
                        help="events (users) per batch")
     group.add_argument("--ingest-rounds", type=int, default=3, metavar="R",
                        help="alternating rounds of each kind (0: no ingestion figure)")
     group.add_argument("--ingest-concurrency", type=int, default=64, metavar="C",
                        help="lines (ingest), requests (http), calls (bare) in flight")
-    group.add_argument("--ingest-batch", type=int, default=12, metavar="B",
+    group.add_argument("--ingest-batch", type=int, default=10, metavar="B",
                        help="track items per POST /v1/batch")
+    group.add_argument("--ingest-breakdown", action="store_true",
+                       help="also ingest with search attributes off, and without event receipts, "
+                            "to show what each costs")
     group.add_argument("--latency-seconds", type=float, default=10.0, metavar="S",
                        help="seconds of paced arrivals per kind and latency round")
     group.add_argument("--latency-rounds", type=int, default=2, metavar="R",
