@@ -49,6 +49,7 @@ import contextlib
 import cProfile
 import functools
 import io
+import itertools
 import json
 import os
 import pstats
@@ -60,6 +61,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +266,7 @@ class Ping:
     latencies: list[float]
     lag: float  # the latest send after its scheduled time (the pacing held if small)
     failures: int
+    stages: list[list[float]] = field(default_factory=list)  # each event's STAGES, seconds
 
 
 @dataclass
@@ -418,9 +421,10 @@ class Bench:
         await asyncio.gather(*tasks)
         await self.idle()
         prefix = "bare/" if kind == "bare" else f"journey/{PING}/"
-        latencies = await first_activity_starts(self.client, {prefix + u: t for u, t in scheduled.items()})
+        latencies, stages = await first_activity_starts(
+            self.client, {prefix + u: t for u, t in scheduled.items()})
         failures += n - len(latencies)
-        return Ping(kind, label, n, rate, latencies, lag, failures)
+        return Ping(kind, label, n, rate, latencies, lag, failures, stages)
 
 
 def _first_failure(failures: int, exc: BaseException) -> None:
@@ -428,19 +432,32 @@ def _first_failure(failures: int, exc: BaseException) -> None:
         print(f"  failure: {type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr)
 
 
-async def first_activity_starts(client: Client, sent: dict[str, float]) -> list[float]:
-    """Each workflow's first ActivityTaskStarted time minus its event's send time, in seconds."""
+#: The stages of event to first send, from the history (each from the end of the one before).
+STAGES = ("accepted", "to worker", "workflow task", "to activity")
+
+
+async def first_activity_starts(client: Client, sent: dict[str, float]
+                                ) -> tuple[list[float], list[list[float]]]:
+    """Each workflow's first ActivityTaskStarted time minus its event's send time, in seconds;
+    and its stages (:data:`STAGES`): the start accepted (WorkflowExecutionStarted), the first
+    workflow task picked up, that task completed, the activity started."""
     gate = asyncio.Semaphore(32)
 
-    async def one(workflow_id: str, at: float) -> float | None:
+    async def one(workflow_id: str, at: float) -> tuple[float, list[float]] | None:
+        times: dict[int, float] = {}
         async with gate:
             async for e in client.get_workflow_handle(workflow_id).fetch_history_events():
+                times.setdefault(e.event_type, e.event_time.ToDatetime(tzinfo=UTC).timestamp())
                 if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-                    return e.event_time.ToDatetime().timestamp() - at
-            return None
+                    marks = [at, *(times.get(t, float("nan")) for t in (
+                        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+                        EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+                        EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)), times[e.event_type]]
+                    return marks[-1] - at, [b - a for a, b in itertools.pairwise(marks)]
+        return None
 
-    found = await asyncio.gather(*(one(w, at) for w, at in sent.items()))
-    return [x for x in found if x is not None]
+    found = [x for x in await asyncio.gather(*(one(w, at) for w, at in sent.items())) if x]
+    return [total for total, _ in found], [stages for _, stages in found]
 
 
 async def parked(client: Client, totals: dict[str, int], timeout: float = 20.0) -> list[str]:
@@ -552,6 +569,12 @@ def summary(runs: list[Run], pings: list[Ping]) -> None:
         verdict = "meets" if p99_ratio <= TARGET_P99 else "ABOVE"
         print(f"  latency ratio journey / bare: p50 {p50_ratio:.2f}, p99 {p99_ratio:.2f}  {verdict} "
               f"the target of p99 <= {TARGET_P99:.1f} x bare")
+        print("  where it goes, p50 / p99 ms of each stage (from the histories):")
+        for kind in ("bare", "journey"):
+            rows = [row for p in pings if p.kind == kind for row in p.stages]
+            parts = [f"{name} {percentile([r[i] * 1000 for r in rows], 50):.0f} / "
+                     f"{percentile([r[i] * 1000 for r in rows], 99):.0f}" for i, name in enumerate(STAGES)]
+            print(f"    {kind:<8} {', '.join(parts)}")
 
 
 # --- the whole figure ---------------------------------------------------------------------------
