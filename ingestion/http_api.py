@@ -51,6 +51,8 @@ from workflows.runtime import connect
 MAX_BODY_BYTES = 500 * 1024
 #: The hosts the API may serve without a write key: this machine only.
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+#: Items routed at once (different users; each user's in order), as ``ingest --concurrency``.
+ROUTING_CONCURRENCY = 64
 #: The longest user id an event may carry (``Event.user_id``): identify holds to it too.
 USER_ID_LENGTH = 200
 
@@ -139,6 +141,7 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
         finally:
             store.engine.dispose()
 
+    gate = asyncio.Semaphore(ROUTING_CONCURRENCY)  # items routed at once, over all requests
     app = FastAPI(title="Journeys tracking API", lifespan=lifespan,
                   description="Segment's HTTP tracking API: events and profile updates start, "
                               "wake or end journeys. HTTP basic auth: the write key as user name.")
@@ -151,11 +154,20 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
         except _Refused as exc:
             return _answer(exc.status, [{"reason": exc.reason}])
         parts: _Parts = request.app.state.parts
-        errors = []
-        for index, (kind, raw) in enumerate(work):  # in order: each user's events as sent
-            reason = await _route(parts.ingestion, kind, raw, index)
-            if reason:
-                errors.append({"index": index, "reason": reason})
+        errors: list[dict[str, Any]] = []
+
+        async def in_order(items: list[tuple[int, str, Any]]) -> None:
+            for index, kind, raw in items:  # one user's items, in the order sent
+                async with gate:
+                    reason = await _route(parts.ingestion, kind, raw, index)
+                if reason:
+                    errors.append({"index": index, "reason": reason})
+
+        by_user: dict[str, list[tuple[int, str, Any]]] = {}
+        for index, (kind, raw) in enumerate(work):
+            by_user.setdefault(_user_of(raw, index), []).append((index, kind, raw))
+        await asyncio.gather(*(in_order(items) for items in by_user.values()))
+        errors.sort(key=lambda error: error["index"])
         return _answer(400 if errors else 200, errors)
 
     @app.post("/v1/track", openapi_extra=_body(TrackItem.model_json_schema()),
@@ -262,6 +274,12 @@ async def _route(ingestion: Ingestion, kind: str, raw: Any, index: int) -> str |
         return brief(str(exc))
     failed = [f"{r.journey_id}: {r.error}" for r in routed if r.action == "failed"]
     return "; ".join(failed) or None
+
+
+def _user_of(raw: Any, index: int) -> str:
+    """Whose item this is, to keep each user's items in order; an item without a user is alone."""
+    user = raw.get("userId", raw.get("user_id")) if isinstance(raw, dict) else None
+    return f"user:{user}" if isinstance(user, str | int) and not isinstance(user, bool) else f"item:{index}"
 
 
 def _identify(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -127,6 +127,20 @@ async def test_a_batch_routes_its_good_items_and_names_the_bad_one(
     assert sent.content["text"] == "Hi Cy"  # the identify before it was applied first
 
 
+async def test_a_batch_routes_users_side_by_side_each_in_order(
+        env: WorkflowEnvironment, api: str, store: Store, worker: None) -> None:
+    users = [f"side-{i}" for i in range(30)]
+    identifies = [{"type": "identify", "userId": u, "traits": {"first_name": u.title()}} for u in users]
+    tracks = [{"type": "track", "userId": u, "event": "Added To Cart", "messageId": f"m-{u}"}
+              for u in users]
+    response = await _post(api, "/v1/batch", {"batch": [*identifies, *tracks]})
+    assert response.status_code == 200, response.text
+    for user in users:
+        await _finished(env, "cart", user)
+        [sent] = store.outbox_list(user_id=user)
+        assert sent.content["text"] == f"Hi {user.title()}"  # each user's identify came first
+
+
 async def test_the_same_message_id_twice_enters_once(
         env: WorkflowEnvironment, api: str, store: Store, worker: None) -> None:
     item = {"userId": "dee", "event": "Added To Cart", "messageId": "m-dee-1"}
