@@ -2,7 +2,7 @@
 bare loop of signal-with-start calls at the same concurrency, on one Temporal dev server.
 
     python -m scripts.bench_ingest [--ingest-users 600] [--ingest-rounds 3] [--ingest-concurrency 64]
-                                   [--ingest-batch 10] [--ingest-breakdown] [--latency-seconds 10]
+                                   [--ingest-batch 100] [--ingest-breakdown] [--latency-seconds 10]
                                    [--latency-rounds 2] [--latency-rate R] [--profile]
 
 Throughput, three kinds, each a batch of ``--ingest-users`` users, one event each:
@@ -12,8 +12,8 @@ Throughput, three kinds, each a batch of ``--ingest-users`` users, one event eac
   catalog, the event receipts in the SQLite store, one start per entry (the event in its input).
   The journey enters at an action node and parks at its next node, a 12 h wait for another event;
 - http: the same events as track items of ``POST /v1/batch`` (``--ingest-batch`` items a request,
-  ``--ingest-concurrency`` requests in flight: items of one request are routed in order, so that
-  many are routed at once, as ingest does) to the app of ``starter.py serve``
+  every request of the batch in flight, at most ``--ingest-concurrency``; the app routes 64 items
+  at once over all requests, each user's in order, as ingest does) to the app of ``starter.py serve``
   (``ingestion.http_api.create_app``) on uvicorn in a thread of this process, over loopback, with
   httpx (write key, keep-alive);
 - bare: what a hand-written app does with the same lines: ``json.loads``, then
@@ -516,7 +516,7 @@ def describe(args: argparse.Namespace, warmup: int) -> None:
     print(f"ingest:   ingestion.files.ingest of JSON lines, {args.ingest_concurrency} in flight, "
           f"in this process (receipts in the SQLite store, legacy ids on: as shipped)")
     print(f"http:     POST /v1/batch, {args.ingest_batch} track items a request, "
-          f"{args.ingest_concurrency} requests in flight, httpx to create_app on uvicorn (a thread "
+          f"all in flight (the app routes 64 items at once), httpx to create_app on uvicorn (a thread "
           f"of this process)")
     print(f"bare:     json.loads + start_workflow(start_signal='event', USE_EXISTING) of "
           f"BareParkWorkflow, {args.ingest_concurrency} at a time")
@@ -680,7 +680,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="alternating rounds of each kind (0: no ingestion figure)")
     group.add_argument("--ingest-concurrency", type=int, default=64, metavar="C",
                        help="lines (ingest), requests (http), calls (bare) in flight")
-    group.add_argument("--ingest-batch", type=int, default=10, metavar="B",
+    group.add_argument("--ingest-batch", type=int, default=100, metavar="B",
                        help="track items per POST /v1/batch")
     group.add_argument("--ingest-breakdown", action="store_true",
                        help="also ingest with search attributes off, and without event receipts, "
