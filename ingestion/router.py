@@ -96,7 +96,9 @@ class Router:
 
     async def _once(self, journey: Journey, event: Event, entry: bool) -> Routed | None:
         receipts, user = self.receipts, event.user_id
-        token = receipts.claim_event(journey.id, user, event.id) if receipts else None
+        # Store writes in a thread: many events are routed at once on this loop (ingest, the API).
+        token = (await asyncio.to_thread(receipts.claim_event, journey.id, user, event.id)
+                 if receipts else None)
         if receipts and token is None:  # routed already, or being routed right now
             return Routed(journey_id=journey.id, workflow_id=workflow_id(journey.id, user),
                           action="duplicate")
@@ -108,7 +110,8 @@ class Router:
         finally:
             if receipts and token:
                 done = result is not None and result.action != "failed"
-                receipts.settle_event(journey.id, user, event.id, token, routed=done)
+                await asyncio.to_thread(receipts.settle_event, journey.id, user, event.id, token,
+                                        routed=done)
         return result
 
     async def start(self, journey: Journey, user_id: str, event: Event | None) -> Routed:
