@@ -20,7 +20,10 @@ attributes, to show what they cost.
 
 Then the delivery figure (``scripts.bench_delivery``, ``--delivery-rounds 0`` to skip it): webhook
 messages per second through ``WebhookProvider.deliver`` against a bare httpx loop of the same
-concurrency, into one loopback receiver.
+concurrency, into one loopback receiver. Then the ingestion figures (``scripts.bench_ingest``,
+``--ingest-rounds 0`` to skip them): events into running journeys through ``ingest`` and
+``POST /v1/batch`` against a bare signal-with-start loop, and event-to-first-send latency at a
+steady half of the measured rate.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ from journeys.models import Journey
 from journeys.store import OutboxRow, Store
 from scripts.bench_delivery import add_arguments as add_delivery_arguments
 from scripts.bench_delivery import measure as measure_delivery
+from scripts.bench_ingest import add_arguments as add_ingest_arguments
+from scripts.bench_ingest import check_arguments as check_ingest_arguments
+from scripts.bench_ingest import measure as measure_ingest
 from scripts.bench_measure import (
     Batch,
     hiccups,
@@ -278,11 +284,14 @@ async def main(args: argparse.Namespace) -> int:
     report(main_batches, memory, server_rss, time.time() - wall0)
     if failures:
         print(f"FAILED: {failures} workflows did not complete as expected")
-    delivery = 0
+    delivery = ingestion = 0
     if args.delivery_rounds:
         print()
         delivery = await measure_delivery(args)
-    return 1 if failures or delivery else 0
+    if args.ingest_rounds:
+        print()
+        ingestion = await measure_ingest(args)
+    return 1 if failures or delivery or ingestion else 0
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -299,7 +308,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="also run the journey without search attributes (route_event "
                              "search_attributes=False), to show what they cost")
     add_delivery_arguments(parser)
+    add_ingest_arguments(parser)
     args = parser.parse_args(argv)
+    check_ingest_arguments(parser, args)
     if args.users < 1 or args.rounds < 1 or args.delay < 1 or args.rounds_memory < 0:
         parser.error("--users, --rounds and --delay must be at least 1")
     if args.messages < 1 or args.concurrency < 1 or args.delivery_rounds < 0:

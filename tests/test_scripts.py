@@ -22,7 +22,9 @@ def test_demo_walks_every_scenario_and_checks_itself() -> None:
 
 def test_bench_prints_the_ratio() -> None:
     run = _run("scripts.bench", "--users", "10", "--rounds", "1", "--rounds-memory", "0",
-               "--messages", "100", "--delivery-rounds", "1")
+               "--messages", "100", "--delivery-rounds", "1", "--ingest-users", "20",
+               "--ingest-rounds", "1", "--latency-seconds", "1", "--latency-rounds", "1")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "ratio journey / bare" in run.stdout
     assert "ratio provider / bare" in run.stdout
+    assert "ratio ingest / bare" in run.stdout and "latency ratio journey / bare" in run.stdout
