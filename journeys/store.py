@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -98,6 +99,28 @@ event_receipts = Table(
     Column("state", String(40), nullable=False),  # "done", or the claim token of a router
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+
+# Built once: constructing a statement costs SQLAlchemy five times what SQLite spends running it,
+# and every event routed to a journey claims and settles a receipt.
+_RECEIPT = (event_receipts.c.journey_id == bindparam("j"), event_receipts.c.user_id == bindparam("u"),
+            event_receipts.c.event_id == bindparam("e"))
+_CLAIM = insert(event_receipts).values(journey_id=bindparam("j"), user_id=bindparam("u"),
+                                       event_id=bindparam("e"), state=bindparam("token"),
+                                       created_at=bindparam("now"))
+_CLAIMED = select(event_receipts.c.state, event_receipts.c.created_at).where(*_RECEIPT)
+_TAKE_OVER = update(event_receipts).where(*_RECEIPT, event_receipts.c.state == bindparam("old")).values(
+    state=bindparam("token"), created_at=bindparam("now"))
+_SETTLE = update(event_receipts).where(*_RECEIPT, event_receipts.c.state == bindparam("token")).values(
+    state="done")
+_GIVE_UP = delete(event_receipts).where(*_RECEIPT, event_receipts.c.state == bindparam("token"))
+# And a send's: its record and the profile, the claim, the finish.
+_MESSAGE = select(outbox).where(outbox.c.idempotency_key == bindparam("k"))
+_PROFILE = select(profiles.c.properties).where(profiles.c.user_id == bindparam("u"))
+_OUTBOX_INSERT = insert(outbox)
+_FINISH = update(outbox).where(outbox.c.idempotency_key == bindparam("k")).values(
+    status=bindparam("status"), reason=bindparam("reason"), provider=bindparam("provider"),
+    provider_message_id=bindparam("provider_message_id"), updated_at=bindparam("now"))
 
 
 class OutboxRow(BaseModel):
@@ -254,36 +277,29 @@ class Store:
         A claim left by a router that died (older than CLAIM_STALE) may be taken over: the
         journey's own deduplication covers a run that did get the event.
         """
-        key = {"journey_id": journey_id, "user_id": user_id, "event_id": event_id}
-        where = [event_receipts.c[k] == v for k, v in key.items()]
+        key = {"j": journey_id, "u": user_id, "e": event_id}
         token, now = uuid.uuid4().hex, _now()
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(event_receipts).values(**key, state=token, created_at=now))
+                conn.execute(_CLAIM, {**key, "token": token, "now": now})
             return token
         except IntegrityError:
             pass
         with self.engine.begin() as conn:
-            row = conn.execute(select(event_receipts.c.state, event_receipts.c.created_at)
-                               .where(*where)).first()
+            row = conn.execute(_CLAIMED, key).first()
             if row is None or row.state == "done" or _aware(row.created_at) > now - CLAIM_STALE:
                 return None
             # Compare and set: of two routers taking over one stale claim, one wins.
-            taken = conn.execute(update(event_receipts).where(
-                *where, event_receipts.c.state == row.state).values(state=token, created_at=now))
+            taken = conn.execute(_TAKE_OVER, {**key, "old": row.state, "token": token, "now": now})
             return token if taken.rowcount == 1 else None
 
     def settle_event(self, journey_id: str, user_id: str, event_id: str, token: str, *,
                      routed: bool) -> None:
         """Record the event as routed, or give the claim up so that it may come again; only
         this router's own claim is touched (a "done" row is never deleted)."""
-        where = (event_receipts.c.journey_id == journey_id, event_receipts.c.user_id == user_id,
-                 event_receipts.c.event_id == event_id, event_receipts.c.state == token)
         with self.engine.begin() as conn:
-            if routed:
-                conn.execute(update(event_receipts).where(*where).values(state="done"))
-            else:
-                conn.execute(delete(event_receipts).where(*where))
+            conn.execute(_SETTLE if routed else _GIVE_UP,
+                         {"j": journey_id, "u": user_id, "e": event_id, "token": token})
 
     # --- outbox -----------------------------------------------------------------------------
     def outbox_get(self, idempotency_key: str) -> OutboxRow | None:
@@ -295,8 +311,8 @@ class Store:
         """What a send reads first, on one connection: the message's record (a retry or a replay
         finds it) and the user's profile."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(outbox).where(outbox.c.idempotency_key == idempotency_key)).first()
-            found = conn.execute(select(profiles.c.properties).where(profiles.c.user_id == user_id)).first()
+            row = conn.execute(_MESSAGE, {"k": idempotency_key}).first()
+            found = conn.execute(_PROFILE, {"u": user_id}).first()
         return (_row(row._mapping) if row else None), (dict(found[0]) if found else {})
 
     def outbox_claim(self, row: OutboxRow) -> tuple[OutboxRow, bool]:
@@ -305,7 +321,7 @@ class Store:
         values = row.model_dump(exclude={"created_at"}) | {"created_at": now, "updated_at": now}
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(outbox).values(**values))
+                conn.execute(_OUTBOX_INSERT, values)
         except IntegrityError:
             existing = self.outbox_get(row.idempotency_key)
             if existing is None:  # pragma: no cover - a different constraint failed
@@ -317,9 +333,9 @@ class Store:
                       reason: str | None = None, provider: str | None = None,
                       provider_message_id: str | None = None) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(outbox).where(outbox.c.idempotency_key == idempotency_key)
-                         .values(status=status, reason=reason, provider=provider,
-                                 provider_message_id=provider_message_id, updated_at=_now()))
+            conn.execute(_FINISH, {"k": idempotency_key, "status": status, "reason": reason,
+                                   "provider": provider, "provider_message_id": provider_message_id,
+                                   "now": _now()})
 
     def outbox_cancel(self, row: OutboxRow) -> OutboxRow:
         """Mark a message cancelled unless it went out already (or record it cancelled)."""
