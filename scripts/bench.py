@@ -32,27 +32,19 @@ import argparse
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from temporalio import activity
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from ingestion.router import route_event
 from journeys.durations import format_duration
 from journeys.events import Event, workflow_id
 from journeys.loader import load_file
-from journeys.logs import configure_logging
 from journeys.models import Journey
-from journeys.store import OutboxRow, Store
+from journeys.store import Store
 from scripts.bench_delivery import add_arguments as add_delivery_arguments
 from scripts.bench_delivery import measure as measure_delivery
 from scripts.bench_ingest import add_arguments as add_ingest_arguments
@@ -70,18 +62,15 @@ from scripts.bench_measure import (
     server_pids,
     timed,
 )
-from scripts.bench_workflows import BareInput, BareWorkflow, BareWrite
+from scripts.bench_setup import BARE_JOURNEY_ID, bare_worker, batch_parser, production_logs, start_server
+from scripts.bench_workflows import BareInput, BareWorkflow
 from scripts.common import run_script, scratch_store
 from scripts.scenarios import IPHONE
 from tests.helpers.support import EXAMPLES, running_worker, with_nodes
 from workflows.journey import JourneyWorkflow
-from workflows.models import SEARCH_ATTRIBUTES
-from workflows.runtime import binary, sandbox_runner
 
 JOURNEY_QUEUE = "bench-journeys"
 BARE_QUEUE = "bench-bare"
-BARE_JOURNEY_ID = "bare-bench"
-WAL_ARGS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
 
 
 # --- the two workloads ---------------------------------------------------------------------
@@ -101,41 +90,6 @@ def bench_journey(delay: timedelta) -> Journey:
         data["id"] = "abandoned-cart-bench"
 
     return with_nodes(journey, cut)
-
-
-class BareActivities:
-    """The bare workflow's activity: one outbox row, through the same store as the sends."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    @activity.defn(name="bare_write")
-    def write(self, input: BareWrite) -> bool:
-        _, inserted = self.store.outbox_claim(OutboxRow(
-            idempotency_key=input.idempotency_key, journey_id=BARE_JOURNEY_ID,
-            user_id=input.user_id, workflow_id=input.workflow_id, node_id=input.node_id,
-            channel="push", status="delivered", content={"body": "bare"}))
-        return inserted
-
-
-@asynccontextmanager
-async def bare_worker(client: Client, store: Store) -> AsyncIterator[Worker]:
-    """The bare workflow's worker, set up as ``running_worker`` sets up the journeys' one.
-
-    The same sandbox passthrough (and this workflow's module), 8 activity threads and slots.
-    """
-    restrictions = sandbox_runner().restrictions.with_passthrough_modules("scripts.bench_workflows")
-    with ThreadPoolExecutor(max_workers=8) as executor:
-        async with Worker(client, task_queue=BARE_QUEUE, workflows=[BareWorkflow],
-                          activities=[BareActivities(store).write], activity_executor=executor,
-                          workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
-                          max_concurrent_activities=executor._max_workers) as worker:
-            yield worker
-
-
-def production_logs(sink: TextIO) -> None:
-    """Log as ``worker.py`` does (a JSON object per line) into ``sink``: the cost, not the noise."""
-    configure_logging(sink)
 
 
 # --- a batch of each kind ------------------------------------------------------------------
@@ -205,7 +159,8 @@ async def run_server(name: str, env: WorkflowEnvironment, store: Store, journey:
         print_batch(batch)
         await asyncio.sleep(1)  # let the server finish its background work between batches
 
-    async with running_worker(client, store, JOURNEY_QUEUE), bare_worker(client, store):
+    async with running_worker(client, store, JOURNEY_QUEUE), \
+            bare_worker(client, store, BARE_QUEUE, [BareWorkflow]):
         if warmup:
             await run("bare", "warm-up", warmup)
             await run("journey", "warm-up", warmup)
@@ -215,15 +170,6 @@ async def run_server(name: str, env: WorkflowEnvironment, store: Store, journey:
             for kind in order:
                 await run(kind, f"round {r + 1}", args.users)
     return [b for b in batches if b.label != "warm-up"]
-
-
-async def start_server(tmp: Path, *, wal_file: bool) -> WorkflowEnvironment:
-    extra = WAL_ARGS if wal_file else []
-    return await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter, dev_server_existing_path=binary("temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_database_filename=str(tmp / "temporal.db") if wal_file else None,
-        dev_server_extra_args=extra)
 
 
 def _describe(journey: Journey, delay: timedelta, args: argparse.Namespace, warmup: int) -> None:
@@ -295,13 +241,8 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", type=int, default=200, help="users (workflows) per batch")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="batches of each kind after the warm-up (alternating)")
-    parser.add_argument("--delay", type=int, default=1,
-                        help="seconds of each timer (the inaction window and the delay)")
+    parser = batch_parser("python -m scripts.bench", __doc__,
+                          "seconds of each timer (the inaction window and the delay)")
     parser.add_argument("--rounds-memory", type=int, default=1, metavar="R",
                         help="rounds on an in-memory dev server afterwards, for reference (0: none)")
     parser.add_argument("--breakdown", action="store_true",

@@ -44,8 +44,8 @@ from activities.providers.webhook import WebhookProvider, signature
 from journeys.logs import configure_logging
 from journeys.models import Channel
 from journeys.settings import Settings
-from scripts.bench_measure import percentile
-from scripts.common import proc_stat, scratch_store
+from scripts.bench_measure import machine, percentile
+from scripts.common import Table, cpu_seconds, parent_gone, run_script, scratch_store, script_parser
 
 SECRET = "bench-webhook-secret"
 CONTENT_TYPE = {"Content-Type": "application/json"}
@@ -131,14 +131,7 @@ async def _serve_receiver() -> None:
     server = await loop.create_server(lambda: _Responder(secret, stats), "127.0.0.1", 0,
                                       backlog=1024)
     print(server.sockets[0].getsockname()[1], flush=True)
-    closed = loop.create_future()
-
-    class Parent(asyncio.Protocol):  # stdin: a pipe from the bench, closed when it goes
-        def connection_lost(self, exc: Exception | None) -> None:
-            closed.set_result(None)
-
-    await loop.connect_read_pipe(Parent, sys.stdin)
-    await closed
+    await parent_gone()  # stdin: a pipe from the bench, closed when it goes
 
 
 @dataclass
@@ -148,8 +141,7 @@ class Receiver:
 
     def cpu(self) -> float:
         """The receiver's CPU seconds so far, from /proc."""
-        fields = proc_stat(self.process.pid)
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
 
 @contextlib.contextmanager
@@ -320,15 +312,14 @@ def header_costs(provider: WebhookProvider, url: str, n: int) -> dict[str, float
 
 # --- printing ---------------------------------------------------------------------------------
 
-def print_header() -> None:
-    print(f"  {'round':<9} {'kind':<9} {'msgs':>5} {'seconds':>8} {'per s':>8} {'p50 ms':>7} "
-          f"{'p99 ms':>7} {'cpu µs':>7} {'recv %':>6} {'conns':>5} {'fail':>5}")
+ROUNDS = Table(("round", "<9"), ("kind", "<9"), ("msgs", ">5"), ("seconds", ">8.2f"), ("per s", ">8.0f"),
+               ("p50 ms", ">7.1f"), ("p99 ms", ">7.1f"), ("cpu µs", ">7.0f"), ("recv %", ">6.0%"),
+               ("conns", ">5"), ("fail", ">5"))
 
 
 def print_round(r: Round) -> None:
-    print(f"  {r.label:<9} {r.kind:<9} {r.messages:>5} {r.seconds:>8.2f} {r.rate:>8.0f} "
-          f"{r.pct(50) * 1000:>7.1f} {r.pct(99) * 1000:>7.1f} {r.cpu / r.messages * 1e6:>7.0f} "
-          f"{r.receiver_cpu / r.seconds:>6.0%} {r.connections:>5} {r.failures:>5}", flush=True)
+    ROUNDS.row(r.label, r.kind, r.messages, r.seconds, r.rate, r.pct(50) * 1000, r.pct(99) * 1000,
+               r.cpu / r.messages * 1e6, r.receiver_cpu / r.seconds, r.connections, r.failures)
 
 
 def describe(args: argparse.Namespace, warmup: int) -> None:
@@ -401,7 +392,7 @@ async def measure(args: argparse.Namespace) -> int:
         assert isinstance(provider, WebhookProvider)
         setup = Setup(provider, recv, args.concurrency, settings.send_timeout)
         try:
-            print_header()
+            ROUNDS.header()
             await setup.run("provider", "warm-up", warmup)
             await setup.run("bare", "warm-up", warmup)
             rounds: list[Round] = []
@@ -447,8 +438,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m scripts.bench_delivery", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser("python -m scripts.bench_delivery", __doc__)
     add_arguments(parser)
     parser.add_argument("--profile", action="store_true",
                         help="one more provider round under cProfile, its top functions printed")
@@ -460,7 +450,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 async def main(args: argparse.Namespace) -> int:
-    from scripts.bench_measure import machine
     print(machine())
     return await measure(args)
 
@@ -471,5 +460,4 @@ if __name__ == "__main__":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve_receiver())
         sys.exit(0)
-    from scripts.common import run_script
     run_script(main(arguments))

@@ -3,7 +3,7 @@
 - :class:`BareParkWorkflow`: signal-with-start, the event arrives as the start signal, and the
   workflow parks on a condition (as a journey parks at its next wait);
 - :class:`BareSendWorkflow`: signal-with-start, then one activity at once (the bare
-  ``bare_write`` of ``scripts.bench``: one outbox row), as a journey's first send.
+  ``bare_write`` of ``scripts.bench_setup``: one outbox row), as a journey's first send.
 
 ``scripts/bench_ingest.py`` runs them beside the journey interpreter. Workflow code only (the
 sandbox imports it).
@@ -35,8 +35,9 @@ class BareUser(BaseModel):
     user_id: str
 
 
-@workflow.defn(name="BareParkWorkflow")
-class BareParkWorkflow:
+class _Signalled:
+    """The events a bare workflow has been signalled, the first with its start."""
+
     def __init__(self) -> None:
         self.events: list[BareEvent] = []
 
@@ -44,6 +45,9 @@ class BareParkWorkflow:
     def event(self, event: BareEvent) -> None:
         self.events.append(event)
 
+
+@workflow.defn(name="BareParkWorkflow")
+class BareParkWorkflow(_Signalled):
     @workflow.run
     async def run(self, input: BareUser) -> int:
         await workflow.wait_condition(lambda: len(self.events) >= 2)  # parks after the first
@@ -51,14 +55,7 @@ class BareParkWorkflow:
 
 
 @workflow.defn(name="BareSendWorkflow")
-class BareSendWorkflow:
-    def __init__(self) -> None:
-        self.events: list[BareEvent] = []
-
-    @workflow.signal(name="event")
-    def event(self, event: BareEvent) -> None:
-        self.events.append(event)
-
+class BareSendWorkflow(_Signalled):
     @workflow.run
     async def run(self, input: BareUser) -> bool:
         await workflow.wait_condition(lambda: bool(self.events))  # the start signal: at once

@@ -24,7 +24,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from journeys.store import Store
-from scripts.common import proc_stat
+from scripts.common import Table, cpu_seconds, proc_stat
 from workflows.runtime import binary
 
 TARGET_RATIO = 0.9
@@ -43,14 +43,6 @@ def server_pids() -> list[int]:
         if int(fields[1]) == me:
             pids.append(int(stat.parent.name))
     return pids
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = proc_stat(pid)
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int | str = "self") -> float:
@@ -106,7 +98,7 @@ async def timed(users: Sequence[str], one: Callable[[str], Awaitable[bool]]
                  ) -> tuple[float, float, float, int]:
     """Run ``one`` for every user at once; (seconds, own CPU, server CPU, failures)."""
     servers = server_pids()
-    cpu0, server0 = time.process_time(), sum(_cpu_seconds(p) for p in servers)
+    cpu0, server0 = time.process_time(), sum(cpu_seconds(p) for p in servers)
     start = time.time()
     done = await asyncio.gather(*(one(u) for u in users), return_exceptions=True)
     seconds = time.time() - start
@@ -116,7 +108,7 @@ async def timed(users: Sequence[str], one: Callable[[str], Awaitable[bool]]
             print(f"  failure: {type(d).__name__}: {d}", file=sys.stderr)
             break
     return (seconds, time.process_time() - cpu0,
-            sum(_cpu_seconds(p) for p in servers) - server0, failures)
+            sum(cpu_seconds(p) for p in servers) - server0, failures)
 
 
 async def hiccups(client: Client, workflow_ids: Sequence[str]) -> int:
@@ -152,16 +144,18 @@ def latencies(store: Store, journey_id: str, node_id: str, started: dict[str, fl
 
 # --- printing ------------------------------------------------------------------------------
 
+BATCHES = Table(("server", "<7"), ("batch", "<9"), ("kind", "<8"), ("users", ">5"), ("seconds", ">8.2f"),
+                ("per s", ">8.1f"), ("p50 ms", ">8.0f"), ("p99 ms", ">8.0f"), ("wrk ms", ">8.1f"),
+                ("srv ms", ">8.1f"), ("hiccup", ">6"), ("fail", ">5"))
+
+
 def print_header() -> None:
-    print(f"  {'server':<7} {'batch':<9} {'kind':<8} {'users':>5} {'seconds':>8} {'per s':>8} "
-          f"{'p50 ms':>8} {'p99 ms':>8} {'wrk ms':>8} {'srv ms':>8} {'hiccup':>6} {'fail':>5}")
+    BATCHES.header()
 
 
 def print_batch(b: Batch) -> None:
-    print(f"  {b.server:<7} {b.label:<9} {b.kind:<8} {b.users:>5} {b.seconds:>8.2f} {b.rate:>8.1f} "
-          f"{b.pct(50) * 1000:>8.0f} {b.pct(99) * 1000:>8.0f} "
-          f"{b.worker_cpu / b.users * 1000:>8.1f} {b.server_cpu / b.users * 1000:>8.1f} "
-          f"{b.hiccups:>6} {b.failures:>5}", flush=True)
+    BATCHES.row(b.server, b.label, b.kind, b.users, b.seconds, b.rate, b.pct(50) * 1000, b.pct(99) * 1000,
+                b.worker_cpu / b.users * 1000, b.server_cpu / b.users * 1000, b.hiccups, b.failures)
 
 
 def machine() -> str:

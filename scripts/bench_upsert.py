@@ -25,19 +25,14 @@ import asyncio
 import os
 import statistics
 import time
-from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from journeys.store import Store
-from scripts.bench import BARE_JOURNEY_ID, BareActivities, production_logs, start_server
 from scripts.bench_measure import (
     Batch,
     Kind,
@@ -50,11 +45,11 @@ from scripts.bench_measure import (
     server_pids,
     timed,
 )
+from scripts.bench_setup import BARE_JOURNEY_ID, bare_worker, batch_parser, production_logs, start_server
 from scripts.bench_upsert_workflows import BareUnsetWorkflow
 from scripts.bench_workflows import BareInput, BareWorkflow
 from scripts.common import run_script, scratch_store
 from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID
-from workflows.runtime import sandbox_runner
 
 QUEUE = "bench-upsert"
 NODE = "wait-followup"  # JourneyNode at the start; BareWorkflow never changes it, so it is the last
@@ -63,19 +58,6 @@ QUERIES = {
     "node": f"JourneyNode = '{NODE}'",
     "node+running": f"JourneyNode = '{NODE}' AND ExecutionStatus = 'Running'",
 }
-
-
-@asynccontextmanager
-async def upsert_worker(client: Client, store: Store) -> AsyncIterator[Worker]:
-    """Both workflows on one worker, set up as ``scripts.bench.bare_worker`` sets up its own."""
-    restrictions = sandbox_runner().restrictions.with_passthrough_modules(
-        "scripts.bench_workflows", "scripts.bench_upsert_workflows")
-    with ThreadPoolExecutor(max_workers=8) as executor:
-        async with Worker(client, task_queue=QUEUE, workflows=[BareWorkflow, BareUnsetWorkflow],
-                          activities=[BareActivities(store).write], activity_executor=executor,
-                          workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
-                          max_concurrent_activities=executor._max_workers) as worker:
-            yield worker
 
 
 def search_attributes(journey_id: str, user: str) -> TypedSearchAttributes:
@@ -117,7 +99,7 @@ async def run_batches(client: Client, store: Store, args: argparse.Namespace, wa
         print_batch(b)
         await asyncio.sleep(1)  # let the server finish its background work between batches
 
-    async with upsert_worker(client, store):
+    async with bare_worker(client, store, QUEUE, [BareWorkflow, BareUnsetWorkflow]):
         for kind in KINDS:
             await run(kind, "warm-up", warmup)
         kinds = list(KINDS)
@@ -166,7 +148,7 @@ def describe(args: argparse.Namespace, warmup: int) -> None:
           "upsert_search_attributes([JOURNEY_NODE.value_unset()])\n          before returning (one "
           "more command in the final workflow task)")
     print("server:   one dev server on a SQLite file, journal_mode=wal, synchronous=normal "
-          "(scripts.bench.start_server);\n          both kinds on one worker in this process (8 "
+          "(scripts.bench_setup.start_server);\n          both kinds on one worker in this process (8 "
           "activity threads, the journeys' sandbox passthrough)")
     print(f"batches:  a warm-up of {warmup} users of each kind, then {args.rounds} rounds of "
           f"{args.users} users of each kind, alternating, started at once")
@@ -239,12 +221,7 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m scripts.bench_upsert", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", type=int, default=200, help="users (workflows) per batch")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="batches of each kind after the warm-up (alternating)")
-    parser.add_argument("--delay", type=int, default=1, help="seconds of each timer")
+    parser = batch_parser("python -m scripts.bench_upsert", __doc__, "seconds of each timer")
     parser.add_argument("--queries", type=int, default=20,
                         help="timed repetitions of each count_workflows query")
     args = parser.parse_args(argv)
