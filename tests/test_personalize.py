@@ -28,7 +28,7 @@ from journeys.personalize import (
     render_message,
     template_event_use,
 )
-from journeys.store import Store
+from journeys.store import OutboxRow, Store
 
 CART = {"product_name": "iPhone 14", "price": 999.0, "Product Name": "iPhone 14 Pro",
         "product_url": "https://shop.test/p/1"}
@@ -418,8 +418,11 @@ def test_data_errors_are_template_errors(exc: Exception) -> None:
 
 
 class _ExplodingStore(Store):
-    def profile(self, user_id: str) -> dict[str, Any]:
-        return {"name": Exploding(CancelledError("worker shutting down"))}
+    """A profile whose value raises CancelledError when the template reads it (a shutdown)."""
+
+    def send_context(self, idempotency_key: str, user_id: str) -> tuple[OutboxRow | None, dict[str, Any]]:
+        known, _ = super().send_context(idempotency_key, user_id)
+        return known, {"name": Exploding(CancelledError("worker shutting down"))}
 
 
 async def test_a_cancelled_send_is_not_recorded_skipped(tmp_path: Path) -> None:
