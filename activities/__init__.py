@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from activities.delivery import Delivery
+from activities.outcomes import Outcomes
 from activities.policy import Policy
 from activities.profiles import Controllers
 from activities.providers import Provider
@@ -23,4 +24,4 @@ def build_activities(store: Store, providers: Mapping[Channel, Provider] | None 
     policy = Policy(store)
     return [delivery.send_message, delivery.cancel_message, controllers.update_profile,
             controllers.choose_branch, controllers.resolve_date, policy.check_quiet_hours,
-            policy.drop_message]
+            policy.drop_message, Outcomes(store).record_outcome]

@@ -281,6 +281,9 @@ class Journey(_Model):
     reentry: Literal["never", "after_exit"] = "never"
     exit_when: list[EventName] = Field(default_factory=list)
     goals: list[EventName] = Field(default_factory=list)
+    goal_within: Duration | None = Field(
+        default=None, description="A goal counts as a conversion only this long after entry "
+                                  "(default: as long as the user is in the journey).")
     timeout: Duration | None = None
     events: dict[str, EventSchema] = Field(default_factory=dict)
     timezone: str | None = Field(

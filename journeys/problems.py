@@ -30,6 +30,7 @@ RULES: dict[str, str] = {
     "intellinode-paths": "an IntelliNODE has fewer than 2 or more than 7 paths",
     "intellinode-goals": "an automated IntelliNODE needs the journey's `goals`",
     "too-many-goals": "a journey has more than 3 goals",
+    "goal-within-without-goals": "`goal_within` is set but the journey has no `goals`",
     "unknown-outcome": "an `on` path names no outcome of a send",
     # quiet hours
     "quiet-hours": "a quiet-hours window is empty (`end` equals `start`), or a node both sets "

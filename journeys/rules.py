@@ -59,6 +59,9 @@ def graph_rules(journey: Journey) -> Iterator[Finding]:
     if len(journey.goals) > 3:
         yield (None, "goals", "too-many-goals",
                f"{len(journey.goals)} goals: a journey has at most 3")
+    if journey.goal_within is not None and not journey.goals:
+        yield (None, "goal_within", "goal-within-without-goals",
+               "goal_within needs 'goals': the events that count as a conversion")
     yield from _cycles(journey, seen)
 
 

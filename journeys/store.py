@@ -123,6 +123,21 @@ _FINISH = update(outbox).where(outbox.c.idempotency_key == bindparam("k")).value
     provider_message_id=bindparam("provider_message_id"), updated_at=bindparam("now"))
 
 
+#: What came of each entry, once per entry and kind (journeys.outcomes): a conversion, a time-out.
+outcomes = Table(
+    "outcomes", _metadata,
+    Column("journey_id", String(200), primary_key=True),
+    Column("run_key", String(64), primary_key=True),
+    Column("kind", String(20), primary_key=True),  # "converted" or "timed_out"
+    Column("user_id", String(200), nullable=False, index=True),
+    Column("workflow_id", String(500), nullable=False),
+    Column("goal", String(200)),
+    Column("node_id", String(200)),
+    Column("paths", JSON, nullable=False),  # the IntelliNODE paths taken: [{"node", "path"}]
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+
 class OutboxRow(BaseModel):
     """One message, as the outbox records it."""
 

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         SplitNode,
     )
     from workflows.models import JOURNEY_NODE, JourneyInput, JourneyState, SentMessage
+    from workflows.outcomes import Outcomes
 
 # A provider outage delays a message; it never drops it: retry without a limit, backing off.
 ACTIVITY_OPTIONS: dict[str, Any] = {
@@ -73,6 +74,7 @@ class JourneyWorkflow:
         self._caught: Event | None = None
         self._resume_wake = state.next_wake if input.resume_mid_wait else None
         self._resuming = input.resume_mid_wait
+        self._outcomes = Outcomes(self.journey, self.user_id, state)
         self._handlers: dict[str, Callable[[Any], Awaitable[str | None]]] = {
             "action": self._action, "inaction": self._inaction, "date_time": self._date_time,
             "delay": self._delay, "engagement": self._engagement,
@@ -86,6 +88,7 @@ class JourneyWorkflow:
         if not state.run_key:
             state.run_key = str(workflow.uuid4())
             state.entered_at = workflow.now()
+        self._outcomes.start()
         node_id: str | None = input.resume_node or self.journey.entry
         for _ in range(len(self.journey.nodes) + 1):  # bounded: the graph has no cycles
             if node_id is None or state.exit_reason:
@@ -97,6 +100,7 @@ class JourneyWorkflow:
                 self._arrive(node, input.search_attributes)
             node_id = await self._handlers[node.type](node)
             self._resuming = False
+        await self._outcomes.finish(timed_out=state.exit_reason == self._timeout_reason())
         state.status = "exited" if state.exit_reason else "finished"
         state.next_wake = None
         self._details()
@@ -111,6 +115,7 @@ class JourneyWorkflow:
         state.seen_event_ids = [*state.seen_event_ids[-_SEEN_IDS_KEPT + 1:], event.id]
         if event.name in self.journey.goals and event.name not in state.goals_reached:
             state.goals_reached.append(event.name)
+            self._outcomes.goal(event)
         if event.name in self.journey.exit_when and not state.exit_reason:
             state.exit_reason = f"exit event '{event.name}'"
         elif self._waiting and self._caught is None:

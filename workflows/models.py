@@ -43,6 +43,10 @@ class JourneyState(BaseModel):
     waiting_for: str | None = None  # the event the current wait listens for ...
     waiting_where: dict[str, Scalar] = Field(default_factory=dict)  # ... and its filters
     held: str | None = None  # why the current message waits: "quiet hours until 08:00 Europe/Paris"
+    converted: str | None = None  # the goal event that converted this entry (the first one) ...
+    converted_node: str | None = None  # ... the node the user was at ...
+    converted_at: datetime | None = None
+    conversion_recorded: bool = False  # ... and whether the store has it
 
 
 class JourneyInput(BaseModel):

@@ -1,0 +1,51 @@
+"""What came of each entry into a journey: a conversion (a goal event, with the node the user was
+at and the IntelliNODE paths they took), or a time-out. Recorded once per entry and kind: a
+retried activity or a replay finds the record and adds nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from journeys.store import Store, outcomes
+
+OutcomeKind = Literal["converted", "timed_out"]
+
+
+class TakenPath(BaseModel):
+    node: str  # the IntelliNODE
+    path: str  # its path's name, or the node it leads to
+
+
+class Outcome(BaseModel):
+    journey_id: str
+    run_key: str  # one entry
+    kind: OutcomeKind
+    user_id: str
+    workflow_id: str
+    goal: str | None = None
+    node_id: str | None = None  # where the user was when it happened
+    paths: list[TakenPath] = Field(default_factory=list)
+    at: datetime | None = None
+
+
+def record(store: Store, outcome: Outcome) -> bool:
+    """Record ``outcome`` unless this entry has one of its kind already; True if it is new."""
+    values = outcome.model_dump() | {"at": outcome.at or datetime.now(UTC)}
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(insert(outcomes), values)
+    except IntegrityError:
+        return False
+    return True
+
+
+def of_journey(store: Store, journey_id: str) -> list[Outcome]:
+    """Every outcome recorded for ``journey_id``, oldest first."""
+    query = select(outcomes).where(outcomes.c.journey_id == journey_id).order_by(outcomes.c.at)
+    with store.engine.connect() as conn:
+        return [Outcome.model_validate(dict(row._mapping)) for row in conn.execute(query)]
