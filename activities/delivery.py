@@ -30,7 +30,7 @@ __all__ = ["Delivery", "OutgoingMessage", "Provider", "default_providers"]
 
 #: Statuses no attempt changes any more: a retry or a replay finds them and sends nothing.
 FINAL = frozenset({"delivered", "skipped", "failed", "unreachable", "cancelled", "capped",
-                   "dropped_quiet_hours"})
+                   "dropped_quiet_hours", "held_out"})
 _log = structlog.get_logger("delivery")
 
 
@@ -110,6 +110,9 @@ class Delivery:
             return self._settle(row, "skipped", f"not sent: {exc}", log)
         except MessageRefused as exc:  # rendered, but not sendable: no retry can change that
             return self._settle(row, "failed", f"not sent: {exc}", log)
+        if input.held_out:  # the control group walks the journey unmessaged: what it would have got
+            return self._settle(row.model_copy(update={"content": content}), "held_out",
+                                "not sent: the user is in the journey's control group", log)
         # Caps count each key once: a retry passes again (and one that found the message
         # recorded by an earlier attempt passed them then).
         if self.caps and not input.ignore_caps and known is None:

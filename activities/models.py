@@ -23,6 +23,7 @@ class SendMessageInput(BaseModel):
     message: dict[str, MessageValue]
     event: Event | None = None
     ignore_caps: bool = False  # the journey's ignore_caps: transactional, not capped nor counted
+    held_out: bool = False  # the user is in the control group: recorded, never sent
 
 
 class CancelMessageInput(BaseModel):
@@ -39,7 +40,7 @@ class SendResult(BaseModel):
     """
 
     status: Literal["delivered", "skipped", "failed", "unreachable", "cancelled", "pending",
-                    "capped", "dropped_quiet_hours"]
+                    "capped", "dropped_quiet_hours", "held_out"]
     reason: str | None = None
     content: dict[str, str] = Field(default_factory=dict)  # no longer filled; old histories have it
     digest: str | None = None  # sha256 of the rendered content, to compare sends

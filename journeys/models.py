@@ -295,6 +295,10 @@ class Journey(_Model):
     ignore_caps: bool = Field(
         default=False, description="Transactional messages: the frequency caps "
                                    "(JOURNEYS_CAPS) neither hold nor count them.")
+    control_percent: int = Field(
+        default=0, ge=0, le=100,
+        description="This share of entrants (the same users always, by user id and journey) "
+                    "walks the journey without being messaged: a control group.")
 
     def node(self, node_id: str) -> Node:
         for node in self.nodes:

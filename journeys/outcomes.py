@@ -4,6 +4,7 @@ retried activity or a replay finds the record and adds nothing."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -30,7 +31,17 @@ class Outcome(BaseModel):
     goal: str | None = None
     node_id: str | None = None  # where the user was when it happened
     paths: list[TakenPath] = Field(default_factory=list)
+    held_out: bool = False  # in the control group
     at: datetime | None = None
+
+
+def held_out(journey_id: str, user_id: str, percent: int) -> bool:
+    """Is this user in the journey's control group? The same answer every time, on every
+    machine: a hash of the journey and the user, not a random draw."""
+    if percent <= 0:
+        return False
+    digest = hashlib.sha256(f"{journey_id}/{user_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100 < percent
 
 
 def record(store: Store, outcome: Outcome) -> bool:

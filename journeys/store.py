@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Integer,
@@ -44,7 +45,7 @@ from journeys.limits import MAX_PROFILE_BYTES, check_properties
 from journeys.problems import UsageError
 
 OutboxStatus = Literal["pending", "delivered", "skipped", "failed", "unreachable", "cancelled",
-                       "capped", "dropped_quiet_hours"]
+                       "capped", "dropped_quiet_hours", "held_out"]
 
 _metadata = MetaData()
 profiles = Table(
@@ -134,6 +135,7 @@ outcomes = Table(
     Column("goal", String(200)),
     Column("node_id", String(200)),
     Column("paths", JSON, nullable=False),  # the IntelliNODE paths taken: [{"node", "path"}]
+    Column("held_out", Boolean, nullable=False),  # the user is in the journey's control group
     Column("at", DateTime(timezone=True), nullable=False),
 )
 

@@ -93,3 +93,33 @@ async def test_each_entry_converts_once(journeys: Harness) -> None:
     runs = recorded(journeys.store, "dee")
     assert [o.kind for o in runs] == ["converted", "converted"]
     assert len({o.run_key for o in runs}) == 2
+
+
+async def test_a_control_group_walks_the_journey_unmessaged_and_converts_apart(
+        journeys: Harness) -> None:
+    """control_percent 50: the same users are always held out; their sends are recorded
+    held_out (rendered, not sent), and their conversions are marked so."""
+    journey = JOURNEY.model_copy(update={"id": "ctl", "control_percent": 50})
+    harness = Harness(journeys.env, journeys.store, [journey], QUEUE)
+    users = [f"ctl-{i}" for i in range(12)]
+    control = {u for u in users if outcomes.held_out("ctl", u, 50)}
+    assert control and control != set(users)  # both groups, with these ids
+    assert control == {u for u in users if outcomes.held_out("ctl", u, 50)}  # always the same
+    for user in users:
+        await harness.send(user, "Started")
+        await harness.send(user, "Bought")
+    for user in users:
+        state = await harness.result("ctl", user)
+        assert state.held_out == (user in control)
+        statuses = {row.status for row in harness.outbox(user) if row.journey_id == "ctl"}
+        assert statuses == ({"held_out"} if user in control else {"delivered"}), user
+        assert [m.node_id for m in state.messages] == ["push-a", "last"]  # the same walk
+    held = [row for u in control for row in harness.outbox(u) if row.journey_id == "ctl"]
+    assert all(row.provider is None and row.content["body"] for row in held)  # rendered, not sent
+    conversions = {o.user_id: o.held_out for o in outcomes.of_journey(journeys.store, "ctl")}
+    assert conversions == {u: u in control for u in users}
+
+
+def test_control_percent_is_between_0_and_100() -> None:
+    with pytest.raises(ValueError, match="control_percent"):
+        Journey.model_validate({**JOURNEY.model_dump(mode="json"), "control_percent": 101})

@@ -88,6 +88,7 @@ class JourneyWorkflow:
         if not state.run_key:
             state.run_key = str(workflow.uuid4())
             state.entered_at = workflow.now()
+            self._outcomes.enter()
         self._outcomes.start()
         node_id: str | None = input.resume_node or self.journey.entry
         for _ in range(len(self.journey.nodes) + 1):  # bounded: the graph has no cycles
@@ -184,7 +185,7 @@ class JourneyWorkflow:
             idempotency_key=f"{info.workflow_id}:{state.run_key}:{node.id}",
             journey_id=self.journey.id, workflow_id=info.workflow_id, user_id=self.user_id,
             node_id=node.id, channel=node.channel, message=node.message, event=state.event,
-            ignore_caps=self.journey.ignore_caps)
+            ignore_caps=self.journey.ignore_caps, held_out=state.held_out)
         quiet = self.journey.quiet_hours_of(node)
         result = None
         if quiet and workflow.patched("quiet-hours"):

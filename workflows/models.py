@@ -47,6 +47,7 @@ class JourneyState(BaseModel):
     converted_node: str | None = None  # ... the node the user was at ...
     converted_at: datetime | None = None
     conversion_recorded: bool = False  # ... and whether the store has it
+    held_out: bool = False  # in the journey's control group: its sends are recorded, not sent
 
 
 class JourneyInput(BaseModel):

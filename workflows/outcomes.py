@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from journeys.events import Event
     from journeys.models import IntelliNode, Journey
-    from journeys.outcomes import Outcome, OutcomeKind, TakenPath
+    from journeys.outcomes import Outcome, OutcomeKind, TakenPath, held_out
     from workflows.models import JourneyState
 
 #: The patch that brought outcome records in (a new activity, so a new command).
@@ -41,6 +41,10 @@ class Outcomes:
             return
         state.converted, state.converted_node, state.converted_at = (
             event.name, state.current_node, workflow.now())
+
+    def enter(self) -> None:
+        """A new entry: is this user in the control group (decided once, kept in the state)?"""
+        self.state.held_out = held_out(self.journey.id, self.user_id, self.journey.control_percent)
 
     def start(self) -> None:
         """Record the conversion as soon as there is one (a run that went on as new carries it)."""
@@ -72,7 +76,8 @@ class Outcomes:
             journey_id=self.journey.id, run_key=state.run_key, kind=kind, user_id=self.user_id,
             workflow_id=info.workflow_id, goal=state.converted if converted else None,
             node_id=state.converted_node if converted else state.current_node,
-            paths=self._paths(), at=state.converted_at if converted else workflow.now())
+            paths=self._paths(), held_out=state.held_out,
+            at=state.converted_at if converted else workflow.now())
         await workflow.execute_activity(
             "record_outcome", outcome, result_type=bool, summary=f"record {kind}",
             start_to_close_timeout=timedelta(seconds=30), retry_policy=_RETRY)
