@@ -194,6 +194,9 @@ async def _status_command(args: argparse.Namespace, settings: Settings) -> int:
             lines.append(f"    path: {' > '.join(row.path)}")
         if row.exit_reason:
             lines.append(f"    exit: {row.exit_reason}")
+        if row.converted or row.held_out:
+            group = "control group (not messaged)" if row.held_out else "messaged"
+            lines.append(f"    converted: {row.converted or 'not yet'}; {group}")
         if row.held:
             lines.append(f"    held: {row.held}")
         if row.note:

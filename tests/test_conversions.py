@@ -13,6 +13,7 @@ from journeys import outcomes
 from journeys.models import Journey
 from journeys.store import Store
 from tests.helpers.support import Harness
+from workflows.status import user_status
 
 QUEUE = "conversions"
 H = timedelta(hours=1)
@@ -63,6 +64,8 @@ async def test_a_goal_records_one_conversion_where_the_user_was(journeys: Harnes
     assert [(p.node, p.path) for p in conversion.paths] == [("pick", "A")]
     assert conversion.run_key == state.run_key
     await journeys.record_history("conversion-recorded", "conv", "ann")
+    [row] = await user_status(journeys.client, [JOURNEY], "ann", QUEUE)
+    assert (row.converted, row.held_out) == ("Bought", False)  # what `starter.py status` shows
 
 
 async def test_a_goal_after_goal_within_is_not_a_conversion(journeys: Harness) -> None:

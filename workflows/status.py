@@ -58,6 +58,8 @@ class JourneyStatus(BaseModel):
     path: list[str] = Field(default_factory=list)
     messages: int = 0
     exit_reason: str | None = None  # the journey's, or Temporal's (terminated, failed)
+    converted: str | None = None  # the goal event that converted this entry
+    held_out: bool = False  # in the journey's control group
     held: str | None = None  # why the current message waits (quiet hours until ...)
     note: str | None = None  # why the journey's own state is not shown (no worker answered)
     started_at: datetime | None = None  # this run's start (the user's latest entry)
@@ -142,7 +144,8 @@ async def _status_of(handle: WorkflowHandle[JourneyWorkflow, JourneyState],
         "current_node": state.current_node, "path": state.path, "outcome": state.status,
         "messages": len(state.messages), "exit_reason": state.exit_reason, "held": state.held,
         "event_name": event.name if event else None, "event_id": event.id if event else None,
-        "event_properties": event.properties if event else {}, "run_key": state.run_key or None})
+        "event_properties": event.properties if event else {}, "run_key": state.run_key or None,
+        "converted": state.converted, "held_out": state.held_out})
 
 
 async def _close_reason(handle: WorkflowHandle) -> str | None:
