@@ -32,9 +32,10 @@ class Index:
         for journey in journeys:
             for name in sorted(_entry_events(journey) | listens_to(journey)):
                 by_event[name].append(journey)
-            entry = journey.entry_node
-            if isinstance(entry, DateTimeNode) and entry.profile_property:
-                by_property[entry.profile_property].append(journey)
+            dates = {node.profile_property for node in journey.nodes
+                     if isinstance(node, DateTimeNode) and node.profile_property}
+            for name in sorted(dates):  # an entry on it, or a wait on it whose date may move
+                by_property[name].append(journey)
         return cls(tuple(journeys), {k: tuple(v) for k, v in by_event.items()},
                    {k: tuple(v) for k, v in by_property.items()})
 
@@ -43,7 +44,8 @@ class Index:
         return self.by_event.get(name, ())
 
     def for_profile(self, changed: Iterable[str]) -> tuple[Journey, ...]:
-        """The profile-date journeys that setting these properties may start, in catalog order."""
+        """The journeys with a date on these profile properties (they may start, or a wait may
+        move), in catalog order."""
         hit = {id(j) for name in changed for j in self.by_property.get(name, ())}
         return tuple(j for j in self.journeys if id(j) in hit)
 

@@ -33,6 +33,7 @@ from journeys.events import (
     listens_to,
     starts,
     starts_on_profile,
+    waits_on_profile,
     workflow_id,
 )
 from journeys.limits import brief
@@ -83,16 +84,31 @@ class Router:
 
     async def route_profile(self, journeys: Sequence[Journey], user_id: str,
                             changed: Iterable[str]) -> list[Routed]:
-        """Profile-date journeys (birthdays, renewals) start when their date property is set."""
+        """Profile-date journeys (birthdays, renewals) start when their date property is set; a
+        running journey that waits on a date property that changed resolves its moment again."""
         names = list(changed)
         routed: list[Routed] = []
         for journey in journeys:
-            if starts_on_profile(journey, names):
-                try:
-                    routed.append(await self.start(journey, user_id, None))
-                except Exception as exc:
-                    routed.append(_failed(journey, user_id, exc))
+            try:
+                if starts_on_profile(journey, names):
+                    routed.append(await self.start(journey, user_id, None, names))
+                elif waits_on_profile(journey, names) and (
+                        moved := await self._profile_changed(journey, user_id, names)):
+                    routed.append(moved)
+            except Exception as exc:
+                routed.append(_failed(journey, user_id, exc))
         return routed
+
+    async def _profile_changed(self, journey: Journey, user_id: str, names: list[str]) -> Routed | None:
+        """Tell the user's running journey which profile properties changed, if it runs."""
+        handle = self.client.get_workflow_handle(workflow_id(journey.id, user_id))
+        try:
+            await handle.signal(JourneyWorkflow.profile_changed, names)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        return Routed(journey_id=journey.id, workflow_id=handle.id, action="signalled")
 
     async def _once(self, journey: Journey, event: Event, entry: bool) -> Routed | None:
         receipts, user = self.receipts, event.user_id
@@ -113,7 +129,8 @@ class Router:
                 receipts.settle_event(journey.id, user, event.id, token, routed=done)
         return result
 
-    async def start(self, journey: Journey, user_id: str, event: Event | None) -> Routed:
+    async def start(self, journey: Journey, user_id: str, event: Event | None,
+                    profile: list[str] | None = None) -> Routed:
         """Start the user's journey with ``event`` in its input: one round trip to Temporal.
 
         The id-reuse policy encodes ``reentry``. A user already in the journey gets the event as
@@ -135,10 +152,13 @@ class Router:
                 return Routed(journey_id=journey.id, workflow_id=wid, action="not-reentered")
             if started(handle):
                 return Routed(journey_id=journey.id, workflow_id=wid, action="started")
-            if event is None:
+            if event is None and not profile:
                 return Routed(journey_id=journey.id, workflow_id=wid, action="running")
             try:
-                await handle.signal(JourneyWorkflow.event, event)
+                if event is not None:
+                    await handle.signal(JourneyWorkflow.event, event)
+                else:  # a profile date set again: the running journey's wait may move
+                    await handle.signal(JourneyWorkflow.profile_changed, profile or [])
             except RPCError as exc:
                 if exc.status == RPCStatusCode.NOT_FOUND:  # the run ended since: enter again
                     continue

@@ -67,6 +67,13 @@ def starts_on_profile(journey: Journey, changed: Iterable[str]) -> bool:
     return isinstance(entry, DateTimeNode) and entry.profile_property in set(changed)
 
 
+def waits_on_profile(journey: Journey, changed: Iterable[str]) -> bool:
+    """Does a running journey wait on one of these profile properties (a date that may move)?"""
+    names = set(changed)
+    return any(isinstance(node, DateTimeNode) and node.profile_property in names
+               for node in journey.nodes)
+
+
 def listens_to(journey: Journey) -> frozenset[str]:
     """Events a running journey may wait on or exit on (it is signalled only for these)."""
     names: set[str] = set(journey.exit_when) | set(journey.goals)

@@ -75,6 +75,7 @@ class JourneyWorkflow:
         self._resume_wake = state.next_wake if input.resume_mid_wait else None
         self._resuming = input.resume_mid_wait
         self._outcomes = Outcomes(self.journey, self.user_id, state)
+        self._redate = False  # the profile date of the current wait changed: resolve it again
         self._handlers: dict[str, Callable[[Any], Awaitable[str | None]]] = {
             "action": self._action, "inaction": self._inaction, "date_time": self._date_time,
             "delay": self._delay, "engagement": self._engagement,
@@ -124,6 +125,13 @@ class JourneyWorkflow:
             if event.name in names and matches(where, event.properties):
                 self._caught = event
 
+    @workflow.signal
+    def profile_changed(self, names: list[str]) -> None:
+        """The user's profile properties ``names`` changed: a wait on one of them resolves again."""
+        node = self.journey.node(self.state.current_node) if self.state.current_node else None
+        if isinstance(node, DateTimeNode) and node.profile_property in names:
+            self._redate = True
+
     @workflow.query
     def status(self) -> JourneyState:
         return self.state
@@ -159,21 +167,26 @@ class JourneyWorkflow:
             self.state.event = caught
         elif node.profile_property and node.id == self.journey.entry:
             self.state.event = None  # a profile date carries no event
-        result = await self._control(
-            "resolve_date", ResolveDateInput(
-                user_id=self.user_id, node_id=node.id, now=workflow.now(), event=self.state.event,
-                date_property=node.date_property, profile_property=node.profile_property,
-                offset=node.offset, at=node.at),
-            ResolveDateResult, f"date of {node.id}")
-        if result is None:  # the user left meanwhile
-            return None
-        if result.moment is None:
-            self._leave(result.reason or "no date")
-            return None
-        wait = result.moment - workflow.now()
-        if wait > timedelta(0):
-            await self._sleep(wait, f"wait until {result.moment:%Y-%m-%d %H:%M} UTC ({node.id})")
-        return node.next
+        self._redate = False
+        while True:  # again each time the profile's date changes during the wait
+            result = await self._control(
+                "resolve_date", ResolveDateInput(
+                    user_id=self.user_id, node_id=node.id, now=workflow.now(), event=self.state.event,
+                    date_property=node.date_property, profile_property=node.profile_property,
+                    offset=node.offset, at=node.at),
+                ResolveDateResult, f"date of {node.id}")
+            if result is None:  # the user left meanwhile
+                return None
+            if result.moment is None:
+                self._leave(result.reason or "no date")
+                return None
+            wait = result.moment - workflow.now()
+            if wait > timedelta(0):
+                await self._sleep(wait, f"wait until {result.moment:%Y-%m-%d %H:%M} UTC ({node.id})",
+                                  until=lambda: self._redate)
+            if not self._redate or self.state.exit_reason or not workflow.patched("profile-dates"):
+                return node.next
+            self._redate = False
 
     async def _delay(self, node: DelayNode) -> str | None:
         await self._sleep(node.duration, f"wait {format_duration(node.duration)} before {node.next}")
