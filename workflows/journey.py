@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
         Scalar,
         SplitNode,
     )
-    from workflows.models import JOURNEY_NODE, JourneyInput, JourneyState, SentMessage
+    from workflows.models import JOURNEY_NODE, JourneyInput, JourneyState, SentMessage, details
     from workflows.outcomes import Outcomes
 
 # A provider outage delays a message; it never drops it: retry without a limit, backing off.
@@ -414,12 +414,4 @@ class JourneyWorkflow:
 
     def _details(self) -> None:
         """What the Temporal UI shows for this user right now."""
-        state = self.state
-        event = f"{state.event.name} ({state.event.id})" if state.event else "none"
-        wake = f"{state.next_wake:%Y-%m-%d %H:%M:%S} UTC" if state.next_wake else "-"
-        status = state.exit_reason or state.status
-        held = f"\n- message held: {state.held}" if state.held else ""
-        workflow.set_current_details(
-            f"**{self.journey.name}** for user `{self.user_id}`\n\n"
-            f"- node: `{state.current_node}`\n- personalization event: {event}\n"
-            f"- next wake-up: {wake}\n- status: {status}{held}")
+        workflow.set_current_details(details(self.journey.name, self.user_id, self.state))

@@ -62,3 +62,13 @@ class JourneyInput(BaseModel):
     carried: JourneyState | None = None
     send_timeout: float | None = None  # JOURNEYS_SEND_TIMEOUT at entry (None: 30 s, as before)
 
+
+def details(journey_name: str, user_id: str, state: JourneyState) -> str:
+    """The workflow's current details in the Temporal UI (Markdown): where the user is, and why."""
+    event = f"{state.event.name} ({state.event.id})" if state.event else "none"
+    wake = f"{state.next_wake:%Y-%m-%d %H:%M:%S} UTC" if state.next_wake else "-"
+    status = state.exit_reason or state.status
+    held = f"\n- message held: {state.held}" if state.held else ""
+    return (f"**{journey_name}** for user `{user_id}`\n\n"
+            f"- node: `{state.current_node}`\n- personalization event: {event}\n"
+            f"- next wake-up: {wake}\n- status: {status}{held}")
