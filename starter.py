@@ -38,9 +38,10 @@ from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded
 from journeys.models import Journey
 from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
+from journeys.stats import format_stats, journey_stats
 from journeys.store import Store
 from workflows.runtime import connect, leave
-from workflows.status import user_status
+from workflows.status import user_status, waiting_now
 
 # --- the client commands: they talk to Temporal and the stores -----------------------------
 
@@ -208,6 +209,16 @@ async def _status_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _stats_command(args: argparse.Namespace, settings: Settings) -> int:
+    journey = next((j for j in _catalog(args.journeys, settings) if j.id == args.journey), None)
+    if journey is None:
+        raise UsageError(f"no journey {args.journey!r} in the catalog")
+    stats = journey_stats(Store(settings.store_url), journey,
+                          await waiting_now(await _connect(settings), journey))
+    print(stats.model_dump_json(indent=2) if args.json else shown(format_stats(stats)))
+    return 0
+
+
 def cmd_outbox(args: argparse.Namespace) -> int:
     rows = Store(load_settings().store_url).outbox_list(user_id=args.user, journey_id=args.journey)
     if args.json:
@@ -369,6 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--journey")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_outbox)
+
+    p = sub.add_parser("stats", help="a journey's funnel: entries, waits, messages, conversions")
+    p.add_argument("journey")
+    p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_client(_stats_command))
 
     p = sub.add_parser("providers", help="which provider serves each channel, and what is missing")
     p.add_argument("--json", action="store_true")

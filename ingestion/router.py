@@ -38,6 +38,7 @@ from journeys.events import (
 )
 from journeys.limits import brief
 from journeys.models import Journey
+from journeys.outcomes import held_out
 from journeys.store import Store
 from workflows.journey import JourneyWorkflow
 from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID, JourneyInput
@@ -151,6 +152,9 @@ class Router:
             except WorkflowAlreadyStartedError:  # a closed run, and reentry: never
                 return Routed(journey_id=journey.id, workflow_id=wid, action="not-reentered")
             if started(handle):
+                if self.receipts and handle.result_run_id:  # the funnel's entries (stats)
+                    self.receipts.record_entry(journey.id, wid, handle.result_run_id, user_id,
+                                               held_out(journey.id, user_id, journey.control_percent))
                 return Routed(journey_id=journey.id, workflow_id=wid, action="started")
             if event is None and not profile:
                 return Routed(journey_id=journey.id, workflow_id=wid, action="running")

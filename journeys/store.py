@@ -124,6 +124,18 @@ _FINISH = update(outbox).where(outbox.c.idempotency_key == bindparam("k")).value
     provider_message_id=bindparam("provider_message_id"), updated_at=bindparam("now"))
 
 
+#: Each entry into a journey, recorded where it starts (the router): the funnel's first number.
+entries = Table(
+    "entries", _metadata,
+    Column("workflow_id", String(500), primary_key=True),
+    Column("run_id", String(64), primary_key=True),
+    Column("journey_id", String(200), nullable=False, index=True),
+    Column("user_id", String(200), nullable=False),
+    Column("held_out", Boolean, nullable=False),  # in the journey's control group
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+_ENTRY = insert(entries)
+
 #: What came of each entry, once per entry and kind (journeys.outcomes): a conversion, a time-out.
 outcomes = Table(
     "outcomes", _metadata,
@@ -323,6 +335,17 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(select(outbox).where(outbox.c.idempotency_key == idempotency_key)).first()
         return _row(row._mapping) if row else None
+
+    def record_entry(self, journey_id: str, workflow_id: str, run_id: str, user_id: str,
+                     held_out: bool) -> None:
+        """Count an entry (once: the run id makes it one)."""
+        values = {"journey_id": journey_id, "workflow_id": workflow_id, "run_id": run_id,
+                  "user_id": user_id, "held_out": held_out, "at": _now()}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(_ENTRY, values)
+        except IntegrityError:
+            pass
 
     def send_context(self, idempotency_key: str, user_id: str) -> tuple[OutboxRow | None, dict[str, Any]]:
         """What a send reads first, on one connection: the message's record (a retry or a replay

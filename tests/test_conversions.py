@@ -4,15 +4,21 @@ times out records ``timed_out``. On the time-skipping server, through the real a
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from ingestion.router import Router
 from journeys import outcomes
+from journeys.events import Event
 from journeys.models import Journey
+from journeys.stats import journey_stats
 from journeys.store import Store
-from tests.helpers.support import Harness
+from tests.helpers.support import Harness, run_cli
 from workflows.status import user_status
 
 QUEUE = "conversions"
@@ -43,6 +49,10 @@ JOURNEY = Journey.model_validate({
 @pytest.fixture
 def journeys(env: WorkflowEnvironment, store: Store, worker: None) -> Harness:
     return Harness(env, store, [JOURNEY], QUEUE)
+
+
+def _event(user: str, name: str) -> Event:
+    return Event(id=f"e-{uuid.uuid4()}", name=name, user_id=user, time=datetime.now(UTC))
 
 
 def recorded(store: Store, user: str) -> list[outcomes.Outcome]:
@@ -126,3 +136,44 @@ async def test_a_control_group_walks_the_journey_unmessaged_and_converts_apart(
 def test_control_percent_is_between_0_and_100() -> None:
     with pytest.raises(ValueError, match="control_percent"):
         Journey.model_validate({**JOURNEY.model_dump(mode="json"), "control_percent": 101})
+
+
+async def test_stats_show_the_funnel_and_the_lift(
+        journeys: Harness, data_dir: Path, tmp_path: Path) -> None:
+    """Entries counted where they start, messages and conversions per node, the control group
+    apart; `starter.py stats` prints the same numbers (the time-skipping server cannot count
+    who waits where: that column is '-')."""
+    journey = JOURNEY.model_copy(update={"id": "funnel", "control_percent": 50})
+    router = Router(journeys.client, QUEUE, search_attributes=False, receipts=journeys.store)
+    users = [f"fun-{i}" for i in range(12)]
+    for i, user in enumerate(users):
+        await router.route_event([journey], _event(user, "Started"))
+        if i % 2 == 0:
+            await router.route_event([journey], _event(user, "Bought"))
+    harness = Harness(journeys.env, journeys.store, [journey], QUEUE)
+    for user in users:
+        await harness.result("funnel", user)
+    control = {u for u in users if outcomes.held_out("funnel", u, 50)}
+    stats = journey_stats(journeys.store, journey)
+    assert stats.entered == 12 and stats.control.entered == len(control)
+    assert stats.treatment.converted + stats.control.converted == 6
+    assert stats.control.converted == len({u for u in users[::2] if u in control})
+    push_a = next(n for n in stats.nodes if n.node_id == "push-a")
+    assert push_a.messages == {k: v for k, v in {"delivered": 12 - len(control),
+                                                 "held_out": len(control)}.items() if v}
+    # They bought right after entering: at the node they had reached by then (none yet if the
+    # signal came in the run's first task).
+    unplaced = sum(o.node_id is None for o in outcomes.of_journey(journeys.store, "funnel"))
+    assert sum(n.conversions for n in stats.nodes) + unplaced == 6
+    assert set(stats.paths) <= {"pick: A"} and sum(stats.paths.values()) <= 6  # taken by then
+    assert stats.lift is not None and stats.lift.low <= stats.lift.difference <= stats.lift.high
+
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    (folder / "funnel.json").write_text(journey.model_dump_json(exclude_none=True))
+    run = run_cli(journeys.env, data_dir, QUEUE, "stats", "funnel", "--journeys", str(folder), "--json")
+    assert run.returncode == 0, run.stderr
+    printed = json.loads(run.stdout)
+    assert printed["entered"] == 12 and printed["treatment"] == stats.treatment.model_dump()
+    run = run_cli(journeys.env, data_dir, QUEUE, "stats", "funnel", "--journeys", str(folder))
+    assert "entered 12" in run.stdout and "push-a" in run.stdout and "lift:" in run.stdout, run.stdout

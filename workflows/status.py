@@ -174,3 +174,19 @@ def _with_outbox(row: JourneyStatus, store: Store, user_id: str) -> JourneyStatu
     entries = [OutboxEntry(node_id=r.node_id, channel=r.channel, status=r.status, reason=r.reason)
                for r in rows]
     return row.model_copy(update={"outbox": entries, "messages": max(row.messages, len(entries))})
+
+
+async def waiting_now(client: Client, journey: Journey) -> dict[str, int] | None:
+    """How many users wait at each node of ``journey`` now (visibility: JourneyNode of the
+    running ones); None if the server cannot count (the time-skipping test server)."""
+    counts: dict[str, int] = {}
+    try:
+        for node in journey.nodes:
+            if node.id == journey.entry or node.type in {"action", "inaction", "date_time", "delay"}:
+                found = await client.count_workflows(
+                    f'JourneyId = "{journey.id}" AND ExecutionStatus = "Running" '
+                    f'AND JourneyNode = "{node.id}"')
+                counts[node.id] = found.count
+    except RPCError:
+        return None
+    return counts
