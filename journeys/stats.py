@@ -48,6 +48,7 @@ class Lift(BaseModel):
 
 class JourneyStats(BaseModel):
     journey_id: str
+    goals: list[str]
     entered: int
     treatment: Group  # the users who were messaged
     control: Group  # the control group (control_percent), not messaged
@@ -78,8 +79,9 @@ def journey_stats(store: Store, journey: Journey, waiting: Mapping[str, int] | N
                        waiting_now=None if waiting is None else waiting.get(node.id, 0))
              for node in journey.nodes]
     paths = Counter(f"{p.node}: {p.path}" for o in converted for p in o.paths)
-    return JourneyStats(journey_id=journey.id, entered=treatment.entered + control.entered,
-                        treatment=treatment, control=control, lift=lift(treatment, control),
+    return JourneyStats(journey_id=journey.id, goals=list(journey.goals),
+                        entered=treatment.entered + control.entered, treatment=treatment,
+                        control=control, lift=lift(treatment, control),
                         timed_out=sum(timed_out.values()), nodes=nodes, paths=dict(paths))
 
 
@@ -99,17 +101,21 @@ def format_stats(stats: JourneyStats) -> str:
     def rate(group: Group) -> str:
         return f"{group.converted}/{group.entered} ({group.rate:.1%})" if group.rate is not None else "-"
 
-    lines = [f"journey {stats.journey_id}: entered {stats.entered}, timed out {stats.timed_out}",
-             f"  converted: messaged {rate(stats.treatment)}, control group {rate(stats.control)}"]
+    lines = [f"journey {stats.journey_id}: entered {stats.entered}, timed out {stats.timed_out}"]
+    if stats.goals:
+        lines.append(f"  converted ({', '.join(stats.goals)}): messaged {rate(stats.treatment)}, "
+                     f"control group {rate(stats.control)}")
+    else:
+        lines.append("  no goals: nothing converts")
     if stats.lift:
         lift, relative = stats.lift, f", {stats.lift.relative:+.0%} relative" if stats.lift.relative else ""
         lines.append(f"  lift: {lift.difference:+.1%} (95 % interval {lift.low:+.1%} to {lift.high:+.1%}"
                      f"{relative})")
-    lines.append(f"  {'node':<24} {'type':<12} {'waiting':>7} {'converted':>9} {'timed out':>9}  messages")
+    lines.append(f"  {'node':<24} {'type':<14} {'waiting':>7} {'converted':>9} {'timed out':>9}  messages")
     for node in stats.nodes:
         waiting = "-" if node.waiting_now is None else str(node.waiting_now)
         sent = ", ".join(f"{status} {n}" for status, n in sorted(node.messages.items())) or "-"
-        lines.append(f"  {node.node_id:<24} {node.type:<12} {waiting:>7} {node.conversions:>9} "
+        lines.append(f"  {node.node_id:<24} {node.type:<14} {waiting:>7} {node.conversions:>9} "
                      f"{node.timed_out:>9}  {sent}")
     for path, count in sorted(stats.paths.items()):
         lines.append(f"  path {path}: {count} converted")

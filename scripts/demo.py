@@ -4,7 +4,7 @@
 
 One time-skipping Temporal test server, a worker running the real journey workflow and
 activities, a SQLite store in a temporary directory, and the journeys of ``examples/``. Every
-event goes through ``ingestion.router.route_event``. Delays are durable timers that the server
+event goes through ``ingestion.router.Router``. Delays are durable timers that the server
 skips over, so a 15 h delay is 15 h of workflow time and not 15 h of yours. Each user's
 timeline is read back from the workflow history (times, timer lengths) and from the outbox
 (the messages as rendered). The demo checks what it shows and exits 1 if a scenario does not
@@ -30,11 +30,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
-from ingestion.router import route_event
+from ingestion.router import Router
 from journeys.events import Event
 from journeys.loader import journey_files, load_file
 from journeys.logs import configure_logging
 from journeys.models import Journey
+from journeys.stats import format_stats, journey_stats
 from journeys.store import Store
 from scripts.common import process_seconds, run_script, scratch_store
 from scripts.scenarios import Scenario, scenarios
@@ -84,7 +85,9 @@ class Demo:
         raise TimeoutError(f"{handle.id} never reached a wait")
 
     async def route(self, journey: Journey, event: Event) -> str:
-        routed = await route_event(self.client, [journey], event, QUEUE, search_attributes=False)
+        # With the store, as starter.py routes: event receipts, and entries counted for `stats`.
+        router = Router(self.client, QUEUE, search_attributes=False, receipts=self.store)
+        routed = await router.route_event([journey], event)
         if not routed:
             raise RuntimeError(f"{event.name} of {event.user_id} reached no journey")
         return routed[0].workflow_id
@@ -211,9 +214,14 @@ async def main() -> int:
                     show(await timeline(result))
                     played.append(result)
             clock = await env.get_current_time() - clock0
+            played_journeys = {p.journey.id: p.journey for p in played}.values()
+            funnels = [format_stats(journey_stats(store, journey)) for journey in played_journeys]
     finally:
         await env.shutdown()
     summary(played, process_seconds(), clock)
+    console.print("\nstarter.py stats, for each journey played (who waits where needs a dev server: -):")
+    for funnel in funnels:
+        console.print(Text(funnel))
     failed = [p.scenario.user for p in played if p.problems]
     if failed:
         console.print(Text(f"FAILED: {', '.join(failed)}", style="bold red"))

@@ -18,6 +18,9 @@ def test_demo_walks_every_scenario_and_checks_itself() -> None:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "Hey, the iPhone 14 in your cart is still waiting." in run.stdout
     assert "FAILED" not in run.stdout and "7 users, 15 messages" in run.stdout
+    # Then `starter.py stats` of each journey: bob bought within the hour, at the inaction node.
+    assert "journey abandoned-cart: entered 2, timed out 0" in run.stdout
+    assert "converted (Charged): messaged 1/2 (50.0%)" in run.stdout
 
 
 def test_bench_prints_the_ratio() -> None:
