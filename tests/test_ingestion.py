@@ -28,8 +28,10 @@ from ingestion.router import Router
 from journeys.catalog import catalog, clear_cache
 from journeys.events import Event, workflow_id
 from journeys.models import Journey
+from journeys.stats import journey_stats
 from journeys.store import Store
 from tests.helpers.support import EXAMPLES, HISTORIES, dev_server, eventually, examples, running_worker
+from workflows.status import waiting_now
 
 QUEUE = "journeys-ingestion"
 
@@ -188,3 +190,24 @@ async def test_a_catalog_edit_is_picked_up_and_a_broken_edit_keeps_the_last_good
         assert [j.id for j in ingestion.index().for_event("Signed Up")] == ["hello"]
         assert [j.id for j in ingestion.index().for_event("Signed Up")] == ["hello"]
     assert caplog.text.count("journey catalog unreadable") == 1
+
+
+async def test_stats_count_who_waits_where_through_visibility(
+        env: WorkflowEnvironment, store: Store, folder: Path) -> None:
+    """The `waiting` column of `starter.py stats`: users parked at each wait node, by JourneyNode."""
+    cart = next(j for j in catalog(folder).journeys if j.id == "abandoned-cart")
+    router, users = Router(env.client, QUEUE, receipts=store), [f"w-{uuid.uuid4().hex[:6]}" for _ in range(3)]
+    async with running_worker(env.client, store, QUEUE):
+        for user in users:
+            await router.route_event([cart], _event(user, _entry(cart), product_name="x"))
+
+        async def parked() -> dict[str, int] | None:
+            counts = await waiting_now(env.client, cart)
+            return counts if counts and counts.get(cart.entry, 0) >= 3 else None
+
+        counts = await eventually(parked)
+        assert counts is not None and counts[cart.entry] >= 3, counts
+        stats = journey_stats(store, cart, counts)
+        assert next(n for n in stats.nodes if n.node_id == cart.entry).waiting_now == counts[cart.entry]
+        for user in users:  # they leave: nobody is left waiting from this test
+            await router.route_event([cart], _event(user, sorted(cart.exit_when)[0]))
