@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 from pathlib import Path
@@ -13,7 +12,7 @@ import segment.analytics as analytics
 
 from journeys.store import Store
 from tests.helpers.processes import WorkerProcess
-from tests.helpers.support import EXAMPLES, eventually, free_port
+from tests.helpers.support import EXAMPLES, eventually, free_port, taken_port
 
 
 async def _printed_key(worker: WorkerProcess) -> tuple[str, str]:
@@ -73,17 +72,9 @@ async def test_make_run_serves_the_api_with_a_development_key(tmp_path: Path) ->
 
 
 async def test_a_taken_api_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         worker = WorkerProcess(tmp_path / "data", free_port(), "taken", args=("--serve", f"127.0.0.1:{port}"),
                                overrides={"JOURNEYS_DIR": str(EXAMPLES)})
-        try:
-            code = await asyncio.wait_for(asyncio.to_thread(worker.process.wait), 30)
-        finally:
-            worker.kill()
+        code = await worker.exit_code(timeout=30)
     assert code == 2, worker.output()
     assert f"--serve: cannot serve the HTTP API on 127.0.0.1:{port}" in worker.err.read_text()

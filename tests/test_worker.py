@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import signal
-import socket
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ from journeys.logs import configure_logging
 from journeys.settings import Settings
 from journeys.store import Store
 from tests.helpers.processes import TASK_QUEUE, WorkerProcess, temporal_servers
-from tests.helpers.support import free_port
+from tests.helpers.support import free_port, taken_port
 from worker import DevServerError, start_dev_server
 from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID, JourneyState
 
@@ -104,14 +103,9 @@ async def test_dev_worker_runs_a_journey_survives_a_restart_and_exits_cleanly(tm
 
 
 async def test_dev_server_port_taken_is_a_clear_error(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        worker = WorkerProcess(tmp_path / "data", taken.getsockname()[1], "taken")
-        try:
-            code = await asyncio.wait_for(asyncio.to_thread(worker.process.wait), 20)
-        finally:
-            worker.kill()
+    with taken_port() as port:
+        worker = WorkerProcess(tmp_path / "data", port, "taken")
+        code = await worker.exit_code(timeout=20)
     assert code == 1
     assert "is in use" in worker.err.read_text()
 

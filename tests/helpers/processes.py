@@ -68,6 +68,13 @@ class WorkerProcess:
         assert self.process.poll() is not None, f"worker still running {timeout}s after {sig.name}"
         return self.process.returncode
 
+    async def exit_code(self, timeout: float) -> int:
+        """Its exit status, once it exits by itself (a start that must fail); killed otherwise."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self.process.wait), timeout)
+        finally:
+            self.kill()
+
     def kill(self) -> None:
         if self.process.poll() is None:  # a failed test: try the graceful way, then force
             self.process.terminate()

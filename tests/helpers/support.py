@@ -9,9 +9,9 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -153,6 +153,15 @@ async def dev_server(*dynamic_config: str) -> AsyncIterator[WorkflowEnvironment]
         yield environment
     finally:
         await environment.shutdown()
+
+
+@contextmanager
+def taken_port() -> Iterator[int]:
+    """A loopback port something listens on, for as long as the block runs."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield int(taken.getsockname()[1])
 
 
 def free_port() -> int:
