@@ -28,7 +28,6 @@ from temporalio.service import RPCError, RPCStatusCode
 from journeys.events import (
     Event,
     Routed,
-    check_event,
     legacy_workflow_id,
     listens_to,
     starts,
@@ -71,9 +70,9 @@ class Router:
     async def route_event(self, journeys: Sequence[Journey], event: Event) -> list[Routed]:
         """Every journey this event touches: entries start, waits and exits are signalled.
 
-        A failure in one journey does not stop the others: it is reported as ``failed``.
+        A failure in one journey does not stop the others: it is reported as ``failed``. The
+        event comes checked against the limits (``Ingestion.track``, the one way in, does it).
         """
-        check_event(event)
         routed: list[Routed] = []
         for journey in journeys:
             entry = starts(journey, event)

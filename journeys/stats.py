@@ -15,8 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from journeys.models import Journey
-from journeys.outcomes import of_journey
-from journeys.store import Store, entries, outbox
+from journeys.store import Store, entries, outbox, outcomes
 
 
 class NodeStats(BaseModel):
@@ -65,20 +64,27 @@ def journey_stats(store: Store, journey: Journey, waiting: Mapping[str, int] | N
             .group_by(entries.c.held_out)).all()}
         sent = conn.execute(select(outbox.c.node_id, outbox.c.status, func.count()).where(
             outbox.c.journey_id == journey.id).group_by(outbox.c.node_id, outbox.c.status)).all()
-    recorded = of_journey(store, journey.id)
-    converted = [o for o in recorded if o.kind == "converted"]
-    treatment = Group(entered=groups.get(False, 0), converted=sum(not o.held_out for o in converted))
-    control = Group(entered=groups.get(True, 0), converted=sum(o.held_out for o in converted))
+        # Counted by the database, not read row by row: a journey may have millions of entries.
+        counted = conn.execute(select(outcomes.c.kind, outcomes.c.node_id, outcomes.c.held_out, func.count())
+                               .where(outcomes.c.journey_id == journey.id)
+                               .group_by(outcomes.c.kind, outcomes.c.node_id, outcomes.c.held_out)).all()
+        taken = conn.execute(select(outcomes.c.paths).where(
+            outcomes.c.journey_id == journey.id, outcomes.c.kind == "converted")).scalars().all()
+    converted = [(node_id, bool(held), n) for kind, node_id, held, n in counted if kind == "converted"]
+    treatment = Group(entered=groups.get(False, 0), converted=sum(n for _, held, n in converted if not held))
+    control = Group(entered=groups.get(True, 0), converted=sum(n for _, held, n in converted if held))
     messages: dict[str, dict[str, int]] = {}
     for node_id, status, count in sent:
         messages.setdefault(node_id, {})[status] = count
-    at_node = Counter(o.node_id for o in converted)
-    timed_out = Counter(o.node_id for o in recorded if o.kind == "timed_out")
+    at_node: Counter[str | None] = Counter()
+    timed_out: Counter[str | None] = Counter()
+    for kind, node_id, _, n in counted:
+        (at_node if kind == "converted" else timed_out)[node_id] += n
     nodes = [NodeStats(node_id=node.id, type=node.type, messages=messages.get(node.id, {}),
                        conversions=at_node[node.id], timed_out=timed_out[node.id],
                        waiting_now=None if waiting is None else waiting.get(node.id, 0))
              for node in journey.nodes]
-    paths = Counter(f"{p.node}: {p.path}" for o in converted for p in o.paths)
+    paths = Counter(f"{p['node']}: {p['path']}" for row in taken for p in row or [])
     return JourneyStats(journey_id=journey.id, goals=list(journey.goals),
                         entered=treatment.entered + control.entered, treatment=treatment,
                         control=control, lift=lift(treatment, control),
