@@ -214,6 +214,14 @@ class IntelliNode(_Node):
     type: Literal["intellinode"]
     mode: Literal["automated", "manual"] = "manual"
     paths: list[IntelliPath]
+    min_share: int = Field(default=10, ge=0, le=50, description=(
+        "Automated mode: the smallest share of users, in percent, each path keeps, so it "
+        "keeps learning."))
+
+    def path_name(self, index: int) -> str:
+        """A path's name as stats and the command line know it: its name, else its target."""
+        path = self.paths[index]
+        return path.name or path.next
 
     def targets(self) -> Iterator[tuple[str, str]]:
         for i, path in enumerate(self.paths):

@@ -192,6 +192,13 @@ def _intellinode(journey: Journey, node: IntelliNode) -> Iterator[Finding]:
     elif not journey.goals:
         yield (node.id, "mode", "intellinode-goals",
                "automated mode picks paths by the journey's goals: add 'goals'")
+    elif node.min_share * len(node.paths) > 100:
+        yield (node.id, "min_share", "bad-value",
+               f"{len(node.paths)} paths cannot each keep {node.min_share} %")
+    names = [node.path_name(i) for i in range(len(node.paths))]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        yield (node.id, "paths", "bad-value",
+               f"two paths are known as '{name}': give each a different 'name'")
 
 
 def _message(node: EngagementNode) -> Iterator[Finding]:

@@ -151,6 +151,29 @@ outcomes = Table(
     Column("at", DateTime(timezone=True), nullable=False),
 )
 
+#: The IntelliNODE path each entry took (journeys.intellinode), once per entry and node.
+path_choices = Table(
+    "path_choices", _metadata,
+    Column("journey_id", String(200), primary_key=True),
+    Column("run_key", String(64), primary_key=True),
+    Column("node_id", String(200), primary_key=True),
+    Column("path", String(200), nullable=False),
+    Column("user_id", String(200), nullable=False),
+    Column("held_out", Boolean, nullable=False),  # the control group does not teach the bandit
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+#: Live changes to an IntelliNODE (``starter.py intellinode``): the latest one applies.
+path_settings = Table(
+    "path_settings", _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("journey_id", String(200), nullable=False),
+    Column("node_id", String(200), nullable=False),
+    Column("percent", JSON),  # {"path": percent}, or null
+    Column("winner", String(200)),  # everyone down this path, or null
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
 
 class OutboxRow(BaseModel):
     """One message, as the outbox records it."""
