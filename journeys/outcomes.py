@@ -1,6 +1,7 @@
 """What came of each entry into a journey: a conversion (a goal event, with the node the user was
-at and the IntelliNODE paths they took), or a time-out. Recorded once per entry and kind: a
-retried activity or a replay finds the record and adds nothing."""
+at and the IntelliNODE paths they took), a time-out, and its end (the nodes it went through and
+why it left: the funnel's counts per node and edge). Recorded once per entry and kind: a retried
+activity or a replay finds the record and adds nothing."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from journeys.store import Store, outcomes
 
-OutcomeKind = Literal["converted", "timed_out"]
+OutcomeKind = Literal["converted", "timed_out", "ended"]
 
 
 class TakenPath(BaseModel):
@@ -33,6 +34,8 @@ class Outcome(BaseModel):
     paths: list[TakenPath] = Field(default_factory=list)
     held_out: bool = False  # in the control group
     at: datetime | None = None
+    reason: str | None = None  # "ended": why the user left; None if they walked to the end
+    nodes: list[str] | None = None  # "ended": the nodes they went through, in order
 
 
 def held_out(journey_id: str, user_id: str, percent: int) -> bool:
@@ -55,8 +58,14 @@ def record(store: Store, outcome: Outcome) -> bool:
     return True
 
 
-def of_journey(store: Store, journey_id: str) -> list[Outcome]:
-    """Every outcome recorded for ``journey_id``, oldest first."""
-    query = select(outcomes).where(outcomes.c.journey_id == journey_id).order_by(outcomes.c.at)
+def of_journey(store: Store, journey_id: str, *, kind: OutcomeKind | None = None,
+               user_id: str | None = None) -> list[Outcome]:
+    """The outcomes recorded for ``journey_id`` (of one kind, of one user), oldest first."""
+    c = outcomes.c
+    query = select(outcomes).where(c.journey_id == journey_id).order_by(c.at)
+    if kind is not None:
+        query = query.where(c.kind == kind)
+    if user_id is not None:
+        query = query.where(c.user_id == user_id)
     with store.engine.connect() as conn:
         return [Outcome.model_validate(dict(row._mapping)) for row in conn.execute(query)]

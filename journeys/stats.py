@@ -79,7 +79,8 @@ def journey_stats(store: Store, journey: Journey, waiting: Mapping[str, int] | N
     at_node: Counter[str | None] = Counter()
     timed_out: Counter[str | None] = Counter()
     for kind, node_id, _, n in counted:
-        (at_node if kind == "converted" else timed_out)[node_id] += n
+        if kind in ("converted", "timed_out"):
+            (at_node if kind == "converted" else timed_out)[node_id] += n
     nodes = [NodeStats(node_id=node.id, type=node.type, messages=messages.get(node.id, {}),
                        conversions=at_node[node.id], timed_out=timed_out[node.id],
                        waiting_now=None if waiting is None else waiting.get(node.id, 0))

@@ -74,7 +74,7 @@ outbox = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 #: Columns added since release 0.1, added to its databases when a store opens them.
-_ADDED_COLUMNS = {"outbox": ("provider_message_id",)}
+_ADDED_COLUMNS = {"outbox": ("provider_message_id",), "outcomes": ("reason", "nodes")}
 #: Messages of the online channels (in-app, web pop-up, app inbox), for the app to read.
 inbox = Table(
     "inbox", _metadata,
@@ -141,7 +141,7 @@ outcomes = Table(
     "outcomes", _metadata,
     Column("journey_id", String(200), primary_key=True),
     Column("run_key", String(64), primary_key=True),
-    Column("kind", String(20), primary_key=True),  # "converted" or "timed_out"
+    Column("kind", String(20), primary_key=True),  # "converted", "timed_out" or "ended"
     Column("user_id", String(200), nullable=False, index=True),
     Column("workflow_id", String(500), nullable=False),
     Column("goal", String(200)),
@@ -149,6 +149,8 @@ outcomes = Table(
     Column("paths", JSON, nullable=False),  # the IntelliNODE paths taken: [{"node", "path"}]
     Column("held_out", Boolean, nullable=False),  # the user is in the journey's control group
     Column("at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text),  # "ended": why the user left (exit event, timeout...), null if finished
+    Column("nodes", JSON),  # "ended": the nodes the user went through, in order
 )
 
 #: The IntelliNODE path each entry took (journeys.intellinode), once per entry and node.

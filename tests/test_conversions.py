@@ -56,7 +56,7 @@ def _event(user: str, name: str) -> Event:
 
 
 def recorded(store: Store, user: str) -> list[outcomes.Outcome]:
-    return [o for o in outcomes.of_journey(store, "conv") if o.user_id == user]
+    return [o for o in outcomes.of_journey(store, "conv", user_id=user) if o.kind != "ended"]
 
 
 async def test_a_goal_records_one_conversion_where_the_user_was(journeys: Harness) -> None:
@@ -74,6 +74,10 @@ async def test_a_goal_records_one_conversion_where_the_user_was(journeys: Harnes
     assert [(p.node, p.path) for p in conversion.paths] == [("pick", "A")]
     assert conversion.run_key == state.run_key
     await journeys.record_history("conversion-recorded", "conv", "ann")
+    # Its end: the nodes it went through, for the funnel per node and edge (record-ends).
+    [end] = outcomes.of_journey(journeys.store, "conv", kind="ended", user_id="ann")
+    assert (end.nodes, end.reason, end.node_id) == (state.path, None, state.path[-1])
+    await journeys.record_history("end-recorded", "conv", "ann")
     [row] = await user_status(journeys.client, [JOURNEY], "ann", QUEUE)
     assert (row.converted, row.held_out) == ("Bought", False)  # what `starter.py status` shows
 
@@ -94,6 +98,8 @@ async def test_a_journey_that_times_out_records_it(journeys: Harness) -> None:
     assert (state.exit_reason or "").startswith("journey timeout")
     [timed_out] = recorded(journeys.store, "cat")
     assert (timed_out.kind, timed_out.node_id, timed_out.goal) == ("timed_out", "wait-more", None)
+    [end] = outcomes.of_journey(journeys.store, "conv", kind="ended", user_id="cat")
+    assert (end.node_id, end.nodes, end.reason) == ("wait-more", state.path, state.exit_reason)
     await harness.record_history("timed-out-recorded", "conv", "cat")
 
 
@@ -129,7 +135,8 @@ async def test_a_control_group_walks_the_journey_unmessaged_and_converts_apart(
         assert [m.node_id for m in state.messages] == ["push-a", "last"]  # the same walk
     held = [row for u in control for row in harness.outbox(u) if row.journey_id == "ctl"]
     assert all(row.provider is None and row.content["body"] for row in held)  # rendered, not sent
-    conversions = {o.user_id: o.held_out for o in outcomes.of_journey(journeys.store, "ctl")}
+    conversions = {o.user_id: o.held_out
+                   for o in outcomes.of_journey(journeys.store, "ctl", kind="converted")}
     assert conversions == {u: u in control for u in users}
 
 
@@ -163,7 +170,8 @@ async def test_stats_show_the_funnel_and_the_lift(
                                                  "held_out": len(control)}.items() if v}
     # They bought right after entering: at the node they had reached by then (none yet if the
     # signal came in the run's first task).
-    unplaced = sum(o.node_id is None for o in outcomes.of_journey(journeys.store, "funnel"))
+    unplaced = sum(o.node_id is None
+                   for o in outcomes.of_journey(journeys.store, "funnel", kind="converted"))
     assert sum(n.conversions for n in stats.nodes) + unplaced == 6
     assert set(stats.paths) <= {"pick: A"} and sum(stats.paths.values()) <= 6  # taken by then
     assert stats.lift is not None and stats.lift.low <= stats.lift.difference <= stats.lift.high

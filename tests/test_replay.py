@@ -42,7 +42,7 @@ def test_every_scenario_has_a_history() -> None:
             # entered by a start with the event in its input, no start signal (release 0.3)
             "entry-in-input",
             # a goal recorded as the entry's conversion, a time-out recorded (record-outcomes)
-            "conversion-recorded", "timed-out-recorded",
+            "conversion-recorded", "timed-out-recorded", "end-recorded",
             # a profile date changed during its wait: resolved again (profile-dates)
             "profile-date-moved"} <= names
 

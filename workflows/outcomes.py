@@ -1,8 +1,9 @@
-"""Workflow code: an entry's conversion (the first goal event, within ``goal_within``) and its
-time-out, recorded in the store by the ``record_outcome`` activity, once per entry.
+"""Workflow code: an entry's conversion (the first goal event, within ``goal_within``), its
+time-out and its end, recorded in the store by the ``record_outcome`` activity, once per entry.
 
 Counting costs no activity per node: one activity when a user converts, one when a journey
-times out. Histories from before this existed replay unchanged (``workflow.patched``).
+times out, one when it ends (the nodes it went through, for the funnel).
+Histories from before this existed replay unchanged (``workflow.patched``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ with workflow.unsafe.imports_passed_through():
 
 #: The patch that brought outcome records in (a new activity, so a new command).
 PATCH = "record-outcomes"
+#: The patch that records each entry's end (its nodes, why it left): the funnel per node.
+ENDS_PATCH = "record-ends"
 #: A store that is down delays the record; the journey waits for it at its end.
 _RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
 
@@ -60,6 +63,8 @@ class Outcomes:
                 self._task.cancel()
         if timed_out and workflow.patched(PATCH):
             await self._record("timed_out")
+        if workflow.patched(ENDS_PATCH):
+            await self._record("ended")
 
     async def _record_conversion(self) -> None:
         state = self.state
@@ -77,7 +82,9 @@ class Outcomes:
             workflow_id=info.workflow_id, goal=state.converted if converted else None,
             node_id=state.converted_node if converted else state.current_node,
             paths=self._paths(), held_out=state.held_out,
-            at=state.converted_at if converted else workflow.now())
+            at=state.converted_at if converted else workflow.now(),
+            reason=state.exit_reason if kind == "ended" else None,
+            nodes=list(state.path) if kind == "ended" else None)
         await workflow.execute_activity(
             "record_outcome", outcome, result_type=bool, summary=f"record {kind}",
             start_to_close_timeout=timedelta(seconds=30), retry_policy=_RETRY)
