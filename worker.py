@@ -144,7 +144,8 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
         _log_providers(settings)
         worker = journey_worker(client, settings.task_queue,
                                 build_activities(store, providers, settings.send_timeout,
-                                                 caps_setting(settings.caps)), executor,
+                                                 caps_setting(settings.caps),
+                                                 settings.intellinode_refresh), executor,
                                 graceful_shutdown_timeout=timedelta(seconds=5))
         running = asyncio.create_task(worker.run())
         log.info("worker started", address=settings.temporal_address, namespace=settings.temporal_namespace,

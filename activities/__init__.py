@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from activities.delivery import Delivery
+from activities.intellinode import Paths
 from activities.outcomes import Outcomes
 from activities.policy import Policy
 from activities.profiles import Controllers
@@ -16,12 +17,13 @@ from journeys.store import Store
 
 
 def build_activities(store: Store, providers: Mapping[Channel, Provider] | None = None,
-                     send_timeout: float = 30.0, caps: Sequence[Cap] = ()
-                     ) -> list[Callable[..., Any]]:
+                     send_timeout: float = 30.0, caps: Sequence[Cap] = (),
+                     intellinode_refresh: float = 300.0) -> list[Callable[..., Any]]:
     """Every activity a journey worker registers, bound to its store, providers and caps."""
     delivery = Delivery(store, providers, send_timeout, CapCounter(store, caps) if caps else None)
     controllers = Controllers(store)
     policy = Policy(store)
     return [delivery.send_message, delivery.cancel_message, controllers.update_profile,
             controllers.choose_branch, controllers.resolve_date, policy.check_quiet_hours,
-            policy.drop_message, Outcomes(store).record_outcome]
+            policy.drop_message, Outcomes(store).record_outcome,
+            Paths(store, intellinode_refresh).choose_path]

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from journeys.events import Event
-from journeys.models import Branch, Channel, MessageValue
+from journeys.models import Branch, Channel, IntelliNode, MessageValue
 
 
 class SendMessageInput(BaseModel):
@@ -69,6 +69,15 @@ class ChooseBranchInput(BaseModel):
     branches: list[Branch]
     otherwise: str
     event: Event | None = None
+
+
+class ChoosePathInput(BaseModel):
+    journey_id: str
+    node: IntelliNode
+    run_key: str  # the entry: one choice per entry and node
+    user_id: str
+    held_out: bool = False  # the control group walks a path too, but does not teach the bandit
+    at: datetime  # the workflow's time: conversions after it count for the path
 
 
 class ResolveDateInput(BaseModel):

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     twilio_url: str = Field(default="https://api.twilio.com", alias="JOURNEYS_TWILIO_URL")
     vapid_private_key: str | None = Field(default=None, alias="JOURNEYS_VAPID_PRIVATE_KEY")
     vapid_subject: str | None = Field(default=None, alias="JOURNEYS_VAPID_SUBJECT")
+    intellinode_refresh: float = Field(
+        default=300.0, ge=0, alias="JOURNEYS_INTELLINODE_REFRESH",
+        description="Seconds an automated IntelliNODE's shares are kept before they are "
+                    "recomputed from the paths' results (per worker).")
     caps: str | None = Field(default=None, alias="JOURNEYS_CAPS",
                              description="Frequency caps per user across journeys, e.g. "
                                          "push=3/1d,email=1/12h,all=5/1d.")

@@ -43,6 +43,8 @@ def test_every_scenario_has_a_history() -> None:
             "entry-in-input",
             # a goal recorded as the entry's conversion, a time-out recorded (record-outcomes)
             "conversion-recorded", "timed-out-recorded", "end-recorded",
+            # an IntelliNODE path chosen by the choose_path activity (intellinode-choice)
+            "intellinode-chosen",
             # a profile date changed during its wait: resolved again (profile-dates)
             "profile-date-moved"} <= names
 

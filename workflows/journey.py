@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.models import (
         CancelMessageInput,
         ChooseBranchInput,
+        ChoosePathInput,
         ResolveDateInput,
         ResolveDateResult,
         SendMessageInput,
@@ -313,13 +314,19 @@ class JourneyWorkflow:
             return None
 
     async def _intellinode(self, node: IntelliNode) -> str | None:
-        # Manual percentages; automated mode shares traffic equally until goals steer it.
+        if workflow.patched("intellinode-choice"):  # chosen by an activity from the store
+            state = self.state
+            path = await self._control("choose_path", ChoosePathInput(
+                journey_id=self.journey.id, node=node, run_key=state.run_key, user_id=self.user_id,
+                held_out=state.held_out, at=workflow.now()), str, f"path: {node.id}")
+            names = [node.path_name(i) for i in range(len(node.paths))]
+            return node.paths[names.index(path)].next if path in names else None
         weights = [p.percent if node.mode == "manual" else 1 for p in node.paths]
         point = workflow.random().random() * sum(w or 0 for w in weights)
-        for path, weight in zip(node.paths, weights, strict=True):
+        for path_, weight in zip(node.paths, weights, strict=True):
             point -= weight or 0
             if point < 0:
-                return path.next
+                return path_.next
         return node.paths[-1].next
 
     async def _exit_node(self, node: Node) -> str | None:

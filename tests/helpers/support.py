@@ -124,10 +124,12 @@ class DownProvider:
 @asynccontextmanager
 async def running_worker(client: Client, store: Store, task_queue: str,
                          providers: Mapping[Channel, Provider] | None = None,
-                         send_timeout: float = 30.0, **options: Any) -> AsyncIterator[Worker]:
+                         send_timeout: float = 30.0, intellinode_refresh: float = 300.0,
+                         **options: Any) -> AsyncIterator[Worker]:
     with ThreadPoolExecutor(max_workers=8) as executor:
-        worker = journey_worker(client, task_queue, build_activities(store, providers, send_timeout),
-                                executor, **options)
+        activities = build_activities(store, providers, send_timeout,
+                                      intellinode_refresh=intellinode_refresh)
+        worker = journey_worker(client, task_queue, activities, executor, **options)
         async with worker:
             yield worker
 
