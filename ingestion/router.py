@@ -7,8 +7,9 @@ the rules for workflow ids, re-entry, event deduplication and search attributes 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -25,9 +26,12 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from ingestion.keyed import instances
 from journeys.events import (
     Event,
     Routed,
+    entry_key,
+    instance_id,
     legacy_workflow_id,
     listens_to,
     starts,
@@ -40,7 +44,7 @@ from journeys.models import Journey
 from journeys.outcomes import held_out
 from journeys.store import Store
 from workflows.journey import JourneyWorkflow
-from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID, JourneyInput
+from workflows.models import JOURNEY_ID, JOURNEY_KEY, JOURNEY_NODE, USER_ID, JourneyInput
 
 #: How often an entry is tried when the user's run keeps ending between the start and the signal.
 START_ATTEMPTS = 3
@@ -77,9 +81,7 @@ class Router:
         for journey in journeys:
             entry = starts(journey, event)
             if entry or event.name in listens_to(journey):
-                result = await self._once(journey, event, entry)
-                if result:
-                    routed.append(result)
+                routed += await self._once(journey, event, entry)
         return routed
 
     async def route_profile(self, journeys: Sequence[Journey], user_id: str,
@@ -100,43 +102,99 @@ class Router:
         return routed
 
     async def _profile_changed(self, journey: Journey, user_id: str, names: list[str]) -> Routed | None:
-        """Tell the user's running journey which profile properties changed, if it runs."""
-        handle = self.client.get_workflow_handle(workflow_id(journey.id, user_id))
+        """Tell the user's running journey which profile properties changed, if it runs (each
+        instance of a keyed journey)."""
+        if journey.entry_key is not None:
+            done = await self._each_instance(journey, user_id, lambda wid: self._signal_id(
+                journey, wid, JourneyWorkflow.profile_changed, names))
+            return next((r for r in done if r.action == "failed"), done[0] if done else None)
+        return await self._signal_id(journey, workflow_id(journey.id, user_id),
+                                     JourneyWorkflow.profile_changed, names)
+
+    async def _once(self, journey: Journey, event: Event, entry: bool) -> list[Routed]:
+        receipts, user = self.receipts, event.user_id
+        # On the loop, not in a thread: a receipt is two short SQLite writes (about 80 µs each, the
+        # statements built once), and a thread hop would cost more CPU than the write itself.
+        # (A keyed journey's event has one key, or reaches every instance at once: the receipt
+        # of its journey, user and event id is the receipt of each instance it reaches.)
+        token = receipts.claim_event(journey.id, user, event.id) if receipts else None
+        if receipts and token is None:  # routed already, or being routed right now
+            return [Routed(journey_id=journey.id, workflow_id=_instance_of(journey, event),
+                           action="duplicate")]
+        results: list[Routed] = []
         try:
-            await handle.signal(JourneyWorkflow.profile_changed, names)
+            if journey.entry_key is not None:
+                results = await self._keyed(journey, event, entry)
+            else:
+                result = await (self.start(journey, user, event) if entry else self.signal(journey, event))
+                results = [result] if result else []
+        except Exception as exc:  # this journey failed; the others still get the event
+            results = [_failed(journey, user, exc, _instance_of(journey, event))]
+        finally:
+            if receipts and token:
+                done = bool(results) and all(r.action != "failed" for r in results)
+                receipts.settle_event(journey.id, user, event.id, token, routed=done)
+        return results
+
+    async def _keyed(self, journey: Journey, event: Event, entry: bool) -> list[Routed]:
+        """A keyed journey: an event with the key reaches (or starts) its key's instance only;
+        one without it reaches every instance of the user, and cannot start one."""
+        key, user = entry_key(journey, event), event.user_id
+        if key is not None:
+            if entry:
+                return [await self.start(journey, user, event, key=key)]
+            signalled = await self._signal_id(journey, instance_id(journey.id, user, key),
+                                              JourneyWorkflow.event, event)
+            return [signalled] if signalled else []
+        results = []
+        if entry:
+            results.append(Routed(
+                journey_id=journey.id, workflow_id=workflow_id(journey.id, user), action="failed",
+                error=f"'{event.name}' has no '{journey.entry_key}' (the journey's entry_key): "
+                      "no instance was started"))
+        if event.name in listens_to(journey):
+            results += await self._each_instance(journey, user, lambda wid: self._signal_id(
+                journey, wid, JourneyWorkflow.event, event))
+        return results
+
+    async def _each_instance(self, journey: Journey, user_id: str,
+                             signal: Callable[[str], Awaitable[Routed | None]]) -> list[Routed]:
+        """Signal every instance of the user's keyed journey at once (those that ended say
+        NOT_FOUND and are left out); one that fails is reported, the others still get it."""
+        if self.receipts is None:
+            raise RuntimeError(f"'{journey.id}' is keyed (entry_key '{journey.entry_key}'): "
+                               "an event without its key needs the store to find the instances")
+        ids = instances(self.receipts, journey, user_id, live=True)
+        done = await asyncio.gather(*(signal(wid) for wid in ids), return_exceptions=True)
+        results: list[Routed] = []
+        for wid, result in zip(ids, done, strict=True):
+            if isinstance(result, Exception):
+                results.append(_failed(journey, user_id, result, wid))
+            elif isinstance(result, BaseException):
+                raise result
+            elif result is not None:
+                results.append(result)
+        return results
+
+    async def _signal_id(self, journey: Journey, wid: str, signal: Any, arg: Any) -> Routed | None:
+        """Signal one workflow by id: None if it does not run (no such id, or it has ended)."""
+        try:
+            await self.client.get_workflow_handle(wid).signal(signal, arg)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return None
             raise
-        return Routed(journey_id=journey.id, workflow_id=handle.id, action="signalled")
-
-    async def _once(self, journey: Journey, event: Event, entry: bool) -> Routed | None:
-        receipts, user = self.receipts, event.user_id
-        # On the loop, not in a thread: a receipt is two short SQLite writes (about 80 µs each, the
-        # statements built once), and a thread hop would cost more CPU than the write itself.
-        token = receipts.claim_event(journey.id, user, event.id) if receipts else None
-        if receipts and token is None:  # routed already, or being routed right now
-            return Routed(journey_id=journey.id, workflow_id=workflow_id(journey.id, user),
-                          action="duplicate")
-        result: Routed | None = None
-        try:
-            result = await (self.start(journey, user, event) if entry else self.signal(journey, event))
-        except Exception as exc:  # this journey failed; the others still get the event
-            result = _failed(journey, user, exc)
-        finally:
-            if receipts and token:
-                done = result is not None and result.action != "failed"
-                receipts.settle_event(journey.id, user, event.id, token, routed=done)
-        return result
+        return Routed(journey_id=journey.id, workflow_id=wid, action="signalled")
 
     async def start(self, journey: Journey, user_id: str, event: Event | None,
-                    profile: list[str] | None = None) -> Routed:
+                    profile: list[str] | None = None, *, key: str | None = None) -> Routed:
         """Start the user's journey with ``event`` in its input: one round trip to Temporal.
 
         The id-reuse policy encodes ``reentry``. A user already in the journey gets the event as
-        a signal; if their run ends in between, the start is tried again.
+        a signal; if their run ends in between, the start is tried again. ``key``: the instance
+        of a keyed journey (release 0.1 had none: no legacy id to look for).
         """
-        legacy, running = await self._legacy(journey, user_id)
+        legacy, running = await self._legacy(journey, user_id) if key is None else (None, False)
         if legacy is not None and running:  # an entry of release 0.1 still runs: it gets the event
             if event:
                 await legacy.signal(JourneyWorkflow.event, event)
@@ -144,10 +202,10 @@ class Router:
                           action="signalled" if event else "running")
         if legacy is not None and journey.reentry == "never":  # they did it under 0.1: once is all
             return Routed(journey_id=journey.id, workflow_id=legacy.id, action="not-reentered")
-        wid = workflow_id(journey.id, user_id)
+        wid = instance_id(journey.id, user_id, key)
         for _ in range(START_ATTEMPTS):
             try:
-                handle = await self._start(journey, user_id, event, wid)
+                handle = await self._start(journey, user_id, event, wid, key)
             except WorkflowAlreadyStartedError:  # a closed run, and reentry: never
                 return Routed(journey_id=journey.id, workflow_id=wid, action="not-reentered")
             if started(handle):
@@ -170,17 +228,23 @@ class Router:
         raise RuntimeError(f"{wid}: the journey ended {START_ATTEMPTS} times while it was entered")
 
     async def _start(self, journey: Journey, user_id: str, event: Event | None,
-                     wid: str) -> WorkflowHandle:
-        attributes = TypedSearchAttributes([
+                     wid: str, key: str | None = None) -> WorkflowHandle:
+        # JourneyKey only on keyed instances: a cluster without it still runs unkeyed journeys.
+        pairs: list[SearchAttributePair[str]] = [
             SearchAttributePair(JOURNEY_ID, journey.id), SearchAttributePair(USER_ID, user_id),
-            SearchAttributePair(JOURNEY_NODE, journey.entry)]) if self.search_attributes else None
+            SearchAttributePair(JOURNEY_NODE, journey.entry)]
+        if key is not None:
+            pairs.append(SearchAttributePair(JOURNEY_KEY, key))
+        attributes = TypedSearchAttributes(pairs) if self.search_attributes else None
+        keyed = f", {journey.entry_key} {key}" if key is not None else ""
         return await self.client.start_workflow(
             JourneyWorkflow.run,
             JourneyInput(journey=journey, user_id=user_id, entry_event=event,
-                         search_attributes=self.search_attributes, send_timeout=self.send_timeout),
+                         search_attributes=self.search_attributes, send_timeout=self.send_timeout,
+                         entry_key=key),
             id=wid, task_queue=self.task_queue, id_reuse_policy=REUSE[journey.reentry],
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=attributes, static_summary=f"{journey.name}: user {user_id}",
+            search_attributes=attributes, static_summary=f"{journey.name}: user {user_id}{keyed}",
             static_details=f"journey `{journey.id}`, entered at `{journey.entry}`")
 
     async def signal(self, journey: Journey, event: Event) -> Routed | None:
@@ -246,10 +310,20 @@ async def describe(handle: WorkflowHandle) -> WorkflowExecutionDescription | Non
         raise
 
 
-def _failed(journey: Journey, user_id: str, exc: Exception) -> Routed:
+def _failed(journey: Journey, user_id: str, exc: Exception, wid: str | None = None) -> Routed:
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return Routed(journey_id=journey.id, workflow_id=workflow_id(journey.id, user_id),
+    return Routed(journey_id=journey.id, workflow_id=wid or workflow_id(journey.id, user_id),
                   action="failed", error=brief(message))
+
+
+def _instance_of(journey: Journey, event: Event) -> str:
+    """The instance ``event`` is for: its key's (a keyed journey's event with a usable key),
+    else the user's journey id."""
+    try:
+        key = entry_key(journey, event)
+    except ValueError:
+        key = None
+    return instance_id(journey.id, event.user_id, key)
 
 
 async def route_event(client: Client, journeys: Sequence[Journey], event: Event, task_queue: str,

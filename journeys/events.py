@@ -126,6 +126,65 @@ def workflow_id(journey_id: str, user_id: str) -> str:
     return f"{WORKFLOW_ID_PREFIX}{journey_id}/{user_id}"
 
 
+def instance_id(journey_id: str, user_id: str, key: str | None = None) -> str:
+    """The workflow id of a user's journey: ``journey/{j}/{u}``, or for a keyed journey's instance
+    ``journey/{j}/{u}/{key}`` with the user and the key escaped (``%`` and ``/`` as ``%25`` and
+    ``%2F``), so that no user or key holding a "/" can pass for another pair. Unkeyed ids stay
+    as they always were (a journey's ids are all keyed or all unkeyed: see ``entry_key``)."""
+    if key is None:
+        return workflow_id(journey_id, user_id)
+    return f"{WORKFLOW_ID_PREFIX}{journey_id}/{_escape(user_id)}/{_escape(key)}"
+
+
+def key_of_instance(journey_id: str, user_id: str, wid: str) -> str | None:
+    """The key of a keyed instance id of this journey and user (None: not one)."""
+    prefix = f"{WORKFLOW_ID_PREFIX}{journey_id}/{_escape(user_id)}/"
+    rest = wid.removeprefix(prefix)
+    if rest == wid or not rest or "/" in rest:
+        return None
+    return rest.replace("%2F", "/").replace("%25", "%")
+
+
+def _escape(part: str) -> str:
+    return part.replace("%", "%25").replace("/", "%2F")
+
+
+class BadKey(ValueError):
+    """An event's entry key property cannot name an instance (not a scalar, too long ...)."""
+
+
+#: How long a key value may be (as text), as a user id.
+MAX_KEY_LENGTH = 200
+
+
+def entry_key(journey: Journey, event: Event) -> str | None:
+    """The value of ``journey``'s ``entry_key`` in ``event`` as text, None when the event does
+    not carry it (absent or null): such an event is for every instance of its user.
+
+    ``2`` and ``"2"`` are one key. A list, an object, an empty or overlong text, or one with
+    control characters names no instance: :class:`BadKey`.
+    """
+    name = journey.entry_key
+    if name is None:
+        return None
+    value = event.properties.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str | int | float):
+        text = str(value)
+    else:
+        raise BadKey(f"entry_key '{name}' is {type(value).__name__}: a key is a text or a number")
+    if not text or len(text) > MAX_KEY_LENGTH:
+        raise BadKey(f"entry_key '{name}' must be 1 to {MAX_KEY_LENGTH} characters")
+    try:
+        check_name(text, f"entry_key '{name}'")
+    except LimitExceeded as exc:
+        raise BadKey(str(exc)) from None
+    return text
+
+
 def legacy_workflow_id(journey_id: str, user_id: str) -> str:
     """The id release 0.1 gave a journey: ambiguous, so only used with its search attributes."""
     return f"journey-{journey_id}-{user_id}"

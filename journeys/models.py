@@ -307,6 +307,11 @@ class Journey(_Model):
         default=0, ge=0, le=100,
         description="This share of entrants (the same users always, by user id and journey) "
                     "walks the journey without being messaged: a control group.")
+    entry_key: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="An entry event property (cart_id): one journey instance per user and "
+                    "value of it, side by side; events with the property reach only their "
+                    "instance, events without it every instance of the user.")
 
     def node(self, node_id: str) -> Node:
         for node in self.nodes:

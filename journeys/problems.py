@@ -32,6 +32,8 @@ RULES: dict[str, str] = {
     "too-many-goals": "a journey has more than 3 goals",
     "goal-within-without-goals": "`goal_within` is set but the journey has no `goals`",
     "unknown-outcome": "an `on` path names no outcome of a send",
+    "unknown-entry-key": "`entry_key` is not a property of the entry event's schema (or the entry "
+                         "event has no schema, or the entry is a profile date)",
     # quiet hours
     "quiet-hours": "a quiet-hours window is empty (`end` equals `start`), or a node both sets "
                    "and ignores quiet hours",

@@ -13,6 +13,7 @@ from journeys.models import (
     ActionNode,
     DateTimeNode,
     EngagementNode,
+    EventSchema,
     InactionNode,
     IntelliNode,
     Journey,
@@ -98,6 +99,30 @@ def _cycles(journey: Journey, ids: set[str]) -> Iterator[Finding]:
             if node.id not in reachable:
                 yield (node.id, None, "unreachable",
                        f"no path from the entry '{journey.entry}' leads here")
+
+
+def entry_key_rules(journey: Journey, catalog: dict[str, EventSchema]) -> Iterator[Finding]:
+    """A keyed journey's ``entry_key`` must be a property of its entry event's schema (the
+    journey's ``events``, else the folder's catalog). An entry event without a schema is
+    refused too: the key decides which instance every event reaches, so a misspelt one would
+    start no instance at all."""
+    if journey.entry_key is None or journey.entry not in {node.id for node in journey.nodes}:
+        return
+    key, event = journey.entry_key, getattr(journey.entry_node, "event", None)
+    if not event:
+        yield (None, "entry_key", "unknown-entry-key",
+               f"entry_key '{key}' needs an entry event to read it from: the entry "
+               f"'{journey.entry}' has none (a profile date)")
+        return
+    schema = {**catalog, **journey.events}.get(event)
+    if schema is None:
+        yield (None, "entry_key", "unknown-entry-key",
+               f"entry_key '{key}': '{event}' has no schema to check it against: declare its "
+               "properties in the journey's 'events' or the folder's event catalog")
+    elif key not in schema.properties:
+        yield (None, "entry_key", "unknown-entry-key",
+               f"entry_key '{key}' is not a property of '{event}' (its properties: "
+               f"{', '.join(sorted(schema.properties)) or 'none'})")
 
 
 def timezone_exists(name: str) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from journeys.loader import EventCatalog, Loaded, journey_files, load_catalog, load_file
 from journeys.problems import Problem
-from journeys.rules import graph_rules, node_rules
+from journeys.rules import entry_key_rules, graph_rules, node_rules
 from journeys.scope import personalization_rules
 
 #: A file as validated: what was loaded, and all its problems (empty: valid).
@@ -25,6 +25,7 @@ def validate_loaded(loaded: Loaded) -> list[Problem]:
     try:
         findings = list(graph_rules(journey))
         findings += node_rules(journey)
+        findings += entry_key_rules(journey, loaded.catalog)
         # The event analysis walks the graph, so it needs a sound one.
         if not any(code in {"duplicate-id", "unknown-entry", "unknown-target", "cycle"}
                    for _, _, code, _ in findings):

@@ -14,7 +14,9 @@ from journeys.models import Journey, Scalar
 JOURNEY_ID = SearchAttributeKey.for_keyword("JourneyId")
 USER_ID = SearchAttributeKey.for_keyword("UserId")
 JOURNEY_NODE = SearchAttributeKey.for_keyword("JourneyNode")
-SEARCH_ATTRIBUTES = (JOURNEY_ID, USER_ID, JOURNEY_NODE)
+#: The entry key's value of a keyed journey's instance (set at its start, only on keyed ones).
+JOURNEY_KEY = SearchAttributeKey.for_keyword("JourneyKey")
+SEARCH_ATTRIBUTES = (JOURNEY_ID, USER_ID, JOURNEY_NODE, JOURNEY_KEY)
 
 
 class SentMessage(BaseModel):
@@ -61,6 +63,7 @@ class JourneyInput(BaseModel):
     resume_mid_wait: bool = False  # the run went on as new in the middle of resume_node's wait
     carried: JourneyState | None = None
     send_timeout: float | None = None  # JOURNEYS_SEND_TIMEOUT at entry (None: 30 s, as before)
+    entry_key: str | None = None  # a keyed journey's instance: its key's value (cart_id's)
 
 
 def details(journey_name: str, user_id: str, state: JourneyState) -> str:

@@ -26,8 +26,9 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
+from ingestion.keyed import instances
 from ingestion.router import belongs_to, describe
-from journeys.events import legacy_workflow_id, workflow_id
+from journeys.events import key_of_instance, legacy_workflow_id, workflow_id
 from journeys.models import Journey
 from journeys.store import Store
 from workflows.journey import JourneyWorkflow
@@ -49,6 +50,7 @@ class JourneyStatus(BaseModel):
 
     journey_id: str
     workflow_id: str
+    key: str | None = None  # a keyed journey's instance: its entry_key's value
     status: str  # running, completed, terminated ... (Temporal's word)
     outcome: str | None = None  # the journey's word: running, finished, exited
     current_node: str | None = None
@@ -72,7 +74,7 @@ async def user_status(client: Client, journeys: Sequence[Journey], user_id: str,
     """Every journey ``user_id`` is or was in (latest run of each), in catalog order."""
     worker = await _has_worker(client, task_queue)
     found = await asyncio.gather(*(
-        _journey_status(client, journey, user_id, worker, legacy_ids) for journey in journeys))
+        _journey_status(client, journey, user_id, worker, legacy_ids, store) for journey in journeys))
     rows = [row for rows in found for row in rows]
     if store:
         rows = [_with_outbox(row, store, user_id) for row in rows]
@@ -91,7 +93,9 @@ async def _has_worker(client: Client, task_queue: str) -> bool:
 
 
 async def _journey_status(client: Client, journey: Journey, user_id: str, worker: bool,
-                          legacy_ids: bool) -> list[JourneyStatus]:
+                          legacy_ids: bool, store: Store | None) -> list[JourneyStatus]:
+    if journey.entry_key is not None:  # each instance, with its key
+        return await _keyed_status(client, journey, user_id, worker, store)
     ids = [workflow_id(journey.id, user_id)]
     if legacy_ids:
         ids.append(legacy_workflow_id(journey.id, user_id))
@@ -103,6 +107,41 @@ async def _journey_status(client: Client, journey: Journey, user_id: str, worker
             continue
         rows.append(await _status_of(handle, description, journey, worker))
     return rows
+
+
+async def _keyed_status(client: Client, journey: Journey, user_id: str, worker: bool,
+                        store: Store | None) -> list[JourneyStatus]:
+    """Every instance of a keyed journey the user entered, first entered first: from the
+    store's entries (where the router records each start), else from visibility."""
+    if store is not None:
+        ids = await asyncio.to_thread(instances, store, journey, user_id)
+    else:
+        ids = await _visible_instances(client, journey, user_id)
+
+    async def one(wid: str) -> JourneyStatus | None:
+        handle = client.get_workflow_handle_for(JourneyWorkflow.run, wid)
+        description = await describe(handle)
+        if description is None:
+            return None
+        row = await _status_of(handle, description, journey, worker)
+        return row.model_copy(update={"key": key_of_instance(journey.id, user_id, wid)})
+
+    return [row for row in await asyncio.gather(*(one(wid) for wid in ids)) if row is not None]
+
+
+async def _visible_instances(client: Client, journey: Journey, user_id: str) -> list[str]:
+    """The user's keyed instances by their search attributes (eventually consistent; none
+    where the server has no visibility queries)."""
+    quoted = user_id.replace("\\", "\\\\").replace('"', '\\"')
+    found: list[tuple[datetime, str]] = []
+    try:
+        async for execution in client.list_workflows(
+                f'JourneyId = "{journey.id}" AND UserId = "{quoted}"'):
+            if key_of_instance(journey.id, user_id, execution.id) is not None:
+                found.append((execution.start_time, execution.id))
+    except RPCError:
+        return []
+    return list(dict.fromkeys(wid for _, wid in sorted(found)))
 
 
 def _is_users(description: WorkflowExecutionDescription, journey: Journey, user_id: str,
