@@ -124,6 +124,11 @@ async def test_two_carts_side_by_side_and_a_checkout_ends_only_its_cart(
     rows = await user_status(env.client, [journey], "ada", QUEUE, store=store)
     assert [(r.key, r.status, r.outcome) for r in rows] == [
         ("1", "running", "running"), ("2", "completed", "exited")]
+
+    async def visible() -> list[tuple[str | None, str]]:  # without a store: from visibility
+        found = await user_status(env.client, [journey], "ada", QUEUE)
+        return [(r.key, r.status) for r in found] if len(found) == 2 else []
+    assert await eventually(visible) == [("1", "running"), ("2", "completed")]
     # ... and as `starter.py status ada --json` prints it, from the same store.
     cli = run_cli(env, data_dir, QUEUE, "status", "ada", "--json", "--journeys", str(ingestion.folder))
     assert cli.returncode == 0, cli.stderr

@@ -46,7 +46,9 @@ def test_every_scenario_has_a_history() -> None:
             # an IntelliNODE path chosen by the choose_path activity (intellinode-choice)
             "intellinode-chosen",
             # a profile date changed during its wait: resolved again (profile-dates)
-            "profile-date-moved"} <= names
+            "profile-date-moved",
+            # a keyed journey's instance (entry_key in its input), ended by its cart's exit event
+            "keyed-exit-one-cart"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
