@@ -25,7 +25,7 @@ QUEUE = "intellinode"
 
 def journey(journey_id: str, mode: str, percents: tuple[int, int] = (50, 50)) -> Journey:
     """Entered on "Started <journey_id>", a push per path, an hour before it ends."""
-    paths = [{"name": name, "next": f"push-{name}"} for name in ("a", "b")]
+    paths: list[dict[str, object]] = [{"name": n, "next": f"push-{n}"} for n in ("a", "b")]
     if mode == "manual":
         paths = [{**p, "percent": pct} for p, pct in zip(paths, percents, strict=True)]
     push = [{"id": f"push-{n}", "type": "engagement", "channel": "push", "message": {"body": n},
