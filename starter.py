@@ -30,19 +30,18 @@ from activities.providers.registry import build_providers, choices, close_provid
 from ingestion.files import ingest
 from ingestion.pipeline import Ingestion
 from ingestion.router import Router
-from journeys import intellinode
+from journeys import funnel_commands, intellinode
 from journeys.catalog import catalog
-from journeys.commands import cmd_graph, cmd_preview, cmd_schema, cmd_validate
+from journeys.commands import cmd_preview, cmd_schema, cmd_validate
 from journeys.events import Event, Routed, check_event, check_name, listens_to
 from journeys.inputs import json_object, shown
 from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded
 from journeys.models import Journey
 from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
-from journeys.stats import format_stats, journey_stats
 from journeys.store import Store
 from workflows.runtime import connect, leave
-from workflows.status import user_status, waiting_now
+from workflows.status import user_status
 
 # --- the client commands: they talk to Temporal and the stores -----------------------------
 
@@ -210,16 +209,6 @@ async def _status_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _stats_command(args: argparse.Namespace, settings: Settings) -> int:
-    journey = next((j for j in _catalog(args.journeys, settings) if j.id == args.journey), None)
-    if journey is None:
-        raise UsageError(f"no journey {args.journey!r} in the catalog")
-    stats = journey_stats(Store(settings.store_url), journey,
-                          await waiting_now(await _connect(settings), journey))
-    print(stats.model_dump_json(indent=2) if args.json else shown(format_stats(stats)))
-    return 0
-
-
 def cmd_intellinode(args: argparse.Namespace) -> int:
     """Change an IntelliNODE live (from the next user on), or show its shares and results."""
     settings = load_settings()
@@ -349,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("graph", help="print a journey as a Mermaid flowchart")
     p.add_argument("file")
-    p.set_defaults(func=cmd_graph)
+    p.add_argument("--stats", action="store_true", help="with the funnel's counts from the store")
+    funnel_commands.add_waiting_flag(p)
+    p.set_defaults(func=funnel_commands.cmd_graph)
 
     p = sub.add_parser("event", help="an event of a user: starts, wakes or ends their journeys")
     p.add_argument("user")
@@ -393,11 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_outbox)
 
-    p = sub.add_parser("stats", help="a journey's funnel: entries, waits, messages, conversions")
-    p.add_argument("journey")
-    p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_client(_stats_command))
+    funnel_commands.add_parsers(sub)  # stats
 
     p = sub.add_parser("intellinode", help="an IntelliNODE's shares; change them live")
     p.add_argument("journey")

@@ -1,4 +1,5 @@
-"""A journey as a Mermaid flowchart, for the README and for reviewers."""
+"""A journey as a Mermaid flowchart, for the README and for reviewers; with its funnel's counts
+on nodes and edges (``graph --stats``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from journeys.models import (
     ProfileUpdateNode,
     SplitNode,
 )
+from journeys.stats import JourneyStats, NodeStats
 
 # Mermaid shapes: segments are stadiums, delays hexagons, decisions rhombi, sends rectangles.
 _SHAPES = {"action": ("([", "])"), "inaction": ("([", "])"), "date_time": ("([", "])"),
@@ -89,15 +91,37 @@ def _edge_label(node: Node, field: str, index: int) -> str:
     return ""
 
 
-def to_mermaid(journey: Journey) -> str:
+def counts(node: NodeStats) -> str:
+    """A node's funnel in a line: entered, waiting, messages, conversions, exits, time-outs."""
+    parts = [f"entered {node.entered}"]
+    if node.waiting_now:
+        parts.append(f"waiting {node.waiting_now}")
+    parts += [f"{status.replace('_', ' ')} {n}" for status, n in sorted(node.messages.items())]
+    parts += [f"{what} {n}" for what, n in (("converted", node.conversions), ("exits", node.exits),
+                                             ("timed out", node.timed_out)) if n]
+    return ", ".join(parts)
+
+
+def to_mermaid(journey: Journey, stats: JourneyStats | None = None) -> str:
+    """The flowchart; with ``stats``, each node's counts and the users along each edge (every
+    count goes through the same escaping as the labels)."""
     lines = ["flowchart TD"]
+    by_node = {n.node_id: n for n in stats.nodes} if stats else {}
+    users = {(e.source, e.target): e.users for e in stats.edges} if stats else {}
     for node in journey.nodes:
         left, right = _SHAPES[node.type]
         text = f"{_text(node.id)}<br/>{_text(describe(node))}"
+        if node.id in by_node:
+            text += f"<br/>{_text(counts(by_node[node.id]))}"
         lines.append(f'    {_key(node.id)}{left}"{text}"{right}')
     for node in journey.nodes:
+        counted: set[str] = set()  # two fields to one node: the users on the first edge only
         for index, (field, target) in enumerate(node.targets()):
             label = _edge_label(node, field, index)
+            if stats and target not in counted:
+                counted.add(target)
+                along = f"{users.get((node.id, target), 0)} users"
+                label = f"{label}, {along}" if label else along
             arrow = f' -->|"{_text(label)}"| ' if label else " --> "
             lines.append(f"    {_key(node.id)}{arrow}{_key(target)}")
     return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
-"""A journey's funnel from the store: entries (counted where they start), messages by status per
-node (the outbox), conversions and time-outs per node (the outcomes), the IntelliNODE paths that
-converted, and the conversion rate against the control group with the lift.
+"""A journey's funnel from the store: entries (counted where they start), per node the users who
+entered it and left by an exit event (journeys.funnel), messages by status (the outbox),
+conversions and time-outs (the outcomes); users along each edge; per IntelliNODE path its
+results and current share; and the conversion rate against the control group with the lift.
 
 ``waiting`` (users at each wait node now) comes from Temporal's visibility, which the caller asks.
 """
@@ -8,23 +9,52 @@ converted, and the conversion rate against the control group with the lift.
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter
 from collections.abc import Mapping
 
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from journeys.models import Journey
+from journeys import intellinode
+from journeys.funnel import walked
+from journeys.models import IntelliNode, Journey
 from journeys.store import Store, entries, outbox, outcomes
 
 
 class NodeStats(BaseModel):
     node_id: str
     type: str
+    entered: int = 0  # entries that reached the node (journeys.funnel says how it is counted)
     waiting_now: int | None = None  # None: visibility was not asked, or could not answer
     messages: dict[str, int] = Field(default_factory=dict)  # by status
     conversions: int = 0  # entries that converted while at this node (control group included)
     timed_out: int = 0
+    exits: int = 0  # entries that left here by an exit event (exit_when)
+
+
+class EdgeStats(BaseModel):
+    source: str
+    target: str
+    users: int
+
+
+class PathStats(BaseModel):
+    """One IntelliNODE path: its results outside the control group, and its share now."""
+
+    path: str
+    next: str
+    entered: int = 0
+    converted: int = 0
+    rate: float | None = None
+    share: float  # 0..1, the allocation users who reach the node get now
+
+
+class IntelliStats(BaseModel):
+    node_id: str
+    mode: str
+    source: str  # where the shares come from: manual, a live change, a winner, learning
+    paths: list[PathStats]
 
 
 class Group(BaseModel):
@@ -55,6 +85,8 @@ class JourneyStats(BaseModel):
     timed_out: int
     nodes: list[NodeStats]
     paths: dict[str, int] = Field(default_factory=dict)  # "node: path" -> conversions
+    edges: list[EdgeStats] = Field(default_factory=list)
+    intellinodes: list[IntelliStats] = Field(default_factory=list)
 
 
 def journey_stats(store: Store, journey: Journey, waiting: Mapping[str, int] | None = None) -> JourneyStats:
@@ -81,15 +113,36 @@ def journey_stats(store: Store, journey: Journey, waiting: Mapping[str, int] | N
     for kind, node_id, _, n in counted:
         if kind in ("converted", "timed_out"):
             (at_node if kind == "converted" else timed_out)[node_id] += n
+    entered = treatment.entered + control.entered
+    walks = walked(store, journey, entered, waiting)
     nodes = [NodeStats(node_id=node.id, type=node.type, messages=messages.get(node.id, {}),
                        conversions=at_node[node.id], timed_out=timed_out[node.id],
+                       entered=walks.entered[node.id], exits=walks.exits[node.id],
                        waiting_now=None if waiting is None else waiting.get(node.id, 0))
              for node in journey.nodes]
+    edges = [EdgeStats(source=node.id, target=to, users=walks.edges[(node.id, to)])
+             for node in journey.nodes for to in dict.fromkeys(t for _, t in node.targets())]
     paths = Counter(f"{p['node']}: {p['path']}" for row in taken for p in row or [])
-    return JourneyStats(journey_id=journey.id, goals=list(journey.goals),
-                        entered=treatment.entered + control.entered, treatment=treatment,
-                        control=control, lift=lift(treatment, control),
-                        timed_out=sum(timed_out.values()), nodes=nodes, paths=dict(paths))
+    return JourneyStats(journey_id=journey.id, goals=list(journey.goals), entered=entered,
+                        treatment=treatment, control=control, lift=lift(treatment, control),
+                        timed_out=sum(timed_out.values()), nodes=nodes, paths=dict(paths),
+                        edges=edges, intellinodes=[path_stats(store, journey, node)
+                                                   for node in journey.nodes
+                                                   if isinstance(node, IntelliNode)])
+
+
+def path_stats(store: Store, journey: Journey, node: IntelliNode) -> IntelliStats:
+    """Each path's entered, converted and rate (control group left out) and its current share.
+    Thompson sampling's shares are drawn with a fixed seed: the same store prints the same."""
+    found = {r.path: r for r in intellinode.results(store, journey.id, node.id)}
+    shares, source = intellinode.shares(store, journey, node, random.Random(0))
+    paths = []
+    for name in intellinode.path_names(node):
+        result = found.get(name, intellinode.PathResult(path=name))
+        paths.append(PathStats(path=name, next=intellinode.target(node, name), entered=result.entered,
+                               converted=result.converted,
+                               rate=result.rate if result.entered else None, share=shares.get(name, 0.0)))
+    return IntelliStats(node_id=node.id, mode=node.mode, source=source, paths=paths)
 
 
 def lift(treatment: Group, control: Group) -> Lift | None:
@@ -118,12 +171,23 @@ def format_stats(stats: JourneyStats) -> str:
         lift, relative = stats.lift, f", {stats.lift.relative:+.0%} relative" if stats.lift.relative else ""
         lines.append(f"  lift: {lift.difference:+.1%} (95 % interval {lift.low:+.1%} to {lift.high:+.1%}"
                      f"{relative})")
-    lines.append(f"  {'node':<24} {'type':<14} {'waiting':>7} {'converted':>9} {'timed out':>9}  messages")
+    lines.append(f"  {'node':<24} {'type':<14} {'entered':>7} {'waiting':>7} {'converted':>9} "
+                 f"{'exits':>5} {'timed out':>9}  messages")
     for node in stats.nodes:
         waiting = "-" if node.waiting_now is None else str(node.waiting_now)
         sent = ", ".join(f"{status} {n}" for status, n in sorted(node.messages.items())) or "-"
-        lines.append(f"  {node.node_id:<24} {node.type:<14} {waiting:>7} {node.conversions:>9} "
-                     f"{node.timed_out:>9}  {sent}")
+        lines.append(f"  {node.node_id:<24} {node.type:<14} {node.entered:>7} {waiting:>7} "
+                     f"{node.conversions:>9} {node.exits:>5} {node.timed_out:>9}  {sent}")
     for path, count in sorted(stats.paths.items()):
         lines.append(f"  path {path}: {count} converted")
+    for split in stats.intellinodes:
+        lines.append(f"  IntelliNODE {split.node_id} ({split.mode}; shares: {split.source}), "
+                     "control group left out:")
+        for p in split.paths:
+            converted = "-" if p.rate is None else f"{p.rate:.1%}"
+            lines.append(f"    {p.path:<20} -> {p.next:<20} entered {p.entered:>6}, converted "
+                         f"{p.converted:>6} ({converted}), share now {p.share:.0%}")
+    taken = [e for e in stats.edges if e.users]
+    if taken:
+        lines.append("  edges: " + ", ".join(f"{e.source} -> {e.target} {e.users}" for e in taken))
     return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""The funnel's commands of ``starter.py``: ``stats`` and ``graph FILE --stats``.
+
+They read the store. Temporal is asked only for who waits at each node now (visibility), with a
+short deadline: a server that does not answer in time leaves that column out ('-'), with a line
+on stderr, and ``--no-waiting`` does not ask it at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from temporalio.service import RPCError
+
+from journeys.catalog import catalog
+from journeys.commands import cmd_graph as cmd_plain_graph
+from journeys.graph import to_mermaid
+from journeys.inputs import shown
+from journeys.loader import load_file
+from journeys.models import Journey
+from journeys.problems import UsageError
+from journeys.settings import Settings, load_settings
+from journeys.stats import JourneyStats, format_stats, journey_stats
+from journeys.store import Store
+from workflows.runtime import connect
+from workflows.status import waiting_now
+
+#: Seconds to reach Temporal, then to count who waits where, before going on without it.
+VISIBILITY_DEADLINE = 5.0
+
+
+async def _waiting(settings: Settings, journey: Journey) -> dict[str, int] | None:
+    address = settings.temporal_address
+    try:
+        client = await asyncio.wait_for(connect(address, settings.temporal_namespace),
+                                        VISIBILITY_DEADLINE)
+        return await asyncio.wait_for(waiting_now(client, journey), VISIBILITY_DEADLINE)
+    except (RuntimeError, RPCError, TimeoutError) as exc:
+        print(f"Temporal at {address} did not answer ({exc or 'timed out'}): counted without "
+              "who waits now ('-')", file=sys.stderr)
+        return None
+
+
+def _stats(args: argparse.Namespace, settings: Settings, journey: Journey) -> JourneyStats:
+    waiting = None if args.no_waiting else asyncio.run(_waiting(settings, journey))
+    return journey_stats(Store(settings.store_url), journey, waiting)
+
+
+def _from_catalog(journey_id: str, folder: str | None, settings: Settings) -> Journey:
+    found = catalog(folder or settings.journeys_dir)
+    if warning := found.warning():
+        print(warning, file=sys.stderr)
+    journey = next((j for j in found.journeys if j.id == journey_id), None)
+    if journey is None:
+        raise UsageError(f"no journey {journey_id!r} in the catalog")
+    return journey
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    stats = _stats(args, settings, _from_catalog(args.journey, args.journeys, settings))
+    print(stats.model_dump_json(indent=2) if args.json else shown(format_stats(stats)))
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """The flowchart of a journey file; with ``--stats``, its counts from the store."""
+    if not args.stats:
+        return cmd_plain_graph(args)
+    loaded = load_file(Path(args.file))
+    if loaded.journey is None:
+        raise UsageError("\n".join(str(p) for p in loaded.problems))
+    print(to_mermaid(loaded.journey, _stats(args, load_settings(), loaded.journey)), end="")
+    return 0
+
+
+def add_waiting_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-waiting", action="store_true",
+                        help="do not ask Temporal who waits at each node now (store only)")
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``stats`` subcommand."""
+    p = sub.add_parser("stats", help="a journey's funnel: entries, waits, messages, conversions")
+    p.add_argument("journey")
+    p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
+    p.add_argument("--json", action="store_true")
+    add_waiting_flag(p)
+    p.set_defaults(func=cmd_stats)
+
