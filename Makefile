@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint bench drill clean
+.PHONY: run demo test lint chromium bench drill clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,8 +22,22 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 
-test: lint  ## ruff, mypy, then every test
+test: lint chromium  ## ruff, mypy, then every test
 	$(BIN)/pytest -q
+
+# The report test opens `starter.py report` in headless Chromium (Debian's package): installed
+# here when missing, as root (CI's fresh machine); otherwise a line says how (CI=true fails it).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "make: chromium is missing and this is not root: 'sudo apt-get install chromium'" \
+	         "(tests/test_report.py skips without it, and fails under CI=true)"; \
+	  elif ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: chromium is missing and there is no apt-get: install Chromium as 'chromium'"; \
+	  else \
+	    echo "make: installing chromium (apt-get) for tests/test_report.py"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  fi; }
 
 bench: $(STAMP)
 	$(BIN)/python -m scripts.bench

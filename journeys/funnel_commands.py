@@ -1,4 +1,4 @@
-"""The funnel's commands of ``starter.py``: ``stats`` and ``graph FILE --stats``.
+"""The funnel's commands of ``starter.py``: ``stats``, ``graph FILE --stats`` and ``report``.
 
 They read the store. Temporal is asked only for who waits at each node now (visibility), with a
 short deadline: a server that does not answer in time leaves that column out ('-'), with a line
@@ -21,6 +21,7 @@ from journeys.inputs import shown
 from journeys.loader import load_file
 from journeys.models import Journey
 from journeys.problems import UsageError
+from journeys.report import render_report
 from journeys.settings import Settings, load_settings
 from journeys.stats import JourneyStats, format_stats, journey_stats
 from journeys.store import Store
@@ -76,13 +77,26 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    journey = _from_catalog(args.journey, args.journeys, settings)
+    stats = _stats(args, settings, journey)
+    page = render_report(Store(settings.store_url), journey, stats)
+    try:
+        Path(args.out).write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{args.out}: cannot write: {exc.strerror or exc}") from None
+    print(f"wrote {args.out} ({len(page.encode()) // 1024 + 1} KB)")
+    return 0
+
+
 def add_waiting_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-waiting", action="store_true",
                         help="do not ask Temporal who waits at each node now (store only)")
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The ``stats`` subcommand."""
+    """The ``stats`` and ``report`` subcommands."""
     p = sub.add_parser("stats", help="a journey's funnel: entries, waits, messages, conversions")
     p.add_argument("journey")
     p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
@@ -90,3 +104,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add_waiting_flag(p)
     p.set_defaults(func=cmd_stats)
 
+    p = sub.add_parser("report", help="a journey's funnel as one self-contained HTML page")
+    p.add_argument("journey")
+    p.add_argument("--out", required=True, help="the HTML file to write")
+    p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
+    add_waiting_flag(p)
+    p.set_defaults(func=cmd_report)

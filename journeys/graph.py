@@ -77,7 +77,7 @@ def describe(node: Node) -> str:
     return "exit"
 
 
-def _edge_label(node: Node, field: str, index: int) -> str:
+def edge_label(node: Node, field: str, index: int) -> str:
     if isinstance(node, ActionNode) and node.within:
         return "did it" if field == "next" else "timed out"
     if isinstance(node, IntelliNode):
@@ -117,7 +117,7 @@ def to_mermaid(journey: Journey, stats: JourneyStats | None = None) -> str:
     for node in journey.nodes:
         counted: set[str] = set()  # two fields to one node: the users on the first edge only
         for index, (field, target) in enumerate(node.targets()):
-            label = _edge_label(node, field, index)
+            label = edge_label(node, field, index)
             if stats and target not in counted:
                 counted.add(target)
                 along = f"{users.get((node.id, target), 0)} users"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
@@ -41,6 +41,7 @@ JOURNEY = Journey.model_validate({
         {"id": "wait", "type": "delay", "duration": "1d", "next": "last"},
         _push("last"),
     ]})
+H = timedelta(hours=1)
 PICK = JOURNEY.node("pick")
 assert isinstance(PICK, IntelliNode)
 
@@ -87,7 +88,9 @@ async def play(env: WorkflowEnvironment, store: Store, queue: str, ended: int = 
                        if outcomes.held_out(JOURNEY.id, u, JOURNEY.control_percent)}
     # Each workflow chose its path at "pick" through the choose_path activity (path_choices).
     # A live change of the shares after them (starter.py intellinode does the same).
-    intellinode.change(store, JOURNEY, "pick", percent={ODD: 70, "B": 30})
+    # Its time on the journeys' clock (the time-skipping server's, ahead of the wall clock).
+    latest = max(at for at, _ in intellinode.choices_over_time(store, JOURNEY.id, "pick", H))
+    intellinode.change(store, JOURNEY, "pick", percent={ODD: 70, "B": 30}, now=latest + H)
     return played
 
 
