@@ -22,9 +22,8 @@ from typing import Any
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress
-from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from activities.providers.registry import build_providers, choices, close_providers
 from ingestion.files import ingest
@@ -40,7 +39,8 @@ from journeys.models import Journey
 from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
 from journeys.store import Store
-from workflows.runtime import connect, leave
+from operate import commands as operate_commands
+from workflows.runtime import client_for, leave
 from workflows.status import user_status
 
 # --- the client commands: they talk to Temporal and the stores -----------------------------
@@ -233,21 +233,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 async def _connect(settings: Settings) -> Client:
-    """A client for the configured namespace; one line saying why not, if it cannot be had."""
-    address, namespace = settings.temporal_address, settings.temporal_namespace
-    try:
-        client = await connect(address, namespace)
-    except RuntimeError as exc:  # the SDK's "Failed client connect"
-        raise UsageError(f"cannot reach Temporal at {address} "
-                         f"(is `python worker.py --dev` running?): {exc}") from None
-    try:
-        await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=namespace))
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise UsageError(f"Temporal at {address} has no namespace '{namespace}' "
-                             "(TEMPORAL_NAMESPACE)") from None
-        raise
-    return client
+    return await client_for(settings)
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
@@ -384,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_outbox)
 
-    funnel_commands.add_parsers(sub)  # stats
+    funnel_commands.add_parsers(sub)  # stats, report
+    operate_commands.add_parsers(sub)  # list, exit, replay
 
     p = sub.add_parser("intellinode", help="an IntelliNODE's shares; change them live")
     p.add_argument("journey")

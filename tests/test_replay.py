@@ -45,6 +45,8 @@ def test_every_scenario_has_a_history() -> None:
             "conversion-recorded", "timed-out-recorded", "end-recorded",
             # an IntelliNODE path chosen by the choose_path activity (intellinode-choice)
             "intellinode-chosen",
+            # an operator took the user out through the exit update, mid-outage
+            "exited-by-update",
             # a profile date changed during its wait: resolved again (profile-dates)
             "profile-date-moved",
             # a keyed journey's instance (entry_key in its input), ended by its cart's exit event

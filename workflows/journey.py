@@ -43,8 +43,10 @@ with workflow.unsafe.imports_passed_through():
         Scalar,
         SplitNode,
     )
-    from workflows.models import JOURNEY_NODE, JourneyInput, JourneyState, SentMessage, details
+    from workflows.exits import ExitRequest, ExitResult
+    from workflows.models import JOURNEY_NODE, JourneyInput, JourneyState, SentMessage
     from workflows.outcomes import Outcomes
+    from workflows.waits import Waits
 
 # A provider outage delays a message; it never drops it: retry without a limit, backing off.
 ACTIVITY_OPTIONS: dict[str, Any] = {
@@ -59,7 +61,7 @@ _WAITS = frozenset({"action", "inaction", "date_time", "delay"})
 
 
 @workflow.defn(name="JourneyWorkflow")
-class JourneyWorkflow:
+class JourneyWorkflow(Waits):
     @workflow.init
     def __init__(self, input: JourneyInput) -> None:
         self.journey = input.journey
@@ -77,6 +79,7 @@ class JourneyWorkflow:
         self._resuming = input.resume_mid_wait
         self._outcomes = Outcomes(self.journey, self.user_id, state)
         self._redate = False  # the profile date of the current wait changed: resolve it again
+        self._sending = 0  # engagement nodes under way: an exit returns once none is
         self._handlers: dict[str, Callable[[Any], Awaitable[str | None]]] = {
             "action": self._action, "inaction": self._inaction, "date_time": self._date_time,
             "delay": self._delay, "engagement": self._engagement,
@@ -107,6 +110,7 @@ class JourneyWorkflow:
         state.status = "exited" if state.exit_reason else "finished"
         state.next_wake = None
         self._details()
+        await workflow.wait_condition(workflow.all_handlers_finished)  # an exit's answer first
         return state
 
     @workflow.signal
@@ -132,6 +136,20 @@ class JourneyWorkflow:
         node = self.journey.node(self.state.current_node) if self.state.current_node else None
         if isinstance(node, DateTimeNode) and node.profile_property in names:
             self._redate = True
+
+    @workflow.update
+    async def exit(self, request: ExitRequest) -> ExitResult:
+        """An operator takes the user out. Returns once no message of this journey can go out:
+        a send under way (an attempt, or retries) has been cancelled or has finished, and the
+        outbox records which."""
+        self._leave(f"exited by an operator: {request.reason}")
+        await workflow.wait_condition(lambda: self._sending == 0)
+        return ExitResult(node=self.state.current_node, reason=self.state.exit_reason or "")
+
+    @exit.validator
+    def _exit_allowed(self, request: ExitRequest) -> None:
+        if self.state.exit_reason:  # rejected updates leave nothing in the history
+            raise ValueError(f"already leaving: {self.state.exit_reason}")
 
     @workflow.query
     def status(self) -> JourneyState:
@@ -194,6 +212,13 @@ class JourneyWorkflow:
         return node.next
 
     async def _engagement(self, node: EngagementNode) -> str | None:
+        self._sending += 1
+        try:
+            return await self._message(node)
+        finally:
+            self._sending -= 1
+
+    async def _message(self, node: EngagementNode) -> str | None:
         state, info = self.state, workflow.info()
         message = SendMessageInput(
             idempotency_key=f"{info.workflow_id}:{state.run_key}:{node.id}",
@@ -332,72 +357,6 @@ class JourneyWorkflow:
     async def _exit_node(self, node: Node) -> str | None:
         return None
 
-    # --- waiting ----------------------------------------------------------------------------
-
-    async def _wait_for(self, name: str, where: dict[str, Scalar], within: timedelta | None,
-                        node_id: str) -> Event | None:
-        """Wait for an event that arrives from now on; None if the wait ends first."""
-        # A run resumed mid-wait may have caught its event in its very first task already.
-        self._waiting = (frozenset({name}), where)
-        if not self._resuming:
-            self._caught = None
-        self.state.waiting_for, self.state.waiting_where = name, where
-        limit = f" up to {format_duration(within)}" if within else ""
-        try:
-            await self._sleep(within, f"wait{limit} for '{name}' ({node_id})",
-                              until=lambda: self._caught is not None)
-        finally:
-            self._waiting = None
-            self.state.waiting_for, self.state.waiting_where = None, {}
-        return self._caught
-
-    async def _sleep(self, duration: timedelta | None, summary: str,
-                     until: Callable[[], bool] = lambda: False) -> None:
-        """A durable wait that ends early on ``until`` or an exit, and at the journey timeout."""
-        state, timeout, left = self.state, duration, self._time_left()
-        if left is not None and (timeout is None or left <= timeout):
-            timeout = max(left, timedelta(0))
-            summary = f"{summary}; journey times out"
-        if self._resuming:  # the same wait, on in a new run: keep its wake-up time
-            self._resuming = False
-            if self._resume_wake is not None:
-                timeout = max(self._resume_wake - workflow.now(), timedelta(0))
-        state.next_wake = workflow.now() + timeout if timeout is not None else None
-        self._details()
-        suggested = workflow.info().is_continue_as_new_suggested
-        try:
-            if timeout is None or timeout > timedelta(0):
-                await workflow.wait_condition(
-                    lambda: until() or state.exit_reason is not None or suggested(),
-                    timeout=timeout, timeout_summary=summary)
-            if not until() and not state.exit_reason and suggested():
-                # A long wait with many events: go on in a fresh history, the same wait.
-                await self._continue_as_new(state.current_node, mid_wait=True)
-        except TimeoutError:
-            pass
-        finally:
-            state.next_wake = None
-        left = self._time_left()
-        if not until() and not state.exit_reason and left is not None and left <= timedelta(0):
-            self._leave(self._timeout_reason())
-
-    def _time_left(self) -> timedelta | None:
-        """Until the journey's timeout, if it has one."""
-        if not (self.journey.timeout and self.state.entered_at):
-            return None
-        return self.state.entered_at + self.journey.timeout - workflow.now()
-
-    def _timeout_reason(self) -> str:
-        return f"journey timeout ({format_duration(self.journey.timeout or timedelta(0))})"
-
-    async def _continue_as_new(self, node_id: str | None, *, mid_wait: bool) -> None:
-        """Hand the user over to a fresh run at ``node_id``, with everything that matters."""
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        carried = self.state.model_copy(deep=True)  # the wait's clean-up must not touch it
-        workflow.continue_as_new(self._input.model_copy(update={
-            "resume_node": node_id, "resume_mid_wait": mid_wait, "carried": carried,
-            "entry_event": None}))
-
     # --- bookkeeping ------------------------------------------------------------------------
 
     def _arrive(self, node: Node, search_attributes: bool) -> None:
@@ -414,11 +373,3 @@ class JourneyWorkflow:
         moments (the details show them), and the entry node is set at start.
         """
         return node.id != self.journey.entry and node.type in _WAITS
-
-    def _leave(self, reason: str) -> None:
-        if not self.state.exit_reason:
-            self.state.exit_reason = reason
-
-    def _details(self) -> None:
-        """What the Temporal UI shows for this user right now."""
-        workflow.set_current_details(details(self.journey.name, self.user_id, self.state))

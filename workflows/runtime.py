@@ -15,11 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
 
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from journeys.problems import UsageError
+from journeys.settings import Settings
 from workflows.journey import JourneyWorkflow
 
 #: Modules the workflow sandbox shares with the worker instead of re-importing per run.
@@ -49,6 +53,24 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
 async def connect(address: str, namespace: str = "default", **kwargs: Any) -> Client:
     return await Client.connect(address, namespace=namespace,
                                 data_converter=pydantic_data_converter, **kwargs)
+
+
+async def client_for(settings: Settings) -> Client:
+    """A client for the configured namespace; one line saying why not, if it cannot be had."""
+    address, namespace = settings.temporal_address, settings.temporal_namespace
+    try:
+        client = await connect(address, namespace)
+    except RuntimeError as exc:  # the SDK's "Failed client connect"
+        raise UsageError(f"cannot reach Temporal at {address} "
+                         f"(is `python worker.py --dev` running?): {exc}") from None
+    try:
+        await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=namespace))
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise UsageError(f"Temporal at {address} has no namespace '{namespace}' "
+                             "(TEMPORAL_NAMESPACE)") from None
+        raise
+    return client
 
 
 def journey_worker(client: Client, task_queue: str, activities: Sequence[Callable[..., Any]],

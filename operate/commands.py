@@ -1,0 +1,123 @@
+"""The operator's commands of ``starter.py``: ``list``, ``exit`` and ``replay``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import timedelta
+from typing import Any
+
+from rich.progress import Progress
+
+from journeys.catalog import catalog
+from journeys.inputs import shown
+from journeys.problems import UsageError
+from journeys.settings import Settings, load_settings
+from journeys.store import Store
+from operate.exits import Exited, exit_all, exit_user
+from operate.listing import format_listed, list_journeys
+from operate.replay import replay_journeys
+from workflows.runtime import client_for
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("list", help="journeys in flight or closed (visibility): node, event, wake-up")
+    p.add_argument("--journey")
+    p.add_argument("--node")
+    p.add_argument("--user")
+    p.add_argument("--status", choices=["running", "closed"])
+    p.add_argument("--limit", type=int, default=50, help="rows at most (default 50)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("exit", help="take a user (or everyone: --journey J --all) out now")
+    p.add_argument("user", nargs="?")
+    p.add_argument("--journey", help="only this journey (with --all: required)")
+    p.add_argument("--all", action="store_true", help="everyone in --journey")
+    p.add_argument("--reason", default="no reason given", help="shown in status, outbox and UI")
+    p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_exit)
+
+    p = sub.add_parser("replay", help="replay journeys' histories from the server on this code "
+                                      "(before a deploy); exit 1 if one would break")
+    p.add_argument("--journey")
+    p.add_argument("--limit", type=int, default=100, help="histories at most (default 100)")
+    p.add_argument("--closed-within", type=float, default=24.0, metavar="HOURS",
+                   help="also journeys closed this recently (default 24)")
+    p.set_defaults(func=cmd_replay)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise UsageError("--limit: give 1 or more")
+    settings = load_settings()
+
+    async def run() -> int:
+        client = await client_for(settings)
+        rows, more = await list_journeys(client, settings.task_queue, journey=args.journey,
+                                         node=args.node, user=args.user, status=args.status,
+                                         limit=args.limit)
+        if args.json:
+            print(json.dumps({"journeys": [r.model_dump(mode="json") for r in rows], "more": more},
+                             indent=2, ensure_ascii=False))
+        else:
+            print(shown(format_listed(rows, more)))
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_exit(args: argparse.Namespace) -> int:
+    if args.all == bool(args.user):
+        raise UsageError("give a USER, or --journey J --all for everyone in a journey")
+    if args.all and not args.journey:
+        raise UsageError("--all needs --journey: everyone in which journey?")
+    settings = load_settings()
+    done = asyncio.run(_exit(args, settings))
+    if args.json:
+        print(json.dumps([d.model_dump() for d in done], indent=2, ensure_ascii=False))
+    elif args.user:
+        for d in done:
+            where = f" at {d.node}" if d.node else ""
+            print(shown(f"{d.outcome:<9} {d.journey_id:<28} {d.workflow_id}{where}"))
+        if not done:
+            print(shown(f"user {args.user} is in no running journey"))
+    exited = sum(d.outcome == "exited" for d in done)
+    if args.all and not args.json:
+        print(f"{exited} exited, {len(done) - exited} already leaving or ended")
+    return 0
+
+
+async def _exit(args: argparse.Namespace, settings: Settings) -> list[Exited]:
+    client = await client_for(settings)
+    if args.all:
+        with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task(f"exiting {args.journey}", total=None)
+            return await exit_all(client, args.journey, args.reason,
+                                  lambda n, total: bar.update(task, completed=n, total=total))
+    found = catalog(args.journeys or settings.journeys_dir)
+    journeys = [j for j in found.journeys if args.journey in (None, j.id)]
+    if args.journey and not journeys:
+        raise UsageError(f"no journey {args.journey!r} in the catalog")
+    return await exit_user(client, journeys, args.user, settings.task_queue,
+                           Store(settings.store_url), args.reason)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise UsageError("--limit: give 1 or more")
+    settings = load_settings()
+
+    async def run() -> int:
+        client = await client_for(settings)
+        found = await replay_journeys(client, journey=args.journey, limit=args.limit,
+                                      closed_within=timedelta(hours=args.closed_within))
+        for workflow_id, why in found.broken:
+            print(shown(f"would break: {workflow_id}: {why}"))
+        print(f"replayed {found.checked} histories on this code: {len(found.broken)} would break")
+        return 1 if found.broken else 0
+
+    return asyncio.run(run())

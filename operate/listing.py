@@ -1,0 +1,108 @@
+"""``starter.py list``: journeys in flight (or closed) through Temporal visibility, paged, with
+each running one's node, personalization event and next wake-up from its own state."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowExecution
+from temporalio.service import RPCError
+
+from journeys.problems import UsageError
+from workflows.journey import JourneyWorkflow
+from workflows.models import JOURNEY_ID, JOURNEY_KEY, JOURNEY_NODE, USER_ID
+from workflows.status import _has_worker as has_worker  # (made public once status.py is free)
+
+#: How long one running journey's state may take to answer before the row goes without it.
+QUERY_TIMEOUT = 5.0
+
+
+class Listed(BaseModel):
+    workflow_id: str
+    journey_id: str | None
+    user_id: str | None
+    key: str | None = None
+    status: str  # running, completed, terminated, ...
+    node: str | None  # where the user is (JourneyNode: the last wait)
+    event: str | None = None  # the personalization event's name
+    next_wake: datetime | None = None
+    started_at: datetime
+    closed_at: datetime | None = None
+    exit_reason: str | None = None
+
+
+def visibility_query(journey: str | None = None, node: str | None = None, user: str | None = None,
+                     status: str | None = None) -> str:
+    """The list filter in Temporal's visibility language, each value quoted."""
+    parts = ['WorkflowType = "JourneyWorkflow"']
+    for name, value in (("JourneyId", journey), ("JourneyNode", node), ("UserId", user)):
+        if value is not None:
+            parts.append(f'{name} = "{_quoted(value)}"')
+    if status == "running":
+        parts.append('ExecutionStatus = "Running"')
+    elif status == "closed":
+        parts.append('ExecutionStatus != "Running"')
+    elif status is not None:
+        raise UsageError(f"--status: '{status}' is not running or closed")
+    return " AND ".join(parts)
+
+
+async def list_journeys(client: Client, task_queue: str, *, journey: str | None = None,
+                        node: str | None = None, user: str | None = None,
+                        status: str | None = None, limit: int = 50) -> tuple[list[Listed], bool]:
+    """Up to ``limit`` journeys, newest first, and whether there are more."""
+    found: list[WorkflowExecution] = []
+    query = visibility_query(journey, node, user, status)
+    try:
+        async for execution in client.list_workflows(query, page_size=min(limit + 1, 1000)):
+            found.append(execution)
+            if len(found) > limit:
+                break
+    except RPCError as exc:
+        raise UsageError(f"the server cannot list journeys ({exc.message}): list needs "
+                         "visibility (a dev server or a cluster, not the time-skipping server)") from None
+    rows = [_row(execution) for execution in found[:limit]]
+    if any(r.status == "running" for r in rows) and await has_worker(client, task_queue):
+        rows = list(await asyncio.gather(*(_with_state(client, r) for r in rows)))
+    return rows, len(found) > limit
+
+
+def _row(execution: WorkflowExecution) -> Listed:
+    attributes = execution.typed_search_attributes
+    return Listed(
+        workflow_id=execution.id, journey_id=attributes.get(JOURNEY_ID),
+        user_id=attributes.get(USER_ID), key=attributes.get(JOURNEY_KEY),
+        status=execution.status.name.lower() if execution.status else "unknown",
+        node=attributes.get(JOURNEY_NODE), started_at=execution.start_time,
+        closed_at=execution.close_time)
+
+
+async def _with_state(client: Client, row: Listed) -> Listed:
+    """A running journey's own word on where it is (its ``status`` query)."""
+    if row.status != "running":
+        return row
+    handle = client.get_workflow_handle_for(JourneyWorkflow.run, row.workflow_id)
+    try:
+        state = await asyncio.wait_for(handle.query(JourneyWorkflow.status), QUERY_TIMEOUT)
+    except (RPCError, TimeoutError):
+        return row
+    return row.model_copy(update={
+        "node": state.current_node or row.node, "event": state.event.name if state.event else None,
+        "next_wake": state.next_wake, "exit_reason": state.exit_reason})
+
+
+def format_listed(rows: list[Listed], more: bool) -> str:
+    lines = [f"{'journey':<22} {'user':<18} {'status':<10} {'node':<20} {'event':<20} next wake-up"]
+    for r in rows:
+        user = f"{r.user_id}/{r.key}" if r.key else (r.user_id or "?")
+        wake = f"{r.next_wake:%Y-%m-%d %H:%M} UTC" if r.next_wake else "-"
+        lines.append(f"{r.journey_id or '?':<22} {user:<18} {r.status:<10} {r.node or '-':<20} "
+                     f"{r.event or '-':<20} {wake}")
+    lines.append(f"{len(rows)} shown" + ("; more: raise --limit or narrow the filter" if more else ""))
+    return "\n".join(lines)
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')

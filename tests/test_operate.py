@@ -1,0 +1,208 @@
+"""Per-user control (issue 10, section 1): ``list`` through visibility, ``exit`` through the
+journey's update (no message goes out after it returns, not even one retrying or under way),
+``exit --journey J --all``. On the dev server (visibility), with real worker and CLI processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio import workflow
+from temporalio.testing import WorkflowEnvironment
+
+from activities.delivery import default_providers
+from activities.providers import Outcome, OutgoingMessage, delivered
+from journeys.events import workflow_id
+from journeys.models import Channel, EngagementNode, Journey
+from journeys.store import Store
+from operate.replay import replay_journeys
+from tests.helpers.support import Harness, dev_server, eventually, run_cli, running_worker
+from workflows.exits import ExitRequest, ExitResult
+from workflows.journey import JourneyWorkflow
+
+QUEUE = "operate"
+
+OPS = Journey.model_validate({
+    "id": "ops", "name": "Ops", "entry": "started",
+    "nodes": [
+        {"id": "started", "type": "action", "event": "Started", "next": "hello"},
+        {"id": "hello", "type": "engagement", "channel": "push",
+         "message": {"body": "Hello"}, "next": "wait-day"},
+        {"id": "wait-day", "type": "delay", "duration": "1d", "next": "later"},
+        {"id": "later", "type": "engagement", "channel": "push", "message": {"body": "later"}}]})
+
+
+class GateProvider:
+    """Push as the test says: through ("ok"), in an outage ("down"), or held mid-call ("hold")."""
+
+    name = "gate"
+
+    def __init__(self) -> None:
+        self.mode, self.calls, self.finished = "ok", 0, 0
+        self.holding, self.release = asyncio.Event(), asyncio.Event()
+
+    async def deliver(self, message: OutgoingMessage) -> Outcome:
+        self.calls += 1
+        if self.mode == "down":
+            raise ConnectionError("provider unavailable")
+        if self.mode == "hold":
+            self.holding.set()
+            await self.release.wait()
+        self.finished += 1
+        return delivered(f"gate-{self.calls}")
+
+
+@pytest.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    async with dev_server() as environment:
+        yield environment
+
+
+@pytest.fixture(scope="module")
+def gate() -> GateProvider:
+    return GateProvider()
+
+
+@pytest.fixture(scope="module")
+async def journeys(env: WorkflowEnvironment, store: Store, gate: GateProvider,
+                   data_dir: Path) -> AsyncIterator[Harness]:
+    (data_dir / "catalog").mkdir()
+    (data_dir / "catalog" / "ops.json").write_text(OPS.model_dump_json(exclude_none=True))
+    async with running_worker(env.client, store, QUEUE, {**default_providers(), Channel.push: gate}):
+        yield Harness(env, store, [OPS], QUEUE, search_attributes=True)
+
+
+def cli(journeys: Harness, data_dir: Path, *args: str) -> Any:
+    """The command, from a thread when the test's loop (which runs the worker) is running."""
+    run = run_cli(journeys.env, data_dir, QUEUE, *args, JOURNEYS_DIR=str(data_dir / "catalog"))
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout) if "--json" in args else run.stdout
+
+
+def statuses(journeys: Harness, user: str) -> list[tuple[str, str, str | None]]:
+    return [(r.node_id, r.status, r.reason) for r in journeys.outbox(user)]
+
+
+async def test_exit_during_an_outage_cancels_the_retrying_send(
+        journeys: Harness, gate: GateProvider, data_dir: Path) -> None:
+    gate.mode = "down"
+    await journeys.send("ann", "Started")
+    assert await eventually(lambda: _at_least(gate, 2))  # retrying through the outage
+    shown = await asyncio.to_thread(cli, journeys, data_dir, "exit", "ann", "--reason", "ticket 42",
+                                    "--json")
+    assert [(d["journey_id"], d["outcome"], d["node"]) for d in shown] == [("ops", "exited", "hello")]
+    # Returned: the send is settled and recorded, and no attempt follows.
+    assert statuses(journeys, "ann") == [
+        ("hello", "cancelled", "not sent: exited by an operator: ticket 42")]
+    calls = gate.calls
+    gate.mode = "ok"
+    state = await journeys.result("ops", "ann")
+    await asyncio.sleep(3)  # past the next retry's backoff
+    assert gate.calls == calls and gate.finished == 0
+    assert (state.status, state.exit_reason) == ("exited", "exited by an operator: ticket 42")
+    status = await asyncio.to_thread(cli, journeys, data_dir, "status", "ann")
+    assert "exit: exited by an operator: ticket 42" in status
+    await journeys.record_history("exited-by-update", "ops", "ann")
+
+
+async def test_exit_during_an_attempt_returns_after_it(
+        journeys: Harness, gate: GateProvider) -> None:
+    """A vendor call under way cannot be taken back: the exit answers once it has finished, so
+    that what it did is recorded and nothing goes out after the answer."""
+    gate.mode, gate.release = "hold", asyncio.Event()
+    gate.holding.clear()
+    await journeys.send("ben", "Started")
+    await asyncio.wait_for(gate.holding.wait(), 15)
+    handle = journeys.env.client.get_workflow_handle(workflow_id("ops", "ben"))
+    update = asyncio.create_task(handle.execute_update(
+        "exit", ExitRequest(reason="held"), result_type=ExitResult))
+    await asyncio.sleep(1.5)
+    assert not update.done()  # still waiting for the attempt
+    gate.release.set()
+    result = await asyncio.wait_for(update, 15)
+    assert result.reason == "exited by an operator: held"
+    assert statuses(journeys, "ben") == [("hello", "delivered", None)]  # recorded before the answer
+    gate.mode = "ok"
+    state = await journeys.result("ops", "ben")
+    assert [m.node_id for m in state.messages] == ["hello"]  # and nothing after it
+
+
+async def test_list_shows_node_event_and_wake_up(journeys: Harness, data_dir: Path) -> None:
+    users = ["lia", "max", "noa"]
+    for user in users:
+        await journeys.send(user, "Started")
+
+    def listed() -> dict[str, Any]:
+        rows = cli(journeys, data_dir, "list", "--journey", "ops", "--status", "running", "--json")
+        return {r["user_id"]: r for r in rows["journeys"] if r["user_id"] in users}
+
+    rows = await eventually(lambda: _ready(listed, len(users)), timeout=20)
+    assert {(r["node"], r["event"]) for r in rows.values()} == {("wait-day", "Started")}
+    assert all(r["next_wake"] for r in rows.values())
+    one = (await asyncio.to_thread(cli, journeys, data_dir, "list", "--user", "max", "--json"))["journeys"]
+    assert [r["workflow_id"] for r in one] == [workflow_id("ops", "max")]
+    text = await asyncio.to_thread(cli, journeys, data_dir, "list", "--journey", "ops", "--limit", "1")
+    assert "1 shown; more" in text
+
+
+async def test_exit_all_takes_everyone_out(journeys: Harness, data_dir: Path) -> None:
+    users = [f"all-{i}" for i in range(6)]
+    for user in users:
+        await journeys.send(user, "Started")
+    await eventually(lambda: _ready(lambda: _running(journeys, data_dir), 6), timeout=20)
+    text = await asyncio.to_thread(cli, journeys, data_dir, "exit", "--journey", "ops", "--all",
+                                   "--reason", "paused")
+    exited = int(text.split(" exited")[0].split()[-1])
+    assert exited >= 6  # (and the other tests' users still waiting)
+    for user in users:
+        state = await journeys.result("ops", user)
+        assert state.exit_reason == "exited by an operator: paused"
+    assert await eventually(lambda: _ready(lambda: _running(journeys, data_dir), 0, exact=True))
+
+
+def _running(journeys: Harness, data_dir: Path) -> dict[str, Any]:
+    rows = cli(journeys, data_dir, "list", "--journey", "ops", "--status", "running", "--json")
+    return {r["user_id"]: r for r in rows["journeys"] if r["user_id"].startswith("all-")}
+
+
+async def _ready(listed: Any, count: int, exact: bool = False) -> Any:
+    rows = await asyncio.to_thread(listed)
+    return (rows or True) if (len(rows) == count if exact else len(rows) >= count) else None
+
+
+async def _at_least(gate: GateProvider, calls: int) -> bool:
+    return gate.calls >= calls
+
+
+async def test_replay_checks_the_server_histories_on_this_code(
+        journeys: Harness, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every journey of this module replays on the current code (exit 0); an interpreter
+    changed the way a careless deploy would (a send that became another activity) breaks the
+    journeys that passed that node, and replay names them (exit 1 from the command)."""
+    await journeys.send("rex", "Started")
+    await eventually(lambda: _ready(lambda: _listed_user(journeys, data_dir, "rex"), 1), timeout=20)
+    run = await asyncio.to_thread(run_cli, journeys.env, data_dir, QUEUE, "replay", "--journey", "ops")
+    assert run.returncode == 0, run.stdout + run.stderr
+    checked = int(run.stdout.split("replayed ")[1].split()[0])
+    assert checked >= 5 and run.stdout.rstrip().endswith(": 0 would break")
+
+    async def changed(self: JourneyWorkflow, node: EngagementNode) -> str | None:
+        await workflow.execute_activity("record_outcome", node.id, result_type=bool,
+                                        start_to_close_timeout=timedelta(seconds=5))
+        return node.next
+
+    monkeypatch.setattr(JourneyWorkflow, "_message", changed)
+    found = await replay_journeys(journeys.env.client, journey="ops", limit=100)
+    assert found.checked == checked and len(found.broken) == checked  # each sent "hello"
+    assert workflow_id("ops", "rex") in {wid for wid, _ in found.broken}
+    assert all("nondetermin" in why.lower() for _, why in found.broken), found.broken[:2]
+
+
+def _listed_user(journeys: Harness, data_dir: Path, user: str) -> list[Any]:
+    rows = cli(journeys, data_dir, "list", "--user", user, "--json")
+    return list(rows["journeys"])

@@ -1,0 +1,101 @@
+"""The journey interpreter's waits: for an event, for a time, up to the journey's timeout, and
+going on as new in the middle of a long one. A base class of ``JourneyWorkflow``: workflow code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from journeys.durations import format_duration
+    from journeys.events import Event
+    from journeys.models import Journey, Scalar
+    from workflows.models import JourneyInput, JourneyState, details
+
+
+class Waits:
+    """What the waits need of the interpreter's state, and the waits themselves."""
+
+    journey: Journey
+    user_id: str
+    state: JourneyState
+    _input: JourneyInput
+    _waiting: tuple[frozenset[str], dict[str, Scalar]] | None
+    _caught: Event | None
+    _resuming: bool
+    _resume_wake: datetime | None
+
+    async def _wait_for(self, name: str, where: dict[str, Scalar], within: timedelta | None,
+                        node_id: str) -> Event | None:
+        """Wait for an event that arrives from now on; None if the wait ends first."""
+        # A run resumed mid-wait may have caught its event in its very first task already.
+        self._waiting = (frozenset({name}), where)
+        if not self._resuming:
+            self._caught = None
+        self.state.waiting_for, self.state.waiting_where = name, where
+        limit = f" up to {format_duration(within)}" if within else ""
+        try:
+            await self._sleep(within, f"wait{limit} for '{name}' ({node_id})",
+                              until=lambda: self._caught is not None)
+        finally:
+            self._waiting = None
+            self.state.waiting_for, self.state.waiting_where = None, {}
+        return self._caught
+
+    async def _sleep(self, duration: timedelta | None, summary: str,
+                     until: Callable[[], bool] = lambda: False) -> None:
+        """A durable wait that ends early on ``until`` or an exit, and at the journey timeout."""
+        state, timeout, left = self.state, duration, self._time_left()
+        if left is not None and (timeout is None or left <= timeout):
+            timeout = max(left, timedelta(0))
+            summary = f"{summary}; journey times out"
+        if self._resuming:  # the same wait, on in a new run: keep its wake-up time
+            self._resuming = False
+            if self._resume_wake is not None:
+                timeout = max(self._resume_wake - workflow.now(), timedelta(0))
+        state.next_wake = workflow.now() + timeout if timeout is not None else None
+        self._details()
+        suggested = workflow.info().is_continue_as_new_suggested
+        try:
+            if timeout is None or timeout > timedelta(0):
+                await workflow.wait_condition(
+                    lambda: until() or state.exit_reason is not None or suggested(),
+                    timeout=timeout, timeout_summary=summary)
+            if not until() and not state.exit_reason and suggested():
+                # A long wait with many events: go on in a fresh history, the same wait.
+                await self._continue_as_new(state.current_node, mid_wait=True)
+        except TimeoutError:
+            pass
+        finally:
+            state.next_wake = None
+        left = self._time_left()
+        if not until() and not state.exit_reason and left is not None and left <= timedelta(0):
+            self._leave(self._timeout_reason())
+
+    def _time_left(self) -> timedelta | None:
+        """Until the journey's timeout, if it has one."""
+        if not (self.journey.timeout and self.state.entered_at):
+            return None
+        return self.state.entered_at + self.journey.timeout - workflow.now()
+
+    def _timeout_reason(self) -> str:
+        return f"journey timeout ({format_duration(self.journey.timeout or timedelta(0))})"
+
+    async def _continue_as_new(self, node_id: str | None, *, mid_wait: bool) -> None:
+        """Hand the user over to a fresh run at ``node_id``, with everything that matters."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        carried = self.state.model_copy(deep=True)  # the wait's clean-up must not touch it
+        workflow.continue_as_new(self._input.model_copy(update={
+            "resume_node": node_id, "resume_mid_wait": mid_wait, "carried": carried,
+            "entry_event": None}))
+
+    def _leave(self, reason: str) -> None:
+        if not self.state.exit_reason:
+            self.state.exit_reason = reason
+
+    def _details(self) -> None:
+        """What the Temporal UI shows for this user right now."""
+        workflow.set_current_details(details(self.journey.name, self.user_id, self.state))
