@@ -13,7 +13,7 @@ from temporalio.service import RPCError
 from journeys.problems import UsageError
 from workflows.journey import JourneyWorkflow
 from workflows.models import JOURNEY_ID, JOURNEY_KEY, JOURNEY_NODE, USER_ID
-from workflows.status import _has_worker as has_worker  # (made public once status.py is free)
+from workflows.status import has_worker
 
 #: How long one running journey's state may take to answer before the row goes without it.
 QUERY_TIMEOUT = 5.0

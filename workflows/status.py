@@ -72,7 +72,7 @@ class JourneyStatus(BaseModel):
 async def user_status(client: Client, journeys: Sequence[Journey], user_id: str, task_queue: str,
                       *, store: Store | None = None, legacy_ids: bool = False) -> list[JourneyStatus]:
     """Every journey ``user_id`` is or was in (latest run of each), in catalog order."""
-    worker = await _has_worker(client, task_queue)
+    worker = await has_worker(client, task_queue)
     found = await asyncio.gather(*(
         _journey_status(client, journey, user_id, worker, legacy_ids, store) for journey in journeys))
     rows = [row for rows in found for row in rows]
@@ -81,7 +81,7 @@ async def user_status(client: Client, journeys: Sequence[Journey], user_id: str,
     return rows
 
 
-async def _has_worker(client: Client, task_queue: str) -> bool:
+async def has_worker(client: Client, task_queue: str) -> bool:
     """Does any worker poll the journeys' task queue? (Else a query waits in vain.)"""
     try:
         response = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
