@@ -41,7 +41,7 @@ from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
 from journeys.store import Store
 from workflows.devserver import DataDirLock, DevServer, DevServerError, StartupError, start_dev_server
-from workflows.runtime import connect, journey_worker, leave
+from workflows.runtime import connect, connect_settings, journey_worker, leave
 
 __all__ = ["DevServerError", "StartupError", "main", "run_worker", "start_dev_server"]
 log = structlog.get_logger("worker")
@@ -113,8 +113,9 @@ async def run_worker(settings: Settings, *, dev: bool, ui: bool = True, metrics_
         runtime = (Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=metrics_address)))
                    if metrics_address else None)
         try:
-            client = await _unless_stopped(connect(settings.temporal_address, settings.temporal_namespace,
-                                                   runtime=runtime), stop)
+            client = await _unless_stopped(
+                connect(settings.temporal_address, settings.temporal_namespace, runtime=runtime) if dev
+                else connect_settings(settings, runtime=runtime), stop)
         except RuntimeError as exc:
             raise StartupError(f"cannot reach Temporal at {settings.temporal_address} (is it running? "
                                f"`python worker.py --dev` starts one): {exc}") from None

@@ -45,7 +45,7 @@ from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded, brief, check_prope
 from journeys.problems import UsageError
 from journeys.settings import Settings
 from journeys.store import Store
-from workflows.runtime import connect
+from workflows.runtime import connect_settings
 
 #: A request's body, as Segment's tracking API limits a batch (after gzip is undone).
 MAX_BODY_BYTES = 500 * 1024
@@ -125,7 +125,7 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
     folder = journeys_dir or settings.journeys_dir
 
     async def default_client() -> Client:
-        return await connect(settings.temporal_address, settings.temporal_namespace)
+        return await connect_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

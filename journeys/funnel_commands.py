@@ -25,7 +25,7 @@ from journeys.report import render_report
 from journeys.settings import Settings, load_settings
 from journeys.stats import JourneyStats, format_stats, journey_stats
 from journeys.store import Store
-from workflows.runtime import connect
+from workflows.runtime import connect_settings
 from workflows.status import waiting_now
 
 #: Seconds to reach Temporal, then to count who waits where, before going on without it.
@@ -35,7 +35,7 @@ VISIBILITY_DEADLINE = 5.0
 async def _waiting(settings: Settings, journey: Journey) -> dict[str, int] | None:
     address = settings.temporal_address
     try:
-        client = await asyncio.wait_for(connect(address, settings.temporal_namespace),
+        client = await asyncio.wait_for(connect_settings(settings),
                                         VISIBILITY_DEADLINE)
         return await asyncio.wait_for(waiting_now(client, journey), VISIBILITY_DEADLINE)
     except (RuntimeError, RPCError, TimeoutError) as exc:

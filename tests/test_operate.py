@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +24,7 @@ from journeys.events import workflow_id
 from journeys.models import Channel, EngagementNode, Journey
 from journeys.store import Store
 from operate.replay import replay_journeys
-from tests.helpers.support import Harness, dev_server, eventually, run_cli, running_worker
+from tests.helpers.support import ROOT, Harness, dev_server, eventually, run_cli, running_worker
 from workflows.exits import ExitRequest, ExitResult
 from workflows.journey import JourneyWorkflow
 
@@ -206,3 +209,21 @@ async def test_replay_checks_the_server_histories_on_this_code(
 def _listed_user(journeys: Harness, data_dir: Path, user: str) -> list[Any]:
     rows = cli(journeys, data_dir, "list", "--user", user, "--json")
     return list(rows["journeys"])
+
+
+async def test_a_temporal_toml_profile_reaches_the_server(
+        journeys: Harness, data_dir: Path, tmp_path: Path) -> None:
+    """No TEMPORAL_ADDRESS: the address and namespace come from a temporal.toml profile, as
+    the Temporal CLI would read them."""
+    address = journeys.env.client.service_client.config.target_host
+    toml = tmp_path / "temporal.toml"
+    toml.write_text(f'[profile.local]\naddress = "{address}"\nnamespace = "default"\n')
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
+    environ |= {"TEMPORAL_CONFIG_FILE": str(toml), "TEMPORAL_PROFILE": "local",
+                "JOURNEYS_DATA_DIR": str(data_dir), "JOURNEYS_TASK_QUEUE": QUEUE,
+                "JOURNEYS_DIR": str(data_dir / "catalog")}
+    run = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "starter.py", "list", "--journey", "ops", "--json"],
+        cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["journeys"]  # this module's journeys, through the profile

@@ -55,11 +55,18 @@ async def connect(address: str, namespace: str = "default", **kwargs: Any) -> Cl
                                 data_converter=pydantic_data_converter, **kwargs)
 
 
+async def connect_settings(settings: Settings, **kwargs: Any) -> Client:
+    """A client as Temporal's environment configuration says (address, namespace, API key or
+    mTLS, from TEMPORAL_* and temporal.toml profiles)."""
+    return await Client.connect(**{**settings.temporal, **kwargs},
+                                data_converter=pydantic_data_converter)
+
+
 async def client_for(settings: Settings) -> Client:
     """A client for the configured namespace; one line saying why not, if it cannot be had."""
     address, namespace = settings.temporal_address, settings.temporal_namespace
     try:
-        client = await connect(address, namespace)
+        client = await connect_settings(settings)
     except RuntimeError as exc:  # the SDK's "Failed client connect"
         raise UsageError(f"cannot reach Temporal at {address} "
                          f"(is `python worker.py --dev` running?): {exc}") from None
