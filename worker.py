@@ -41,7 +41,7 @@ from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
 from journeys.store import Store
 from workflows.devserver import DataDirLock, DevServer, DevServerError, StartupError, start_dev_server
-from workflows.runtime import connect, connect_settings, journey_worker, leave
+from workflows.runtime import connect, connect_settings, deployment, journey_worker, leave
 
 __all__ = ["DevServerError", "StartupError", "main", "run_worker", "start_dev_server"]
 log = structlog.get_logger("worker")
@@ -147,10 +147,12 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
                                 build_activities(store, providers, settings.send_timeout,
                                                  caps_setting(settings.caps),
                                                  settings.intellinode_refresh), executor,
-                                graceful_shutdown_timeout=timedelta(seconds=5))
+                                graceful_shutdown_timeout=timedelta(seconds=5),
+                                deployment_config=deployment(settings))
         running = asyncio.create_task(worker.run())
         log.info("worker started", address=settings.temporal_address, namespace=settings.temporal_namespace,
                  task_queue=settings.task_queue, data_dir=str(settings.data_dir),
+                 deployment=settings.deployment_name, build_id=settings.build_id,
                  metrics_address=metrics_address)
         _log_catalog(settings)
         watched: set[asyncio.Future[Any]] = {running, asyncio.create_task(stop.wait())}

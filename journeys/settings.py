@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from journeys.problems import UsageError
@@ -59,6 +59,13 @@ class Settings(BaseSettings):
         default=300.0, ge=0, alias="JOURNEYS_INTELLINODE_REFRESH",
         description="Seconds an automated IntelliNODE's shares are kept before they are "
                     "recomputed from the paths' results (per worker).")
+    # --- Worker Versioning (both names, or neither: off) --------------------------------------
+    deployment_name: str | None = Field(default=None, alias="JOURNEYS_DEPLOYMENT_NAME")
+    build_id: str | None = Field(default=None, alias="JOURNEYS_BUILD_ID")
+    versioning_behavior: Literal["auto_upgrade", "pinned"] = Field(
+        default="auto_upgrade", alias="JOURNEYS_VERSIONING_BEHAVIOR",
+        description="What a running journey does when a new version becomes current: move to "
+                    "it at its next task (auto_upgrade) or finish on its own version (pinned).")
     caps: str | None = Field(default=None, alias="JOURNEYS_CAPS",
                              description="Frequency caps per user across journeys, e.g. "
                                          "push=3/1d,email=1/12h,all=5/1d.")
@@ -71,6 +78,14 @@ class Settings(BaseSettings):
         if value:
             parse_caps(value)  # a cap that cannot work stops the worker before anything starts
         return value
+
+    @model_validator(mode="after")
+    def _deployment(self) -> Settings:
+        if bool(self.deployment_name) != bool(self.build_id):
+            given = "JOURNEYS_DEPLOYMENT_NAME" if self.deployment_name else "JOURNEYS_BUILD_ID"
+            raise ValueError(f"{given} is set without its pair: Worker Versioning needs "
+                             "JOURNEYS_DEPLOYMENT_NAME and JOURNEYS_BUILD_ID both")
+        return self
 
     @field_validator("address_given")
     @classmethod

@@ -16,17 +16,23 @@ from typing import Any
 
 import pytest
 from temporalio import workflow
+from temporalio.api.workflowservice.v1 import SetWorkerDeploymentCurrentVersionRequest
+from temporalio.common import VersioningBehavior
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import default_providers
 from activities.providers import Outcome, OutgoingMessage, delivered
 from journeys.events import workflow_id
 from journeys.models import Channel, EngagementNode, Journey
+from journeys.problems import UsageError
+from journeys.settings import Settings, load_settings
 from journeys.store import Store
 from operate.replay import replay_journeys
 from tests.helpers.support import ROOT, Harness, dev_server, eventually, run_cli, running_worker
 from workflows.exits import ExitRequest, ExitResult
 from workflows.journey import JourneyWorkflow
+from workflows.runtime import deployment
 
 QUEUE = "operate"
 
@@ -227,3 +233,42 @@ async def test_a_temporal_toml_profile_reaches_the_server(
         cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["journeys"]  # this module's journeys, through the profile
+
+
+async def test_worker_versioning_runs_journeys_on_the_current_version(
+        env: WorkflowEnvironment, store: Store) -> None:
+    """JOURNEYS_DEPLOYMENT_NAME and JOURNEYS_BUILD_ID turn Worker Versioning on: once the
+    version is current, journeys run on it, auto-upgrading by default."""
+    settings = Settings(JOURNEYS_DEPLOYMENT_NAME="journeys", JOURNEYS_BUILD_ID="b1",
+                        TEMPORAL_ADDRESS=env.client.service_client.config.target_host)
+    async with running_worker(env.client, store, "versioned", deployment_config=deployment(settings)):
+        request = SetWorkerDeploymentCurrentVersionRequest(
+            namespace="default", deployment_name="journeys", build_id="b1")
+
+        async def made_current() -> bool:
+            try:
+                await env.client.workflow_service.set_worker_deployment_current_version(request)
+            except RPCError:
+                return False  # the worker has not polled yet
+            return True
+
+        assert await eventually(made_current, timeout=30)
+        harness = Harness(env, store, [OPS], "versioned", search_attributes=True)
+        await harness.send("vic", "Started")
+        rows = await eventually(lambda: _pushes_of(harness, "vic"), timeout=20)
+        assert rows[0].status == "delivered"
+        handle = env.client.get_workflow_handle(workflow_id("ops", "vic"))
+        info = (await handle.describe()).raw_description.workflow_execution_info.versioning_info
+        assert info.behavior == VersioningBehavior.AUTO_UPGRADE.value
+        assert info.deployment_version.build_id == "b1"
+        await handle.execute_update("exit", ExitRequest(reason="done"), result_type=ExitResult)
+
+
+async def _pushes_of(harness: Harness, user: str) -> list[Any]:
+    return harness.outbox(user)
+
+
+def test_a_build_id_needs_its_deployment_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOURNEYS_BUILD_ID", "b1")
+    with pytest.raises(UsageError, match="JOURNEYS_BUILD_ID is set without its pair"):
+        load_settings()

@@ -17,9 +17,10 @@ from typing import Any, NoReturn
 
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from journeys.problems import UsageError
@@ -78,6 +79,18 @@ async def client_for(settings: Settings) -> Client:
                              "(TEMPORAL_NAMESPACE)") from None
         raise
     return client
+
+
+def deployment(settings: Settings) -> WorkerDeploymentConfig | None:
+    """Worker Versioning, when JOURNEYS_DEPLOYMENT_NAME and JOURNEYS_BUILD_ID are set: this
+    worker serves that version only, and journeys auto-upgrade (or stay pinned) by the setting."""
+    if not (settings.deployment_name and settings.build_id):
+        return None
+    behavior = (VersioningBehavior.PINNED if settings.versioning_behavior == "pinned"
+                else VersioningBehavior.AUTO_UPGRADE)
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(settings.deployment_name, settings.build_id),
+        use_worker_versioning=True, default_versioning_behavior=behavior)
 
 
 def journey_worker(client: Client, task_queue: str, activities: Sequence[Callable[..., Any]],
