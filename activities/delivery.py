@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -22,6 +24,7 @@ from activities.providers.outbox import OutboxProvider
 from journeys.caps import CapCounter
 from journeys.events import personalization_event
 from journeys.limits import brief
+from journeys.logs import count_message, observe_send, with_ids
 from journeys.models import Channel
 from journeys.personalize import MessageRefused, MissingValue, TemplateError, render_message
 from journeys.store import OutboxRow, Store
@@ -50,6 +53,7 @@ class Delivery:
         self.caps = caps  # JOURNEYS_CAPS, checked and counted at send time
 
     @activity.defn(name="cancel_message")
+    @with_ids
     def cancel_message(self, input: CancelMessageInput) -> SendResult:
         """Settle a send the journey gave up on: cancelled, unless an attempt delivered it."""
         message = input.message
@@ -58,15 +62,15 @@ class Delivery:
             user_id=message.user_id, workflow_id=message.workflow_id, node_id=message.node_id,
             channel=message.channel.value, status="cancelled", reason=f"not sent: {input.reason}")
         stored = self.store.outbox_cancel(row)
-        _log.info("message cancelled", journey_id=message.journey_id, user_id=message.user_id,
-                  node_id=message.node_id, status=stored.status)
+        if stored.status == "cancelled":
+            count_message(row.channel, stored.status)
+        _log.info("message cancelled", channel=row.channel, status=stored.status)
         return _result(stored)
 
     @activity.defn(name="send_message")
+    @with_ids  # journey, user, node, workflow and run ids on every line
     async def send_message(self, input: SendMessageInput) -> SendResult:
-        log = _log.bind(journey_id=input.journey_id, user_id=input.user_id, node_id=input.node_id,
-                        workflow_id=input.workflow_id, channel=input.channel.value,
-                        attempt=activity.info().attempt)
+        log = _log.bind(channel=input.channel.value, attempt=activity.info().attempt)
         # One thread hop for everything before the vendor (store reads, render, caps, claim).
         prepared = await asyncio.to_thread(self._prepare, input, log)
         if isinstance(prepared, SendResult):
@@ -76,16 +80,22 @@ class Delivery:
         message = OutgoingMessage(
             idempotency_key=input.idempotency_key, journey_id=input.journey_id, node_id=input.node_id,
             user_id=input.user_id, channel=input.channel, content=stored.content, profile=profile)
+        started = time.monotonic()
         try:
             outcome = await asyncio.wait_for(provider.deliver(message), self.send_timeout)
         except TimeoutError:  # the vendor may have taken it: the retry carries the same key
             raise TransientError(f"{provider.name}: no answer within {self.send_timeout:g} s") from None
+        finally:
+            observe_send(input.channel.value, provider.name, timedelta(seconds=time.monotonic() - started))
         reason = brief(f"not sent: {outcome.reason}") if outcome.reason else None
         await asyncio.to_thread(self.store.outbox_finish, input.idempotency_key, outcome.status,
                                 reason=reason, provider=provider.name,
                                 provider_message_id=outcome.provider_message_id)
-        log.info(f"message {outcome.status}", provider=provider.name, reason=reason,
+        count_message(input.channel.value, outcome.status)
+        # The reason may quote the vendor's answer (a phone number, the rendered url): debug only.
+        log.info(f"message {outcome.status}", provider=provider.name,
                  provider_message_id=outcome.provider_message_id)
+        log.debug("message reason", reason=reason)
         return _result(stored.model_copy(update={"status": outcome.status, "reason": reason}))
 
     def _prepare(self, input: SendMessageInput, log: structlog.typing.FilteringBoundLogger
@@ -128,8 +138,11 @@ class Delivery:
                 log: structlog.typing.FilteringBoundLogger) -> SendResult:
         """Record a message that will not go out (and why), once; a replay finds the record."""
         final = OutboxRow.model_validate({**row.model_dump(), "status": status, "reason": brief(reason)})
-        stored, _ = self.store.outbox_claim(final)
-        log.warning(f"message {stored.status}", reason=stored.reason)
+        stored, inserted = self.store.outbox_claim(final)
+        if inserted:  # recorded now, not by an earlier attempt
+            count_message(row.channel, status)
+        log.warning(f"message {stored.status}")  # the reason may quote values: in the outbox
+        log.debug("message reason", reason=stored.reason)
         return _result(stored)
 
 

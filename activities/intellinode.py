@@ -7,6 +7,7 @@ from temporalio import activity
 
 from activities.models import ChoosePathInput
 from journeys import intellinode
+from journeys.logs import with_ids
 from journeys.store import Store
 
 
@@ -16,6 +17,7 @@ class Paths:
         self.allocations = intellinode.Allocations(refresh)
 
     @activity.defn(name="choose_path")
+    @with_ids
     def choose_path(self, input: ChoosePathInput) -> str:
         """The name of the path this entry takes (the one recorded first, on a retry)."""
         return intellinode.choose(self.store, input.journey_id, input.node, run_key=input.run_key,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from journeys import outcomes
+from journeys.logs import with_ids
 from journeys.outcomes import Outcome
 from journeys.store import Store
 
@@ -14,6 +15,7 @@ class Outcomes:
         self.store = store
 
     @activity.defn(name="record_outcome")
+    @with_ids
     def record_outcome(self, outcome: Outcome) -> bool:
         """True if recorded now; False if this entry's outcome of this kind was recorded before."""
         return outcomes.record(self.store, outcome)

@@ -16,6 +16,7 @@ from temporalio import activity
 
 from activities.models import SendMessageInput, SendResult
 from journeys.events import personalization_event
+from journeys.logs import count_message, with_ids
 from journeys.models import QuietHours
 from journeys.store import OutboxRow, Store
 from journeys.zones import zone
@@ -92,6 +93,7 @@ class Policy:
         self.store = store
 
     @activity.defn(name="check_quiet_hours")
+    @with_ids
     def check_quiet_hours(self, input: QuietHoursInput) -> QuietHoursResult:
         """The user's clock: their profile's ``timezone``, else the journey's, else UTC."""
         profile = self.store.profile(input.user_id)
@@ -108,6 +110,7 @@ class Policy:
                                 label=f"quiet hours until {input.quiet_hours.end} {name}")
 
     @activity.defn(name="drop_message")
+    @with_ids
     def drop_message(self, input: DropMessageInput) -> SendResult:
         """Record the message ``dropped_quiet_hours`` (once per idempotency key)."""
         message = input.message
@@ -118,9 +121,10 @@ class Policy:
             channel=message.channel.value, status="dropped_quiet_hours",
             reason=f"not sent: {input.reason}",
             event_name=event.name if event else None, event_id=event.id if event else None)
-        stored, _ = self.store.outbox_claim(row)
-        _log.info("message dropped in quiet hours", journey_id=message.journey_id,
-                  user_id=message.user_id, node_id=message.node_id, status=stored.status)
+        stored, inserted = self.store.outbox_claim(row)
+        if inserted:
+            count_message(row.channel, stored.status)
+        _log.info("message dropped in quiet hours", channel=row.channel, status=stored.status)
         return SendResult(status=stored.status, reason=stored.reason,
                           duplicate=stored.status != "dropped_quiet_hours")
 

@@ -16,6 +16,7 @@ from activities.models import (
     UpdateProfileResult,
 )
 from journeys.limits import LimitExceeded, brief
+from journeys.logs import with_ids
 from journeys.personalize import MissingValue, TemplateError, evaluate, render
 from journeys.store import Store
 from journeys.zones import zone
@@ -80,6 +81,7 @@ class Controllers:
         self.store = store
 
     @activity.defn(name="update_profile")
+    @with_ids
     def update_profile(self, input: UpdateProfileInput) -> UpdateProfileResult:
         profile = self.store.profile(input.user_id)
         event = input.event.properties if input.event else None
@@ -100,6 +102,7 @@ class Controllers:
                                    skipped={prop: brief(why) for prop, why in skipped.items()})
 
     @activity.defn(name="choose_branch")
+    @with_ids
     def choose_branch(self, input: ChooseBranchInput) -> str:
         """First branch whose ``when`` holds wins; a missing value makes a branch false.
 
@@ -113,10 +116,14 @@ class Controllers:
                 if evaluate(branch.when, profile, event):
                     return branch.next
             except TemplateError as exc:
-                activity.logger.warning("split %s branch %d is false: %s", input.node_id, i, exc)
+                # The error may quote a profile value: its text at debug only.
+                activity.logger.warning("split branch is false: its condition failed",
+                                        extra={"branch": i})
+                activity.logger.debug("split branch %d failed: %s", i, exc)
         return input.otherwise
 
     @activity.defn(name="resolve_date")
+    @with_ids
     def resolve_date(self, input: ResolveDateInput) -> ResolveDateResult:
         profile = self.store.profile(input.user_id)
         tz = _timezone(profile)

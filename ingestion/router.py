@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
@@ -52,6 +53,7 @@ START_ATTEMPTS = 3
 LEGACY_PREFIX = "journey-"
 REUSE = {"never": WorkflowIDReusePolicy.REJECT_DUPLICATE,
          "after_exit": WorkflowIDReusePolicy.ALLOW_DUPLICATE}
+_log = structlog.get_logger("router")
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Router:
             entry = starts(journey, event)
             if entry or event.name in listens_to(journey):
                 routed += await self._once(journey, event, entry)
+        _logged(routed, event.user_id, event.name)
         return routed
 
     async def route_profile(self, journeys: Sequence[Journey], user_id: str,
@@ -99,6 +102,7 @@ class Router:
                     routed.append(moved)
             except Exception as exc:
                 routed.append(_failed(journey, user_id, exc))
+        _logged(routed, user_id, None)
         return routed
 
     async def _profile_changed(self, journey: Journey, user_id: str, names: list[str]) -> Routed | None:
@@ -308,6 +312,18 @@ async def describe(handle: WorkflowHandle) -> WorkflowExecutionDescription | Non
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
+
+
+def _logged(routed: list[Routed], user_id: str, event_name: str | None) -> None:
+    """A line per journey reached, with its ids: a failure as a warning; the rest at debug (an
+    info line per event would cost the router more than a receipt does)."""
+    for r in routed:
+        ids = {"journey_id": r.journey_id, "user_id": user_id, "workflow_id": r.workflow_id,
+               "event_name": event_name, "action": r.action}
+        if r.action == "failed":
+            _log.warning("event not routed", **ids, error=r.error)
+        else:
+            _log.debug("event routed", **ids)
 
 
 def _failed(journey: Journey, user_id: str, exc: Exception, wid: str | None = None) -> Routed:

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.policy import DropMessageInput, QuietHoursInput, QuietHoursResult
     from journeys.durations import format_duration
     from journeys.events import Event, matches, personalization_event
+    from journeys.logs import journey_entered, journey_exited
     from journeys.models import (
         ActionNode,
         DateTimeNode,
@@ -94,6 +95,7 @@ class JourneyWorkflow(Waits):
             state.run_key = str(workflow.uuid4())
             state.entered_at = workflow.now()
             self._outcomes.enter()
+            journey_entered(self.journey.id, self.user_id, self.journey.entry)  # metric and log
         self._outcomes.start()
         node_id: str | None = input.resume_node or self.journey.entry
         for _ in range(len(self.journey.nodes) + 1):  # bounded: the graph has no cycles
@@ -108,6 +110,7 @@ class JourneyWorkflow(Waits):
             self._resuming = False
         await self._outcomes.finish(timed_out=state.exit_reason == self._timeout_reason())
         state.status = "exited" if state.exit_reason else "finished"
+        journey_exited(self.journey.id, self.user_id, state.current_node, state.exit_reason)
         state.next_wake = None
         self._details()
         await workflow.wait_condition(workflow.all_handlers_finished)  # an exit's answer first
