@@ -40,8 +40,8 @@ from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
 from journeys.store import Store
 from operate import commands as operate_commands
+from operate.status import user_status
 from workflows.runtime import client_for, leave
-from workflows.status import user_status
 
 # --- the client commands: they talk to Temporal and the stores -----------------------------
 

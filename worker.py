@@ -1,206 +1,33 @@
 """Run the journey worker; with ``--dev``, an embedded Temporal dev server first.
 
-    python worker.py          # a worker for the cluster at TEMPORAL_ADDRESS
+    python worker.py          # a worker for the cluster Temporal's configuration names
     python worker.py --dev    # plus `temporal server start-dev`, persisted in <data dir>/temporal.db
     python worker.py --dev --serve   # plus Segment's HTTP tracking API on 127.0.0.1:8000 (make run)
 
-Settings come from the environment (``journeys.settings.Settings``); Prometheus metrics from the
-SDK runtime are served on JOURNEYS_METRICS_ADDRESS (for example ``0.0.0.0:9464``) when it is set.
-Ctrl-C or SIGTERM shuts the worker down gracefully, then the dev server. With ``--dev`` the data dir
-is locked and the server never outlives the worker (``workflows.devserver``). A setting that cannot
-work is one line on stderr and exit status 2, before anything is started.
+Settings come from the environment (``journeys.settings.Settings``; the connection from
+Temporal's own TEMPORAL_* variables and temporal.toml profiles). Ctrl-C or SIGTERM shuts the
+worker down gracefully, then the dev server (``service.app``, ``service.devserver``). A setting
+that cannot work is one line on stderr and exit status 2, before anything is started.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import signal
-import socket
 import sys
-import time
-from collections.abc import Awaitable
-from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
-from typing import Any, TypeVar
 
 import structlog
-from temporalio.client import Client
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from activities import build_activities
-from activities.providers.mailsink import MailSink, start_dev_sink
-from activities.providers.registry import build_providers, choices, close_providers
-from ingestion.serving import api_settings, bind, host_port, start_api
-from journeys.caps import caps_setting
-from journeys.catalog import catalog
+from ingestion.serving import host_port
 from journeys.logs import configure_logging
 from journeys.problems import UsageError
-from journeys.settings import Settings, load_settings
-from journeys.store import Store
-from workflows.devserver import DataDirLock, DevServer, DevServerError, StartupError, start_dev_server
-from workflows.runtime import connect, connect_settings, deployment, journey_worker, leave
+from journeys.settings import load_settings
+from service.app import run_worker
+from service.devserver import DevServerError, StartupError, start_dev_server
+from workflows.runtime import leave
 
 __all__ = ["DevServerError", "StartupError", "main", "run_worker", "start_dev_server"]
 log = structlog.get_logger("worker")
-T = TypeVar("T")
-
-
-async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
-    """``work``'s result, or None (and ``work`` cancelled) if ``stop`` is set first."""
-    task, stopped = asyncio.ensure_future(work), asyncio.create_task(stop.wait())
-    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    stopped.cancel()
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return None
-    return task.result()
-
-
-async def run_worker(settings: Settings, *, dev: bool, ui: bool = True, metrics_address: str | None = None,
-                     stop: asyncio.Event | None = None, activity_threads: int = 16,
-                     serve: tuple[str, int] | None = None) -> int:
-    """Run the worker (``dev``: the dev server first) until ``stop`` is set (default: SIGINT or
-    SIGTERM); returns an exit status. SDK metrics for Prometheus are served on ``metrics_address``;
-    ``serve`` (host, port) also serves the HTTP tracking API, on the worker's client.
-
-    A data dir that is busy or unwritable, or a store that cannot open, raises UsageError before
-    anything is started or logged.
-    """
-    lock = DataDirLock(settings.data_dir) if dev else None  # held until we return
-    api_socket: socket.socket | None = None
-    try:
-        show_key = bool(serve and dev and not settings.write_key)  # the key --dev makes
-        if serve:
-            settings = api_settings(settings, serve[0], dev)
-            api_socket = bind(*serve)
-        store = Store(settings.store_url)
-        # Each vendor's settings, checked before anything starts (built again in _serve, where
-        # --dev's mail sink is known).
-        await close_providers(build_providers(settings, store))
-    except BaseException:
-        if api_socket:
-            api_socket.close()
-        if lock:
-            lock.release()
-        raise
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM) if stop is None else ()
-    stop = stop or asyncio.Event()
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    server: DevServer | None = None
-    sink: MailSink | None = None
-    try:
-        if dev:
-            started = time.monotonic()
-            server = await _unless_stopped(start_dev_server(settings, ui=ui, lock=lock), stop)
-            if server is None:
-                return 0
-            log.info("dev server started", address=server.address, ui_url=server.ui_url,
-                     db=server.db_path, pid=server.process.pid,
-                     seconds=round(time.monotonic() - started, 2))
-            if server.ui_url:
-                print(f"Temporal UI: {server.ui_url}", flush=True)
-            # Email goes to <data dir>/mail/ unless JOURNEYS_SMTP_HOST names a real server.
-            sink, settings = await start_dev_sink(settings)
-            if sink:
-                log.info("mail sink started", address=sink.address, folder=str(sink.folder))
-        runtime = (Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=metrics_address)))
-                   if metrics_address else None)
-        try:
-            client = await _unless_stopped(
-                connect(settings.temporal_address, settings.temporal_namespace, runtime=runtime) if dev
-                else connect_settings(settings, runtime=runtime), stop)
-        except RuntimeError as exc:
-            raise StartupError(f"cannot reach Temporal at {settings.temporal_address} (is it running? "
-                               f"`python worker.py --dev` starts one): {exc}") from None
-        return 0 if client is None else await _serve(client, settings, store, stop, server,
-                                                     activity_threads, metrics_address, api_socket, show_key)
-    finally:
-        if sink:
-            await asyncio.to_thread(sink.stop)
-        if server:
-            log.info("dev server stopped", status=await server.stop())
-        store.engine.dispose()  # the last connection closed checkpoints SQLite's WAL
-        if api_socket:
-            api_socket.close()
-        if lock:
-            lock.release()
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-        log.info("shutdown complete")
-
-
-async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio.Event,
-                 server: DevServer | None, activity_threads: int, metrics_address: str | None,
-                 api_socket: socket.socket | None, show_key: bool) -> int:
-    """Poll until ``stop`` (0), or until the worker fails, the API fails or the dev server dies (1)."""
-    with ThreadPoolExecutor(max_workers=activity_threads, thread_name_prefix="activity") as executor:
-        providers = build_providers(settings, store)
-        _log_providers(settings)
-        worker = journey_worker(client, settings.task_queue,
-                                build_activities(store, providers, settings.send_timeout,
-                                                 caps_setting(settings.caps),
-                                                 settings.intellinode_refresh), executor,
-                                graceful_shutdown_timeout=timedelta(seconds=5),
-                                deployment_config=deployment(settings))
-        running = asyncio.create_task(worker.run())
-        log.info("worker started", address=settings.temporal_address, namespace=settings.temporal_namespace,
-                 task_queue=settings.task_queue, data_dir=str(settings.data_dir),
-                 deployment=settings.deployment_name, build_id=settings.build_id,
-                 metrics_address=metrics_address)
-        _log_catalog(settings)
-        watched: set[asyncio.Future[Any]] = {running, asyncio.create_task(stop.wait())}
-        if server:
-            watched.add(asyncio.create_task(server.process.wait()))
-        api = await start_api(client, settings, api_socket, show_key) if api_socket else None
-        if api:
-            watched.add(api.task)
-        done, pending = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending - {running} - ({api.task} if api else set()):
-            task.cancel()
-        if api:
-            await api.stop()
-        if running in done:
-            log.error("worker failed", error=repr(running.exception()))
-            return 1
-        if api and api.task in done and not stop.is_set():
-            log.error("HTTP API stopped", error=repr(api.task.exception()))
-        elif not stop.is_set():
-            log.error("dev server exited", status=server.process.returncode if server else None)
-        log.info("worker shutting down")
-        await worker.shutdown()
-        await running
-        await close_providers(providers)
-    return 0 if stop.is_set() else 1
-
-
-def _log_providers(settings: Settings) -> None:
-    """Which provider serves each channel, and what the outbox-served ones still need."""
-    for choice in choices(settings):
-        log.info("channel provider", channel=choice.channel.value, provider=choice.provider,
-                 **({"missing": list(choice.missing)} if choice.missing else {}))
-
-
-def _log_catalog(settings: Settings) -> None:
-    """Name every broken file of the journey catalog in the log: its journey routes no event.
-
-    (Running journeys carry their definition; the catalog is what the router reads.)
-    """
-    try:
-        found = catalog(settings.journeys_dir)
-    except UsageError as exc:
-        log.warning("no journey catalog", journeys_dir=str(settings.journeys_dir), error=str(exc))
-        return
-    for path, problems in found.broken.items():
-        log.error("journey file skipped", file=path, problems=[str(p) for p in problems])
-    log.info("journey catalog", journeys_dir=str(settings.journeys_dir),
-             journeys=[j.id for j in found.journeys], broken=len(found.broken))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     try:
         serve = host_port(args.serve, "--serve") if args.serve else None
-        return asyncio.run(run_worker(load_settings(), dev=args.dev, ui=not args.no_ui, serve=serve,
-                                      metrics_address=os.environ.get("JOURNEYS_METRICS_ADDRESS") or None))
+        settings = load_settings()
+        return asyncio.run(run_worker(settings, dev=args.dev, ui=not args.no_ui, serve=serve,
+                                      metrics_address=settings.metrics_address))
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

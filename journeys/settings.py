@@ -35,6 +35,9 @@ class Settings(BaseSettings):
                     "(journey-<journey>-<user>); turn off once none of them runs.")
 
     write_key: str | None = Field(default=None, alias="JOURNEYS_WRITE_KEY")
+    metrics_address: str | None = Field(
+        default=None, alias="JOURNEYS_METRICS_ADDRESS",
+        description="host:port serving Prometheus metrics (the SDK's and the project's); off if unset.")
 
     # --- delivery (one block per provider; a provider serves its channels once it is set) ----
     send_timeout: float = Field(default=30.0, gt=0, le=600, alias="JOURNEYS_SEND_TIMEOUT",
@@ -87,7 +90,7 @@ class Settings(BaseSettings):
                              "JOURNEYS_DEPLOYMENT_NAME and JOURNEYS_BUILD_ID both")
         return self
 
-    @field_validator("address_given")
+    @field_validator("address_given", "metrics_address")
     @classmethod
     def _host_port(cls, value: str | None) -> str | None:
         return value if value is None else check_address(value)

@@ -12,8 +12,8 @@ from temporalio.service import RPCError
 
 from journeys.models import Journey
 from journeys.store import Store
+from operate.status import user_status
 from workflows.exits import ExitRequest, ExitResult
-from workflows.status import user_status
 
 #: Exits in flight at once for ``--all`` (each waits for its journey's answer).
 CONCURRENCY = 32

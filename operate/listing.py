@@ -11,9 +11,9 @@ from temporalio.client import Client, WorkflowExecution
 from temporalio.service import RPCError
 
 from journeys.problems import UsageError
+from operate.status import has_worker
 from workflows.journey import JourneyWorkflow
 from workflows.models import JOURNEY_ID, JOURNEY_KEY, JOURNEY_NODE, USER_ID
-from workflows.status import has_worker
 
 #: How long one running journey's state may take to answer before the row goes without it.
 QUERY_TIMEOUT = 5.0

@@ -18,8 +18,8 @@ from journeys.events import Event
 from journeys.models import Journey
 from journeys.stats import journey_stats
 from journeys.store import Store
+from operate.status import user_status
 from tests.helpers.support import Harness, run_cli
-from workflows.status import user_status
 
 QUEUE = "conversions"
 H = timedelta(hours=1)

@@ -21,6 +21,7 @@ from activities.delivery import OutgoingMessage, default_providers
 from activities.providers import Outcome, delivered
 from journeys.models import Channel
 from journeys.store import Store
+from operate.status import user_status
 from tests.helpers.support import (
     Harness,
     dev_server,
@@ -31,7 +32,6 @@ from tests.helpers.support import (
     with_nodes,
 )
 from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID
-from workflows.status import user_status
 
 QUEUE = "journeys-dev"
 CART = {"product_name": "iPhone 14", "price": 799, "product_url": "https://shop.test/p"}

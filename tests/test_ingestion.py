@@ -30,8 +30,8 @@ from journeys.events import Event, workflow_id
 from journeys.models import Journey
 from journeys.stats import journey_stats
 from journeys.store import Store
+from operate.status import waiting_now
 from tests.helpers.support import EXAMPLES, HISTORIES, dev_server, eventually, examples, running_worker
-from workflows.status import waiting_now
 
 QUEUE = "journeys-ingestion"
 

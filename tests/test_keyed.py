@@ -29,10 +29,10 @@ from journeys.loader import load_document
 from journeys.models import EventSchema, Journey
 from journeys.store import Store
 from journeys.validate import validate_loaded, validate_paths
+from operate.status import user_status
 from tests.helpers.support import EXAMPLES, HISTORIES, dev_server, eventually, run_cli
 from workflows.journey import JourneyWorkflow
 from workflows.models import JOURNEY_KEY, JourneyState
-from workflows.status import user_status
 
 QUEUE = "keyed"
 CART_JOURNEY = "checkout-per-cart"  # examples/checkout-per-cart.yaml

@@ -18,9 +18,9 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from activities.policy import Policy, QuietHoursInput, quiet_until
 from journeys.models import Journey, QuietHours
 from journeys.store import Store
+from operate.status import user_status
 from tests.helpers.support import Harness, eventually, examples, running_worker
 from workflows.journey import JourneyWorkflow
-from workflows.status import user_status
 
 PARIS = ZoneInfo("Europe/Paris")
 QUEUE = "quiet-hours"
