@@ -1,0 +1,1 @@
+"""The store's revisions (a package, so that `pip install .` ships them)."""
