@@ -5,6 +5,8 @@ to the same user at the same instant cannot both pass a cap of 1. On SQLite the 
 ``BEGIN IMMEDIATE`` (it takes the database's write lock before it reads the count); on
 PostgreSQL a transaction-scoped advisory lock on the user serializes that user's sends only.
 Each counted send is keyed by its idempotency key, so a retried attempt is not counted twice.
+The transaction is the same on both (``Store.user_transaction``), and so is every statement:
+the caps hold across the processes (workers) that share one database.
 """
 
 from __future__ import annotations
@@ -13,26 +15,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Column, DateTime, Index, String, Table, delete, func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection
 
 from journeys.durations import format_duration, parse_duration
 from journeys.models import Channel
 from journeys.problems import UsageError
-from journeys.store import Store, _metadata
+from journeys.store import Store
+from journeys.tables import cap_sends  # one row per counted send
 
 #: The cap that counts every channel together.
 ALL = "all"
-
-#: One row per counted send (created with the store's other tables).
-cap_sends = Table(
-    "cap_sends", _metadata,
-    Column("idempotency_key", String(400), primary_key=True),
-    Column("user_id", String(200), nullable=False),
-    Column("channel", String(20), nullable=False),
-    Column("sent_at", DateTime(timezone=True), nullable=False),
-    Index("ix_cap_sends_user_sent", "user_id", "sent_at"),
-)
 
 
 @dataclass(frozen=True)
@@ -99,7 +92,6 @@ class CapCounter:
     def __init__(self, store: Store, caps: Sequence[Cap]) -> None:
         self.store, self.engine = store, store.engine
         self.caps = tuple(caps)
-        cap_sends.create(self.engine, checkfirst=True)  # a store opened before this module
 
     def claim(self, user_id: str, channel: str, idempotency_key: str,
               now: datetime | None = None) -> Cap | None:

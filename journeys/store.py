@@ -1,4 +1,6 @@
-"""Profiles and the outbox, in SQLite by default (PostgreSQL later: same code, another URL).
+"""Profiles and the outbox, in SQLite by default or PostgreSQL (same code, another URL:
+``postgresql+psycopg://user:password@host/db``); the tables are journeys.tables, created and
+upgraded by the migrations (journeys.migrations) when a store opens its database.
 
 The outbox has a unique idempotency key, so a retried or replayed send is recorded, and so
 delivered, once.
@@ -18,88 +20,36 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    bindparam,
-    create_engine,
-    delete,
-    event,
-    insert,
-    inspect,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import bindparam, create_engine, delete, event, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 
+from journeys import migrations
 from journeys.limits import MAX_PROFILE_BYTES, check_properties
 from journeys.problems import UsageError
+from journeys.tables import (  # re-exported: the tables are the store's
+    _metadata,
+    cap_sends,
+    entries,
+    event_receipts,
+    inbox,
+    metadata,
+    outbox,
+    outcomes,
+    path_choices,
+    path_settings,
+    profiles,
+)
+
+__all__ = ["CLAIM_STALE", "InboxMessage", "OutboxRow", "OutboxStatus", "Store", "_metadata", "cap_sends",
+           "entries", "event_receipts", "inbox", "metadata", "outbox", "outcomes", "path_choices",
+           "path_settings", "profiles"]
 
 OutboxStatus = Literal["pending", "delivered", "skipped", "failed", "unreachable", "cancelled",
                        "capped", "dropped_quiet_hours", "held_out"]
 
-_metadata = MetaData()
-profiles = Table(
-    "profiles", _metadata,
-    Column("user_id", String(200), primary_key=True),
-    Column("properties", JSON, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
-outbox = Table(
-    "outbox", _metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("idempotency_key", String(400), nullable=False, unique=True),
-    Column("journey_id", String(200), nullable=False, index=True),
-    Column("user_id", String(200), nullable=False, index=True),
-    Column("workflow_id", String(400), nullable=False),
-    Column("node_id", String(100), nullable=False),
-    Column("channel", String(20), nullable=False),
-    Column("status", String(20), nullable=False),
-    Column("reason", Text),
-    Column("content", JSON, nullable=False),
-    Column("event_name", String(200)),
-    Column("event_id", String(200)),
-    Column("provider", String(50)),
-    Column("provider_message_id", String(200)),  # the vendor's id of what it accepted
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
-#: Columns added since release 0.1, added to its databases when a store opens them.
-_ADDED_COLUMNS = {"outbox": ("provider_message_id",), "outcomes": ("reason", "nodes")}
-#: Messages of the online channels (in-app, web pop-up, app inbox), for the app to read.
-inbox = Table(
-    "inbox", _metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("idempotency_key", String(400), nullable=False, unique=True),
-    Column("user_id", String(200), nullable=False, index=True),
-    Column("journey_id", String(200), nullable=False),
-    Column("node_id", String(100), nullable=False),
-    Column("channel", String(20), nullable=False),
-    Column("content", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
 #: How long a claim may stay unsettled before another router may take it over (a dead router's).
 CLAIM_STALE = timedelta(seconds=60)
-#: Event ids a journey has processed for a user: an event id counts once per user and journey,
-#: across runs (re-entry) and processes. ``state`` is a router's claim until Temporal has it.
-event_receipts = Table(
-    "event_receipts", _metadata,
-    Column("journey_id", String(200), primary_key=True),
-    Column("user_id", String(200), primary_key=True),
-    Column("event_id", String(200), primary_key=True),
-    Column("state", String(40), nullable=False),  # "done", or the claim token of a router
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
 
 
 # Built once: constructing a statement costs SQLAlchemy five times what SQLite spends running it,
@@ -124,57 +74,7 @@ _FINISH = update(outbox).where(outbox.c.idempotency_key == bindparam("k")).value
     provider_message_id=bindparam("provider_message_id"), updated_at=bindparam("now"))
 
 
-#: Each entry into a journey, recorded where it starts (the router): the funnel's first number.
-entries = Table(
-    "entries", _metadata,
-    Column("workflow_id", String(500), primary_key=True),
-    Column("run_id", String(64), primary_key=True),
-    Column("journey_id", String(200), nullable=False, index=True),
-    Column("user_id", String(200), nullable=False),
-    Column("held_out", Boolean, nullable=False),  # in the journey's control group
-    Column("at", DateTime(timezone=True), nullable=False),
-)
 _ENTRY = insert(entries)
-
-#: What came of each entry, once per entry and kind (journeys.outcomes): a conversion, a time-out.
-outcomes = Table(
-    "outcomes", _metadata,
-    Column("journey_id", String(200), primary_key=True),
-    Column("run_key", String(64), primary_key=True),
-    Column("kind", String(20), primary_key=True),  # "converted", "timed_out" or "ended"
-    Column("user_id", String(200), nullable=False, index=True),
-    Column("workflow_id", String(500), nullable=False),
-    Column("goal", String(200)),
-    Column("node_id", String(200)),
-    Column("paths", JSON, nullable=False),  # the IntelliNODE paths taken: [{"node", "path"}]
-    Column("held_out", Boolean, nullable=False),  # the user is in the journey's control group
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("reason", Text),  # "ended": why the user left (exit event, timeout...), null if finished
-    Column("nodes", JSON),  # "ended": the nodes the user went through, in order
-)
-
-#: The IntelliNODE path each entry took (journeys.intellinode), once per entry and node.
-path_choices = Table(
-    "path_choices", _metadata,
-    Column("journey_id", String(200), primary_key=True),
-    Column("run_key", String(64), primary_key=True),
-    Column("node_id", String(200), primary_key=True),
-    Column("path", String(200), nullable=False),
-    Column("user_id", String(200), nullable=False),
-    Column("held_out", Boolean, nullable=False),  # the control group does not teach the bandit
-    Column("at", DateTime(timezone=True), nullable=False, index=True),
-)
-
-#: Live changes to an IntelliNODE (``starter.py intellinode``): the latest one applies.
-path_settings = Table(
-    "path_settings", _metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("journey_id", String(200), nullable=False),
-    Column("node_id", String(200), nullable=False),
-    Column("percent", JSON),  # {"path": percent}, or null
-    Column("winner", String(200)),  # everyone down this path, or null
-    Column("at", DateTime(timezone=True), nullable=False),
-)
 
 
 class OutboxRow(BaseModel):
@@ -220,7 +120,8 @@ class Store:
         try:
             if url.startswith("sqlite:///"):
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, future=True)
+            # A server's connections may die under the pool (a restart): checked out alive.
+            self.engine: Engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         except ArgumentError:
             raise UsageError(f"JOURNEYS_DATABASE_URL: '{shown}' is not a database URL "
                              "(e.g. sqlite:///path/journeys.db)") from None
@@ -229,12 +130,14 @@ class Store:
                              f"({exc})") from None
         except OSError as exc:
             raise UsageError(f"cannot create the data directory for '{shown}': {exc}") from None
-        if url.startswith("sqlite"):
+        if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            with self.user_transaction(_SCHEMA_LOCK) as conn:  # one process at a time
-                _metadata.create_all(conn)
-                _add_columns(conn)
+            with self.engine.connect() as conn:  # at HEAD (every open but the first): one query
+                current = migrations.at_head(conn)
+            if not current:
+                with self.user_transaction(_SCHEMA_LOCK) as conn:  # one process at a time
+                    migrations.upgrade(conn)
         except OperationalError as exc:
             raise UsageError(f"cannot open the store at '{shown}': {exc.orig}") from None
 
@@ -435,19 +338,8 @@ def _row(mapping: Any) -> OutboxRow:
 
 
 #: The per-user lock key under which a store creates or upgrades its tables: two processes
-#: opening one new database at once (a worker and a command) must not both create them.
+#: opening one new database at once (a worker and a command) must not both migrate it.
 _SCHEMA_LOCK = "\x00schema"
-
-
-def _add_columns(conn: Connection) -> None:
-    """Bring a database of an earlier release up to date (columns only ever get added)."""
-    inspector = inspect(conn)
-    for name, columns in _ADDED_COLUMNS.items():
-        present = {column["name"] for column in inspector.get_columns(name)}
-        for column in columns:
-            if column not in present:
-                kind = _metadata.tables[name].c[column].type.compile(dialect=conn.dialect)
-                conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {column} {kind}"))
 
 
 def _aware(moment: Any) -> Any:
