@@ -22,8 +22,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 
-test: lint chromium  ## ruff, mypy, then every test
-	$(BIN)/pytest -q
+test: lint chromium  ## ruff, mypy, then every test (the store's on SQLite and on PostgreSQL)
+	url="$$(bash scripts/ci/postgres.sh)" && JOURNEYS_TEST_POSTGRES_URL="$$url" $(BIN)/pytest -q
 
 # The report test opens `starter.py report` in headless Chromium (Debian's package): installed
 # here when missing, as root (CI's fresh machine); otherwise a line says how (CI=true fails it).

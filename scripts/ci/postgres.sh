@@ -31,7 +31,7 @@ if [ -n "${JOURNEYS_TEST_POSTGRES_URL:-}" ]; then
     exit 0
 fi
 
-server_bin() { find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1; }
+server_bin() { find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1 || true; }
 bin=$(server_bin)
 if [ -z "$bin" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ "${JOURNEYS_PG_NO_INSTALL:-}" != 1 ]; then
