@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from journeys import caps as caps_module
 from journeys import migrations, outcomes
 from journeys.caps import CapCounter, parse_caps
-from journeys.intellinode import Allocations, choose
+from journeys.intellinode import Allocations, choose, results
 from journeys.models import IntelliNode
 from journeys.store import CLAIM_STALE, OutboxRow, Store, entries, event_receipts, metadata, path_choices
 from tests.helpers.postgres import fresh_database
@@ -303,6 +303,8 @@ def test_entries_outcomes_and_path_choices_are_recorded_once(stores: list[Store]
     assert len(set(chosen)) == 1
     with stores[0].engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(path_choices)).scalar_one() == 1
+    outcomes.record(stores[0], outcome.model_copy(update={"kind": "converted", "goal": "Charged"}))
+    assert [(r.path, r.entered, r.converted) for r in results(stores[1], "j", "split")] == [(chosen[0], 1, 1)]
 
 
 def test_the_store_runs_on_the_dialect_it_was_given(url: str, store: Store) -> None:

@@ -123,14 +123,16 @@ _ADDED = {"outbox": ("provider_message_id",), "outcomes": ("reason", "nodes")}
 
 
 def upgrade() -> None:
-    inspector = sa.inspect(op.get_bind())
-    existing = set(inspector.get_table_names())
+    offline = op.get_context().as_sql  # `alembic upgrade head --sql`: a new database's SQL
+    inspector = None if offline else sa.inspect(op.get_bind())
+    existing = set(inspector.get_table_names()) if inspector else set()
     for name, (columns, indexes) in _schema().items():
         if name not in existing:
             op.create_table(name, *columns)
             for index, names in indexes:
                 op.create_index(index, name, names)
             continue
+        assert inspector is not None
         present = {column["name"] for column in inspector.get_columns(name)}
         for column in columns:
             if column.name in _ADDED.get(name, ()) and column.name not in present:
