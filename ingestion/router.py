@@ -7,11 +7,11 @@ the rules for workflow ids, re-entry, event deduplication and search attributes 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
@@ -53,7 +53,10 @@ START_ATTEMPTS = 3
 LEGACY_PREFIX = "journey-"
 REUSE = {"never": WorkflowIDReusePolicy.REJECT_DUPLICATE,
          "after_exit": WorkflowIDReusePolicy.ALLOW_DUPLICATE}
-_log = structlog.get_logger("router")
+# stdlib, with a NullHandler: the worker's configure_logging shows its lines as JSON, and a CLI
+# that routes events (starter.py) prints none of them.
+_log = logging.getLogger("journeys.router")
+_log.addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -317,13 +320,16 @@ async def describe(handle: WorkflowHandle) -> WorkflowExecutionDescription | Non
 def _logged(routed: list[Routed], user_id: str, event_name: str | None) -> None:
     """A line per journey reached, with its ids: a failure as a warning; the rest at debug (an
     info line per event would cost the router more than a receipt does)."""
+    debug = _log.isEnabledFor(logging.DEBUG)
     for r in routed:
+        if r.action != "failed" and not debug:
+            continue
         ids = {"journey_id": r.journey_id, "user_id": user_id, "workflow_id": r.workflow_id,
                "event_name": event_name, "action": r.action}
         if r.action == "failed":
-            _log.warning("event not routed", **ids, error=r.error)
+            _log.warning("event not routed", extra={**ids, "error": r.error})
         else:
-            _log.debug("event routed", **ids)
+            _log.debug("event routed", extra=ids)
 
 
 def _failed(journey: Journey, user_id: str, exc: Exception, wid: str | None = None) -> Routed:

@@ -187,3 +187,24 @@ def test_quiet_libraries_and_sdk_messages_without_their_context(tmp_path: Path) 
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(line["event"], line.get("journey_id"), line.get("user_id")) for line in lines] == [
         ("retrying", "cart", "ada")]
+
+
+def test_a_route_that_failed_is_a_warning_with_its_ids(tmp_path: Path) -> None:
+    """The router's lines (stdlib, silent in a CLI) carry journey, user and workflow ids."""
+    from ingestion.router import _logged
+    from journeys.events import Routed
+
+    handlers = list(logging.getLogger().handlers)
+    path = tmp_path / "log.jsonl"
+    with path.open("w") as stream:
+        configure_logging(stream=stream)
+        try:
+            _logged([Routed(journey_id="cart", workflow_id="journey/cart/ada", action="started"),
+                     Routed(journey_id="cart", workflow_id="journey/cart/ada", action="failed",
+                            error="boom")], "ada", "Added To Cart")
+        finally:
+            structlog.reset_defaults()
+            logging.getLogger().handlers[:] = handlers
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(line["event"], line["level"], line["journey_id"], line["user_id"], line["workflow_id"])
+            for line in lines] == [("event not routed", "warning", "cart", "ada", "journey/cart/ada")]
