@@ -45,5 +45,9 @@ bench: $(STAMP)
 drill: $(STAMP)  ## the load drill: 20,000 parked users, restarts, a SIGKILL (under 15 minutes)
 	$(BIN)/python -m scripts.drill
 
+.PHONY: screenshots
+screenshots: $(STAMP) chromium  ## the README's Temporal UI screenshots (docs/ui-*.png), by hand
+	$(BIN)/python -m scripts.screenshots
+
 clean:
 	rm -rf $(VENV) .journeys .mypy_cache .pytest_cache .ruff_cache
