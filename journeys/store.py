@@ -139,7 +139,8 @@ class Store:
                 with self.user_transaction(_SCHEMA_LOCK) as conn:  # one process at a time
                     migrations.upgrade(conn)
         except OperationalError as exc:
-            raise UsageError(f"cannot open the store at '{shown}': {exc.orig}") from None
+            reason = " ".join(str(exc.orig).split())  # one line (psycopg's run over several)
+            raise UsageError(f"cannot open the store at '{shown}': {reason}") from None
 
     # --- profiles ---------------------------------------------------------------------------
     def profile(self, user_id: str) -> dict[str, Any]:

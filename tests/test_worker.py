@@ -141,7 +141,9 @@ def test_json_logs_carry_formatted_tracebacks() -> None:
 @pytest.mark.parametrize(("setting", "value", "expected"), [
     ("TEMPORAL_ADDRESS", "127.0.0.1:http", "TEMPORAL_ADDRESS: '127.0.0.1:http' is not host:port"),
     ("JOURNEYS_DATABASE_URL", "not a url", "JOURNEYS_DATABASE_URL: 'not a url' is not a database URL"),
-    ("JOURNEYS_DATABASE_URL", "postgresql://u@localhost/db", "JOURNEYS_DATABASE_URL: no driver for"),
+    ("JOURNEYS_DATABASE_URL", "mysql://u@localhost/db", "JOURNEYS_DATABASE_URL: no driver for"),
+    ("JOURNEYS_DATABASE_URL", "postgresql+psycopg://u@127.0.0.1:9/db",
+     "cannot open the store at 'postgresql+psycopg://u@127.0.0.1:9/db': connection failed"),
     ("JOURNEYS_DATA_DIR", "{tmp}/a-file/data", "JOURNEYS_DATA_DIR: cannot write '{tmp}/a-file/data/"),
     ("JOURNEYS_DATA_DIR", "{tmp}/db-is-a-dir",
      "JOURNEYS_DATA_DIR: cannot write '{tmp}/db-is-a-dir/temporal.db'"),

@@ -12,6 +12,7 @@ against a database at the current HEAD, check the script, and set HEAD below to 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from sqlalchemy import text
@@ -35,10 +36,16 @@ def at_head(conn: Connection) -> bool:
 def upgrade(conn: Connection) -> None:
     """Upgrade the database to HEAD in ``conn``'s transaction (the caller holds the schema
     lock and commits)."""
-    from alembic import command
-    from alembic.config import Config
+    chatty = logging.getLogger("alembic")  # its info lines (plugins, "Running upgrade") in our logs
+    level = chatty.level
+    chatty.setLevel(logging.WARNING)
+    try:
+        from alembic import command  # (its import logs too)
+        from alembic.config import Config
 
-    config = Config()
-    config.set_main_option("script_location", str(FOLDER))
-    config.attributes["connection"] = conn
-    command.upgrade(config, "head")
+        config = Config()
+        config.set_main_option("script_location", str(FOLDER))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+    finally:
+        chatty.setLevel(level)
