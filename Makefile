@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint chromium bench drill clean
+.PHONY: run demo test lint debs bench drill clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,22 +22,24 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 
-test: lint chromium  ## ruff, mypy, then every test (the store's on SQLite and on PostgreSQL)
+test: lint debs  ## ruff, mypy, then every test (the store's on SQLite and on PostgreSQL)
 	url="$$(bash scripts/ci/postgres.sh)" && JOURNEYS_TEST_POSTGRES_URL="$$url" $(BIN)/pytest -q
 
-# The report test opens `starter.py report` in headless Chromium (Debian's package): installed
-# here when missing, as root (CI's fresh machine); otherwise a line says how (CI=true fails it).
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" != 0 ]; then \
-	    echo "make: chromium is missing and this is not root: 'sudo apt-get install chromium'" \
-	         "(tests/test_report.py skips without it, and fails under CI=true)"; \
-	  elif ! command -v apt-get >/dev/null 2>&1; then \
-	    echo "make: chromium is missing and there is no apt-get: install Chromium as 'chromium'"; \
+# Debian packages the tests drive: chromium (the report test opens `starter.py report` in it) and
+# nginx (the mTLS test's TLS frontend). Installed here when missing, as root (CI's fresh machine);
+# otherwise a line says how (the tests skip without them, and fail under CI=true).
+debs:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	{ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || missing="$$missing nginx"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: missing:$$missing ('sudo apt-get install$$missing'); their tests skip, and fail under CI=true"; \
 	  else \
-	    echo "make: installing chromium (apt-get) for tests/test_report.py"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  fi; }
+	    echo "make: installing$$missing (apt-get) for the tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  fi; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/python -m scripts.bench
@@ -46,7 +48,7 @@ drill: $(STAMP)  ## the load drill: 20,000 parked users, restarts, a SIGKILL (un
 	$(BIN)/python -m scripts.drill
 
 .PHONY: screenshots
-screenshots: $(STAMP) chromium  ## the README's Temporal UI screenshots (docs/ui-*.png), by hand
+screenshots: $(STAMP) debs  ## the README's Temporal UI screenshots (docs/ui-*.png), by hand
 	$(BIN)/python -m scripts.screenshots
 
 clean:
