@@ -33,6 +33,9 @@ class Moment(TypeDecorator[datetime]):
 
 
 metadata = MetaData()
+#: Workflow ids and the idempotency keys made from them: a keyed id holds an escaped user and
+#: key of 200 characters each (migration 0002 widened these columns).
+LONG_ID = 2000
 _metadata = metadata  # (its name before the migrations)
 
 profiles = Table(
@@ -44,10 +47,10 @@ profiles = Table(
 outbox = Table(
     "outbox", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("idempotency_key", String(400), nullable=False, unique=True),
+    Column("idempotency_key", String(LONG_ID), nullable=False, unique=True),
     Column("journey_id", String(200), nullable=False, index=True),
     Column("user_id", String(200), nullable=False, index=True),
-    Column("workflow_id", String(400), nullable=False),
+    Column("workflow_id", String(LONG_ID), nullable=False),
     Column("node_id", String(100), nullable=False),
     Column("channel", String(20), nullable=False),
     Column("status", String(20), nullable=False),
@@ -64,7 +67,7 @@ outbox = Table(
 inbox = Table(
     "inbox", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("idempotency_key", String(400), nullable=False, unique=True),
+    Column("idempotency_key", String(LONG_ID), nullable=False, unique=True),
     Column("user_id", String(200), nullable=False, index=True),
     Column("journey_id", String(200), nullable=False),
     Column("node_id", String(100), nullable=False),
@@ -85,7 +88,7 @@ event_receipts = Table(
 #: Each entry into a journey, recorded where it starts (the router): the funnel's first number.
 entries = Table(
     "entries", metadata,
-    Column("workflow_id", String(500), primary_key=True),
+    Column("workflow_id", String(LONG_ID), primary_key=True),
     Column("run_id", String(64), primary_key=True),
     Column("journey_id", String(200), nullable=False, index=True),
     Column("user_id", String(200), nullable=False),
@@ -99,7 +102,7 @@ outcomes = Table(
     Column("run_key", String(64), primary_key=True),
     Column("kind", String(20), primary_key=True),  # "converted", "timed_out" or "ended"
     Column("user_id", String(200), nullable=False, index=True),
-    Column("workflow_id", String(500), nullable=False),
+    Column("workflow_id", String(LONG_ID), nullable=False),
     Column("goal", String(200)),
     Column("node_id", String(200)),
     Column("paths", JSON, nullable=False),  # the IntelliNODE paths taken: [{"node", "path"}]
@@ -132,7 +135,7 @@ path_settings = Table(
 #: One row per send counted against the frequency caps (journeys.caps).
 cap_sends = Table(
     "cap_sends", metadata,
-    Column("idempotency_key", String(400), primary_key=True),
+    Column("idempotency_key", String(LONG_ID), primary_key=True),
     Column("user_id", String(200), nullable=False),
     Column("channel", String(20), nullable=False),
     Column("sent_at", Moment(), nullable=False),

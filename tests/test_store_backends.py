@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 from journeys import caps as caps_module
 from journeys import migrations, outcomes
 from journeys.caps import CapCounter, parse_caps
+from journeys.events import instance_id
 from journeys.intellinode import Allocations, choose, results
 from journeys.models import IntelliNode
 from journeys.store import CLAIM_STALE, OutboxRow, Store, entries, event_receipts, metadata, path_choices
@@ -91,9 +92,11 @@ def race(stores: list[Store], work: Callable[[Store, int], T], n: int = 8) -> li
 
 
 def message(key: str, user: str = "ada", **changes: Any) -> OutboxRow:
-    return OutboxRow(idempotency_key=key, journey_id="j", user_id=user, workflow_id=f"journey/j/{user}",
-                     node_id="push-1", channel="push", status="pending",
-                     content={"body": "Hé, ça va? 👋"}, **changes)
+    fields: dict[str, Any] = {
+        "idempotency_key": key, "journey_id": "j", "user_id": user, "workflow_id": f"journey/j/{user}",
+        "node_id": "push-1", "channel": "push", "status": "pending",
+        "content": {"body": "Hé, ça va? 👋"}}
+    return OutboxRow(**(fields | changes))
 
 
 # --- the schema ------------------------------------------------------------------------------
@@ -113,7 +116,8 @@ def test_stores_opening_a_new_database_at_once_migrate_it_once() -> None:
     with fresh_database("journeys_new") as url:
         opened = at_once(lambda i: Store(url), 4)
         with opened[0].engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+            versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+            assert versions == [migrations.HEAD]
         for store in opened:
             store.engine.dispose()
 
@@ -224,6 +228,18 @@ def test_the_outbox_cancels_lists_and_reads_back(store: Store) -> None:
     assert len(store.outbox_list(journey_id="j")) == 3
     known, profile = store.send_context("key-4", "ada")
     assert known is not None and known.status == "pending" and profile == {}
+
+
+def test_the_longest_keyed_ids_fit(store: Store) -> None:
+    """A keyed journey's id holds a user and a key of 200 characters each, escaped ('/' is three
+    characters): PostgreSQL enforces column lengths (migration 0002 made room)."""
+    workflow_id = instance_id("j", "/" * 200, "/" * 200)
+    key = f"{workflow_id}:{'r' * 36}:push-1"
+    assert len(key) > 1200
+    row, inserted = store.outbox_claim(message(key, workflow_id=workflow_id))
+    assert inserted and row.workflow_id == workflow_id
+    assert [r.idempotency_key for r in store.outbox_list(workflow_id=workflow_id)] == [key]
+    store.record_entry("j", workflow_id, "run-1", "ada", held_out=False)
 
 
 # --- the inbox and event receipts --------------------------------------------------------------
