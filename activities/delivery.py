@@ -85,6 +85,9 @@ class Delivery:
             outcome = await asyncio.wait_for(provider.deliver(message), self.send_timeout)
         except TimeoutError:  # the vendor may have taken it: the retry carries the same key
             raise TransientError(f"{provider.name}: no answer within {self.send_timeout:g} s") from None
+        except TransientError as exc:  # retried; the vendor's words (an address?) at debug only
+            log.debug("attempt failed", error=str(exc), detail=exc.detail)
+            raise
         finally:
             observe_send(input.channel.value, provider.name, timedelta(seconds=time.monotonic() - started))
         reason = brief(f"not sent: {outcome.reason}") if outcome.reason else None

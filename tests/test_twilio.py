@@ -138,3 +138,13 @@ async def test_late_answer_is_transient_then_the_retry_delivers(twilio: FakeTwil
     assert outcome.status == "delivered" and outcome.provider_message_id
     first, retry = twilio.received
     assert first.form() == retry.form()
+
+
+async def test_a_retried_failure_keeps_twilios_words_out_of_its_message(twilio: FakeTwilio) -> None:
+    """What the SDK logs and the history keeps is the status and code; Twilio's message, which
+    may quote the number, only in ``detail`` (logged at debug)."""
+    twilio.script.append(twilio_error(503, 20503, "Cannot reach +15550001111 right now"))
+    with pytest.raises(TransientError) as raised:
+        await provider(twilio.url).deliver(message())
+    assert str(raised.value) == "Twilio answered 503, error 20503"
+    assert "+15550001111" in raised.value.detail

@@ -50,7 +50,16 @@ def failed(reason: str) -> Outcome:
 
 
 class TransientError(Exception):
-    """The provider could not take the message now (timeout, 429, 5xx): try again later."""
+    """The provider could not take the message now (timeout, 429, 5xx): try again later.
+
+    Its message is what the SDK logs and the journey's history keep for the failed attempt: the
+    vendor and its status, never the vendor's own words, which may quote an address, a number
+    or the message. Those go in ``detail``, for the debug log only.
+    """
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class Provider(Protocol):

@@ -212,11 +212,12 @@ class FcmProvider:
             await asyncio.to_thread(self.profiles.remove_from_profile, message.user_id,
                                     "push_tokens", token)
             return unreachable(reason)
+        summary = f"FCM answered {reply.status}{f' {code}' if code else ''}"  # (reason: debug only)
         if reply.status == 401:  # the access token expired or was revoked early
             self.tokens.drop(bearer)
-            return TransientError(reason)
+            return TransientError(summary, detail=reason)
         if reply.verdict == "transient":
-            return TransientError(reason + reply.retry_after())
+            return TransientError(summary + reply.retry_after(), detail=reason)
         return failed(reason)  # 400 INVALID_ARGUMENT, 403 SENDER_ID_MISMATCH, a plain 404
 
     async def deliver(self, message: OutgoingMessage) -> Outcome:
@@ -230,9 +231,9 @@ class FcmProvider:
         if sent:  # a device has it; a retry would repeat it on that device
             ids = [r.provider_message_id for r in sent if r.provider_message_id]
             return delivered(",".join(ids) if ids else None)
-        transient = [r for r in results if isinstance(r, Exception)]
+        transient = [r for r in results if isinstance(r, TransientError)]
         if transient:  # the unregistered tokens are gone: the retry tries the others
-            raise TransientError(str(transient[0]))
+            raise TransientError(str(transient[0]), detail=transient[0].detail)
         rejected = [r for r in results if isinstance(r, Outcome) and r.status == "failed"]
         if rejected:
             return failed(rejected[0].reason or "FCM refused the message")

@@ -143,5 +143,5 @@ async def request(clients: Clients, method: str, url: str, *, what: str,
     except httpx.TimeoutException:
         raise TransientError(f"{what}: timed out after {clients.timeout:g} s") from None
     except httpx.RequestError as exc:  # connection refused or reset, a broken answer
-        raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from None
+        raise TransientError(f"{what}: {type(exc).__name__}", detail=str(exc)) from None
     return Reply(response.status_code, response.headers, bytes(body))

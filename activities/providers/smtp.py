@@ -117,11 +117,12 @@ class SmtpProvider:
             return self._refused(exc.recipients[0] if exc.recipients else None, "recipient refused")
         except aiosmtplib.SMTPAuthenticationError as exc:
             # The worker's credentials, not this message: retry until an operator fixes them.
-            raise TransientError(f"SMTP authentication failed: {_answer(exc)}") from exc
+            raise TransientError("SMTP authentication failed", detail=_answer(exc)) from exc
         except aiosmtplib.SMTPResponseException as exc:
             return self._refused(exc, "refused")
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             # Connection refused or lost, a timeout, STARTTLS not offered: a later attempt may work.
+            # (our client's words: connection refused, no STARTTLS; not the server's answer)
             raise TransientError(f"SMTP {self.host}:{self.port}: {type(exc).__name__}: {exc}") from exc
         return delivered(email["Message-ID"])
 
@@ -130,7 +131,8 @@ class SmtpProvider:
         """5xx is the server's final word on this message; anything else (4xx) may change."""
         if exc is not None and 500 <= exc.code < 600:
             return failed(f"SMTP {what}: {_answer(exc)}")
-        raise TransientError(f"SMTP {what}, try later: {_answer(exc) if exc else 'no answer'}")
+        raise TransientError(f"SMTP {what}, try later ({exc.code if exc else 'no answer'})",
+                             detail=_answer(exc) if exc else "")
 
 
 def missing(settings: Settings, channel: Channel) -> list[str]:

@@ -57,13 +57,14 @@ def _address(number: str, whatsapp: bool) -> str:
     return f"{_WHATSAPP}{number.removeprefix(_WHATSAPP)}" if whatsapp else number
 
 
-def _error(reply: Reply) -> str:
-    """Twilio's error code and message (``{"code": 21211, "message": ...}``), else the body."""
+def _error(reply: Reply) -> tuple[str, str]:
+    """Twilio's status and error code, and its message (``{"code": 21211, "message": ...}``,
+    which may quote the number), else the body."""
     body: Any = reply.json()
     if isinstance(body, dict) and body.get("message"):
-        code = f" {body['code']}" if body.get("code") is not None else ""
-        return f"Twilio answered {reply.status}, error{code}: {str(body['message'])[:200]}"
-    return f"Twilio answered {reply.status}: {reply.text()}"
+        code = f", error {body['code']}" if body.get("code") is not None else ""
+        return f"Twilio answered {reply.status}{code}", str(body["message"])[:200]
+    return f"Twilio answered {reply.status}", reply.text()
 
 
 class TwilioProvider:
@@ -102,5 +103,6 @@ class TwilioProvider:
             sid = body.get("sid") if isinstance(body, dict) else None
             return delivered(str(sid) if sid else None)
         if reply.verdict == "transient":
-            raise TransientError(_error(reply) + reply.retry_after())
-        return failed(_error(reply))  # 400 (a bad number, an opted-out user), 401/403, 404
+            summary, detail = _error(reply)
+            raise TransientError(summary + reply.retry_after(), detail=detail)
+        return failed(": ".join(_error(reply)))  # 400 (a bad number, an opted-out user), 401/403, 404

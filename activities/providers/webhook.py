@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import time
+from urllib.parse import urlsplit
 
 from activities.providers import (
     Outcome,
@@ -95,15 +96,15 @@ class WebhookProvider:
         try:
             async with attempt(self.timeout, f"webhook {method} {url[:80]}"):
                 reply = await request(self.clients, method, url, headers=headers, content=body,
-                                      what=f"webhook {method} {url[:80]}")
+                                      what=f"webhook {method} {urlsplit(url).netloc[:80]}")
         except Refused as exc:
             return failed(str(exc))
         if reply.verdict == "delivered":
             found = next((reply.headers[h] for h in ID_HEADERS if h in reply.headers), None)
             return delivered(found[:200] if found else None)
         if reply.verdict == "transient":
-            raise TransientError(f"webhook answered {reply.status}{reply.retry_after()}: "
-                                 f"{reply.text()}")
+            raise TransientError(f"webhook answered {reply.status}{reply.retry_after()}",
+                                 detail=reply.text())
         if reply.status == 410:  # Gone: the receiver says this address will never take messages
             return unreachable(f"webhook answered 410 Gone: {reply.text()}")
         return failed(f"webhook answered {reply.status}: {reply.text()}")

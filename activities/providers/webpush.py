@@ -165,6 +165,7 @@ class WebPushProvider:
             # No reason: the outbox reads a reason as why a message was not sent.
             return delivered(by["accepted"][0].location)
         if by["transient"]:
+            # (the push service's origin and status: no word of its answer)
             raise TransientError(f"web push: {by['transient'][0].detail} ({summary})")
         if by["rejected"]:
             return failed(f"web push: {by['rejected'][0].detail} ({summary})")
