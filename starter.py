@@ -41,7 +41,7 @@ from journeys.settings import Settings, load_settings
 from journeys.store import Store
 from operate import commands as operate_commands
 from operate.status import user_status
-from workflows.runtime import client_for, leave
+from service.runtime import client_for, leave
 
 # --- the client commands: they talk to Temporal and the stores -----------------------------
 

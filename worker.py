@@ -24,7 +24,7 @@ from journeys.problems import UsageError
 from journeys.settings import load_settings
 from service.app import run_worker
 from service.devserver import DevServerError, StartupError, start_dev_server
-from workflows.runtime import leave
+from service.runtime import leave
 
 __all__ = ["DevServerError", "StartupError", "main", "run_worker", "start_dev_server"]
 log = structlog.get_logger("worker")

@@ -45,7 +45,7 @@ from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded, brief, check_prope
 from journeys.problems import UsageError
 from journeys.settings import Settings
 from journeys.store import Store
-from workflows.runtime import connect_settings
+from service.runtime import connect_settings
 
 #: A request's body, as Segment's tracking API limits a batch (after gzip is undone).
 MAX_BODY_BYTES = 500 * 1024

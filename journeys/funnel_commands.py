@@ -26,7 +26,7 @@ from journeys.settings import Settings, load_settings
 from journeys.stats import JourneyStats, format_stats, journey_stats
 from journeys.store import Store
 from operate.status import waiting_now
-from workflows.runtime import connect_settings
+from service.runtime import connect_settings
 
 #: Seconds to reach Temporal, then to count who waits where, before going on without it.
 VISIBILITY_DEADLINE = 5.0

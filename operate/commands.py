@@ -19,7 +19,7 @@ from journeys.store import Store
 from operate.exits import Exited, exit_all, exit_user
 from operate.listing import format_listed, list_journeys
 from operate.replay import replay_journeys
-from workflows.runtime import client_for
+from service.runtime import client_for
 
 
 def add_parsers(sub: Any) -> None:

@@ -13,7 +13,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.runtime import WORKFLOWS, sandbox_runner
+from service.runtime import WORKFLOWS, sandbox_runner
 
 
 class Replayed(BaseModel):

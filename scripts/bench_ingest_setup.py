@@ -33,8 +33,8 @@ from scripts.bench_ingest_workflows import BareEvent, BareParkWorkflow, BareSend
 from scripts.bench_measure import server_pids
 from scripts.bench_setup import bare_worker, production_logs
 from scripts.common import cpu_seconds, parent_gone, wait_or_kill
+from service.runtime import connect
 from tests.helpers.support import ROOT, free_port, running_worker
-from workflows.runtime import connect
 
 JOURNEY_QUEUE = "bench-ingest-journeys"
 BARE_QUEUE = "bench-ingest-bare"

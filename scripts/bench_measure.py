@@ -25,7 +25,7 @@ from temporalio.client import Client
 
 from journeys.store import Store
 from scripts.common import Table, cpu_seconds, proc_stat
-from workflows.runtime import binary
+from service.runtime import binary
 
 TARGET_RATIO = 0.9
 

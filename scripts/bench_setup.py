@@ -25,8 +25,8 @@ from journeys.logs import configure_logging
 from journeys.store import OutboxRow, Store
 from scripts.bench_workflows import BareWrite
 from scripts.common import script_parser
+from service.runtime import binary, sandbox_runner
 from workflows.models import SEARCH_ATTRIBUTES
-from workflows.runtime import binary, sandbox_runner
 
 BARE_JOURNEY_ID = "bare-bench"
 WAL_ARGS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]

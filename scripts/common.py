@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from journeys.store import Store
-from workflows.runtime import leave
+from service.runtime import leave
 
 STARTED = time.monotonic()
 

@@ -40,10 +40,10 @@ from journeys.store import Store
 from scripts.common import process_seconds, run_script, scratch_store
 from scripts.scenarios import Scenario, scenarios
 from scripts.timeline import Played, console, event_time, length_text, offset_text, show, timeline
+from service.runtime import binary
 from tests.helpers.support import EXAMPLES, running_worker
 from workflows.journey import JourneyWorkflow
 from workflows.models import JourneyState
-from workflows.runtime import binary
 
 QUEUE = "demo"
 

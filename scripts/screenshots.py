@@ -225,8 +225,8 @@ def dev_worker(env: dict[str, str], logs: Path) -> Iterator[subprocess.Popen[byt
 
 async def wait_parked(address: str, timeout: float) -> str:
     """The run id of ada's abandoned-cart journey once it waits at ``PARKED_AT``."""
+    from service.runtime import connect
     from workflows.models import JOURNEY_NODE
-    from workflows.runtime import connect
 
     deadline = time.monotonic() + timeout
     while True:

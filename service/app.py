@@ -30,7 +30,7 @@ from journeys.problems import UsageError
 from journeys.settings import Settings
 from journeys.store import Store
 from service.devserver import DataDirLock, DevServer, StartupError, start_dev_server
-from workflows.runtime import connect, connect_settings, deployment, journey_worker
+from service.runtime import connect, connect_settings, deployment, journey_worker
 
 log = structlog.get_logger("worker")
 T = TypeVar("T")
@@ -138,11 +138,11 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
                                 graceful_shutdown_timeout=timedelta(seconds=5),
                                 deployment_config=deployment(settings))
         running = asyncio.create_task(worker.run())
+        _log_catalog(settings)  # before "worker started": a reader of the log has both then
         log.info("worker started", address=settings.temporal_address, namespace=settings.temporal_namespace,
                  task_queue=settings.task_queue, data_dir=str(settings.data_dir),
                  deployment=settings.deployment_name, build_id=settings.build_id,
                  metrics_address=metrics_address)
-        _log_catalog(settings)
         watched: set[asyncio.Future[Any]] = {running, asyncio.create_task(stop.wait())}
         if server:
             watched.add(asyncio.create_task(server.process.wait()))

@@ -33,8 +33,8 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 
 from journeys.problems import UsageError
 from journeys.settings import Settings
+from service.runtime import binary, connect
 from workflows.models import SEARCH_ATTRIBUTES
-from workflows.runtime import binary, connect
 
 log = structlog.get_logger("worker")
 SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")  # ~2x the throughput of the defaults

@@ -12,8 +12,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from journeys.store import Store
+from service.runtime import binary, leave
 from tests.helpers.support import running_worker
-from workflows.runtime import binary, leave
 
 _status: dict[str, int] = {}
 

@@ -27,8 +27,8 @@ from journeys.models import Channel, Journey
 from journeys.problems import UsageError
 from journeys.settings import load_settings
 from journeys.store import Store
+from service.runtime import journey_worker
 from tests.helpers.support import Harness
-from workflows.runtime import journey_worker
 
 QUEUE = "caps"
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

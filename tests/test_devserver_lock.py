@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from service.devserver import PID_FILE, stop_stale_server
+from service.runtime import binary
 from tests.helpers.processes import WorkerProcess, temporal_servers
 from tests.helpers.support import free_port
-from workflows.runtime import binary
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG and /proc are Linux's")
 

@@ -29,10 +29,10 @@ from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
 from journeys.store import Store
 from operate.replay import replay_journeys
+from service.runtime import deployment
 from tests.helpers.support import ROOT, Harness, dev_server, eventually, run_cli, running_worker
 from workflows.exits import ExitRequest, ExitResult
 from workflows.journey import JourneyWorkflow
-from workflows.runtime import deployment
 
 QUEUE = "operate"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from temporalio.client import Client
 
+from service.runtime import connect
 from tests.helpers.support import ROOT
-from workflows.runtime import connect
 
 TASK_QUEUE = "journeys-test-worker"
 

@@ -30,9 +30,9 @@ from journeys.events import Event, Routed, workflow_id
 from journeys.loader import journey_files, load_file
 from journeys.models import Channel, Journey
 from journeys.store import OutboxRow, Store
+from service.runtime import binary, journey_worker
 from workflows.journey import JourneyWorkflow
 from workflows.models import SEARCH_ATTRIBUTES, JourneyState
-from workflows.runtime import binary, journey_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
