@@ -85,6 +85,11 @@ class Outcomes:
             at=state.converted_at if converted else workflow.now(),
             reason=state.exit_reason if kind == "ended" else None,
             nodes=list(state.path) if kind == "ended" else None)
+        if kind == "ended":  # every journey's last step: a local activity, no task round trip
+            await workflow.execute_local_activity(
+                "record_outcome", outcome, result_type=bool, summary=f"record {kind}",
+                start_to_close_timeout=timedelta(seconds=30), retry_policy=_RETRY)
+            return
         await workflow.execute_activity(
             "record_outcome", outcome, result_type=bool, summary=f"record {kind}",
             start_to_close_timeout=timedelta(seconds=30), retry_policy=_RETRY)
