@@ -2,7 +2,7 @@
 time-out and its end, recorded in the store by the ``record_outcome`` activity, once per entry.
 
 Counting costs no activity per node: one activity when a user converts, one when a journey
-times out, one when it ends (the nodes it went through, for the funnel).
+times out, and a local one when it ends (the nodes it went through, for the funnel).
 Histories from before this existed replay unchanged (``workflow.patched``).
 """
 
