@@ -94,12 +94,14 @@ async def _with_state(client: Client, row: Listed) -> Listed:
 
 
 def format_listed(rows: list[Listed], more: bool) -> str:
-    lines = [f"{'journey':<22} {'user':<18} {'status':<10} {'node':<20} {'event':<20} next wake-up"]
+    table = [("journey", "user", "status", "node", "event", "next wake-up")]
     for r in rows:
         user = f"{r.user_id}/{r.key}" if r.key else (r.user_id or "?")
         wake = f"{r.next_wake:%Y-%m-%d %H:%M} UTC" if r.next_wake else "-"
-        lines.append(f"{r.journey_id or '?':<22} {user:<18} {r.status:<10} {r.node or '-':<20} "
-                     f"{r.event or '-':<20} {wake}")
+        table.append((r.journey_id or "?", user, r.status, r.node or "-", r.event or "-", wake))
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    lines = ["  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[5]])
+             for row in table]
     lines.append(f"{len(rows)} shown" + ("; more: raise --limit or narrow the filter" if more else ""))
     return "\n".join(lines)
 

@@ -4,6 +4,7 @@ journey whose recorded commands this code would not issue again is printed."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.worker import Replayer
 
 from service.runtime import WORKFLOWS, sandbox_runner
@@ -30,14 +32,23 @@ async def replay_journeys(client: Client, *, journey: str | None = None, limit: 
              f'(ExecutionStatus = "Running" OR CloseTime > "{since}")')
     if journey:
         query += f' AND JourneyId = "{journey}"'
+    # The core logs each failing task at WARN on stderr; the failures are what we print.
+    quiet = Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
+        filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))))
     replayer = Replayer(workflows=list(workflows), data_converter=pydantic_data_converter,
-                        workflow_runner=sandbox_runner())
+                        workflow_runner=sandbox_runner(), runtime=quiet)
     histories = client.list_workflows(query, limit=limit).map_histories()
     checked, broken = 0, []
     async with replayer.workflow_replay_iterator(histories) as results:
         async for result in results:
             checked += 1
             if result.replay_failure is not None:
-                why = str(result.replay_failure).strip().splitlines()[0][:300]
-                broken.append((result.history.workflow_id, why))
+                broken.append((result.history.workflow_id, _why(result.replay_failure)))
     return Replayed(checked=checked, broken=broken)
+
+
+def _why(failure: BaseException) -> str:
+    """The core's own words ("[TMPRL1100] Nondeterminism error: ..."), not its Rust debug dump."""
+    text = str(failure)
+    found = re.search(r'message: "((?:[^"\\]|\\.)*)"', text)
+    return (found.group(1) if found else text.strip().splitlines()[0])[:300]
