@@ -215,10 +215,13 @@ class Router:
                 handle = await self._start(journey, user_id, event, wid, key)
             except WorkflowAlreadyStartedError:  # a closed run, and reentry: never
                 return Routed(journey_id=journey.id, workflow_id=wid, action="not-reentered")
+            # The funnel's entries (stats), and for a keyed journey the list of the user's
+            # instances that a keyless event reaches: recorded again (once per run) when the
+            # start found it running, in case the router that started it failed to record it.
+            if self.receipts and handle.result_run_id and (key is not None or started(handle)):
+                self.receipts.record_entry(journey.id, wid, handle.result_run_id, user_id,
+                                           held_out(journey.id, user_id, journey.control_percent))
             if started(handle):
-                if self.receipts and handle.result_run_id:  # the funnel's entries (stats)
-                    self.receipts.record_entry(journey.id, wid, handle.result_run_id, user_id,
-                                               held_out(journey.id, user_id, journey.control_percent))
                 return Routed(journey_id=journey.id, workflow_id=wid, action="started")
             if event is None and not profile:
                 return Routed(journey_id=journey.id, workflow_id=wid, action="running")

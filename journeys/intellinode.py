@@ -141,11 +141,14 @@ def fixed_shares(store: Store, journey_id: str, node: IntelliNode) -> tuple[dict
              .order_by(s.id.desc()).limit(1))
     with store.engine.connect() as conn:
         latest = conn.execute(query).first()
-    if latest and latest.winner:
+    # A change that names no path of the node as it is now (the file renamed or dropped it
+    # since) is ignored: the node goes by its file again rather than choosing nothing.
+    if latest and latest.winner in names:
         since = f"winner since {_aware(latest.at):%Y-%m-%d %H:%M}"
         return {n: float(n == latest.winner) for n in names}, since
-    if latest and latest.percent:
-        return ({n: latest.percent.get(n, 0) / 100 for n in names},
+    if latest and latest.percent and sum(latest.percent.get(n, 0) for n in names) > 0:
+        total = sum(latest.percent.get(n, 0) for n in names)
+        return ({n: latest.percent.get(n, 0) / total for n in names},
                 f"set since {_aware(latest.at):%Y-%m-%d %H:%M}")
     if node.mode == "manual":
         return {n: (p.percent or 0) / 100 for n, p in zip(names, node.paths, strict=True)}, "manual"
@@ -198,7 +201,10 @@ def choose(store: Store, journey_id: str, node: IntelliNode, *, run_key: str, us
         return str(taken)
     allocation = allocations.get(store, journey_id, node)
     names = list(allocation)
-    path = (rng or random).choices(names, weights=[allocation[n] for n in names])[0]
+    weights = [allocation[n] for n in names]
+    if sum(weights) <= 0:  # (a file whose percentages are all 0): share equally, never fail
+        weights = [1.0] * len(names)
+    path = (rng or random).choices(names, weights=weights)[0]
     try:
         with store.engine.begin() as conn:
             conn.execute(insert(path_choices), {

@@ -103,7 +103,7 @@ async def _exit(args: argparse.Namespace, settings: Settings) -> list[Exited]:
     if args.journey and not journeys:
         raise UsageError(f"no journey {args.journey!r} in the catalog")
     return await exit_user(client, journeys, args.user, settings.task_queue,
-                           Store(settings.store_url), args.reason)
+                           Store(settings.store_url), args.reason, legacy_ids=settings.legacy_ids)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from temporalio.service import RPCError
 
 from journeys.models import Journey
 from journeys.store import Store
+from operate.listing import quoted
 from operate.status import user_status
 from workflows.exits import ExitRequest, ExitResult
 
@@ -42,9 +43,11 @@ async def exit_one(client: Client, workflow_id: str, journey_id: str, reason: st
 
 
 async def exit_user(client: Client, journeys: Sequence[Journey], user_id: str, task_queue: str,
-                    store: Store | None, reason: str) -> list[Exited]:
-    """Every running journey (each keyed instance) of ``user_id`` among ``journeys``."""
-    rows = await user_status(client, journeys, user_id, task_queue, store=store)
+                    store: Store | None, reason: str, *, legacy_ids: bool = True) -> list[Exited]:
+    """Every running journey (each keyed instance, and those under release 0.1's ids) of
+    ``user_id`` among ``journeys``: the ones ``status`` shows."""
+    rows = await user_status(client, journeys, user_id, task_queue, store=store,
+                             legacy_ids=legacy_ids)
     running = [r for r in rows if r.status == "running"]
     return list(await asyncio.gather(*(
         exit_one(client, r.workflow_id, r.journey_id, reason) for r in running)))
@@ -65,7 +68,7 @@ async def exit_all(client: Client, journey_id: str, reason: str,
 
     total = 0
     for _ in range(3):
-        query = f'JourneyId = "{journey_id}" AND ExecutionStatus = "Running"'
+        query = f'JourneyId = "{quoted(journey_id)}" AND ExecutionStatus = "Running"'
         found = [e.id async for e in client.list_workflows(query, page_size=500) if e.id not in done]
         if not found:
             break

@@ -39,7 +39,7 @@ def visibility_query(journey: str | None = None, node: str | None = None, user: 
     parts = ['WorkflowType = "JourneyWorkflow"']
     for name, value in (("JourneyId", journey), ("JourneyNode", node), ("UserId", user)):
         if value is not None:
-            parts.append(f'{name} = "{_quoted(value)}"')
+            parts.append(f'{name} = "{quoted(value)}"')
     if status == "running":
         parts.append('ExecutionStatus = "Running"')
     elif status == "closed":
@@ -106,5 +106,6 @@ def format_listed(rows: list[Listed], more: bool) -> str:
     return "\n".join(lines)
 
 
-def _quoted(value: str) -> str:
+def quoted(value: str) -> str:
+    """A value inside a visibility query's double quotes: nothing in it can end them."""
     return value.replace("\\", "\\\\").replace('"', '\\"')

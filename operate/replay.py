@@ -15,6 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.worker import Replayer
 
+from operate.listing import quoted
 from service.runtime import WORKFLOWS, sandbox_runner
 
 
@@ -31,7 +32,7 @@ async def replay_journeys(client: Client, *, journey: str | None = None, limit: 
     query = (f'WorkflowType = "JourneyWorkflow" AND '
              f'(ExecutionStatus = "Running" OR CloseTime > "{since}")')
     if journey:
-        query += f' AND JourneyId = "{journey}"'
+        query += f' AND JourneyId = "{quoted(journey)}"'
     # The core logs each failing task at WARN on stderr; the failures are what we print.
     quiet = Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
         filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))))

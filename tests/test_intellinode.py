@@ -178,3 +178,17 @@ async def test_manual_percentages_winner_and_reset_change_live(
     bad = run_cli(journeys.env, data_dir, QUEUE, "intellinode", "manual", "pick",
                   "--winner", "c", "--journeys", str(folder))
     assert bad.returncode == 2 and "no path 'c'" in bad.stderr
+
+
+def test_a_change_naming_a_path_the_file_dropped_is_ignored(tmp_path: Path) -> None:
+    """--winner b, then the file renames b: the node goes by its file again, it never fails."""
+    store = Store(f"sqlite:///{tmp_path / 'renamed.db'}")
+    intellinode.change(store, MANUAL, "pick", winner="b")
+    renamed = Journey.model_validate(MANUAL.model_dump(mode="json") | {"nodes": [
+        n if n["id"] != "pick" else n | {"paths": [n["paths"][0], {**n["paths"][1], "name": "c"}]}
+        for n in MANUAL.model_dump(mode="json")["nodes"]]})
+    node = node_of(renamed)
+    assert intellinode.fixed_shares(store, "manual", node) == ({"a": 0.7, "c": 0.3}, "manual")
+    path = intellinode.choose(store, "manual", node, run_key="k", user_id="u", held_out=False,
+                              allocations=Allocations())
+    assert path in {"a", "c"}

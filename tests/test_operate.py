@@ -174,6 +174,16 @@ async def test_exit_all_takes_everyone_out(journeys: Harness, data_dir: Path) ->
     assert await eventually(lambda: _ready(lambda: _running(journeys, data_dir), 0, exact=True))
 
 
+async def test_exit_all_quotes_the_journey_it_is_given(journeys: Harness, data_dir: Path) -> None:
+    """A journey id that tries to widen the visibility query matches nobody."""
+    await journeys.send("zed", "Started")
+    await eventually(lambda: _ready(lambda: _listed_user(journeys, data_dir, "zed"), 1), timeout=20)
+    text = await asyncio.to_thread(cli, journeys, data_dir, "exit", "--journey",
+                                   'x" OR JourneyId != "', "--all")
+    assert text.startswith("0 exited")
+    assert (await journeys.handle("ops", "zed").query(JourneyWorkflow.status)).exit_reason is None
+
+
 def _running(journeys: Harness, data_dir: Path) -> dict[str, Any]:
     rows = cli(journeys, data_dir, "list", "--journey", "ops", "--status", "running", "--json")
     return {r["user_id"]: r for r in rows["journeys"] if r["user_id"].startswith("all-")}

@@ -81,6 +81,7 @@ class JourneyWorkflow(Waits):
         self._outcomes = Outcomes(self.journey, self.user_id, state)
         self._redate = False  # the profile date of the current wait changed: resolve it again
         self._sending = 0  # engagement nodes under way: an exit returns once none is
+        self._walked = False  # the walk is over (its end being recorded): no exit to take
         self._handlers: dict[str, Callable[[Any], Awaitable[str | None]]] = {
             "action": self._action, "inaction": self._inaction, "date_time": self._date_time,
             "delay": self._delay, "engagement": self._engagement,
@@ -108,6 +109,7 @@ class JourneyWorkflow(Waits):
                 self._arrive(node, input.search_attributes)
             node_id = await self._handlers[node.type](node)
             self._resuming = False
+        self._walked = True  # what is recorded next is how it ended: an exit comes too late
         await self._outcomes.finish(timed_out=state.exit_reason == self._timeout_reason())
         state.status = "exited" if state.exit_reason else "finished"
         journey_exited(self.journey.id, self.user_id, state.current_node, state.exit_reason)
@@ -151,8 +153,10 @@ class JourneyWorkflow(Waits):
 
     @exit.validator
     def _exit_allowed(self, request: ExitRequest) -> None:
-        if self.state.exit_reason:  # rejected updates leave nothing in the history
-            raise ValueError(f"already leaving: {self.state.exit_reason}")
+        # Leaving already (an exit event), it is still accepted: its answer waits for a send
+        # under way like any other. Only a walk that is over refuses (and leaves no history).
+        if self._walked:
+            raise ValueError(f"the journey has ended: {self.state.exit_reason or 'walked to its end'}")
 
     @workflow.query
     def status(self) -> JourneyState:

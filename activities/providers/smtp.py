@@ -117,7 +117,7 @@ class SmtpProvider:
             return self._refused(exc.recipients[0] if exc.recipients else None, "recipient refused")
         except aiosmtplib.SMTPAuthenticationError as exc:
             # The worker's credentials, not this message: retry until an operator fixes them.
-            raise TransientError("SMTP authentication failed", detail=_answer(exc)) from exc
+            raise TransientError("SMTP authentication failed", detail=_answer(exc)) from None
         except aiosmtplib.SMTPResponseException as exc:
             return self._refused(exc, "refused")
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
@@ -131,8 +131,9 @@ class SmtpProvider:
         """5xx is the server's final word on this message; anything else (4xx) may change."""
         if exc is not None and 500 <= exc.code < 600:
             return failed(f"SMTP {what}: {_answer(exc)}")
+        # (from None: the server's answer, which may quote the address, stays out of the traceback)
         raise TransientError(f"SMTP {what}, try later ({exc.code if exc else 'no answer'})",
-                             detail=_answer(exc) if exc else "")
+                             detail=_answer(exc) if exc else "") from None
 
 
 def missing(settings: Settings, channel: Channel) -> list[str]:

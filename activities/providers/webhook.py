@@ -94,9 +94,10 @@ class WebhookProvider:
         if not url:
             return unreachable("the webhook has no url")
         try:
-            async with attempt(self.timeout, f"webhook {method} {url[:80]}"):
+            where = f"webhook {method} {_host(url)}"  # not the URL: a Slack-style URL is a secret
+            async with attempt(self.timeout, where):
                 reply = await request(self.clients, method, url, headers=headers, content=body,
-                                      what=f"webhook {method} {urlsplit(url).netloc[:80]}")
+                                      what=where)
         except Refused as exc:
             return failed(str(exc))
         if reply.verdict == "delivered":
@@ -108,3 +109,10 @@ class WebhookProvider:
         if reply.status == 410:  # Gone: the receiver says this address will never take messages
             return unreachable(f"webhook answered 410 Gone: {reply.text()}")
         return failed(f"webhook answered {reply.status}: {reply.text()}")
+
+
+def _host(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "?")[:80]
+    except ValueError:  # (request() says what is wrong with it)
+        return "?"

@@ -220,8 +220,8 @@ class WebPushProvider:
             return _Push("gone", f"{origin}: {status}")
         if status in _LATER or status >= 500:
             retry = response.headers.get("Retry-After")
-            return _Push("transient", f"{origin}: {status}{f' (Retry-After {retry[:40]})' if retry else ''}"
-                                      f"{said}")
+            # Not the service's words ({said}): this goes into the retried failure's message.
+            return _Push("transient", f"{origin}: {status}{f' (Retry-After {retry[:40]})' if retry else ''}")
         # 400 bad request, 401/403 VAPID refused, 413 payload too large, redirects (not followed:
         # the signed push is for that origin only), and anything else unexpected.
         return _Push("rejected", f"{origin} refused the push: {status}{said}")
