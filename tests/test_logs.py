@@ -13,6 +13,8 @@ import json
 import logging
 import signal
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -171,20 +173,27 @@ def test_sdk_context_becomes_id_fields_and_exit_kinds() -> None:
         "completed", "exit_event", "operator", "timeout", "rule"]
 
 
-def test_quiet_libraries_and_sdk_messages_without_their_context(tmp_path: Path) -> None:
-    """httpx's request lines (a webhook's url, a subscription's endpoint) stay below INFO."""
-    handlers = list(logging.getLogger().handlers)
-    path = tmp_path / "log.jsonl"
+@contextmanager
+def logged(tmp_path: Path) -> Iterator[list[dict[str, Any]]]:
+    """The JSON lines the real logging set-up writes inside the block (filled when it ends)."""
+    handlers, path = list(logging.getLogger().handlers), tmp_path / "log.jsonl"
+    lines: list[dict[str, Any]] = []
     with path.open("w") as stream:
         configure_logging(stream=stream)
         try:
-            logging.getLogger("httpx").info("HTTP Request: POST https://hooks.test/?email=a@b.c")
-            with structlog.contextvars.bound_contextvars(journey_id="cart", user_id="ada"):
-                logging.getLogger("temporalio.activity").warning("retrying")
+            yield lines
         finally:
             structlog.reset_defaults()
             logging.getLogger().handlers[:] = handlers
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    lines.extend(json.loads(line) for line in path.read_text().splitlines())
+
+
+def test_quiet_libraries_and_sdk_messages_without_their_context(tmp_path: Path) -> None:
+    """httpx's request lines (a webhook's url, a subscription's endpoint) stay below INFO."""
+    with logged(tmp_path) as lines:
+        logging.getLogger("httpx").info("HTTP Request: POST https://hooks.test/?email=a@b.c")
+        with structlog.contextvars.bound_contextvars(journey_id="cart", user_id="ada"):
+            logging.getLogger("temporalio.activity").warning("retrying")
     assert [(line["event"], line.get("journey_id"), line.get("user_id")) for line in lines] == [
         ("retrying", "cart", "ada")]
 
@@ -194,17 +203,9 @@ def test_a_route_that_failed_is_a_warning_with_its_ids(tmp_path: Path) -> None:
     from ingestion.router import _logged
     from journeys.events import Routed
 
-    handlers = list(logging.getLogger().handlers)
-    path = tmp_path / "log.jsonl"
-    with path.open("w") as stream:
-        configure_logging(stream=stream)
-        try:
-            _logged([Routed(journey_id="cart", workflow_id="journey/cart/ada", action="started"),
-                     Routed(journey_id="cart", workflow_id="journey/cart/ada", action="failed",
-                            error="boom")], "ada", "Added To Cart")
-        finally:
-            structlog.reset_defaults()
-            logging.getLogger().handlers[:] = handlers
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    with logged(tmp_path) as lines:
+        _logged([Routed(journey_id="cart", workflow_id="journey/cart/ada", action="started"),
+                 Routed(journey_id="cart", workflow_id="journey/cart/ada", action="failed",
+                        error="boom")], "ada", "Added To Cart")
     assert [(line["event"], line["level"], line["journey_id"], line["user_id"], line["workflow_id"])
             for line in lines] == [("event not routed", "warning", "cart", "ada", "journey/cart/ada")]
