@@ -29,7 +29,7 @@ from activities.providers.registry import build_providers, choices, close_provid
 from ingestion.files import ingest
 from ingestion.pipeline import Ingestion
 from ingestion.router import Router
-from journeys import funnel_commands, intellinode
+from journeys import funnel_commands
 from journeys.catalog import catalog
 from journeys.commands import cmd_preview, cmd_schema, cmd_validate
 from journeys.events import Event, Routed, check_event, check_name, listens_to
@@ -209,17 +209,6 @@ async def _status_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_intellinode(args: argparse.Namespace) -> int:
-    """Change an IntelliNODE live (from the next user on), or show its shares and results."""
-    settings = load_settings()
-    journey = next((j for j in _catalog(args.journeys, settings) if j.id == args.journey), None)
-    if journey is None:
-        raise UsageError(f"no journey {args.journey!r} in the catalog")
-    print(shown(intellinode.apply(Store(settings.store_url), journey, args.node,
-                                  percent=args.percent, winner=args.winner, reset=args.reset)))
-    return 0
-
-
 def cmd_outbox(args: argparse.Namespace) -> int:
     rows = Store(load_settings().store_url).outbox_list(user_id=args.user, journey_id=args.journey)
     if args.json:
@@ -371,17 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_outbox)
 
     funnel_commands.add_parsers(sub)  # stats, report
-    operate_commands.add_parsers(sub)  # list, exit, replay
-
-    p = sub.add_parser("intellinode", help="an IntelliNODE's shares; change them live")
-    p.add_argument("journey")
-    p.add_argument("node")
-    change = p.add_mutually_exclusive_group()
-    change.add_argument("--percent", metavar="a=70,b=30", help="fixed shares from now on")
-    change.add_argument("--winner", metavar="PATH", help="everyone down one path from now on")
-    change.add_argument("--reset", action="store_true", help="back to the journey file's mode")
-    p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
-    p.set_defaults(func=cmd_intellinode)
+    operate_commands.add_parsers(sub)  # list, exit, replay, intellinode
 
     p = sub.add_parser("providers", help="which provider serves each channel, and what is missing")
     p.add_argument("--json", action="store_true")

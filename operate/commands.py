@@ -1,4 +1,4 @@
-"""The operator's commands of ``starter.py``: ``list``, ``exit`` and ``replay``."""
+"""The operator's commands of ``starter.py``: ``list``, ``exit``, ``replay`` and ``intellinode``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.progress import Progress
 
+from journeys import intellinode
 from journeys.catalog import catalog
 from journeys.inputs import shown
 from journeys.problems import UsageError
@@ -48,6 +49,16 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--closed-within", type=float, default=24.0, metavar="HOURS",
                    help="also journeys closed this recently (default 24)")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("intellinode", help="an IntelliNODE's shares; change them live")
+    p.add_argument("journey")
+    p.add_argument("node")
+    change = p.add_mutually_exclusive_group()
+    change.add_argument("--percent", metavar="a=70,b=30", help="fixed shares from now on")
+    change.add_argument("--winner", metavar="PATH", help="everyone down one path from now on")
+    change.add_argument("--reset", action="store_true", help="back to the journey file's mode")
+    p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
+    p.set_defaults(func=cmd_intellinode)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -121,3 +132,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 1 if found.broken else 0
 
     return asyncio.run(run())
+
+
+def cmd_intellinode(args: argparse.Namespace) -> int:
+    """Change an IntelliNODE live (from the next user on), or show its shares and results."""
+    settings = load_settings()
+    found = catalog(args.journeys or settings.journeys_dir)
+    if warning := found.warning():  # a broken file: named, skipped
+        print(warning, file=sys.stderr)
+    journey = next((j for j in found.journeys if j.id == args.journey), None)
+    if journey is None:
+        raise UsageError(f"no journey {args.journey!r} in the catalog")
+    print(shown(intellinode.apply(Store(settings.store_url), journey, args.node,
+                                  percent=args.percent, winner=args.winner, reset=args.reset)))
+    return 0
