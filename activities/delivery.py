@@ -61,8 +61,9 @@ class Delivery:
             idempotency_key=message.idempotency_key, journey_id=message.journey_id,
             user_id=message.user_id, workflow_id=message.workflow_id, node_id=message.node_id,
             channel=message.channel.value, status="cancelled", reason=f"not sent: {input.reason}")
+        before = self.store.outbox_get(row.idempotency_key)  # a retry finds it settled: no count
         stored = self.store.outbox_cancel(row)
-        if stored.status == "cancelled":
+        if stored.status == "cancelled" and (before is None or before.status == "pending"):
             count_message(row.channel, stored.status)
         _log.info("message cancelled", channel=row.channel, status=stored.status)
         return _result(stored)
