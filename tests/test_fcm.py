@@ -16,7 +16,7 @@ from journeys.models import Channel
 from journeys.problems import UsageError
 from journeys.settings import Settings
 from tests.helpers.support import free_port
-from tests.helpers.vendors import Answer, FakeFCM, fcm_error, service_account, serving
+from tests.helpers.vendors import Answer, FakeFCM, assert_words_kept_out, fcm_error, service_account, serving
 
 PROJECT = "journeys-test"
 EMAIL = "push@journeys-test.iam.gserviceaccount.com"
@@ -271,3 +271,11 @@ def test_the_registry_picks_these_vendors_once_set(setup: Setup, tmp_path: Path)
     sms, whatsapp = providers[Channel.sms], providers[Channel.whatsapp]
     assert isinstance(sms, TwilioProvider) and not sms.whatsapp
     assert isinstance(whatsapp, TwilioProvider) and whatsapp.sender == "whatsapp:+14155238886"
+
+
+async def test_a_retried_answer_keeps_fcms_message_out_of_the_failure(setup: Setup) -> None:
+    setup.fcm.script.append(fcm_error(503, "UNAVAILABLE", "token tok-secret-1 busy", "UNAVAILABLE"))
+    with pytest.raises(TransientError) as raised:
+        await setup.provider().deliver(setup.message(["tok-1"]))
+    assert str(raised.value).startswith("FCM answered 503 UNAVAILABLE")
+    assert_words_kept_out(raised.value, "tok-secret-1")

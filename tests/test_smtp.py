@@ -30,6 +30,7 @@ from journeys.settings import Settings
 from journeys.store import Store
 from tests.helpers.processes import TASK_QUEUE, WorkerProcess
 from tests.helpers.support import ROOT, free_port
+from tests.helpers.vendors import assert_words_kept_out
 from workflows.models import JourneyState
 
 CONTENT = {"subject": "iPhone 14 is still in your cart\n", "html": "<h1>iPhone 14</h1>",
@@ -248,3 +249,13 @@ async def test_dev_worker_sends_a_journeys_email_into_the_mail_folder(tmp_path: 
         assert await worker.stop(signal.SIGTERM) == 0, worker.output()
     finally:
         worker.kill()
+
+
+@pytest.mark.parametrize("handler", [Recorder("451 4.3.0 <ada@example.com>: try again later"),
+                                     RefuseRecipient("450 4.2.1 <ada@example.com>: mailbox busy")])
+async def test_a_4xx_answer_quoting_the_address_stays_out_of_the_failure(handler: Recorder) -> None:
+    for controller in server(handler):
+        provider = SmtpProvider(settings_for(controller.hostname, controller.port))
+        with pytest.raises(TransientError) as raised:
+            await provider.deliver(outgoing())
+        assert_words_kept_out(raised.value, "ada@example.com")

@@ -14,7 +14,7 @@ from activities.providers.webhook import WebhookProvider, build, missing, signat
 from journeys.models import Channel
 from journeys.settings import Settings
 from tests.helpers.support import free_port
-from tests.helpers.vendors import Answer, WebhookReceiver, serving
+from tests.helpers.vendors import Answer, WebhookReceiver, assert_words_kept_out, serving
 
 SECRET = "whsec-test"
 
@@ -183,3 +183,12 @@ async def test_a_header_httpx_cannot_send_fails() -> None:
     outcome = await provider().deliver(message("http://127.0.0.1:1/", body="{}",
                                                **{"headers.X-Name": "Zoë"}))
     assert outcome.status == "failed" and "cannot send" in (outcome.reason or "")
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_retried_answer_quoting_the_user_stays_out_of_the_failure(
+        receiver: WebhookReceiver, status: int) -> None:
+    receiver.script.append(Answer(status, '{"error": "+15550001111 is busy"}'))
+    with pytest.raises(TransientError) as raised:
+        await provider().deliver(message(receiver.url, body="{}"))
+    assert_words_kept_out(raised.value, "+15550001111")

@@ -261,3 +261,10 @@ def test_settings_registry_and_key_formats() -> None:
         webpush.build(settings(vapid_subject="ops@shop.test"), Profiles(), Channel.web_push)
     with pytest.raises(ValueError, match="JOURNEYS_VAPID_PRIVATE_KEY"):
         webpush.build(settings(vapid_private_key="not-a-key"), Profiles(), Channel.web_push)
+
+
+async def test_a_retried_push_keeps_the_services_words_out_of_the_failure(service: PushService) -> None:
+    provider, message = send(service, Profiles(), "dee", [service.subscribe("dee-slow", 429)])
+    with pytest.raises(TransientError) as raised:
+        await provider.deliver(message)
+    assert "slow down" not in str(raised.value)  # the service's body, not its status

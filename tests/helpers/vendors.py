@@ -295,3 +295,14 @@ def service_account(tmp_path: Any, token_uri: str, project: str = "journeys-test
         "token_uri": token_uri}))
     return path, public_pem
 
+
+
+def assert_words_kept_out(error: BaseException, words: str) -> None:
+    """A retried failure's text (what the SDK logs at WARNING, with its traceback and chained
+    exceptions, and what the history keeps) holds none of the vendor's ``words``; its
+    ``detail`` (the debug log) does."""
+    import traceback
+
+    logged = "".join(traceback.format_exception(error))
+    assert words not in logged, logged
+    assert words in getattr(error, "detail", "")
