@@ -10,20 +10,20 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio import workflow
 from temporalio.api.workflowservice.v1 import SetWorkerDeploymentCurrentVersionRequest
-from temporalio.common import VersioningBehavior
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, VersioningBehavior
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import default_providers
 from activities.providers import Outcome, OutgoingMessage, delivered
-from journeys.events import workflow_id
+from journeys.events import Event, legacy_workflow_id, workflow_id
 from journeys.models import Channel, EngagementNode, Journey
 from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
@@ -33,11 +33,12 @@ from service.runtime import deployment
 from tests.helpers.support import ROOT, Harness, dev_server, eventually, run_cli, running_worker
 from workflows.exits import ExitRequest, ExitResult
 from workflows.journey import JourneyWorkflow
+from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID, JourneyInput
 
 QUEUE = "operate"
 
 OPS = Journey.model_validate({
-    "id": "ops", "name": "Ops", "entry": "started",
+    "id": "ops", "name": "Ops", "entry": "started", "exit_when": ["Left"],
     "nodes": [
         {"id": "started", "type": "action", "event": "Started", "next": "hello"},
         {"id": "hello", "type": "engagement", "channel": "push",
@@ -139,6 +140,42 @@ async def test_exit_during_an_attempt_returns_after_it(
     gate.mode = "ok"
     state = await journeys.result("ops", "ben")
     assert [m.node_id for m in state.messages] == ["hello"]  # and nothing after it
+
+
+async def test_exit_while_already_leaving_waits_for_the_attempt_too(
+        journeys: Harness, gate: GateProvider) -> None:
+    """An exit event came first, during a vendor call: the operator's exit is not turned away
+    at once (it would answer while the message still goes out); it waits like any other."""
+    gate.mode, gate.release = "hold", asyncio.Event()
+    gate.holding.clear()
+    await journeys.send("hal", "Started")
+    await asyncio.wait_for(gate.holding.wait(), 15)
+    await journeys.send("hal", "Left")  # leaving by the journey's exit event
+    handle = journeys.env.client.get_workflow_handle(workflow_id("ops", "hal"))
+    update = asyncio.create_task(handle.execute_update(
+        "exit", ExitRequest(reason="again"), result_type=ExitResult))
+    await asyncio.sleep(1.5)
+    assert not update.done()
+    gate.release.set()
+    result = await asyncio.wait_for(update, 15)
+    assert result.reason == "exit event 'Left'"  # the first reason stays
+    assert statuses(journeys, "hal") == [("hello", "delivered", None)]
+    gate.mode = "ok"
+
+
+async def test_exit_reaches_a_journey_under_a_release_0_1_id(
+        journeys: Harness, data_dir: Path) -> None:
+    """status shows journeys started under 0.1's ids (journey-<journey>-<user>): exit ends them."""
+    event = Event(id="old-1", name="Started", user_id="old", time=datetime.now(UTC))
+    old = await journeys.env.client.start_workflow(
+        JourneyWorkflow.run, JourneyInput(journey=OPS, user_id="old", entry_event=event),
+        id=legacy_workflow_id("ops", "old"), task_queue=QUEUE,
+        search_attributes=TypedSearchAttributes([
+            SearchAttributePair(JOURNEY_ID, "ops"), SearchAttributePair(USER_ID, "old"),
+            SearchAttributePair(JOURNEY_NODE, "started")]))
+    shown = await asyncio.to_thread(cli, journeys, data_dir, "exit", "old", "--json")
+    assert [(d["workflow_id"], d["outcome"]) for d in shown] == [("journey-ops-old", "exited")]
+    assert (await old.result()).exit_reason == "exited by an operator: no reason given"
 
 
 async def test_list_shows_node_event_and_wake_up(journeys: Harness, data_dir: Path) -> None:
