@@ -27,7 +27,7 @@ from journeys.catalog import clear_cache
 from journeys.events import Event, Routed, instance_id, key_of_instance, workflow_id
 from journeys.loader import load_document
 from journeys.models import EventSchema, Journey
-from journeys.store import Store
+from journeys.store import Store, entries
 from journeys.validate import validate_loaded, validate_paths
 from operate.status import user_status
 from tests.helpers.support import EXAMPLES, HISTORIES, dev_server, eventually, run_cli
@@ -301,3 +301,19 @@ def test_the_examples_of_the_rule() -> None:
     assert valid == []
     [(_, problems)] = validate_paths([EXAMPLES / "invalid" / "unknown-entry-key.yaml"])
     assert [(p.code, p.field) for p in problems] == [("unknown-entry-key", "entry_key")]
+
+
+async def test_an_entry_the_router_failed_to_record_is_recorded_by_its_next_keyed_event(
+        ingestion: Ingestion, env: WorkflowEnvironment, store: Store) -> None:
+    """The start went through but its entry row did not (a database hiccup): the next event with
+    the key finds the instance running and records it, so a keyless exit still reaches it."""
+    await track(ingestion, "ivy", "Checkout Started", cart_id=7, total=10)
+    wid = instance_id(CART_JOURNEY, "ivy", "7")
+    with store.engine.begin() as conn:
+        conn.execute(entries.delete().where(entries.c.workflow_id == wid))
+    again = await track(ingestion, "ivy", "Checkout Started", cart_id=7, total=11)
+    assert seen(again) == [(wid, "signalled")]
+    gone = await track(ingestion, "ivy", "Account Deleted")  # no cart_id: every cart of ivy
+    assert seen(gone) == [(wid, "signalled")]
+    assert (await closed(handle(env, CART_JOURNEY, "ivy", "7"))).exit_reason == (
+        "exit event 'Account Deleted'")
