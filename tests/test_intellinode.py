@@ -9,6 +9,7 @@ import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -180,10 +181,13 @@ async def test_manual_percentages_winner_and_reset_change_live(
     assert bad.returncode == 2 and "no path 'c'" in bad.stderr
 
 
-def test_a_change_naming_a_path_the_file_dropped_is_ignored(tmp_path: Path) -> None:
-    """--winner b, then the file renames b: the node goes by its file again, it never fails."""
+@pytest.mark.parametrize("change", [{"winner": "b"}, {"percent": {"a": 0, "b": 100}}],
+                         ids=["winner", "percent"])
+def test_a_change_naming_a_path_the_file_dropped_is_ignored(
+        tmp_path: Path, change: dict[str, Any]) -> None:
+    """--winner b (or all on b), then the file renames b: the node goes by its file again."""
     store = Store(f"sqlite:///{tmp_path / 'renamed.db'}")
-    intellinode.change(store, MANUAL, "pick", winner="b")
+    intellinode.change(store, MANUAL, "pick", **change)
     renamed = Journey.model_validate(MANUAL.model_dump(mode="json") | {"nodes": [
         n if n["id"] != "pick" else n | {"paths": [n["paths"][0], {**n["paths"][1], "name": "c"}]}
         for n in MANUAL.model_dump(mode="json")["nodes"]]})
