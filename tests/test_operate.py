@@ -215,9 +215,10 @@ async def test_exit_all_quotes_the_journey_it_is_given(journeys: Harness, data_d
     """A journey id that tries to widen the visibility query matches nobody."""
     await journeys.send("zed", "Started")
     await eventually(lambda: _ready(lambda: _listed_user(journeys, data_dir, "zed"), 1), timeout=20)
-    text = await asyncio.to_thread(cli, journeys, data_dir, "exit", "--journey",
-                                   'x" OR JourneyId != "', "--all")
-    assert text.startswith("0 exited")
+    for hostile in ('x" OR JourneyId != "', 'x\\" OR JourneyId != "\\', "x' OR JourneyId != '"):
+        text = await asyncio.to_thread(cli, journeys, data_dir, "exit", "--journey", hostile, "--all")
+        assert text.startswith("0 exited"), hostile
+        assert (await replay_journeys(journeys.env.client, journey=hostile)).checked == 0
     assert (await journeys.handle("ops", "zed").query(JourneyWorkflow.status)).exit_reason is None
 
 
