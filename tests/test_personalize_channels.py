@@ -24,11 +24,6 @@ from journeys.personalize import (
 )
 from journeys.store import OutboxRow, Store
 
-CART = {"product_name": "iPhone 14", "price": 999.0, "Product Name": "iPhone 14 Pro",
-        "product_url": "https://shop.test/p/1"}
-PROFILE = {"first_name": "Ada", "tier": "gold", "address": {"city": "Lyon"}, "orders": 3}
-
-
 # --- webhooks, headers and links ---------------------------------------------------------------------
 
 HOOK = "https://hooks.test/cart"
