@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from temporalio import activity
 
-from activities.models import CancelMessageInput, SendMessageInput, SendResult
+from activities.models import DETAIL, CancelMessageInput, SendMessageInput, SendResult, public_reason
 from activities.providers import OutgoingMessage, Provider, TransientError
 from activities.providers.outbox import OutboxProvider
 from journeys.caps import CapCounter
@@ -99,7 +99,7 @@ class Delivery:
         # The reason may quote the vendor's answer (a phone number, the rendered url): debug only.
         log.info(f"message {outcome.status}", provider=provider.name,
                  provider_message_id=outcome.provider_message_id)
-        log.debug("message reason", reason=reason)
+        log.debug("message reason", reason=reason, detail=outcome.detail)
         return _result(stored.model_copy(update={"status": outcome.status, "reason": reason}))
 
     def _prepare(self, input: SendMessageInput, log: structlog.typing.FilteringBoundLogger
@@ -120,10 +120,14 @@ class Delivery:
             # A retry delivers what the first attempt rendered: the key fixes the content.
             content = known.content if known else render_message(
                 input.channel, input.message, profile, event.properties if event else None)
-        except (MissingValue, TemplateError) as exc:  # the template or the data: skip it
-            return self._settle(row, "skipped", f"not sent: {exc}", log)
+        # The value's name, the template's words or the url go in the outbox row only (DETAIL).
+        except MissingValue as exc:  # the data: skip it
+            return self._settle(row, "skipped", "not sent: missing value", log, detail=str(exc))
+        except TemplateError as exc:  # the template
+            return self._settle(row, "skipped", "not sent: template error", log, detail=str(exc))
         except MessageRefused as exc:  # rendered, but not sendable: no retry can change that
-            return self._settle(row, "failed", f"not sent: {exc}", log)
+            return self._settle(row, "failed", f"not sent: {exc.field} refused", log,
+                                detail=exc.reason)
         if input.held_out:  # the control group walks the journey unmessaged: what it would have got
             return self._settle(row.model_copy(update={"content": content}), "held_out",
                                 "not sent: the user is in the journey's control group", log)
@@ -139,9 +143,11 @@ class Delivery:
         return stored, profile
 
     def _settle(self, row: OutboxRow, status: str, reason: str,
-                log: structlog.typing.FilteringBoundLogger) -> SendResult:
-        """Record a message that will not go out (and why), once; a replay finds the record."""
-        final = OutboxRow.model_validate({**row.model_dump(), "status": status, "reason": brief(reason)})
+                log: structlog.typing.FilteringBoundLogger, detail: str = "") -> SendResult:
+        """Record a message that will not go out (and why, with ``detail`` for the outbox row
+        only), once; a replay finds the record."""
+        full = f"{reason}{DETAIL}{detail}" if detail else reason
+        final = OutboxRow.model_validate({**row.model_dump(), "status": status, "reason": brief(full)})
         stored, inserted = self.store.outbox_claim(final)
         if inserted:  # recorded now, not by an earlier attempt
             count_message(row.channel, status)
@@ -151,8 +157,9 @@ class Delivery:
 
 
 def _result(row: OutboxRow, *, duplicate: bool = False) -> SendResult:
-    """What the workflow learns of a send: status, reason and a digest, never the content."""
+    """What the workflow learns of a send: status, the reason's code and a digest, never the
+    content nor the reason's detail."""
     encoded = json.dumps(row.content, sort_keys=True, ensure_ascii=False).encode()
-    return SendResult(status=row.status, reason=row.reason, duplicate=duplicate,
+    return SendResult(status=row.status, reason=public_reason(row.reason), duplicate=duplicate,
                       digest=hashlib.sha256(encoded).hexdigest() if row.content else None,
                       size=sum(len(text.encode()) for text in row.content.values()))

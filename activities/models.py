@@ -33,10 +33,22 @@ class CancelMessageInput(BaseModel):
     reason: str
 
 
+#: Between an outbox reason's code and its detail: "not sent: missing value — 'first_name' in
+#: subject". The outbox row keeps both; a SendResult (workflow history, ``status``, the UI) the
+#: code only: a detail may name a profile's value, an address or the message's text.
+DETAIL = " — "
+
+
+def public_reason(reason: str | None) -> str | None:
+    """The part of an outbox reason that history may hold: its code, without the detail."""
+    return reason.split(DETAIL, 1)[0] if reason else reason
+
+
 class SendResult(BaseModel):
     """What a send did. Small whatever the message: the content stays in the outbox.
 
     (Results become workflow history; one of over 2 MB would fail the workflow task for good.)
+    ``reason`` is a code or class only (``public_reason``), never the vendor's words or data.
     """
 
     status: Literal["delivered", "skipped", "failed", "unreachable", "cancelled", "pending",

@@ -14,7 +14,7 @@ import structlog
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities.models import SendMessageInput, SendResult
+from activities.models import SendMessageInput, SendResult, public_reason
 from journeys.events import personalization_event
 from journeys.logs import count_message, with_ids
 from journeys.models import QuietHours
@@ -125,6 +125,6 @@ class Policy:
         if inserted:
             count_message(row.channel, stored.status)
         _log.info("message dropped in quiet hours", channel=row.channel, status=stored.status)
-        return SendResult(status=stored.status, reason=stored.reason,
+        return SendResult(status=stored.status, reason=public_reason(stored.reason),
                           duplicate=stored.status != "dropped_quiet_hours")
 

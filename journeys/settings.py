@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     twilio_url: str = Field(default="https://api.twilio.com", alias="JOURNEYS_TWILIO_URL")
     vapid_private_key: str | None = Field(default=None, alias="JOURNEYS_VAPID_PRIVATE_KEY")
     vapid_subject: str | None = Field(default=None, alias="JOURNEYS_VAPID_SUBJECT")
+    egress_allow: str | None = Field(
+        default=None, alias="JOURNEYS_EGRESS_ALLOW",
+        description="Networks a webhook url or web-push endpoint may reach although they are "
+                    "loopback, private or link-local, e.g. 10.0.0.0/8,fd12::/16 (--dev adds "
+                    "loopback); metadata addresses only when named alone (169.254.169.254/32).")
     intellinode_refresh: float = Field(
         default=300.0, ge=0, alias="JOURNEYS_INTELLINODE_REFRESH",
         description="Seconds an automated IntelliNODE's shares are kept before they are "
@@ -80,6 +85,14 @@ class Settings(BaseSettings):
 
         if value:
             parse_caps(value)  # a cap that cannot work stops the worker before anything starts
+        return value
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress(cls, value: str | None) -> str | None:
+        from journeys.egress import parse_networks
+
+        parse_networks(value)  # a network that cannot be read stops the worker at start
         return value
 
     @model_validator(mode="after")

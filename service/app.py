@@ -26,6 +26,7 @@ from activities.providers.registry import build_providers, choices, close_provid
 from ingestion.serving import api_settings, bind, start_api
 from journeys.caps import caps_setting
 from journeys.catalog import catalog
+from journeys.egress import LOOPBACK
 from journeys.problems import UsageError
 from journeys.settings import Settings
 from journeys.store import Store
@@ -60,6 +61,9 @@ async def run_worker(settings: Settings, *, dev: bool, ui: bool = True, metrics_
     anything is started or logged.
     """
     lock = DataDirLock(settings.data_dir) if dev else None  # held until we return
+    if dev:  # local stand-ins for vendors (a webhook receiver on 127.0.0.1) may be reached
+        settings = settings.model_copy(update={"egress_allow": ",".join(
+            filter(None, (settings.egress_allow, LOOPBACK)))})
     api_socket: socket.socket | None = None
     try:
         show_key = bool(serve and dev and not settings.write_key)  # the key --dev makes

@@ -30,23 +30,30 @@ class OutgoingMessage(BaseModel):
 
 
 class Outcome(BaseModel):
-    """What became of a message, for good."""
+    """What became of a message, for good.
+
+    ``reason`` is a code or class (``webhook answered 422``, ``SMTP recipient refused: 550``,
+    ``egress refused: loopback address``): the outbox, the journey's history and ``status`` keep
+    it. ``detail`` is the vendor's own words (which may quote an address, a number or the
+    message): the debug log only.
+    """
 
     status: Literal["delivered", "unreachable", "failed"]
     reason: str | None = None
     provider_message_id: str | None = None
+    detail: str = ""
 
 
 def delivered(provider_message_id: str | None = None) -> Outcome:
     return Outcome(status="delivered", provider_message_id=provider_message_id)
 
 
-def unreachable(reason: str) -> Outcome:
-    return Outcome(status="unreachable", reason=reason)
+def unreachable(reason: str, detail: str = "") -> Outcome:
+    return Outcome(status="unreachable", reason=reason, detail=detail)
 
 
-def failed(reason: str) -> Outcome:
-    return Outcome(status="failed", reason=reason)
+def failed(reason: str, detail: str = "") -> Outcome:
+    return Outcome(status="failed", reason=reason, detail=detail)
 
 
 class TransientError(Exception):

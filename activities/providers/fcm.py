@@ -122,7 +122,7 @@ class AccessTokens:
         except auth_exceptions.GoogleAuthError as exc:
             # A network failure, or a key the token endpoint refused: a retry after the
             # operator fixes the key (or the endpoint recovers) delivers the message.
-            raise TransientError(f"FCM access token: {type(exc).__name__}: {exc}") from None
+            raise TransientError(f"FCM access token: {type(exc).__name__}", detail=str(exc)) from None
 
     def close(self) -> None:
         self._request.client.close()
@@ -200,7 +200,7 @@ class FcmProvider:
                 headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
                 content=json.dumps(_payload(message, token)).encode())
         except Refused as exc:
-            return failed(str(exc))
+            return failed(str(exc), detail=exc.detail)
         except TransientError as exc:
             return exc
         if reply.verdict == "delivered":
@@ -208,17 +208,17 @@ class FcmProvider:
             name = body.get("name") if isinstance(body, dict) else None
             return delivered(str(name) if name else None)
         code, reason = _error(reply)
+        summary = f"FCM answered {reply.status}{f' {code}' if code else ''}"  # (reason: debug only)
         if reply.status == 404 and code == "UNREGISTERED":
             await asyncio.to_thread(self.profiles.remove_from_profile, message.user_id,
                                     "push_tokens", token)
-            return unreachable(reason)
-        summary = f"FCM answered {reply.status}{f' {code}' if code else ''}"  # (reason: debug only)
+            return unreachable(summary, detail=reason)
         if reply.status == 401:  # the access token expired or was revoked early
             self.tokens.drop(bearer)
             return TransientError(summary, detail=reason)
         if reply.verdict == "transient":
             return TransientError(summary + reply.retry_after(), detail=reason)
-        return failed(reason)  # 400 INVALID_ARGUMENT, 403 SENDER_ID_MISMATCH, a plain 404
+        return failed(summary, detail=reason)  # 400 INVALID_ARGUMENT, 403 SENDER_ID_MISMATCH, 404
 
     async def deliver(self, message: OutgoingMessage) -> Outcome:
         tokens = _tokens(message.profile)
@@ -236,5 +236,5 @@ class FcmProvider:
             raise TransientError(str(transient[0]), detail=transient[0].detail)
         rejected = [r for r in results if isinstance(r, Outcome) and r.status == "failed"]
         if rejected:
-            return failed(rejected[0].reason or "FCM refused the message")
+            return failed(rejected[0].reason or "FCM refused the message", detail=rejected[0].detail)
         return unreachable(f"every push token is unregistered ({len(tokens)} removed)")

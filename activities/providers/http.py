@@ -18,6 +18,7 @@ from typing import Any, Literal
 import httpx
 
 from activities.providers import TransientError
+from activities.providers.egress import Egress
 
 #: How much of an answer is read; the rest is dropped.
 MAX_REPLY_BYTES = 64 * 1024
@@ -41,7 +42,14 @@ def classify(status: int) -> Verdict:
 
 
 class Refused(Exception):
-    """httpx refused to send the request as given (a bad URL, method or header): no retry helps."""
+    """httpx refused to send the request as given (a bad URL, method or header): no retry helps.
+
+    Its message is a class (history keeps it); httpx's words, which may quote the URL, are in
+    ``detail`` (the debug log)."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -80,8 +88,9 @@ class Clients:
     next; within a worker's loop, connections are reused across messages.
     """
 
-    def __init__(self, timeout: float, **options: Any) -> None:
+    def __init__(self, timeout: float, egress: Egress | None = None, **options: Any) -> None:
         self.timeout = timeout
+        self.egress = egress  # for addresses that come from data: checked connections only
         self.options = options
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary())
@@ -90,8 +99,9 @@ class Clients:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None or client.is_closed:
-            client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), follow_redirects=False,
-                                       **self.options)
+            client = (self.egress.client(self.timeout, **self.options) if self.egress else
+                      httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), follow_redirects=False,
+                                        **self.options))
             self._clients[loop] = client
         return client
 
@@ -127,7 +137,7 @@ async def request(clients: Clients, method: str, url: str, *, what: str,
     try:
         built = client.build_request(method, url, headers=headers, content=content, data=data)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, TypeError) as exc:
-        raise Refused(f"{what}: cannot send: {exc}") from None
+        raise Refused(f"{what}: cannot send: {type(exc).__name__}", detail=str(exc)) from None
     try:
         response = await client.send(built, auth=auth, stream=True)
         try:
@@ -139,7 +149,7 @@ async def request(clients: Clients, method: str, url: str, *, what: str,
         finally:
             await response.aclose()
     except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
-        raise Refused(f"{what}: cannot send: {exc}") from None
+        raise Refused(f"{what}: cannot send: {type(exc).__name__}", detail=str(exc)) from None
     except httpx.TimeoutException:
         raise TransientError(f"{what}: timed out after {clients.timeout:g} s") from None
     except httpx.RequestError as exc:  # connection refused or reset, a broken answer

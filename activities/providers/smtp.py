@@ -78,6 +78,12 @@ def _answer(exc: aiosmtplib.SMTPResponseException) -> str:
     return f"{exc.code} {exc.message}".strip()
 
 
+def _code(exc: aiosmtplib.SMTPResponseException) -> str:
+    """The reply code and its enhanced status code (RFC 3463) if the answer starts with one."""
+    enhanced = re.match(r"[245]\.\d{1,3}\.\d{1,3}(?=\s|$)", exc.message or "")
+    return f"{exc.code} {enhanced[0]}" if enhanced else str(exc.code)
+
+
 class SmtpProvider:
     """Delivers email through one SMTP server; 5xx is final, 4xx and I/O trouble are transient."""
 
@@ -104,7 +110,7 @@ class SmtpProvider:
         try:
             email = build_email(message, self.sender, to)
         except ValueError as exc:  # a header the email package refuses: no retry changes it
-            return failed(f"not sent: {exc}")
+            return failed("the email package refused a header", detail=str(exc))
         try:
             async with asyncio.timeout(self.timeout):  # the whole attempt, not each command
                 if self._local_hostname is None:  # getfqdn may wait on DNS: once, off the loop
@@ -130,7 +136,8 @@ class SmtpProvider:
     def _refused(exc: aiosmtplib.SMTPResponseException | None, what: str) -> Outcome:
         """5xx is the server's final word on this message; anything else (4xx) may change."""
         if exc is not None and 500 <= exc.code < 600:
-            return failed(f"SMTP {what}: {_answer(exc)}")
+            # The code (550 5.1.1) only: the server's words quote the address.
+            return failed(f"SMTP {what}: {_code(exc)}", detail=_answer(exc))
         # (from None: the server's answer, which may quote the address, stays out of the traceback)
         raise TransientError(f"SMTP {what}, try later ({exc.code if exc else 'no answer'})",
                              detail=_answer(exc) if exc else "") from None

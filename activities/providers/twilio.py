@@ -97,7 +97,7 @@ class TwilioProvider:
                 reply = await request(self.clients, "POST", self.url, data=form, auth=self.auth,
                                       what=what)
         except Refused as exc:
-            return failed(str(exc))
+            return failed(str(exc), detail=exc.detail)
         if reply.verdict == "delivered":
             body = reply.json()
             sid = body.get("sid") if isinstance(body, dict) else None
@@ -105,4 +105,7 @@ class TwilioProvider:
         if reply.verdict == "transient":
             summary, detail = _error(reply)
             raise TransientError(summary + reply.retry_after(), detail=detail)
-        return failed(": ".join(_error(reply)))  # 400 (a bad number, an opted-out user), 401/403, 404
+        # 400 (a bad number, an opted-out user), 401/403, 404: Twilio's code is the reason, its
+        # words ("The 'To' number +1415... is not valid") the debug log's.
+        summary, detail = _error(reply)
+        return failed(summary, detail=detail)

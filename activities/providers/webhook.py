@@ -23,7 +23,9 @@ from activities.providers import (
     failed,
     unreachable,
 )
+from activities.providers.egress import Egress
 from activities.providers.http import Clients, Refused, attempt, request
+from journeys.egress import Refused as EgressRefused
 from journeys.models import Channel
 from journeys.settings import Settings
 
@@ -42,7 +44,8 @@ def missing(settings: Settings, channel: Channel) -> list[str]:
 def build(settings: Settings, profiles: ProfileEditor, channel: Channel) -> WebhookProvider:
     if not settings.webhook_secret:
         raise ValueError("JOURNEYS_WEBHOOK_SECRET is not set")
-    return WebhookProvider(settings.webhook_secret, settings.send_timeout)
+    return WebhookProvider(settings.webhook_secret, settings.send_timeout,
+                           egress=Egress.from_settings(settings))
 
 
 def signature(secret: str, body: bytes, timestamp: int) -> str:
@@ -64,10 +67,11 @@ class WebhookProvider:
 
     name = "webhook"
 
-    def __init__(self, secret: str, timeout: float) -> None:
+    def __init__(self, secret: str, timeout: float, *, egress: Egress) -> None:
         self.secret = secret
         self.timeout = timeout
-        self.clients = Clients(timeout)
+        self.egress = egress  # the url comes from a template: checked, connected to as checked
+        self.clients = Clients(timeout, egress=egress)
 
     async def aclose(self) -> None:
         """Close this event loop's connections (at shutdown, or a test's end)."""
@@ -93,22 +97,28 @@ class WebhookProvider:
         method, url, headers, body = self._request(message)
         if not url:
             return unreachable("the webhook has no url")
+        # Not the URL nor its host (a template may put a user's data in either; a Slack-style
+        # URL is a secret): the method only, and the host in the debug log.
+        where = f"webhook {method}"
         try:
-            where = f"webhook {method} {_host(url)}"  # not the URL: a Slack-style URL is a secret
+            self.egress.check_url(url)  # scheme, user:password, a refused literal address
             async with attempt(self.timeout, where):
                 reply = await request(self.clients, method, url, headers=headers, content=body,
                                       what=where)
+        except EgressRefused as exc:  # no retry makes the address acceptable
+            return failed(str(exc), detail=_host(url))
         except Refused as exc:
-            return failed(str(exc))
+            return failed(str(exc), detail=exc.detail)
         if reply.verdict == "delivered":
             found = next((reply.headers[h] for h in ID_HEADERS if h in reply.headers), None)
             return delivered(found[:200] if found else None)
+        # The receiver's words (it may echo the body: an email, the message) go to the debug log.
         if reply.verdict == "transient":
             raise TransientError(f"webhook answered {reply.status}{reply.retry_after()}",
                                  detail=reply.text())
         if reply.status == 410:  # Gone: the receiver says this address will never take messages
-            return unreachable(f"webhook answered 410 Gone: {reply.text()}")
-        return failed(f"webhook answered {reply.status}: {reply.text()}")
+            return unreachable("webhook answered 410 Gone", detail=reply.text())
+        return failed(f"webhook answered {reply.status}", detail=reply.text())
 
 
 def _host(url: str) -> str:

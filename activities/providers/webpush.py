@@ -33,6 +33,8 @@ from activities.providers import (
     failed,
     unreachable,
 )
+from activities.providers.egress import Egress
+from journeys.egress import Refused as EgressRefused
 from journeys.models import Channel
 from journeys.settings import Settings
 
@@ -63,8 +65,9 @@ class _Push:
     """What became of one subscription's push."""
 
     verdict: Verdict
-    detail: str
+    detail: str  # a class and a status, for the reason (history keeps it)
     location: str | None = None
+    words: str = ""  # the push service's origin and words, an error's text: debug log only
 
 
 def missing(settings: Settings, channel: Channel) -> list[str]:
@@ -90,7 +93,8 @@ def build(settings: Settings, profiles: ProfileEditor, channel: Channel) -> WebP
     # The pushes get 80 % of the send timeout: the send activity bounds the whole attempt by it,
     # and an attempt cut off after one browser accepted would be retried and push to it twice.
     return WebPushProvider(vapid, settings.vapid_subject, profiles,
-                           timeout=settings.send_timeout * REQUEST_SHARE)
+                           timeout=settings.send_timeout * REQUEST_SHARE,
+                           egress=Egress.from_settings(settings))
 
 
 def load_vapid(key: str) -> Vapid01:
@@ -130,7 +134,8 @@ class WebPushProvider:
     name = "webpush"
 
     def __init__(self, vapid: Vapid01, subject: str, profiles: ProfileEditor, *, timeout: float,
-                 ttl: int = TTL_SECONDS) -> None:
+                 egress: Egress, ttl: int = TTL_SECONDS) -> None:
+        self.egress = egress  # endpoints come from the user's browser: checked, connected to as checked
         self.vapid = vapid
         self.subject = subject
         self.profiles = profiles
@@ -151,7 +156,7 @@ class WebPushProvider:
             return unreachable(f"no {SUBSCRIPTIONS}")
         data = payload(message)
         # A client per delivery: it belongs to this event loop, and nothing has to close it later.
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
+        async with self.egress.client(self.timeout) as client:
             pushes = await asyncio.gather(
                 *(self._push(client, message, data, s) for s in unique))
         return self._outcome(pushes)
@@ -161,15 +166,17 @@ class WebPushProvider:
         for push in pushes:
             by[push.verdict].append(push)
         summary = ", ".join(f"{len(v)} {k}" for k, v in by.items() if v)
+        words = "; ".join(p.words for p in pushes if p.words)[:1000]
         if by["accepted"]:
             # No reason: the outbox reads a reason as why a message was not sent.
             return delivered(by["accepted"][0].location)
         if by["transient"]:
             # (the push service's origin and status: no word of its answer)
-            raise TransientError(f"web push: {by['transient'][0].detail} ({summary})")
+            raise TransientError(f"web push: {by['transient'][0].detail} ({summary})", detail=words)
         if by["rejected"]:
-            return failed(f"web push: {by['rejected'][0].detail} ({summary})")
-        return unreachable(f"web push: every subscription is gone ({by['gone'][0].detail}; {summary})")
+            return failed(f"web push: {by['rejected'][0].detail} ({summary})", detail=words)
+        return unreachable(f"web push: every subscription is gone ({by['gone'][0].detail}; {summary})",
+                           detail=words)
 
     async def _push(self, client: httpx.AsyncClient, message: OutgoingMessage, data: bytes,
                     subscription: Any) -> _Push:
@@ -179,7 +186,7 @@ class WebPushProvider:
         try:
             body = WebPusher(subscription).encode(data, "aes128gcm")["body"]
         except (WebPushException, ValueError, TypeError, KeyError, AttributeError) as exc:
-            return _Push("rejected", f"malformed subscription keys for {_origin(endpoint)}: {exc}")
+            return _Push("rejected", "malformed subscription keys", words=f"{_origin(endpoint)}: {exc}")
         if len(body) > MAX_BODY_BYTES:
             return _Push("rejected", f"payload of {len(body)} encrypted bytes is over {MAX_BODY_BYTES}")
         claims: dict[str, str | int] = {"aud": _origin(endpoint), "sub": self.subject,
@@ -188,25 +195,29 @@ class WebPushProvider:
                    "Content-Type": "application/octet-stream", "TTL": str(self.ttl),
                    "Topic": topic(message.idempotency_key)}
         try:
+            self.egress.check_url(endpoint)  # user:password, a refused literal address
             # The whole request is bounded: httpx's timeout is per read, and a trickling answer
             # would outlast it.
             async with asyncio.timeout(self.timeout), client.stream(
                     "POST", endpoint, content=body, headers=headers) as response:
                 text = await _head(response)
+        except EgressRefused as exc:  # the endpoint may not be reached: no retry changes that
+            return _Push("rejected", str(exc), words=_origin(endpoint))
         except (TimeoutError, httpx.TimeoutException):
-            return _Push("transient", f"{_origin(endpoint)} did not answer within {self.timeout:g}s")
+            return _Push("transient", f"no answer within {self.timeout:g}s", words=_origin(endpoint))
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
-            return _Push("rejected", f"malformed subscription endpoint: {exc}")
+            return _Push("rejected", "malformed subscription endpoint", words=str(exc))
         except httpx.TransportError as exc:  # connection refused or reset, a broken answer
-            return _Push("transient", f"{_origin(endpoint)}: {type(exc).__name__}: {exc}")
+            return _Push("transient", type(exc).__name__, words=f"{_origin(endpoint)}: {exc}")
         return await self._verdict(message, subscription, endpoint, response, text)
 
     async def _verdict(self, message: OutgoingMessage, subscription: Any, endpoint: str,
                        response: httpx.Response, text: str) -> _Push:
+        # The reason holds the status; the service's origin and words go to the debug log.
         status, origin = response.status_code, _origin(endpoint)
-        said = f": {text}" if text else ""
+        said = f"{origin}: {text}" if text else origin
         if 200 <= status < 300:
-            return _Push("accepted", f"{origin}: {status}", response.headers.get("Location"))
+            return _Push("accepted", f"{status}", response.headers.get("Location"))
         if status in _GONE:
             # The browser unsubscribed or the subscription expired: it will never work again.
             # The store call may block on its database, so it runs off the event loop. If it
@@ -216,15 +227,16 @@ class WebPushProvider:
                 await asyncio.to_thread(self.profiles.remove_from_profile, message.user_id,
                                         SUBSCRIPTIONS, subscription)
             except Exception as exc:
-                return _Push("gone", f"{origin}: {status}, not removed from the profile: {exc}")
-            return _Push("gone", f"{origin}: {status}")
+                return _Push("gone", f"{status}, not removed from the profile", words=f"{origin}: {exc}")
+            return _Push("gone", f"{status}", words=said)
         if status in _LATER or status >= 500:
             retry = response.headers.get("Retry-After")
             # Not the service's words ({said}): this goes into the retried failure's message.
-            return _Push("transient", f"{origin}: {status}{f' (Retry-After {retry[:40]})' if retry else ''}")
+            return _Push("transient", f"{status}{f' (Retry-After {retry[:40]})' if retry else ''}",
+                         words=said)
         # 400 bad request, 401/403 VAPID refused, 413 payload too large, redirects (not followed:
         # the signed push is for that origin only), and anything else unexpected.
-        return _Push("rejected", f"{origin} refused the push: {status}{said}")
+        return _Push("rejected", f"the push service refused it: {status}", words=said)
 
 
 async def _head(response: httpx.Response) -> str:
