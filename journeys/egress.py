@@ -167,6 +167,8 @@ def check_name(host: str) -> IPAddress | None:
         raise Refused("no host")
     if name in METADATA_NAMES:
         raise Refused("metadata address")
+    if name == "localhost" or name.endswith(".localhost"):  # loopback, whatever DNS says (RFC 6761)
+        return ipaddress.IPv4Address("127.0.0.1")
     return literal_address(name)
 
 

@@ -61,7 +61,7 @@ class Egress:
             self.policy.check(literal)
             return [literal]
         try:
-            answers = await self.resolver(host, port)
+            answers = await self.resolver(host.rstrip("."), port)
         except OSError as exc:  # no such name, or DNS down: a later attempt may resolve it
             raise httpcore.ConnectError(f"cannot resolve the host: {exc}") from None
         found: list[IPAddress] = []

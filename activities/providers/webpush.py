@@ -184,6 +184,10 @@ class WebPushProvider:
         if endpoint is None:
             return _Push("rejected", "malformed subscription: no http(s) endpoint")
         try:
+            self.egress.check_url(endpoint)  # user:password, a refused literal address
+        except EgressRefused as exc:  # the endpoint may not be reached: no retry changes that
+            return _Push("rejected", str(exc), words=_origin(endpoint))
+        try:
             body = WebPusher(subscription).encode(data, "aes128gcm")["body"]
         except (WebPushException, ValueError, TypeError, KeyError, AttributeError) as exc:
             return _Push("rejected", "malformed subscription keys", words=f"{_origin(endpoint)}: {exc}")
@@ -191,17 +195,20 @@ class WebPushProvider:
             return _Push("rejected", f"payload of {len(body)} encrypted bytes is over {MAX_BODY_BYTES}")
         claims: dict[str, str | int] = {"aud": _origin(endpoint), "sub": self.subject,
                                         "exp": int(time.time()) + TOKEN_SECONDS}
-        headers = {**self.vapid.sign(claims), "Content-Encoding": "aes128gcm",
+        try:
+            signed = self.vapid.sign(claims)
+        except VapidException:  # an origin py_vapid cannot sign for (an IPv6 literal, say)
+            return _Push("rejected", "malformed subscription endpoint", words=_origin(endpoint))
+        headers = {**signed, "Content-Encoding": "aes128gcm",
                    "Content-Type": "application/octet-stream", "TTL": str(self.ttl),
                    "Topic": topic(message.idempotency_key)}
         try:
-            self.egress.check_url(endpoint)  # user:password, a refused literal address
             # The whole request is bounded: httpx's timeout is per read, and a trickling answer
             # would outlast it.
             async with asyncio.timeout(self.timeout), client.stream(
                     "POST", endpoint, content=body, headers=headers) as response:
                 text = await _head(response)
-        except EgressRefused as exc:  # the endpoint may not be reached: no retry changes that
+        except EgressRefused as exc:  # what the name resolved to may not be reached
             return _Push("rejected", str(exc), words=_origin(endpoint))
         except (TimeoutError, httpx.TimeoutException):
             return _Push("transient", f"no answer within {self.timeout:g}s", words=_origin(endpoint))
