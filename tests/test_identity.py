@@ -143,7 +143,8 @@ async def test_a_message_too_large_for_its_channel_fails_and_the_journey_goes_on
     assert row.status == "failed" and "over the sms limit of 1,600 bytes" in (row.reason or "")
     assert [(m.node_id, m.status) for m in state.messages] == [("hello", "failed")]
     listed = await asyncio.to_thread(run_cli, env, data_dir, QUEUE, "outbox", "--user", "kay")
-    assert "failed    not sent: text: the message is over the sms limit" in listed.stdout
+    assert "failed    not sent: text refused — the message is over the sms limit" in listed.stdout
+    assert state.messages[0].reason == "not sent: text refused"  # (history: the class only)
     await Harness(env, store, [], QUEUE).record_history("message-failed-too-large", "shout", "kay")
 
 

@@ -162,8 +162,11 @@ async def test_missing_value_skips_the_message_and_the_journey_goes_on(journeys:
     state = await journeys.result("abandoned-cart", "gus")
     assert [(m.node_id, m.status) for m in state.messages] == [
         ("push-reminder", "delivered"), ("push-followup", "skipped"), ("email-product", "skipped")]
+    # The value's name is in the outbox row only; history and status say "missing value".
+    assert [m.reason for m in state.messages][1:] == ["not sent: missing value"] * 2
     skipped = [r for r in journeys.outbox("gus") if r.status == "skipped"]
-    assert skipped[0].reason == "not sent: missing value 'event.product_image' in image (no default given)"
+    assert skipped[0].reason == ("not sent: missing value — missing value 'event.product_image' "
+                                 "in image (no default given)")
     assert state.status == "finished"
 
 
