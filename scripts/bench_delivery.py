@@ -38,6 +38,7 @@ import httpx
 from activities.providers import OutgoingMessage
 from activities.providers.registry import build_providers
 from activities.providers.webhook import WebhookProvider, signature
+from journeys.egress import LOOPBACK
 from journeys.logs import configure_logging
 from journeys.models import Channel
 from journeys.settings import Settings
@@ -279,7 +280,8 @@ async def measure(args: argparse.Namespace) -> int:
     with open(os.devnull, "w") as sink, scratch_store("journeys-bench-delivery-") as (store, _), \
             receiver() as recv:
         configure_logging(sink)  # as worker.py: httpx logs each request (INFO), as JSON lines
-        settings = Settings(_env_file=None, JOURNEYS_WEBHOOK_SECRET=SECRET)
+        settings = Settings(_env_file=None, JOURNEYS_WEBHOOK_SECRET=SECRET,
+                            JOURNEYS_EGRESS_ALLOW=LOOPBACK)  # the receiver is on loopback
         provider = build_providers(settings, store)[Channel.webhook]
         assert isinstance(provider, WebhookProvider)
         setup = Setup(provider, recv, args.concurrency, settings.send_timeout)

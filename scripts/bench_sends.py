@@ -26,6 +26,7 @@ import httpx
 from activities.providers import OutgoingMessage, Provider
 from activities.providers.registry import build_providers
 from activities.providers.webhook import signature
+from journeys.egress import LOOPBACK
 from journeys.models import Channel
 from journeys.settings import Settings
 from journeys.store import Store
@@ -88,7 +89,7 @@ async def main(args: argparse.Namespace) -> None:
     with serving(SlowReceiver(args.latency)) as receiver, TemporaryDirectory() as tmp:
         url = f"{receiver.url}/orders"
         store = Store(f"sqlite:///{Path(tmp) / 'journeys.db'}")
-        settings = Settings(JOURNEYS_WEBHOOK_SECRET=SECRET)
+        settings = Settings(JOURNEYS_WEBHOOK_SECRET=SECRET, JOURNEYS_EGRESS_ALLOW=LOOPBACK)
         provider = build_providers(settings, store)[Channel.webhook]
         print(f"A vendor answering in {args.latency * 1000:.0f} ms, {n} messages each:")
         for in_flight in (16, 64):
