@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from activities.providers import OutgoingMessage, webpush
 from activities.providers.egress import Egress
@@ -35,6 +37,7 @@ from tests.helpers.vendors import Answer, LoopbackServer, WebhookReceiver, servi
 from tests.test_webpush import SUBJECT, VAPID_DER, Browser, Profiles, b64url, point
 
 SECRET = "egress-secret"
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 #: Every way of writing 127.0.0.1 (or another loopback address) that a resolver or browser takes.
 LOOPBACK_NOTATIONS = ["127.0.0.1", "0x7f000001", "0X7F000001", "2130706433", "127.1", "127.0.1",
@@ -312,3 +315,31 @@ async def test_web_push_under_the_allowance_reaches_loopback() -> None:
                              egress_allow=LOOPBACK)
         assert outcome.status == "delivered"  # the loopback one; the metadata one was refused
         assert len(target.received) == 1
+
+
+# --- fuzzed: every notation of an address is judged as the address ------------------------------
+
+@given(st.integers(0, 2**32 - 1))
+@FUZZ
+def test_every_notation_of_any_ipv4_address_gets_its_rule(value: int) -> None:
+    ip = ipaddress.IPv4Address(value)
+    a, b, c, d = ip.packed
+    spellings = [str(ip), str(value), hex(value), f"0{value:o}", f"{a}.{b}.{(c << 8) | d}",
+                 f"{a}.{(b << 16) | (c << 8) | d}", f"{hex(a)}.{b:#o}.{c}.{hex(d)}",
+                 f"[::ffff:{ip}]", f"[64:ff9b::{ip}]"]
+    rule = refusal(ip)
+    for spelling in spellings:
+        literal = check_name(spelling)
+        assert literal is not None, spelling
+        assert refusal(literal) == rule, (spelling, literal)
+
+
+@given(st.text(max_size=40))
+@FUZZ
+def test_any_host_is_a_name_an_address_or_refused(host: str) -> None:
+    try:
+        found = check_name(host)
+    except Refused as refused:
+        assert refused.rule in {"no host", "metadata address", "malformed address"}
+    else:
+        assert found is None or isinstance(found, ipaddress.IPv4Address | ipaddress.IPv6Address)
