@@ -16,9 +16,10 @@ import base64
 import binascii
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
@@ -27,7 +28,7 @@ from journeys.egress import LOOPBACK
 from journeys.models import Journey
 from journeys.settings import Settings
 from journeys.store import Store
-from tests.helpers.support import Harness, running_worker
+from tests.helpers.support import Harness, dev_server, running_worker
 from tests.helpers.vendors import Answer, FakeTwilio, WebhookReceiver, serving, twilio_error
 from tests.test_smtp import RefuseRecipient
 from tests.test_smtp import server as smtp_server
@@ -80,7 +81,21 @@ def decoded(node: Any) -> Iterator[str]:
             yield base64.b64decode(node, validate=True).decode("utf-8")
 
 
-async def test_history_query_and_result_hold_codes_only(env: WorkflowEnvironment, store: Store) -> None:
+@pytest.fixture(params=["time-skipping", "dev"])
+async def server(request: pytest.FixtureRequest,
+                 env: WorkflowEnvironment) -> AsyncIterator[tuple[str, WorkflowEnvironment]]:
+    """Both servers: the dev server also keeps a retried attempt's failure (ActivityTaskStarted's
+    last_failure) and the workflow's current details, as a production cluster does."""
+    if request.param == "time-skipping":
+        yield request.param, env
+    else:
+        async with dev_server() as environment:
+            yield request.param, environment
+
+
+async def test_history_query_and_result_hold_codes_only(
+        server: tuple[str, WorkflowEnvironment], store: Store) -> None:
+    kind, env = server
     with serving(WebhookReceiver(SECRET)) as receiver, serving(FakeTwilio(SID, TOKEN)) as twilio:
         echo = {"error": "We could not process",
                 "received": {"to": EMAIL, "text": f"Hi {FIRST}, your code {COUPON}"}}
@@ -104,6 +119,7 @@ async def test_history_query_and_result_hold_codes_only(env: WorkflowEnvironment
                     state = await journeys.result("privacy", "ada")
                     handle = journeys.handle("privacy", "ada")
                     queried = await handle.query("status")
+                    metadata = await _metadata(handle)
                     history = await handle.fetch_history()
             finally:
                 await close_providers(providers)
@@ -120,9 +136,12 @@ async def test_history_query_and_result_hold_codes_only(env: WorkflowEnvironment
     events = json.loads(history.to_json())["events"]
     everything = "\n".join(decoded(events))
     assert '"not sent: webhook answered 422"' in everything  # (the search does see the results)
+    if kind == "dev":  # the retried attempt's failure is kept, as a code
+        assert "lastFailure" in json.dumps(events) and "webhook answered 503" in everything
+    assert "current_details" in metadata and "status: finished" in metadata  # (the UI's text)
     outside_inputs = "\n".join(decoded([e for e in events if e["eventType"] not in (
         "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED", "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED")]))
-    query_text = json.dumps(queried)
+    query_text = json.dumps(queried) + metadata
     for words in PRIVATE:
         assert words not in everything, words
         assert words not in query_text, words
@@ -139,3 +158,12 @@ async def test_history_query_and_result_hold_codes_only(env: WorkflowEnvironment
         for words in ("We could not process", "Recipient address rejected", "is not a valid phone"):
             assert words not in (row.reason or ""), row
 
+
+
+async def _metadata(handle: Any) -> str:
+    """The workflow's current details (the Temporal UI's), where the server keeps them."""
+    try:
+        found = await handle.query("__temporal_workflow_metadata")
+    except Exception as exc:  # the time-skipping server has no user metadata
+        return f"(no metadata: {type(exc).__name__})"
+    return json.dumps(found, default=str)
