@@ -136,6 +136,7 @@ class Controllers:
             return ResolveDateResult(reason=f"{name} is missing")
         moment = fire_moment(value, input.offset, input.at, tz, input.now,
                              recurring=input.profile_property is not None)
-        if moment is None:
-            return ResolveDateResult(reason=brief(f"{name} is not a date: {value!r}"))
+        if moment is None:  # (the value is the user's data: the debug log, not the history)
+            activity.logger.debug("not a date: %s = %r", name, brief(str(value)))
+            return ResolveDateResult(reason=f"{name} is not a date")
         return ResolveDateResult(moment=moment)

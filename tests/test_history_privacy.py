@@ -24,11 +24,12 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from activities.providers.registry import build_providers, close_providers
+from ingestion.router import Router
 from journeys.egress import LOOPBACK
 from journeys.models import Journey
 from journeys.settings import Settings
 from journeys.store import Store
-from tests.helpers.support import Harness, dev_server, running_worker
+from tests.helpers.support import Harness, dev_server, examples, running_worker
 from tests.helpers.vendors import Answer, FakeTwilio, WebhookReceiver, serving, twilio_error
 from tests.test_smtp import RefuseRecipient
 from tests.test_smtp import server as smtp_server
@@ -158,6 +159,21 @@ async def test_history_query_and_result_hold_codes_only(
         for words in ("We could not process", "Recipient address rejected", "is not a valid phone"):
             assert words not in (row.reason or ""), row
 
+
+
+async def test_a_profile_date_that_is_none_ends_the_journey_without_its_value(
+        env: WorkflowEnvironment, store: Store) -> None:
+    """The reason the journey ends (exit reason: status, the UI, history) names the property, not
+    the value the user's profile holds."""
+    store.update_profile("bea", {"birthday": f"ask {EMAIL}"})
+    async with running_worker(env.client, store, QUEUE):
+        journeys = Harness(env, store, [examples()["birthday"]], QUEUE)
+        await Router(env.client, QUEUE, search_attributes=False).route_profile(
+            journeys.journeys, "bea", ["birthday"])
+        state = await journeys.result("birthday", "bea")
+        history = await journeys.handle("birthday", "bea").fetch_history()
+    assert state.exit_reason == "profile.birthday is not a date"
+    assert EMAIL not in "\n".join(decoded(json.loads(history.to_json())))
 
 
 async def _metadata(handle: Any) -> str:
