@@ -1,0 +1,189 @@
+"""Journeys that left the catalog while users are still in them ("retired" journeys).
+
+A journey's file renamed away, given another id, or broken (in a process that never read its
+last good version): the catalog no longer routes to it, yet its users' workflows run on, each
+with the definition it entered with pinned in its input. They must keep getting their events
+(an exit event above all) and be found by ``status`` and ``exit`` until they end.
+
+Where they are comes from the store's ``entries`` (the router records every start there) and
+from Temporal's visibility:
+
+- at catalog load (and again every ``RECHECK`` seconds), the journey ids that have entries but
+  are not in the catalog, less those visibility says have no running workflow left: usually
+  none, and then an event costs nothing more;
+- per event, while there are some: one indexed query for the user's runs of them (workflow ids
+  are the ``entries`` primary key, so an unkeyed journey's run is an exact lookup), then a signal
+  to each run found. The workflow ignores events it does not listen to and deduplicates ids, so
+  the router needs no definition to send them; a run that has ended answers NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from ingestion.keyed import aware
+from journeys.events import (
+    WORKFLOW_ID_PREFIX,
+    BadKey,
+    Event,
+    entry_key,
+    instance_id,
+    key_of_instance,
+    workflow_id,
+)
+from journeys.models import Journey
+from journeys.store import Store, entries
+from workflows.models import JourneyInput
+
+log = logging.getLogger("journeys.ingestion")
+
+#: How often a long-running process looks again which retired journeys still have users.
+RECHECK = 300.0
+#: Entries of a retired journey looked at to tell whether its ids are keyed.
+SAMPLE = 20
+#: How long visibility may take to count a run just started: a journey entered this recently
+#: is kept even if it counts no running workflow.
+VISIBILITY_LAG = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Retired:
+    """Journey ids with entries that the catalog no longer holds, and which of them are keyed
+    (their instance ids carry an entry key: found by journey and user, not by one id)."""
+
+    ids: frozenset[str] = frozenset()
+    keyed: frozenset[str] = frozenset()
+    recent: frozenset[str] = frozenset()  # entered within VISIBILITY_LAG
+    #: A keyed journey's definition as one of its runs pinned it: an event with its entry key
+    #: reaches that key's instance only (without it: every instance of the user).
+    pinned: dict[str, Journey] = field(default_factory=dict, compare=False)
+
+    def __bool__(self) -> bool:
+        return bool(self.ids)
+
+
+def entered_journeys(store: Store) -> set[str]:
+    """Every journey id with an entry, without reading every entry: a loose scan of the
+    ``journey_id`` index (one probe per distinct id), the same SQL on SQLite and PostgreSQL."""
+    found: set[str] = set()
+    last: str | None = None
+    probe = select(entries.c.journey_id).order_by(entries.c.journey_id).limit(1)
+    with store.engine.connect() as conn:
+        while True:
+            query = probe if last is None else probe.where(entries.c.journey_id > last)
+            last = conn.execute(query).scalar()
+            if last is None:
+                return found
+            found.add(last)
+
+
+def learn(store: Store, catalog_ids: Iterable[str]) -> Retired:
+    """The journeys with entries that are not in the catalog (whether they still run is
+    :func:`still_running`'s question), each marked keyed or not."""
+    candidates = entered_journeys(store) - set(catalog_ids)
+    keyed, recent = set(), set()
+    since = datetime.now(UTC) - VISIBILITY_LAG
+    with store.engine.connect() as conn:
+        for journey_id in candidates:
+            last = conn.execute(select(func.max(entries.c.at)).where(
+                entries.c.journey_id == journey_id)).scalar()
+            moment = aware(last)
+            if moment is not None and moment >= since:
+                recent.add(journey_id)
+            prefix = f"{WORKFLOW_ID_PREFIX}{journey_id}/"
+            ids = conn.execute(select(entries.c.workflow_id).where(
+                entries.c.journey_id == journey_id).limit(SAMPLE)).scalars().all()
+            # A keyed id is journey/j/user/key with "/" escaped in both: an id without a second
+            # "/" is an unkeyed user's. (Unkeyed users whose ids all hold "/" look keyed: then
+            # both lookups are made, which finds them too.)
+            if all("/" in wid.removeprefix(prefix) for wid in ids):
+                keyed.add(journey_id)
+    return Retired(frozenset(candidates), frozenset(keyed), frozenset(recent))
+
+
+async def still_running(client: Client, retired: Retired) -> Retired:
+    """``retired`` without the journeys visibility counts no running workflow of; all of them
+    where the server cannot count (the time-skipping test server, visibility down)."""
+    alive = set()
+    for journey_id in sorted(retired.ids):
+        quoted = journey_id.replace("\\", "\\\\").replace('"', '\\"')
+        try:
+            found = await client.count_workflows(
+                f'JourneyId = "{quoted}" AND ExecutionStatus = "Running"')
+        except RPCError:
+            return retired
+        if found.count or journey_id in retired.recent:
+            alive.add(journey_id)
+    return Retired(frozenset(alive), retired.keyed & alive, retired.recent & alive)
+
+
+async def with_keys(client: Client, store: Store, retired: Retired) -> Retired:
+    """``retired``, with each keyed journey's definition read from the input of its latest
+    entry's run (the name of its entry key is nowhere else once its file is gone)."""
+    pinned = dict(retired.pinned)
+    for journey_id in sorted(retired.keyed - pinned.keys()):
+        wid = await asyncio.to_thread(_latest_run, store, journey_id)
+        try:
+            async for event in client.get_workflow_handle(wid or "").fetch_history_events():
+                payloads = event.workflow_execution_started_event_attributes.input.payloads
+                found = client.data_converter.payload_converter.from_payload(payloads[0], JourneyInput)
+                pinned[journey_id] = found.journey
+                break
+        except (RPCError, IndexError, ValueError) as exc:  # its history is gone: every instance
+            log.warning("journey '%s' left the catalog and its entry key could not be read (%s): "
+                        "an event reaches every instance of its user", journey_id, exc)
+    return Retired(retired.ids, retired.keyed, retired.recent, pinned)
+
+
+def _latest_run(store: Store, journey_id: str) -> str | None:
+    with store.engine.connect() as conn:
+        return conn.execute(select(entries.c.workflow_id).where(
+            entries.c.journey_id == journey_id).order_by(entries.c.at.desc()).limit(1)).scalar()
+
+
+def reached_by(runs: list[tuple[str, str]], retired: Retired, event: Event) -> list[tuple[str, str]]:
+    """The runs ``event`` is for: a keyed journey's event with its key goes to that key's
+    instance only, as it would if the journey were in the catalog."""
+    chosen = []
+    for journey_id, wid in runs:
+        journey = retired.pinned.get(journey_id)
+        if journey is not None and journey.entry_key is not None:
+            try:
+                key = entry_key(journey, event)
+            except BadKey:
+                key = None
+            if key is not None and wid != instance_id(journey_id, event.user_id, key):
+                continue
+        chosen.append((journey_id, wid))
+    return chosen
+
+
+def runs_of(store: Store, user_id: str, retired: Retired) -> list[tuple[str, str]]:
+    """(journey id, workflow id) of each run of ``user_id`` in the retired journeys, from the
+    store's entries: one query, by primary key for unkeyed journeys (an exact id), by journey
+    and user for keyed ones (the instances of the user)."""
+    if not retired:
+        return []
+    exact = [workflow_id(j, user_id) for j in sorted(retired.ids)]
+    where: ColumnElement[bool] = entries.c.workflow_id.in_(exact)
+    if retired.keyed:
+        where = or_(where, and_(entries.c.journey_id.in_(sorted(retired.keyed)),
+                                entries.c.user_id == user_id))
+    query = select(entries.c.journey_id, entries.c.workflow_id).where(where).distinct()
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    found = []
+    for journey_id, wid in rows:
+        if journey_id not in retired.ids:
+            continue
+        if wid == workflow_id(journey_id, user_id) or key_of_instance(journey_id, user_id, wid):
+            found.append((journey_id, wid))
+    return sorted(set(found))
