@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ class Ingestion:
         self._retired, self._retired_for, self._retired_at = Retired(), self._index, float("-inf")
         self._retired_lock = asyncio.Lock()
         self._retired_logged: frozenset[str] = frozenset()
+        self._idle: set[str] = set()  # retired journeys visibility counted nobody in, last time
 
     @property
     def catalog(self) -> Catalog:
@@ -83,10 +85,12 @@ class Ingestion:
             if index is not self._retired_for or time.monotonic() - self._retired_at >= retired.RECHECK:
                 ids = [journey.id for journey in index.journeys]
                 learned = await asyncio.to_thread(retired.learn, self.store, ids)
-                if learned:
-                    learned = await retired.still_running(self.router.client, learned)
-                if learned.keyed:
-                    learned = await retired.with_keys(self.router.client, self.store, learned)
+                idle = await retired.idle(self.router.client, learned.ids) if learned else set()
+                if idle is not None:  # idle on two checks in a row: nobody is left in it
+                    learned, self._idle = learned.without(idle & self._idle), idle
+                if learned.keyed:  # (their entry keys, read once)
+                    known = {j: p for j, p in self._retired.pinned.items() if j in learned.keyed}
+                    learned = await retired.with_keys(self.router.client, replace(learned, pinned=known))
                 self._retired, self._retired_for = learned, index
                 self._retired_at = time.monotonic()
                 self._log_retired(learned)

@@ -9,8 +9,8 @@ Where they are comes from the store's ``entries`` (the router records every star
 from Temporal's visibility:
 
 - at catalog load (and again every ``RECHECK`` seconds), the journey ids that have entries but
-  are not in the catalog, less those visibility says have no running workflow left: usually
-  none, and then an event costs nothing more;
+  are not in the catalog, less those of which visibility counted no running workflow on two
+  checks in a row: usually none, and then an event costs nothing more;
 - per event, while there are some: one indexed query for the user's runs of them (workflow ids
   are the ``entries`` primary key, so an unkeyed journey's run is an exact lookup), then a signal
   to each run found. The workflow ignores events it does not listen to and deduplicates ids, so
@@ -19,17 +19,14 @@ from Temporal's visibility:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from ingestion.keyed import aware
 from journeys.events import (
     WORKFLOW_ID_PREFIX,
     BadKey,
@@ -49,11 +46,6 @@ log = logging.getLogger("journeys.ingestion")
 RECHECK = 300.0
 #: Entries of a retired journey looked at to tell whether its ids are keyed.
 SAMPLE = 20
-#: How long visibility may take to count a run just started: a journey entered this recently
-#: is kept even if it counts no running workflow.
-VISIBILITY_LAG = timedelta(minutes=2)
-
-
 @dataclass(frozen=True)
 class Retired:
     """Journey ids with entries that the catalog no longer holds, and which of them are keyed
@@ -61,10 +53,17 @@ class Retired:
 
     ids: frozenset[str] = frozenset()
     keyed: frozenset[str] = frozenset()
-    recent: frozenset[str] = frozenset()  # entered within VISIBILITY_LAG
+    #: Some run ids of each keyed journey (one of them holds its definition).
+    samples: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
     #: A keyed journey's definition as one of its runs pinned it: an event with its entry key
     #: reaches that key's instance only (without it: every instance of the user).
     pinned: dict[str, Journey] = field(default_factory=dict, compare=False)
+
+    def without(self, gone: Iterable[str]) -> Retired:
+        """These journeys forgotten (nobody runs in them any more)."""
+        left = self.ids - set(gone)
+        return Retired(left, self.keyed & left, {j: s for j, s in self.samples.items() if j in left},
+                       {j: p for j, p in self.pinned.items() if j in left})
 
     def __bool__(self) -> bool:
         return bool(self.ids)
@@ -86,18 +85,12 @@ def entered_journeys(store: Store) -> set[str]:
 
 
 def learn(store: Store, catalog_ids: Iterable[str]) -> Retired:
-    """The journeys with entries that are not in the catalog (whether they still run is
-    :func:`still_running`'s question), each marked keyed or not."""
+    """The journeys with entries that are not in the catalog (whether anybody still runs in
+    them is :func:`idle`'s question), each marked keyed or not."""
     candidates = entered_journeys(store) - set(catalog_ids)
-    keyed, recent = set(), set()
-    since = datetime.now(UTC) - VISIBILITY_LAG
+    samples = {}
     with store.engine.connect() as conn:
         for journey_id in candidates:
-            last = conn.execute(select(func.max(entries.c.at)).where(
-                entries.c.journey_id == journey_id)).scalar()
-            moment = aware(last)
-            if moment is not None and moment >= since:
-                recent.add(journey_id)
             prefix = f"{WORKFLOW_ID_PREFIX}{journey_id}/"
             ids = conn.execute(select(entries.c.workflow_id).where(
                 entries.c.journey_id == journey_id).limit(SAMPLE)).scalars().all()
@@ -105,48 +98,47 @@ def learn(store: Store, catalog_ids: Iterable[str]) -> Retired:
             # "/" is an unkeyed user's. (Unkeyed users whose ids all hold "/" look keyed: then
             # both lookups are made, which finds them too.)
             if all("/" in wid.removeprefix(prefix) for wid in ids):
-                keyed.add(journey_id)
-    return Retired(frozenset(candidates), frozenset(keyed), frozenset(recent))
+                samples[journey_id] = tuple(ids)
+    return Retired(frozenset(candidates), frozenset(samples), samples)
 
 
-async def still_running(client: Client, retired: Retired) -> Retired:
-    """``retired`` without the journeys visibility counts no running workflow of; all of them
-    where the server cannot count (the time-skipping test server, visibility down)."""
-    alive = set()
-    for journey_id in sorted(retired.ids):
+async def idle(client: Client, journey_ids: Iterable[str]) -> set[str] | None:
+    """The journeys of which visibility counts no running workflow; None where the server
+    cannot count (the time-skipping test server, visibility down). Visibility lags a start by
+    a moment: a journey is only forgotten when it is idle on two checks ``RECHECK`` apart."""
+    found = set()
+    for journey_id in sorted(journey_ids):
         quoted = journey_id.replace("\\", "\\\\").replace('"', '\\"')
         try:
-            found = await client.count_workflows(
+            counted = await client.count_workflows(
                 f'JourneyId = "{quoted}" AND ExecutionStatus = "Running"')
         except RPCError:
-            return retired
-        if found.count or journey_id in retired.recent:
-            alive.add(journey_id)
-    return Retired(frozenset(alive), retired.keyed & alive, retired.recent & alive)
+            return None
+        if not counted.count:
+            found.add(journey_id)
+    return found
 
 
-async def with_keys(client: Client, store: Store, retired: Retired) -> Retired:
-    """``retired``, with each keyed journey's definition read from the input of its latest
-    entry's run (the name of its entry key is nowhere else once its file is gone)."""
+async def with_keys(client: Client, retired: Retired) -> Retired:
+    """``retired``, with each keyed journey's definition read from the input of one of its
+    runs (the name of its entry key is nowhere else once its file is gone)."""
     pinned = dict(retired.pinned)
     for journey_id in sorted(retired.keyed - pinned.keys()):
-        wid = await asyncio.to_thread(_latest_run, store, journey_id)
-        try:
-            async for event in client.get_workflow_handle(wid or "").fetch_history_events():
-                payloads = event.workflow_execution_started_event_attributes.input.payloads
-                found = client.data_converter.payload_converter.from_payload(payloads[0], JourneyInput)
-                pinned[journey_id] = found.journey
-                break
-        except (RPCError, IndexError, ValueError) as exc:  # its history is gone: every instance
-            log.warning("journey '%s' left the catalog and its entry key could not be read (%s): "
-                        "an event reaches every instance of its user", journey_id, exc)
-    return Retired(retired.ids, retired.keyed, retired.recent, pinned)
-
-
-def _latest_run(store: Store, journey_id: str) -> str | None:
-    with store.engine.connect() as conn:
-        return conn.execute(select(entries.c.workflow_id).where(
-            entries.c.journey_id == journey_id).order_by(entries.c.at.desc()).limit(1)).scalar()
+        for wid in retired.samples.get(journey_id, ()):
+            try:
+                async for event in client.get_workflow_handle(wid).fetch_history_events():
+                    payloads = event.workflow_execution_started_event_attributes.input.payloads
+                    found = client.data_converter.payload_converter.from_payload(
+                        payloads[0], JourneyInput)
+                    pinned[journey_id] = found.journey
+                    break
+            except (RPCError, IndexError, ValueError):  # this run's history is gone: the next
+                continue
+            break
+        if journey_id not in pinned:
+            log.warning("journey '%s' left the catalog and no run of it says its entry key: "
+                        "an event reaches every instance of its user", journey_id)
+    return Retired(retired.ids, retired.keyed, retired.samples, pinned)
 
 
 def reached_by(runs: list[tuple[str, str]], retired: Retired, event: Event) -> list[tuple[str, str]]:
@@ -168,13 +160,20 @@ def reached_by(runs: list[tuple[str, str]], retired: Retired, event: Event) -> l
 
 def runs_of(store: Store, user_id: str, retired: Retired) -> list[tuple[str, str]]:
     """(journey id, workflow id) of each run of ``user_id`` in the retired journeys, from the
-    store's entries: one query, by primary key for unkeyed journeys (an exact id), by journey
-    and user for keyed ones (the instances of the user)."""
+    store's entries: one query, by primary key for unkeyed journeys (an exact id), and for
+    keyed ones a range of it on SQLite (the user's instances), by journey and user elsewhere."""
     if not retired:
         return []
     exact = [workflow_id(j, user_id) for j in sorted(retired.ids)]
     where: ColumnElement[bool] = entries.c.workflow_id.in_(exact)
-    if retired.keyed:
+    if retired.keyed and store.engine.dialect.name == "sqlite":
+        # SQLite compares text byte by byte: the user's instance ids (journey/j/user/...) are
+        # one range of the primary key.
+        for journey_id in sorted(retired.keyed):
+            low = instance_id(journey_id, user_id, "k")[:-1]
+            where = or_(where, and_(entries.c.workflow_id >= low,
+                                    entries.c.workflow_id < low[:-1] + "0"))  # "0" follows "/"
+    elif retired.keyed:  # a linguistic collation may not keep a prefix together: journey, user
         where = or_(where, and_(entries.c.journey_id.in_(sorted(retired.keyed)),
                                 entries.c.user_id == user_id))
     query = select(entries.c.journey_id, entries.c.workflow_id).where(where).distinct()
