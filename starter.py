@@ -26,6 +26,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.providers.registry import build_providers, choices, close_providers
+from ingestion import retired
 from ingestion.files import ingest
 from ingestion.pipeline import Ingestion
 from ingestion.router import Router
@@ -47,14 +48,24 @@ from service.runtime import client_for, leave
 
 def _catalog(folder: str | None, settings: Settings) -> list[Journey]:
     """The journeys events are routed to. A broken file is named on stderr and skipped: the
-    valid journeys keep routing (exit events above all). None valid at all is a usage error."""
+    valid journeys keep routing (exit events above all). None valid at all is a usage error,
+    unless the store knows journeys that left the catalog: their users still get their events."""
     found = catalog(folder or settings.journeys_dir)
     warning = found.warning()
-    if not found.journeys and warning:
+    if not found.journeys and warning and not _entered_elsewhere(settings):
         raise UsageError(f"no journey of the catalog can route events: {warning}")
     if warning:
         print(warning, file=sys.stderr)
     return list(found.journeys)
+
+
+def _entered_elsewhere(settings: Settings) -> bool:
+    """Has any journey been entered (a store that exists, with entries)? With no valid journey
+    in the catalog, those are journeys that left it, whose users may still be in them."""
+    url = settings.store_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return False
+    return bool(retired.entered_journeys(Store(url)))
 
 
 def _event(args: argparse.Namespace) -> Event:

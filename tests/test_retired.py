@@ -271,3 +271,22 @@ async def test_exit_journey_names_one_that_left(
     done = await asyncio.to_thread(cli, env, data_dir, folder, "exit", "ej", "--journey", "stay")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("exited")
+
+
+async def test_an_event_reaches_it_when_no_journey_of_the_catalog_is_valid(
+        env: WorkflowEnvironment, store: Store, worker: None, data_dir: Path) -> None:
+    """A catalog of one journey, whose file breaks: ``event`` still routes (the store knows
+    journeys that left), where it used to stop with 'no journey of the catalog can route'."""
+    folder = data_dir / "catalog-alone"
+    folder.mkdir()
+    (folder / "stay.yaml").write_text(STAY)
+    await ingestion(env, store, folder).track(event("al", "Joined", 1))
+    wid = workflow_id("stay", "al")
+    assert await eventually(lambda: _at(env, wid, "confirm"))
+    broken(folder, "stay.yaml")
+    sent = await asyncio.to_thread(cli, env, data_dir, folder, "event", "al", "Leave")
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.split() == ["signalled", "stay", wid]
+    assert f"{folder / 'stay.yaml'}" in sent.stderr  # the broken file is named
+    result = await env.client.get_workflow_handle_for(JourneyWorkflow.run, wid).result()
+    assert result.exit_reason == "exit event 'Leave'"
