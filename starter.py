@@ -52,20 +52,11 @@ def _catalog(folder: str | None, settings: Settings) -> list[Journey]:
     unless the store knows journeys that left the catalog: their users still get their events."""
     found = catalog(folder or settings.journeys_dir)
     warning = found.warning()
-    if not found.journeys and warning and not _entered_elsewhere(settings):
+    if not found.journeys and warning and not retired.any_entered(settings.store_url):
         raise UsageError(f"no journey of the catalog can route events: {warning}")
     if warning:
         print(warning, file=sys.stderr)
     return list(found.journeys)
-
-
-def _entered_elsewhere(settings: Settings) -> bool:
-    """Has any journey been entered (a store that exists, with entries)? With no valid journey
-    in the catalog, those are journeys that left it, whose users may still be in them."""
-    url = settings.store_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return False
-    return bool(retired.entered_journeys(Store(url)))
 
 
 def _event(args: argparse.Namespace) -> Event:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import ColumnElement, and_, or_, select
 from temporalio.client import Client
@@ -82,6 +83,14 @@ def entered_journeys(store: Store) -> set[str]:
             if last is None:
                 return found
             found.add(last)
+
+
+def any_entered(store_url: str) -> bool:
+    """Has any journey been entered (a store that exists, with entries)? A catalog with no
+    valid journey still routes then: its journeys left it, their users may still be in them."""
+    if store_url.startswith("sqlite:///") and not Path(store_url.removeprefix("sqlite:///")).exists():
+        return False
+    return bool(entered_journeys(Store(store_url)))
 
 
 def learn(store: Store, catalog_ids: Iterable[str]) -> Retired:
