@@ -33,7 +33,7 @@ def instances(store: Store, journey: Journey, user_id: str, *, live: bool = Fals
     """
     with store.engine.connect() as conn:
         rows = conn.execute(_INSTANCES, {"j": journey.id, "u": user_id}).all()
-    found = [(row.workflow_id, aware(row.last)) for row in rows
+    found = [(row.workflow_id, _aware(row.last)) for row in rows
              if key_of_instance(journey.id, user_id, row.workflow_id) is not None]
     if live and journey.timeout is not None:
         since = datetime.now(UTC) - journey.timeout - TIMEOUT_MARGIN
@@ -41,7 +41,7 @@ def instances(store: Store, journey: Journey, user_id: str, *, live: bool = Fals
     return [wid for wid, _ in found]
 
 
-def aware(moment: datetime | str | None) -> datetime | None:
+def _aware(moment: datetime | str | None) -> datetime | None:
     if isinstance(moment, str):  # SQLite's func.max gives the stored text back
         moment = datetime.fromisoformat(moment)
     if moment is not None and moment.tzinfo is None:
