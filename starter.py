@@ -26,6 +26,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.providers.registry import build_providers, choices, close_providers
+from ingestion import retired
 from ingestion.files import ingest
 from ingestion.pipeline import Ingestion
 from ingestion.router import Router
@@ -47,10 +48,11 @@ from service.runtime import client_for, leave
 
 def _catalog(folder: str | None, settings: Settings) -> list[Journey]:
     """The journeys events are routed to. A broken file is named on stderr and skipped: the
-    valid journeys keep routing (exit events above all). None valid at all is a usage error."""
+    valid journeys keep routing (exit events above all). None valid at all is a usage error,
+    unless the store knows journeys that left the catalog: their users still get their events."""
     found = catalog(folder or settings.journeys_dir)
     warning = found.warning()
-    if not found.journeys and warning:
+    if not found.journeys and warning and not retired.any_entered(settings.store_url):
         raise UsageError(f"no journey of the catalog can route events: {warning}")
     if warning:
         print(warning, file=sys.stderr)
@@ -132,6 +134,7 @@ async def _profile_command(args: argparse.Namespace, settings: Settings) -> int:
     ingestion = _ingestion(client, settings, store, args.journeys)
     routed = await ingestion.router.route_profile(ingestion.index().for_profile(changes), args.user,
                                                   changes)
+    routed += await ingestion.profile_retired(args.user, changes)  # journeys that left the catalog
     print(json.dumps(merged, indent=2, ensure_ascii=False))
     if routed:
         _print_routed(routed, as_json=False)
@@ -178,11 +181,13 @@ def _open(path: str) -> Any:
 
 async def _status_command(args: argparse.Namespace, settings: Settings) -> int:
     _check_user(args.user)
-    journeys = _catalog(args.journeys, settings)
+    found = catalog(args.journeys or settings.journeys_dir)  # none valid: the user's runs still show
+    if warning := found.warning():
+        print(warning, file=sys.stderr)
     store = Store(settings.store_url)
     client = await _connect(settings)
-    rows = await user_status(client, journeys, args.user, settings.task_queue, store=store,
-                             legacy_ids=settings.legacy_ids)
+    rows = await user_status(client, found.journeys, args.user, settings.task_queue, store=store,
+                             legacy_ids=settings.legacy_ids, catalog=found)
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2, ensure_ascii=False))
     elif not rows:
@@ -202,6 +207,8 @@ async def _status_command(args: argparse.Namespace, settings: Settings) -> int:
             lines.append(f"    held: {row.held}")
         if row.note:
             lines.append(f"    note: {row.note}")
+        if row.warning:
+            lines.append(f"    warning: {row.warning}")
         for sent in row.outbox:
             why = f" ({sent.reason})" if sent.reason else ""
             lines.append(f"    message {sent.node_id}: {sent.channel} {sent.status}{why}")

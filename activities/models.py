@@ -103,6 +103,9 @@ class ResolveDateInput(BaseModel):
     profile_property: str | None = None
     offset: timedelta = timedelta(0)
     at: str | None = None
+    #: The moment the wait had before its profile date changed: kept if the new value is not
+    #: a date (an identify that sets "birthday": "n/a" does not end the journey).
+    previous: datetime | None = None
 
 
 class ResolveDateResult(BaseModel):

@@ -48,42 +48,51 @@ class DropMessageInput(BaseModel):
 
 
 def _clock(value: str) -> time:
-    hour, minute = (int(part) for part in value.split(":"))
-    return time(hour, minute)
+    """``HH:MM`` (the model checked it: ASCII digits only) as a time of day."""
+    hour, minute = value.split(":")
+    return time(int(hour), int(minute))
 
 
-def _first_instant(wall: datetime, tz: ZoneInfo) -> datetime:
-    """The first instant (UTC) at which the local clock reads ``wall`` or later.
-
-    An ambiguous wall time (the hour repeated in autumn) is its first occurrence; one that does
-    not exist (the hour skipped in spring) is the moment the clock jumps over it.
-    """
-    early = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
-    if early.astimezone(tz).replace(tzinfo=None) == wall:
-        return early
-    low, high = wall.replace(tzinfo=tz, fold=1).astimezone(UTC), early  # the jump lies between
-    while high - low > timedelta(seconds=1):
-        middle = low + (high - low) / 2
-        if middle.astimezone(tz).replace(tzinfo=None) >= wall:
-            high = middle
-        else:
-            low = middle
-    return high
+def _instants(wall: datetime, tz: ZoneInfo) -> list[datetime]:
+    """Every instant (UTC) at which the local clock reads ``wall``, earliest first: two for a
+    wall time of the hour repeated in autumn (fold 0, then fold 1), and for one that does not
+    exist (the hour skipped in spring) the moment the clock jumps over it."""
+    found: set[datetime] = set()
+    for fold in (0, 1):
+        instant = wall.replace(tzinfo=tz, fold=fold).astimezone(UTC)
+        if instant.astimezone(tz).replace(tzinfo=None) == wall:  # a real reading of the clock
+            found.add(instant)
+    if not found:  # in a gap: fold=1 lands before the jump, fold=0 after it (whole seconds)
+        low, high = sorted(wall.replace(tzinfo=tz, fold=f).astimezone(UTC) for f in (0, 1))
+        while high - low > timedelta(seconds=1):
+            middle = low + timedelta(seconds=(high - low).total_seconds() // 2)
+            if middle.astimezone(tz).replace(tzinfo=None) >= wall:
+                high = middle
+            else:
+                low = middle
+        found.add(high)
+    return sorted(found)
 
 
 def quiet_until(now: datetime, quiet: QuietHours, tz: ZoneInfo) -> datetime | None:
     """When the quiet window around ``now`` ends (UTC), or None if ``now`` is not in it.
 
     The window is read on the local wall clock: 22:00-08:00 is quiet from 22:00 to 08:00 local
-    time whatever daylight saving does in between (a night of 9 or 11 hours, not 10).
+    time whatever daylight saving does in between (a night of 9 or 11 hours, not 10). It ends
+    at the next instant after ``now`` at which the clock reads its end: in the hour repeated in
+    autumn, 02:10 on the second pass waits for the second 02:30, not the first (long gone).
+    Every comparison is between instants in UTC; the wall clock only says which instants.
     """
+    now = now.astimezone(UTC)
     local = now.astimezone(tz)
     start, end, clock = _clock(quiet.start), _clock(quiet.end), local.time().replace(tzinfo=None)
     inside = start <= clock < end if start < end else (clock >= start or clock < end)
     if not inside:
         return None
-    day = local.date() if clock < end else local.date() + timedelta(days=1)
-    return _first_instant(datetime.combine(day, end), tz)
+    day = local.date()
+    later = [instant for d in (day, day + timedelta(days=1))
+             for instant in _instants(datetime.combine(d, end), tz) if instant > now]
+    return min(later)
 
 
 class Policy:

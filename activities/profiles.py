@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import structlog
 from temporalio import activity
 
 from activities.models import (
@@ -20,6 +21,8 @@ from journeys.logs import with_ids
 from journeys.personalize import MissingValue, TemplateError, evaluate, render
 from journeys.store import Store
 from journeys.zones import zone
+
+_log = structlog.get_logger("profiles")
 
 
 def _timezone(profile: dict[str, Any]) -> ZoneInfo:
@@ -136,6 +139,11 @@ class Controllers:
             return ResolveDateResult(reason=f"{name} is missing")
         moment = fire_moment(value, input.offset, input.at, tz, input.now,
                              recurring=input.profile_property is not None)
+        if moment is None and input.previous is not None:
+            # Not the value (personal data): the journey, user and node are bound by with_ids.
+            _log.warning("profile date changed to a value that is not a date: the wait keeps "
+                         "the date it had", property=input.profile_property or input.date_property)
+            return ResolveDateResult(moment=input.previous)
         if moment is None:  # (the value is the user's data: the debug log, not the history)
             activity.logger.debug("not a date: %s = %r", name, brief(str(value)))
             return ResolveDateResult(reason=f"{name} is not a date")

@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ingestion import retired
 from ingestion.index import Index
+from ingestion.retired import Retired
 from ingestion.router import Router
 from journeys.catalog import Catalog, catalog
 from journeys.events import Event, Routed, check_event
@@ -37,6 +40,11 @@ class Ingestion:
         self._index = Index.of(())
         self._checked = float("-inf")
         self._lost: str | None = None  # why the folder could not be read, once logged
+        # Journeys that left the catalog with users still in them, learned for this index.
+        self._retired, self._retired_for, self._retired_at = Retired(), self._index, float("-inf")
+        self._retired_lock = asyncio.Lock()
+        self._retired_logged: frozenset[str] = frozenset()
+        self._idle: set[str] = set()  # retired journeys visibility counted nobody in, last time
 
     @property
     def catalog(self) -> Catalog:
@@ -66,6 +74,52 @@ class Ingestion:
                 self._catalog, self._index = found, Index.of(found.journeys)
         return self._index
 
+    async def retired(self) -> Retired:
+        """The journeys that left the catalog while users may still be in them: learned from
+        the store and visibility when the catalog changes, and again every ``retired.RECHECK``
+        seconds (as their last users leave, they drop out: then an event costs nothing more)."""
+        index = self.index()
+        if index is self._retired_for and time.monotonic() - self._retired_at < retired.RECHECK:
+            return self._retired
+        async with self._retired_lock:
+            if index is not self._retired_for or time.monotonic() - self._retired_at >= retired.RECHECK:
+                ids = [journey.id for journey in index.journeys]
+                learned = await asyncio.to_thread(retired.learn, self.store, ids)
+                idle = await retired.idle(self.router.client, learned.ids) if learned else set()
+                if idle is not None:  # idle on two checks in a row: nobody is left in it
+                    learned, self._idle = learned.without(idle & self._idle), idle
+                if learned.keyed:  # (their entry keys, read once)
+                    known = {j: p for j, p in self._retired.pinned.items() if j in learned.keyed}
+                    learned = await retired.with_keys(self.router.client, replace(learned, pinned=known))
+                self._retired, self._retired_for = learned, index
+                self._retired_at = time.monotonic()
+                self._log_retired(learned)
+        return self._retired
+
+    async def route_retired(self, event: Event) -> list[Routed]:
+        """``event`` to its user's runs of journeys that left the catalog (none: no query)."""
+        gone = await self.retired()
+        if not gone:
+            return []
+        runs = await asyncio.to_thread(retired.runs_of, self.store, event.user_id, gone)
+        runs = retired.reached_by(runs, gone, event)
+        return await self.router.route_retired(runs, event) if runs else []
+
+    async def profile_retired(self, user_id: str, changed: dict[str, Any]) -> list[Routed]:
+        """Changed profile properties to the user's runs of journeys that left the catalog."""
+        gone = await self.retired()
+        if not gone or not changed:
+            return []
+        runs = await asyncio.to_thread(retired.runs_of, self.store, user_id, gone)
+        return await self.router.profile_retired(runs, user_id, changed) if runs else []
+
+    def _log_retired(self, learned: Retired) -> None:
+        """One warning per journey as it is found retired, naming its file where one claims it."""
+        for journey_id in sorted(learned.ids - self._retired_logged):
+            log.warning("%s (they still get their events)",
+                        self.catalog.why_not(journey_id), extra={"journey_id": journey_id})
+        self._retired_logged = learned.ids
+
     async def track(self, event: Event, profile: dict[str, Any] | None = None) -> list[Routed]:
         """Merge ``profile`` into the user's (first: the journey sees it), then route the event:
         entries start, waits and exits are signalled; set profile dates may start journeys."""
@@ -74,15 +128,18 @@ class Ingestion:
         if profile:
             await asyncio.to_thread(self.store.update_profile, event.user_id, profile)
         routed = await self.router.route_event(index.for_event(event.name), event)
+        routed += await self.route_retired(event)
         if profile:
             routed += await self.router.route_profile(index.for_profile(profile), event.user_id, profile)
+            routed += await self.profile_retired(event.user_id, profile)
         return routed
 
     async def identify(self, user_id: str, traits: dict[str, Any]) -> list[Routed]:
         """Merge ``traits`` into the user's profile; profile-date journeys may start."""
         index = self.index()
         await asyncio.to_thread(self.store.update_profile, user_id, traits)
-        return await self.router.route_profile(index.for_profile(traits), user_id, traits)
+        routed = await self.router.route_profile(index.for_profile(traits), user_id, traits)
+        return routed + await self.profile_retired(user_id, traits)
 
 
 def _log_catalog(found: Catalog) -> None:

@@ -108,6 +108,36 @@ class Router:
         _logged(routed, user_id, None)
         return routed
 
+    async def route_retired(self, runs: Sequence[tuple[str, str]], event: Event) -> list[Routed]:
+        """``event`` to the user's runs of journeys that left the catalog ((journey id, workflow
+        id) pairs, :func:`ingestion.retired.runs_of`). Each run holds its own definition: it
+        ignores an event it does not listen to and deduplicates ids. One that ended is left out."""
+        return await self._retired(runs, event.user_id, event.name, JourneyWorkflow.event, event)
+
+    async def profile_retired(self, runs: Sequence[tuple[str, str]], user_id: str,
+                              changed: Iterable[str]) -> list[Routed]:
+        """Changed profile properties to the user's runs of retired journeys (a wait on one of
+        them resolves its date again; the others ignore it)."""
+        return await self._retired(runs, user_id, None, JourneyWorkflow.profile_changed,
+                                   list(changed))
+
+    async def _retired(self, runs: Sequence[tuple[str, str]], user_id: str, name: str | None,
+                       signal: Any, arg: Any) -> list[Routed]:
+        async def one(journey_id: str, wid: str) -> Routed | None:
+            try:
+                await self.client.get_workflow_handle(wid).signal(signal, arg)
+            except Exception as exc:  # this run failed; the others still get it
+                if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
+                    return None  # it has ended
+                return Routed(journey_id=journey_id, workflow_id=wid, action="failed",
+                              error=brief(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            return Routed(journey_id=journey_id, workflow_id=wid, action="signalled")
+
+        done = await asyncio.gather(*(one(j, wid) for j, wid in runs))
+        routed = [r for r in done if r is not None]
+        _logged(routed, user_id, name)
+        return routed
+
     async def _profile_changed(self, journey: Journey, user_id: str, names: list[str]) -> Routed | None:
         """Tell the user's running journey which profile properties changed, if it runs (each
         instance of a keyed journey)."""

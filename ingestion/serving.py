@@ -18,6 +18,7 @@ import uvicorn
 from temporalio.client import Client
 
 from ingestion.http_api import LOOPBACK, check_bind, create_app
+from journeys.numbers import whole_number
 from journeys.problems import UsageError
 from journeys.settings import Settings
 
@@ -31,9 +32,10 @@ def host_port(value: str, option: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:8000`` for IPv6) as a pair, or a usage error naming ``option``."""
     host, _, port = value.rpartition(":")
     host = host.strip("[]")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    number = whole_number(port) if port == port.strip() else None  # ASCII digits only
+    if not host or number is None or not 0 < number < 65536:
         raise UsageError(f"{option}: {value!r} is not HOST:PORT")
-    return host, int(port)
+    return host, number
 
 
 def api_settings(settings: Settings, host: str, dev: bool) -> Settings:

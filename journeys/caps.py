@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from journeys.durations import format_duration, parse_duration
 from journeys.models import Channel
+from journeys.numbers import whole_number
 from journeys.problems import UsageError
 from journeys.store import Store
 from journeys.tables import cap_sends  # one row per counted send
@@ -66,7 +67,8 @@ def parse_caps(value: str | None) -> tuple[Cap, ...]:
             raise ValueError(f"'{channel}' is not a channel (channels: {', '.join(Channel)}, or all)")
         if channel in caps:
             raise ValueError(f"'{channel}' is capped twice")
-        if not count.strip().isdigit() or int(count) < 1:
+        limit = whole_number(count)
+        if limit is None or limit < 1:
             raise ValueError(f"'{part}': the count must be a whole number from 1")
         try:
             length = parse_duration(window.strip())
@@ -74,7 +76,7 @@ def parse_caps(value: str | None) -> tuple[Cap, ...]:
             raise ValueError(f"'{part}': {exc}") from None
         if length <= timedelta(0):
             raise ValueError(f"'{part}': the window must be longer than 0")
-        caps[channel] = Cap(channel, int(count), length)
+        caps[channel] = Cap(channel, limit, length)
     return tuple(caps.values())
 
 

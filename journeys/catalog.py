@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from journeys.loader import CATALOG_NAMES, SUFFIXES, journey_files, load_catalog
+from journeys.loader import CATALOG_NAMES, SUFFIXES, journey_files, load_catalog, read_document
 from journeys.models import Journey
 from journeys.problems import Problem
 from journeys.validate import UNREADABLE, Result, duplicate_journeys, validate_file
@@ -54,6 +54,26 @@ class Catalog:
                  f"({len(self.journeys)} journey(s) route events):"]
         lines += [f"  {path}: its last good version routes until it is fixed" for path in self.kept]
         return "\n".join([*lines, *(f"  {problem}" for problem in self.problems)])
+
+    def why_not(self, journey_id: str) -> str:
+        """Why ``journey_id`` routes no event here, naming its file where one still claims it:
+        the warning beside users who are still in it (``status``, the router's log)."""
+        where = f"journey '{journey_id}' is not in the catalog {self.folder}"
+        tail = "its users go on with the version they entered with until they leave"
+        for path, problems in self.broken.items():
+            if _claims(path, journey_id):
+                first = f" ({problems[0].message})" if problems else ""
+                return f"{where}: its file {path} is broken{first}; {tail}"
+        return f"{where}: no file holds it any more (renamed, removed or given another id); {tail}"
+
+
+def _claims(path: str, journey_id: str) -> bool:
+    """Does the broken file ``path`` still say it is ``journey_id`` (its ``id`` field)?"""
+    try:
+        raw = read_document(Path(path))
+    except Exception:  # unreadable, not YAML: it claims nothing we can see
+        return False
+    return isinstance(raw, dict) and raw.get("id") == journey_id
 
 
 def load(folder: str | Path) -> Catalog:

@@ -9,8 +9,13 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_PATTERN = re.compile(r"^\s*([+-]?)(\d+)\s*([smhd])\s*$")
-DURATION_PATTERN = r"^[+-]?\d+[smhd]$"
+# ASCII digits only: "٣d" is not three days (\d would match every script's digits).
+_PATTERN = re.compile(r"^\s*([+-]?)([0-9]+)\s*([smhd])\s*$")
+DURATION_PATTERN = r"^[+-]?[0-9]+[smhd]$"
+#: The longest duration anywhere (a journey's delays, windows, offsets, timeouts; a cap's
+#: window): about 100 years. Any moment it is added to or taken from stays within datetime's
+#: years 1 to 9999, so no send or wait can fail with OverflowError later.
+MAX_DURATION = timedelta(days=36_500)
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -26,10 +31,10 @@ def parse_duration(value: Any) -> timedelta:
             f"'{value}' is not a duration: write a number and a unit (s, m, h, d), e.g. '15h'")
     sign, amount, unit = match.groups()
     seconds = int(amount) * _UNITS[unit]
-    try:
-        return timedelta(seconds=-seconds if sign == "-" else seconds)
-    except OverflowError:
-        raise ValueError(f"'{value}' is too long a duration") from None
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"'{value.strip()}' is too long a duration: at most "
+                         f"{format_duration(MAX_DURATION)} (about 100 years)")
+    return timedelta(seconds=-seconds if sign == "-" else seconds)
 
 
 def format_duration(value: timedelta) -> str:

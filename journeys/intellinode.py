@@ -20,6 +20,7 @@ from sqlalchemy import and_, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from journeys.models import IntelliNode, Journey
+from journeys.numbers import whole_number
 from journeys.problems import UsageError
 from journeys.store import Store, outcomes, path_choices, path_settings
 
@@ -246,9 +247,10 @@ def parse_percent(text: str) -> dict[str, int]:
     found: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.rpartition("=")
-        if not sep or not name.strip() or not value.strip().isdigit():
+        number = whole_number(value)
+        if not sep or not name.strip() or number is None:
             raise UsageError(f"--percent: '{part}' is not PATH=PERCENT (for example a=70,b=30)")
-        found[name.strip()] = int(value)
+        found[name.strip()] = number
     if not found:
         raise UsageError("--percent: give PATH=PERCENT pairs, for example a=70,b=30")
     return found

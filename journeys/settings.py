@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from journeys.numbers import whole_number
 from journeys.problems import UsageError
 
 
@@ -64,7 +65,7 @@ class Settings(BaseSettings):
                     "loopback, private or link-local, e.g. 10.0.0.0/8,fd12::/16 (--dev adds "
                     "loopback); metadata addresses only when named alone (169.254.169.254/32).")
     intellinode_refresh: float = Field(
-        default=300.0, ge=0, alias="JOURNEYS_INTELLINODE_REFRESH",
+        default=300.0, ge=0, le=86_400, alias="JOURNEYS_INTELLINODE_REFRESH",
         description="Seconds an automated IntelliNODE's shares are kept before they are "
                     "recomputed from the paths' results (per worker).")
     # --- Worker Versioning (both names, or neither: off) --------------------------------------
@@ -145,7 +146,8 @@ class Settings(BaseSettings):
 
 def check_address(value: str) -> str:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    number = whole_number(port) if port == port.strip() else None
+    if not sep or not host or number is None or not 0 < number < 65536:
         raise ValueError(f"'{value}' is not host:port with a port number from 1 to 65535")
     return value
 

@@ -94,6 +94,8 @@ def cmd_exit(args: argparse.Namespace) -> int:
         for d in done:
             where = f" at {d.node}" if d.node else ""
             print(shown(f"{d.outcome:<9} {d.journey_id:<28} {d.workflow_id}{where}"))
+            if d.warning:
+                print(shown(f"warning: {d.warning}"), file=sys.stderr)
         if not done:
             print(shown(f"user {args.user} is in no running journey"))
     exited = sum(d.outcome == "exited" for d in done)
@@ -109,12 +111,12 @@ async def _exit(args: argparse.Namespace, settings: Settings) -> list[Exited]:
             task = bar.add_task(f"exiting {args.journey}", total=None)
             return await exit_all(client, args.journey, args.reason,
                                   lambda n, total: bar.update(task, completed=n, total=total))
+    # A journey that left the catalog (renamed, new id, broken) is found by its runs, not its file.
     found = catalog(args.journeys or settings.journeys_dir)
     journeys = [j for j in found.journeys if args.journey in (None, j.id)]
-    if args.journey and not journeys:
-        raise UsageError(f"no journey {args.journey!r} in the catalog")
     return await exit_user(client, journeys, args.user, settings.task_queue,
-                           Store(settings.store_url), args.reason, legacy_ids=settings.legacy_ids)
+                           Store(settings.store_url), args.reason, legacy_ids=settings.legacy_ids,
+                           catalog=found, journey_id=args.journey)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from journeys.catalog import Catalog
 from journeys.models import Journey
 from journeys.store import Store
 from operate.listing import quoted
@@ -26,6 +27,7 @@ class Exited(BaseModel):
     outcome: str  # "exited", or why not: "not running", "already leaving: ..."
     node: str | None = None
     reason: str | None = None
+    warning: str | None = None  # the journey left the catalog (status says the same)
 
 
 async def exit_one(client: Client, workflow_id: str, journey_id: str, reason: str) -> Exited:
@@ -43,14 +45,17 @@ async def exit_one(client: Client, workflow_id: str, journey_id: str, reason: st
 
 
 async def exit_user(client: Client, journeys: Sequence[Journey], user_id: str, task_queue: str,
-                    store: Store | None, reason: str, *, legacy_ids: bool = True) -> list[Exited]:
+                    store: Store | None, reason: str, *, legacy_ids: bool = True,
+                    catalog: Catalog | None = None, journey_id: str | None = None) -> list[Exited]:
     """Every running journey (each keyed instance, and those under release 0.1's ids) of
-    ``user_id`` among ``journeys``: the ones ``status`` shows."""
+    ``user_id`` among ``journeys``, and with ``catalog`` those that left it: the ones ``status``
+    shows (only ``journey_id``'s, if given)."""
     rows = await user_status(client, journeys, user_id, task_queue, store=store,
-                             legacy_ids=legacy_ids)
-    running = [r for r in rows if r.status == "running"]
-    return list(await asyncio.gather(*(
-        exit_one(client, r.workflow_id, r.journey_id, reason) for r in running)))
+                             legacy_ids=legacy_ids, catalog=catalog)
+    running = [r for r in rows if r.status == "running" and journey_id in (None, r.journey_id)]
+    done = await asyncio.gather(*(
+        exit_one(client, r.workflow_id, r.journey_id, reason) for r in running))
+    return [d.model_copy(update={"warning": r.warning}) for d, r in zip(done, running, strict=True)]
 
 
 async def exit_all(client: Client, journey_id: str, reason: str,

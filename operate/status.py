@@ -26,13 +26,15 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
+from ingestion import retired
 from ingestion.keyed import instances
 from ingestion.router import belongs_to, describe
+from journeys.catalog import Catalog
 from journeys.events import key_of_instance, legacy_workflow_id, workflow_id
 from journeys.models import Journey
 from journeys.store import Store
 from workflows.journey import JourneyWorkflow
-from workflows.models import JOURNEY_NODE, USER_ID, JourneyState
+from workflows.models import JOURNEY_ID, JOURNEY_KEY, JOURNEY_NODE, USER_ID, JourneyState
 
 #: How long a query may wait for a worker: it is only waited on when one polls the queue.
 QUERY_TIMEOUT = timedelta(seconds=3)
@@ -64,18 +66,27 @@ class JourneyStatus(BaseModel):
     held_out: bool = False  # in the journey's control group
     held: str | None = None  # why the current message waits (quiet hours until ...)
     note: str | None = None  # why the journey's own state is not shown (no worker answered)
+    warning: str | None = None  # the journey left the catalog: why, naming its file
     started_at: datetime | None = None  # this run's start (the user's latest entry)
     run_key: str | None = None  # the entry's key, part of its messages' idempotency keys
     outbox: list[OutboxEntry] = Field(default_factory=list)  # this entry's messages
 
 
 async def user_status(client: Client, journeys: Sequence[Journey], user_id: str, task_queue: str,
-                      *, store: Store | None = None, legacy_ids: bool = False) -> list[JourneyStatus]:
-    """Every journey ``user_id`` is or was in (latest run of each), in catalog order."""
+                      *, store: Store | None = None, legacy_ids: bool = False,
+                      catalog: Catalog | None = None) -> list[JourneyStatus]:
+    """Every journey ``user_id`` is or was in (latest run of each), in catalog order.
+
+    With ``catalog`` (the commands pass the one they read), also the user's journeys that are
+    not in it any more (renamed, given another id, broken: found by the store's entries and by
+    visibility, not by their file), after the others, each with a warning that says why.
+    """
     worker = await has_worker(client, task_queue)
     found = await asyncio.gather(*(
         _journey_status(client, journey, user_id, worker, legacy_ids, store) for journey in journeys))
     rows = [row for rows in found for row in rows]
+    if catalog is not None:
+        rows += await _retired_status(client, catalog, user_id, worker, store)
     if store:
         rows = [_with_outbox(row, store, user_id) for row in rows]
     return rows
@@ -105,7 +116,7 @@ async def _journey_status(client: Client, journey: Journey, user_id: str, worker
         description = await describe(handle)
         if description is None or not _is_users(description, journey, user_id, legacy=wid != ids[0]):
             continue
-        rows.append(await _status_of(handle, description, journey, worker))
+        rows.append(await _status_of(handle, description, journey.id, worker))
     return rows
 
 
@@ -123,10 +134,53 @@ async def _keyed_status(client: Client, journey: Journey, user_id: str, worker: 
         description = await describe(handle)
         if description is None:
             return None
-        row = await _status_of(handle, description, journey, worker)
+        row = await _status_of(handle, description, journey.id, worker)
         return row.model_copy(update={"key": key_of_instance(journey.id, user_id, wid)})
 
     return [row for row in await asyncio.gather(*(one(wid) for wid in ids)) if row is not None]
+
+
+async def _retired_status(client: Client, catalog: Catalog, user_id: str, worker: bool,
+                          store: Store | None) -> list[JourneyStatus]:
+    """The user's runs of journeys that left ``catalog``, each with why (naming the file)."""
+    known = {journey.id for journey in catalog.journeys}
+    runs: set[tuple[str, str]] = set()
+    if store is not None:  # exact and at once: the router records every start
+        gone = await asyncio.to_thread(retired.learn, store, known)
+        runs |= set(await asyncio.to_thread(retired.runs_of, store, user_id, gone))
+    runs |= await _visible_elsewhere(client, user_id, known)
+
+    async def one(journey_id: str, wid: str) -> JourneyStatus | None:
+        handle = client.get_workflow_handle_for(JourneyWorkflow.run, wid)
+        description = await describe(handle)
+        if description is None or description.typed_search_attributes.get(USER_ID) not in (None, user_id):
+            return None
+        row = await _status_of(handle, description, journey_id, worker)
+        return row.model_copy(update={"key": description.typed_search_attributes.get(JOURNEY_KEY),
+                                      "warning": catalog.why_not(journey_id)})
+
+    found = await asyncio.gather(*(one(j, wid) for j, wid in sorted(runs)))
+    return [row for row in found if row is not None]
+
+
+async def _visible_elsewhere(client: Client, user_id: str, known: set[str]) -> set[tuple[str, str]]:
+    """(journey id, workflow id) of the user's journeys that visibility knows and the catalog
+    does not (none where the server has no visibility queries)."""
+    found = set()
+    try:
+        async for execution in client.list_workflows(
+                f'WorkflowType = "JourneyWorkflow" AND UserId = "{_quoted(user_id)}"'):
+            journey_id = execution.typed_search_attributes.get(JOURNEY_ID)
+            if journey_id is not None and journey_id not in known:
+                found.add((journey_id, execution.id))
+    except RPCError:
+        return set()
+    return found
+
+
+def _quoted(value: str) -> str:
+    """A value inside a visibility query's double quotes (as ``operate.listing.quoted``)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 async def _visible_instances(client: Client, journey: Journey, user_id: str) -> list[str]:
@@ -154,10 +208,10 @@ def _is_users(description: WorkflowExecutionDescription, journey: Journey, user_
 
 
 async def _status_of(handle: WorkflowHandle[JourneyWorkflow, JourneyState],
-                     description: WorkflowExecutionDescription, journey: Journey,
+                     description: WorkflowExecutionDescription, journey_id: str,
                      worker: bool) -> JourneyStatus:
     status = description.status.name.lower() if description.status else "unknown"
-    row = JourneyStatus(journey_id=journey.id, workflow_id=handle.id, status=status,
+    row = JourneyStatus(journey_id=journey_id, workflow_id=handle.id, status=status,
                         current_node=description.typed_search_attributes.get(JOURNEY_NODE),
                         started_at=description.start_time)
     state: JourneyState | None = None

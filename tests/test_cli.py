@@ -286,8 +286,10 @@ def test_graph_keeps_similar_ids_apart() -> None:
 ])
 def test_bad_events_are_refused_before_temporal(args: list[str], says: str,
                                                 capsys: pytest.CaptureFixture[str],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
     monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:9")
+    monkeypatch.setenv("JOURNEYS_DATA_DIR", str(tmp_path))  # no store with entries in it
     assert starter.main(args) == 2
     error = capsys.readouterr().err
     assert says in error and "cannot reach Temporal" not in error

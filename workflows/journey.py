@@ -194,12 +194,13 @@ class JourneyWorkflow(Waits):
         elif node.profile_property and node.id == self.journey.entry:
             self.state.event = None  # a profile date carries no event
         self._redate = False
+        previous = None  # the moment before the profile changed: kept if the change is no date
         while True:  # again each time the profile's date changes during the wait
             result = await self._control(
                 "resolve_date", ResolveDateInput(
                     user_id=self.user_id, node_id=node.id, now=workflow.now(), event=self.state.event,
                     date_property=node.date_property, profile_property=node.profile_property,
-                    offset=node.offset, at=node.at),
+                    offset=node.offset, at=node.at, previous=previous),
                 ResolveDateResult, f"date of {node.id}")
             if result is None:  # the user left meanwhile
                 return None
@@ -213,6 +214,8 @@ class JourneyWorkflow(Waits):
             if not self._redate or self.state.exit_reason or not workflow.patched("profile-dates"):
                 return node.next
             self._redate = False
+            if workflow.patched("profile-date-kept"):
+                previous = result.moment
 
     async def _delay(self, node: DelayNode) -> str | None:
         await self._sleep(node.duration, f"wait {format_duration(node.duration)} before {node.next}")
