@@ -32,9 +32,9 @@ async def reach(settings: Settings, what: str) -> Client | None:
 def say_not_routed(event: Event, routed: list[Routed] | None, error: Exception | None = None) -> int:
     """Name, on stderr, each journey ``event`` was not routed to (or why it reached none): the
     command's exit status, 1 if there was one."""
-    lines = [f"to {r.journey_id}: {r.error}" for r in routed or [] if r.action == "failed"]
+    lines = [f" to {r.journey_id}: {r.error}" for r in routed or [] if r.action == "failed"]
     if error is not None:
-        lines.append(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        lines.append(": " + (str(error).splitlines()[0] if str(error) else type(error).__name__))
     for line in lines:
-        print(shown(f"not routed: event {event.id} of {event.user_id} {line}"), file=sys.stderr)
+        print(shown(f"not routed: event {event.id} of {event.user_id}{line}"), file=sys.stderr)
     return 1 if lines else 0

@@ -8,6 +8,8 @@ copy of an event is answered 200 only once its first copy was routed."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -30,7 +32,7 @@ from ingestion.http_api import create_app
 from journeys.settings import Settings
 from journeys.store import Store, entries
 from service.runtime import binary
-from tests.helpers.support import dev_server, free_port, running_worker
+from tests.helpers.support import ROOT, dev_server, free_port, running_worker
 from tests.test_receipts import HOLD_THE_LOCK
 from workflows.models import SEARCH_ATTRIBUTES
 
@@ -229,3 +231,49 @@ async def test_twenty_copies_while_temporal_is_down_then_up_enter_once(
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(entries).where(
             entries.c.workflow_id == "journey/cart/twenty")).scalar() == 1
+
+
+# --- the command line: `event` and `ingest` exit 1 and name what was not routed ----------------
+
+def _starter(data_dir: Path, catalog: Path, address: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``starter.py ARGS``, given PATIENCE seconds per event at most (a hang fails the test)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
+    environ |= {"TEMPORAL_ADDRESS": address, "JOURNEYS_DATA_DIR": str(data_dir),
+                "JOURNEYS_TASK_QUEUE": QUEUE, "JOURNEYS_ROUTE_TIMEOUT": str(DEADLINE)}
+    return subprocess.run([sys.executable, "starter.py", *args, "--journeys", str(catalog)],
+                          cwd=ROOT, env=environ, capture_output=True, text=True, timeout=PATIENCE * 2)
+
+
+@pytest.mark.parametrize("down", ["closed port", "hung server"])
+def test_event_and_ingest_name_what_temporal_did_not_take(down: str, data_dir: Path,
+                                                          catalog: Path) -> None:
+    with contextlib_for(down) as address:
+        done = _starter(data_dir, catalog, address, "event", "ada", "Added To Cart", "--id", "e-1")
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith("not routed: event e-1 of ada: "), done.stderr
+        lines = data_dir.parent / "lines.ndjson"
+        lines.write_text('{"userId": "ada", "event": "Added To Cart"}\n')
+        done = _starter(data_dir, catalog, address, "ingest", str(lines))
+        assert done.returncode == 1 and f"not routed: {lines}: no line" in done.stderr, done.stderr
+
+
+def test_event_and_ingest_with_the_store_locked(env: WorkflowEnvironment, data_dir: Path,
+                                                catalog: Path, store: Store) -> None:
+    address = env.client.service_client.config.target_host
+    lines = data_dir.parent / "locked.ndjson"
+    lines.write_text("".join(json.dumps({"userId": f"lock-{i}", "event": "Added To Cart"}) + "\n"
+                             for i in range(3)))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(data_dir / "journeys.db")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        done = _starter(data_dir, catalog, address, "event", "ada", "Added To Cart", "--id", "e-2")
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.splitlines() == [f"not routed: event e-2 of ada: not routed within {DEADLINE:g} s"]
+        done = _starter(data_dir, catalog, address, "ingest", str(lines))
+        assert done.returncode == 1, done.stderr
+        named = sorted(line.split(": ")[0] for line in done.stderr.splitlines())
+        assert named == [f"not routed  line {i + 1} (user 'lock-{i}', 'Added To Cart')" for i in range(3)]
+        assert done.stdout.strip().endswith("refused 0, failed 3")
+    finally:
+        holder.communicate("\n", timeout=10)
