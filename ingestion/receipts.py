@@ -31,25 +31,26 @@ class Flights:
     that comes while another is under way waits for it and shares its outcome, so that it is
     answered "duplicate" only once the first one has been routed."""
 
-    _under_way: dict[tuple[str, str, str], asyncio.Future[list[Routed]]] = field(default_factory=dict)
+    _under_way: dict[tuple[str, str, str], asyncio.Future[list[Routed] | None]] = field(
+        default_factory=dict)
 
     async def once(self, key: tuple[str, str, str],
                    route: Callable[[], Awaitable[list[Routed]]]) -> tuple[list[Routed], bool]:
-        """``route``'s outcome, and whether it was another copy's (this one waited)."""
-        if (under_way := self._under_way.get(key)) is not None:
-            return await asyncio.shield(under_way), True
-        mine: asyncio.Future[list[Routed]] = asyncio.get_running_loop().create_future()
+        """``route``'s outcome, and whether it was another copy's (this one waited). A copy
+        whose first one was cancelled (its request's deadline) routes itself."""
+        while (under_way := self._under_way.get(key)) is not None:
+            outcome = await asyncio.shield(under_way)
+            if outcome is not None:
+                return outcome, True
+        mine: asyncio.Future[list[Routed] | None] = asyncio.get_running_loop().create_future()
         self._under_way[key] = mine
+        outcome = None
         try:
-            results = await route()
-            mine.set_result(results)
-            return results, False
-        except BaseException as exc:
-            mine.set_exception(exc)
-            mine.exception()  # retrieved: no "never retrieved" warning when nobody waited
-            raise
+            outcome = await route()
+            return outcome, False
         finally:
             del self._under_way[key]
+            mine.set_result(outcome)
 
 
 async def entered_with(client: Client, wid: str, event: Event) -> tuple[str, bool] | None:
@@ -73,7 +74,10 @@ async def entered_with(client: Client, wid: str, event: Event) -> tuple[str, boo
     started = first.workflow_execution_started_event_attributes
     if not started.input.payloads:
         return None
-    [given] = await client.data_converter.decode(started.input.payloads, [JourneyInput])
+    try:
+        [given] = await client.data_converter.decode(started.input.payloads, [JourneyInput])
+    except Exception:  # not a journey's input as this release reads it: not one of ours
+        return None
     if not isinstance(given, JourneyInput):
         return None
     run = started.first_execution_run_id or started.original_execution_run_id

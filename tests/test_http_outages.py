@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from ingestion.http_api import create_app
+from ingestion.pipeline import Ingestion
+from ingestion.router import Router
+from journeys.events import Event
 from journeys.settings import Settings
 from journeys.store import Store, entries
 from service.runtime import binary
@@ -277,3 +281,22 @@ def test_event_and_ingest_with_the_store_locked(env: WorkflowEnvironment, data_d
         assert done.stdout.strip().endswith("refused 0, failed 3")
     finally:
         holder.communicate("\n", timeout=10)
+
+
+async def test_a_copy_is_a_duplicate_only_once_the_first_was_routed(
+        data_dir: Path, catalog: Path, store: Store) -> None:
+    """20 copies of one event routed at once in one router, Temporal down: none is a
+    "duplicate" of a copy that failed (they all fail, and may come again); once it is up, one
+    enters and the others are duplicates of it."""
+    port = free_port()
+    ingestion = Ingestion(Router(await lazy(f"127.0.0.1:{port}")(), QUEUE, receipts=store), store,
+                          catalog, deadline=DEADLINE)
+    event = Event(id="m-copies", name="Added To Cart", user_id="copies", time=datetime.now(UTC))
+    down = await asyncio.gather(*(ingestion.track(event) for _ in range(20)))
+    assert [[(r.action, r.problem) for r in routed] for routed in down] == [
+        [("failed", "unavailable")]] * 20
+    async with temporal_on(port) as environment:
+        up = await asyncio.gather(*(ingestion.track(event) for _ in range(20)))
+        assert sorted(r.action for routed in up for r in routed) == ["duplicate"] * 19 + ["started"]
+        runs = [w async for w in environment.client.list_workflows("WorkflowId = 'journey/cart/copies'")]
+    assert len(runs) == 1
