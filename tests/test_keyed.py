@@ -201,7 +201,7 @@ async def test_an_entry_without_its_key_starts_nothing(ingestion: Ingestion, sto
     assert bad.error == "properties.cart_id is list: a key is a text or a number"
     [opened] = [j for j in ingestion.catalog.journeys if j.id == "opened-per-cart"]
     assert instances(store, opened, "eve") == []
-    # A refused event may come again (its receipt was given up), and is refused again.
+    # A refused event may come again (its receipt was never settled), and is refused again.
     assert [r.action for r in await track(ingestion, "eve", "Cart Started", event_id="no-key")] == [
         "failed"]
     # As `starter.py event` says it: the journey failed, exit status 1; the README's commands.
