@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -300,3 +301,38 @@ async def test_a_copy_is_a_duplicate_only_once_the_first_was_routed(
         assert sorted(r.action for routed in up for r in routed) == ["duplicate"] * 19 + ["started"]
         runs = [w async for w in environment.client.list_workflows("WorkflowId = 'journey/cart/copies'")]
     assert len(runs) == 1
+
+
+def _server_pid(port: int) -> int:
+    """The pid of the `temporal server start-dev` serving ``port``."""
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        given = args[args.index(b"--port") + 1] if b"--port" in args else b""
+        if b"start-dev" in args and given == str(port).encode():
+            return int(proc.name)
+    raise AssertionError(f"no dev server on port {port}")
+
+
+async def test_a_temporal_that_stops_answering_mid_way_is_503_then_routes(
+        data_dir: Path, catalog: Path, store: Store) -> None:
+    """A connected client, then the server hangs (SIGSTOP): the calls under way wait on
+    nothing; the request is answered 503 within the deadline, and routes once it answers."""
+    port = free_port()
+    async with temporal_on(port) as environment:
+        pid = _server_pid(port)
+        with serving(_settings(data_dir, catalog, f"127.0.0.1:{port}")) as url:
+            item = {"userId": "stopped", "event": "Added To Cart", "messageId": "m-stopped"}
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                _retry_later(await _post(url, "/v1/track", item))
+                ready = await _get(url, "/ready")
+                assert ready.status_code == 503 and ready.json()["temporal"] == "unavailable"
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            response = await _post(url, "/v1/track", item)
+            assert response.status_code == 200, response.text
+        runs = [w async for w in environment.client.list_workflows("WorkflowId = 'journey/cart/stopped'")]
+        assert len(runs) == 1

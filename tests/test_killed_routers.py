@@ -29,6 +29,7 @@ from temporalio.testing import WorkflowEnvironment
 from ingestion.router import Router
 from journeys.events import Event
 from journeys.loader import load_file
+from journeys.stats import journey_stats
 from journeys.store import Store, entries, event_receipts
 from tests.helpers.support import ROOT, dev_server, eventually, free_port, run_cli
 
@@ -207,6 +208,7 @@ async def test_an_entry_whose_router_died_before_recording_it_is_counted_once(
     assert _entered(store, wid) == 0 and state != "done"
     journey = load_file(catalog / "cart.yaml").journey
     assert journey is not None
+    counted = journey_stats(store, journey).entered  # what `stats` says
     router = Router(env.client, QUEUE, receipts=store)
     event = Event(id="m-died", name="Added To Cart", user_id=user, time=datetime.now(UTC))
     [again] = await router.route_event([journey], event)
@@ -215,3 +217,4 @@ async def test_an_entry_whose_router_died_before_recording_it_is_counted_once(
     assert third.action == "duplicate"
     assert _entered(store, wid) == 1
     await _each_entered_once(env, store, wid, 1)
+    assert journey_stats(store, journey).entered == counted + 1
