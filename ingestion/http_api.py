@@ -68,9 +68,9 @@ RETRY_AFTER_SECONDS = 5
 READY_WAIT = 2.0
 #: What an item came to: "routed", "skipped", or a failure (journeys.events.Problem), and why.
 Outcome = tuple[str, str | None]
-NOT_ROUTED: Outcome = ("unavailable", "not routed in time: send it again")
 REASONS = {"unavailable": "not routed: the service is unavailable, send it again",
            "internal": "not routed: an internal error (logged), send it again later"}
+NOT_ROUTED: Outcome = ("unavailable", REASONS["unavailable"])  # past the request's deadline
 
 log = logging.getLogger("journeys.http")
 
