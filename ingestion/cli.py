@@ -23,7 +23,9 @@ async def reach(settings: Settings, what: str) -> Client | None:
     except TimeoutError:
         why = f"Temporal at {settings.temporal_address} did not answer within " \
               f"{settings.route_timeout:g} s (JOURNEYS_ROUTE_TIMEOUT)"
-    except UsageError as exc:
+    except UsageError as exc:  # unreachable: not routed (1); a namespace that is not there: usage (2)
+        if not str(exc).startswith("cannot reach Temporal"):
+            raise
         why = str(exc)
     print(shown(f"not routed: {what}: {why}"), file=sys.stderr)
     return None
