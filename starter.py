@@ -27,6 +27,7 @@ from temporalio.service import RPCError
 
 from activities.providers.registry import build_providers, choices, close_providers
 from ingestion import retired
+from ingestion.cli import reach, say_not_routed
 from ingestion.files import ingest
 from ingestion.pipeline import Ingestion
 from ingestion.router import Router
@@ -36,6 +37,7 @@ from journeys.commands import cmd_preview, cmd_schema, cmd_validate
 from journeys.events import Event, Routed, check_event, check_name, listens_to
 from journeys.inputs import json_object, shown
 from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded
+from journeys.logs import configure_logging
 from journeys.models import Journey
 from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
@@ -98,7 +100,7 @@ def _name_hint(name: str, journeys: list[Journey]) -> str | None:
 def _ingestion(client: Client, settings: Settings, store: Store, folder: str | None) -> Ingestion:
     router = Router(client, settings.task_queue, receipts=store, legacy_ids=settings.legacy_ids,
                     send_timeout=settings.send_timeout)
-    return Ingestion(router, store, folder or settings.journeys_dir)
+    return Ingestion(router, store, folder or settings.journeys_dir, deadline=settings.route_timeout)
 
 
 async def _event_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -106,15 +108,18 @@ async def _event_command(args: argparse.Namespace, settings: Settings) -> int:
     profile = json_object(args.profile, "--profile", MAX_PROFILE_BYTES)
     journeys = _catalog(args.journeys, settings)
     store = Store(settings.store_url)
-    client = await _connect(settings)
+    if (client := await reach(settings, f"event {event.id} of {event.user_id}")) is None:
+        return 1
     try:
         routed = await _ingestion(client, settings, store, args.journeys).track(event, profile)
     except LimitExceeded as exc:  # the profile, merged, is over its limit: nothing was routed
         raise UsageError(str(exc)) from None
+    except Exception as exc:  # Temporal or the store unreachable, locked, past the deadline
+        return say_not_routed(event, None, exc)
     _print_routed(routed, args.json)
     if not routed and (hint := _name_hint(event.name, journeys)):
         print(hint, file=sys.stderr)
-    return 1 if any(r.action == "failed" for r in routed) else 0
+    return say_not_routed(event, routed)
 
 
 def _update_profile(store: Store, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -154,7 +159,8 @@ async def _ingest_command(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("--concurrency: at least 1")
     _catalog(args.journeys, settings)
     store = Store(settings.store_url)
-    client = await _connect(settings)
+    if (client := await reach(settings, f"{args.file}: no line")) is None:
+        return 1
     ingestion = _ingestion(client, settings, store, args.journeys)
     with contextlib.ExitStack() as stack:
         lines = sys.stdin if args.file == "-" else stack.enter_context(_open(args.file))
@@ -166,7 +172,7 @@ async def _ingest_command(args: argparse.Namespace, settings: Settings) -> int:
     for refused in summary.refused:
         print(f"refused  {refused}", file=sys.stderr)
     for failed in summary.failed:
-        print(f"failed   {failed}", file=sys.stderr)
+        print(shown(f"not routed  {failed}"), file=sys.stderr)
     print(f"read {summary.read}, started {summary.started}, signalled {summary.signalled}, "
           f"ignored {summary.ignored}, refused {len(summary.refused)}, failed {len(summary.failed)}")
     return 1 if summary.refused or summary.failed else 0
@@ -277,12 +283,13 @@ async def _serve_command(args: argparse.Namespace, settings: Settings) -> int:
     check_bind(args.host, settings.write_key)
     _catalog(args.journeys, settings)  # a catalog that cannot route is said now, in one line
     client = await _connect(settings)
+    configure_logging()  # JSON lines on stderr, the router's "event not routed" among them
 
     async def connected() -> Client:
         return client
 
     app = create_app(settings, args.journeys, connected)
-    await uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port)).serve()
+    await uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None)).serve()
     return 0
 
 

@@ -1,7 +1,10 @@
 """``starter.py ingest``: a file of events, one JSON object a line, routed concurrently.
 
 Each user's lines keep the file's order (a line waits for the user's previous one); a line
-without an id gets one from its content, so the same file ingested twice enters nobody twice.
+without an id gets one from its content, so the same file ingested twice enters nobody twice
+(unlike an HTTP call without ``messageId``, which is a new event each time, as Segment's
+libraries make it). A line that failed to route (Temporal or the store unreachable, the
+deadline) is named in ``failed``: ingesting the file again routes it, and only it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,12 @@ from dataclasses import dataclass, field
 
 from ingestion.pipeline import Ingestion
 from journeys.ingest import BadLine, Line, parse_line
+from journeys.limits import brief
+
+
+def _named(line: Line) -> str:
+    """A line as a failure names it: its number, user and event."""
+    return f"line {line.number} (user {line.event.user_id!r}, {line.event.name!r})"
 
 
 def _forget(last: dict[str, asyncio.Task[None]], user: str, done: asyncio.Task[None]) -> None:
@@ -30,7 +39,7 @@ class Ingested:
     signalled: int = 0
     ignored: int = 0  # reached no journey, or every journey had it already
     refused: list[str] = field(default_factory=list)  # "line N: why"
-    failed: list[str] = field(default_factory=list)  # "line N: journey: why"
+    failed: list[str] = field(default_factory=list)  # "line N (user, event): journey: why"
 
 
 async def ingest(ingestion: Ingestion, lines: Iterable[str], concurrency: int = 64,
@@ -48,10 +57,10 @@ async def ingest(ingestion: Ingestion, lines: Iterable[str], concurrency: int = 
             summary.started += "started" in actions
             summary.signalled += "signalled" in actions and "started" not in actions
             summary.ignored += not actions & {"started", "signalled", "failed"}
-            summary.failed += [f"line {line.number}: {r.journey_id}: {r.error}"
+            summary.failed += [f"{_named(line)}: {r.journey_id}: {r.error}"
                                for r in routed if r.action == "failed"]
-        except Exception as exc:  # a profile over its limit, an unreachable store ...
-            summary.failed.append(f"line {line.number}: {exc}")
+        except Exception as exc:  # a profile over its limit, an unreachable store, the deadline
+            summary.failed.append(f"{_named(line)}: {brief(str(exc) or type(exc).__name__)}")
         finally:
             gate.release()
             if progress:

@@ -5,14 +5,17 @@ event`` does.
     POST /v1/track     {"userId", "event", "properties", "messageId", "timestamp"}
     POST /v1/identify  {"userId", "traits"}: a profile update (may start profile-date journeys)
     POST /v1/batch     {"batch": [{"type": "track", ...}, {"type": "identify", ...}]}
-    GET  /health
+    GET  /health (liveness), GET /ready (readiness: Temporal and the store answer)
 
 Auth as Segment's: HTTP basic, the write key (``JOURNEYS_WRITE_KEY``) as the user name and an
-empty password. Answers: 200 ``{"success": true}``; 400 ``{"success": false, "errors": [{"index",
-"reason"}]}`` naming each bad item (the good items of the request are routed all the same); 401
-without the right key; 413 for a body over 500 KB. ``messageId`` is the event id, so an item
-sent twice (a client's retry) enters nobody twice; an item without one gets an id from its
-content, as a line of ``starter.py ingest`` does.
+empty password. Answers: 200 ``{"success": true}`` (page, screen, alias, group and
+anonymousId-only items are listed as ``skipped``); 400 ``{"success": false, "errors": [{"index",
+"reason"}]}`` naming each bad item (the good items of the request are routed all the same); 503
+with ``Retry-After`` when an item could not be routed now (Temporal or the store unreachable,
+slow or locked; within ``JOURNEYS_ROUTE_TIMEOUT``): send the request again; 401 without the
+right key; 413 for a body over 500 KB. ``messageId`` is the event id, so an item sent twice (a
+client's retry) enters nobody twice, and it is answered 200 only once its first copy was
+routed; an item without one is a new event (a fresh id), as Segment's libraries make each call.
 
 It runs in ``starter.py serve`` and ``make run``.
 """
@@ -24,6 +27,7 @@ import base64
 import binascii
 import logging
 import secrets
+import uuid
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -36,7 +40,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
+from ingestion.failures import problem_of
 from ingestion.pipeline import Ingestion
+from ingestion.readiness import readiness
 from ingestion.router import Router
 from journeys.events import check_name
 from journeys.ingest import BadLine, parse_item
@@ -55,6 +61,16 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 ROUTING_CONCURRENCY = 64
 #: The longest user id an event may carry (``Event.user_id``): identify holds to it too.
 USER_ID_LENGTH = 200
+#: Segment calls no journey routes: accepted, and said to be skipped.
+SKIPPED_TYPES = ("page", "screen", "alias", "group")
+#: What a 503 asks the client to wait before it sends again; and /ready's wait for each part.
+RETRY_AFTER_SECONDS = 5
+READY_WAIT = 2.0
+#: What an item came to: "routed", "skipped", or a failure (journeys.events.Problem), and why.
+Outcome = tuple[str, str | None]
+REASONS = {"unavailable": "not routed: the service is unavailable, send it again",
+           "internal": "not routed: an internal error (logged), send it again later"}
+NOT_ROUTED: Outcome = ("unavailable", REASONS["unavailable"])  # past the request's deadline
 
 log = logging.getLogger("journeys.http")
 
@@ -75,7 +91,7 @@ class TrackItem(BaseModel):
     event: str = Field(description="The event's name, as journeys name it (exact match).")
     properties: dict[str, Any] = Field(default_factory=dict)
     messageId: str | None = Field(default=None, description="The event id: counted once per "
-                                  "user and journey. Default: an id made from the content.")
+                                  "user and journey. Default: a new id (each call is an event).")
     timestamp: str | None = Field(default=None, description="ISO 8601; default: now.")
 
 
@@ -133,7 +149,7 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
         store = Store(settings.store_url)
         router = Router(client, settings.task_queue, receipts=store, legacy_ids=settings.legacy_ids,
                         send_timeout=settings.send_timeout)
-        ingestion = Ingestion(router, store, folder)
+        ingestion = Ingestion(router, store, folder, deadline=settings.route_timeout)
         await asyncio.to_thread(ingestion.index)  # validated once, now; again when a file changes
         app.state.parts = _Parts(client, store, ingestion)
         try:
@@ -154,21 +170,23 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
         except _Refused as exc:
             return _answer(exc.status, [{"reason": exc.reason}])
         parts: _Parts = request.app.state.parts
-        errors: list[dict[str, Any]] = []
+        outcomes: dict[int, Outcome] = {}
 
         async def in_order(items: list[tuple[int, str, Any]]) -> None:
             for index, kind, raw in items:  # one user's items, in the order sent
                 async with gate:
-                    reason = await _route(parts.ingestion, kind, raw, index)
-                if reason:
-                    errors.append({"index": index, "reason": reason})
+                    outcomes[index] = await _route(parts.ingestion, kind, raw, index)
 
         by_user: dict[str, list[tuple[int, str, Any]]] = {}
         for index, (kind, raw) in enumerate(work):
             by_user.setdefault(_user_of(raw, index), []).append((index, kind, raw))
-        await asyncio.gather(*(in_order(items) for items in by_user.values()))
-        errors.sort(key=lambda error: error["index"])
-        return _answer(400 if errors else 200, errors)
+        try:  # the whole request within the deadline: a client waits for it, then sends it again
+            async with asyncio.timeout(settings.route_timeout):
+                await asyncio.gather(*(in_order(items) for items in by_user.values()))
+        except TimeoutError:
+            log.warning("request not routed within the deadline", extra={
+                "items": len(work), "routed": len(outcomes), "deadline": settings.route_timeout})
+        return _outcome(outcomes, len(work))
 
     @app.post("/v1/track", openapi_extra=_body(TrackItem.model_json_schema()),
               summary="An event of a user")
@@ -186,19 +204,50 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
     async def batch(request: Request) -> JSONResponse:
         return await handle(request, _batch_items)
 
-    @app.get("/health", summary="The API answers")
+    @app.get("/health", summary="The API answers (liveness)")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/ready", summary="Temporal and the store answer: events can be routed (readiness)")
+    async def ready(request: Request) -> JSONResponse:
+        parts: _Parts = request.app.state.parts
+        checks = await readiness(parts.client, parts.store, READY_WAIT)
+        if all(state == "ok" for state in checks.values()):
+            return JSONResponse({"status": "ready", **checks})
+        return JSONResponse({"status": "not ready", **checks}, status_code=503,
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     return app
 
 
-def _answer(status: int, errors: list[dict[str, Any]]) -> JSONResponse:
+def _answer(status: int, errors: list[dict[str, Any]],
+            skipped: list[dict[str, Any]] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"success": not errors}
     if errors:
         body["errors"] = errors
+    if skipped:
+        body["skipped"] = skipped
     headers = {"WWW-Authenticate": 'Basic realm="journeys"'} if status == 401 else None
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _outcome(outcomes: dict[int, Outcome], count: int) -> JSONResponse:
+    """One answer for the items: 503 if one may route on a retry (Segment's libraries send the
+    batch again; what was routed is a duplicate then), 500 for an error of ours, 400 if one is
+    wrong, 200 when every item was routed or skipped."""
+    errors, skipped, kinds = [], [], set()
+    for index in range(count):
+        kind, reason = outcomes.get(index, NOT_ROUTED)
+        if kind == "skipped":
+            skipped.append({"index": index, "reason": reason})
+        elif kind != "routed":
+            kinds.add(kind)
+            errors.append({"index": index, "reason": reason})
+    status = next((code for kind, code in (("unavailable", 503), ("internal", 500), ("request", 400))
+                   if kind in kinds), 200)
+    return _answer(status, errors, skipped)
 
 
 def _authorize(request: Request, write_key: str | None) -> None:
@@ -256,24 +305,43 @@ def _batch_items(body: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(item.get("type", "") if isinstance(item, dict) else "", item) for item in items]
 
 
-async def _route(ingestion: Ingestion, kind: str, raw: Any, index: int) -> str | None:
-    """Route one item; why it was refused or failed, or None."""
+async def _route(ingestion: Ingestion, kind: str, raw: Any, index: int) -> Outcome:
+    """Route one item: what came of it, with a reason a client may read (what is wrong in the
+    item, or that it may be sent again); journey ids and internal errors go to the log only."""
     if not isinstance(raw, dict):
-        return "not a JSON object"
+        return "request", "not a JSON object"
+    if kind in SKIPPED_TYPES:
+        return "skipped", f"type {kind!r}: no journey routes it"
+    if raw.get("userId", raw.get("user_id")) is None and raw.get("anonymousId") is not None:
+        return "skipped", "anonymousId without userId: journeys follow identified users"
     try:
         if kind == "track":
+            if raw.get("messageId") is None and raw.get("id") is None:
+                # As Segment's libraries do: a call is an event of its own (a file's line
+                # without an id gets one from its content instead: see ingestion.files).
+                raw = {**raw, "messageId": f"api-{uuid.uuid4()}"}
             line = parse_item(raw, index)
             routed = await ingestion.track(line.event, line.profile)
         elif kind == "identify":
             routed = await ingestion.identify(*_identify(raw))
         else:
-            return f"type: {kind!r} is not one of 'track', 'identify'"
+            return "request", f"type: {kind!r} is not one of 'track', 'identify'"
     except BadLine as exc:
-        return exc.reason
+        return "request", exc.reason
     except LimitExceeded as exc:
-        return brief(str(exc))
-    failed = [f"{r.journey_id}: {r.error}" for r in routed if r.action == "failed"]
-    return "; ".join(failed) or None
+        return "request", brief(str(exc))
+    except Exception as exc:  # the store or Temporal down, locked or slow; the deadline
+        problem = problem_of(exc)
+        log.warning("item not routed", exc_info=problem == "internal",
+                    extra={"index": index, "problem": problem, "error": brief(str(exc))})
+        return problem, REASONS[problem]
+    failed = [r for r in routed if r.action == "failed"]
+    for problem in ("unavailable", "internal"):
+        if any((r.problem or "internal") == problem for r in failed):
+            return problem, REASONS[problem]
+    if failed:  # the router's reasons for the event itself name what is wrong in it only
+        return "request", "; ".join(dict.fromkeys(r.error or "not routed" for r in failed))
+    return "routed", None
 
 
 def _user_of(raw: Any, index: int) -> str:

@@ -9,13 +9,16 @@ version and is logged once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ingestion import retired
+from ingestion.failures import NotRouted
 from ingestion.index import Index
 from ingestion.retired import Retired
 from ingestion.router import Router
@@ -34,8 +37,11 @@ class Ingestion:
     """A process's way in: the catalog of ``folder`` (with its index), the store, the router."""
 
     def __init__(self, router: Router, store: Store, folder: str | Path,
-                 recheck: float = RECHECK_SECONDS) -> None:
+                 recheck: float = RECHECK_SECONDS, deadline: float | None = None) -> None:
+        """``deadline``: the seconds an event or profile update may take to route
+        (``JOURNEYS_ROUTE_TIMEOUT``), over which it fails with :class:`NotRouted`."""
         self.router, self.store, self.folder, self.recheck = router, store, folder, recheck
+        self.deadline = deadline
         self._catalog: Catalog | None = None
         self._index = Index.of(())
         self._checked = float("-inf")
@@ -125,21 +131,36 @@ class Ingestion:
         entries start, waits and exits are signalled; set profile dates may start journeys."""
         check_event(event)
         index = self.index()
-        if profile:
-            await asyncio.to_thread(self.store.update_profile, event.user_id, profile)
-        routed = await self.router.route_event(index.for_event(event.name), event)
-        routed += await self.route_retired(event)
-        if profile:
-            routed += await self.router.route_profile(index.for_profile(profile), event.user_id, profile)
-            routed += await self.profile_retired(event.user_id, profile)
+        async with self._bounded():
+            if profile:
+                await asyncio.to_thread(self.store.update_profile, event.user_id, profile)
+            routed = await self.router.route_event(index.for_event(event.name), event)
+            routed += await self.route_retired(event)
+            if profile:
+                routed += await self.router.route_profile(index.for_profile(profile), event.user_id,
+                                                          profile)
+                routed += await self.profile_retired(event.user_id, profile)
         return routed
 
     async def identify(self, user_id: str, traits: dict[str, Any]) -> list[Routed]:
         """Merge ``traits`` into the user's profile; profile-date journeys may start."""
         index = self.index()
-        await asyncio.to_thread(self.store.update_profile, user_id, traits)
-        routed = await self.router.route_profile(index.for_profile(traits), user_id, traits)
-        return routed + await self.profile_retired(user_id, traits)
+        async with self._bounded():
+            await asyncio.to_thread(self.store.update_profile, user_id, traits)
+            routed = await self.router.route_profile(index.for_profile(traits), user_id, traits)
+            return routed + await self.profile_retired(user_id, traits)
+
+    @contextlib.asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[None]:
+        """Within the deadline, or :class:`NotRouted` (what was routed by then stays routed: a
+        copy sent again is a duplicate there, and goes on where it stopped)."""
+        try:
+            async with asyncio.timeout(self.deadline):
+                yield
+        except TimeoutError:
+            if self.deadline is None:
+                raise
+            raise NotRouted(f"not routed within {self.deadline:g} s") from None
 
 
 def _log_catalog(found: Catalog) -> None:

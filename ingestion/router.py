@@ -27,7 +27,9 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from ingestion.failures import problem_of
 from ingestion.keyed import instances
+from ingestion.receipts import Flights, entered_with
 from journeys.events import (
     Event,
     Routed,
@@ -53,10 +55,9 @@ START_ATTEMPTS = 3
 LEGACY_PREFIX = "journey-"
 REUSE = {"never": WorkflowIDReusePolicy.REJECT_DUPLICATE,
          "after_exit": WorkflowIDReusePolicy.ALLOW_DUPLICATE}
-# stdlib, with a NullHandler: the worker's configure_logging shows its lines as JSON, and a CLI
-# that routes events (starter.py) prints none of them.
+# stdlib: the worker's and ``serve``'s configure_logging show its lines as JSON; a CLI that
+# routes events (starter.py event, ingest) prints what failed itself, and sets no handler.
 _log = logging.getLogger("journeys.router")
-_log.addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Router:
     send_timeout: float | None = None  # JOURNEYS_SEND_TIMEOUT, pinned in each entry
     _legacy_known: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
     _legacy_lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False, repr=False)
+    _flights: Flights = field(default_factory=Flights, compare=False, repr=False)
 
     async def route_event(self, journeys: Sequence[Journey], event: Event) -> list[Routed]:
         """Every journey this event touches: entries start, waits and exits are signalled.
@@ -149,37 +151,58 @@ class Router:
                                      JourneyWorkflow.profile_changed, names)
 
     async def _once(self, journey: Journey, event: Event, entry: bool) -> list[Routed]:
-        receipts, user = self.receipts, event.user_id
-        # On the loop, not in a thread: a receipt is two short SQLite writes (about 80 µs each, the
-        # statements built once), and a thread hop would cost more CPU than the write itself.
-        # (A keyed journey's event has one key, or reaches every instance at once: the receipt
-        # of its journey, user and event id is the receipt of each instance it reaches.)
-        token = receipts.claim_event(journey.id, user, event.id) if receipts else None
-        if receipts and token is None:  # routed already, or being routed right now
+        """Route ``event`` to ``journey`` unless a copy of it was routed there already (its
+        receipt, when the router has the store; see ingestion.receipts)."""
+        if self.receipts is None:
+            return await self._guarded(journey, event, entry, recover=False)
+        results, waited = await self._flights.once(
+            (journey.id, event.user_id, event.id), lambda: self._claimed(journey, event, entry))
+        if waited and results and all(r.action != "failed" for r in results):
             return [Routed(journey_id=journey.id, workflow_id=_instance_of(journey, event),
                            action="duplicate")]
-        results: list[Routed] = []
-        try:
-            if journey.entry_key is not None:
-                results = await self._keyed(journey, event, entry)
-            else:
-                result = await (self.start(journey, user, event) if entry else self.signal(journey, event))
-                results = [result] if result else []
-        except Exception as exc:  # this journey failed; the others still get the event
-            results = [_failed(journey, user, exc, _instance_of(journey, event))]
-        finally:
-            if receipts and token:
-                done = bool(results) and all(r.action != "failed" for r in results)
-                receipts.settle_event(journey.id, user, event.id, token, routed=done)
         return results
 
-    async def _keyed(self, journey: Journey, event: Event, entry: bool) -> list[Routed]:
+    async def _claimed(self, journey: Journey, event: Event, entry: bool) -> list[Routed]:
+        receipts, user = self.receipts, event.user_id
+        assert receipts is not None
+        # In a thread: another process holding SQLite's write lock must not stall the loop.
+        try:
+            state = await asyncio.to_thread(receipts.claim_event, journey.id, user, event.id)
+        except Exception as exc:
+            return [_failed(journey, user, exc, _instance_of(journey, event))]
+        if state == "done":  # routed already: a copy (a client's retry, a file ingested again)
+            return [Routed(journey_id=journey.id, workflow_id=_instance_of(journey, event),
+                           action="duplicate")]
+        results = await self._guarded(journey, event, entry, recover=state == "earlier")
+        if results and all(r.action != "failed" for r in results):
+            try:  # only now may a copy be answered "duplicate"
+                await asyncio.to_thread(receipts.settle_event, journey.id, user, event.id)
+            except Exception as exc:  # routed, but not recorded: a copy is routed again, safely
+                return [_failed(journey, user, exc, _instance_of(journey, event))]
+        return results
+
+    async def _guarded(self, journey: Journey, event: Event, entry: bool, *,
+                       recover: bool) -> list[Routed]:
+        """Route; a failure in this journey is reported (the others still get the event)."""
+        user = event.user_id
+        try:
+            if journey.entry_key is not None:
+                return await self._keyed(journey, event, entry, recover)
+            if entry:
+                return [await self.start(journey, user, event, recover=recover)]
+            result = await self.signal(journey, event)
+            return [result] if result else []
+        except Exception as exc:
+            return [_failed(journey, user, exc, _instance_of(journey, event))]
+
+    async def _keyed(self, journey: Journey, event: Event, entry: bool,
+                     recover: bool = False) -> list[Routed]:
         """A keyed journey: an event with the key reaches (or starts) its key's instance only;
         one without it reaches every instance of the user, and cannot start one."""
         key, user = entry_key(journey, event), event.user_id
         if key is not None:
             if entry:
-                return [await self.start(journey, user, event, key=key)]
+                return [await self.start(journey, user, event, key=key, recover=recover)]
             signalled = await self._signal_id(journey, instance_id(journey.id, user, key),
                                               JourneyWorkflow.event, event)
             return [signalled] if signalled else []
@@ -187,8 +210,8 @@ class Router:
         if entry:
             results.append(Routed(
                 journey_id=journey.id, workflow_id=workflow_id(journey.id, user), action="failed",
-                error=f"'{event.name}' has no '{journey.entry_key}' (the journey's entry_key): "
-                      "no instance was started"))
+                problem="request", error=f"properties.{journey.entry_key}: missing (the key of "
+                                         f"a journey '{event.name}' starts): nothing was started"))
         if event.name in listens_to(journey):
             results += await self._each_instance(journey, user, lambda wid: self._signal_id(
                 journey, wid, JourneyWorkflow.event, event))
@@ -224,12 +247,14 @@ class Router:
         return Routed(journey_id=journey.id, workflow_id=wid, action="signalled")
 
     async def start(self, journey: Journey, user_id: str, event: Event | None,
-                    profile: list[str] | None = None, *, key: str | None = None) -> Routed:
+                    profile: list[str] | None = None, *, key: str | None = None,
+                    recover: bool = False) -> Routed:
         """Start the user's journey with ``event`` in its input: one round trip to Temporal.
 
         The id-reuse policy encodes ``reentry``. A user already in the journey gets the event as
         a signal; if their run ends in between, the start is tried again. ``key``: the instance
-        of a keyed journey (release 0.1 had none: no legacy id to look for).
+        of a keyed journey (release 0.1 had none: no legacy id to look for). ``recover``: a copy
+        of ``event`` was claimed before and never settled; the run it entered is looked for first.
         """
         legacy, running = await self._legacy(journey, user_id) if key is None else (None, False)
         if legacy is not None and running:  # an entry of release 0.1 still runs: it gets the event
@@ -240,6 +265,12 @@ class Router:
         if legacy is not None and journey.reentry == "never":  # they did it under 0.1: once is all
             return Routed(journey_id=journey.id, workflow_id=legacy.id, action="not-reentered")
         wid = instance_id(journey.id, user_id, key)
+        if recover and event is not None and (found := await entered_with(self.client, wid, event)):
+            run_id, entered = found
+            if entered:  # its router died (or failed) after the start: count it, start nothing
+                await self._record(journey, wid, run_id, user_id)
+            return Routed(journey_id=journey.id, workflow_id=wid,
+                          action="started" if entered else "duplicate")
         for _ in range(START_ATTEMPTS):
             try:
                 handle = await self._start(journey, user_id, event, wid, key)
@@ -248,9 +279,8 @@ class Router:
             # The funnel's entries (stats), and for a keyed journey the list of the user's
             # instances that a keyless event reaches: recorded again (once per run) when the
             # start found it running, in case the router that started it failed to record it.
-            if self.receipts and handle.result_run_id and (key is not None or started(handle)):
-                self.receipts.record_entry(journey.id, wid, handle.result_run_id, user_id,
-                                           held_out(journey.id, user_id, journey.control_percent))
+            if handle.result_run_id and (key is not None or started(handle)):
+                await self._record(journey, wid, handle.result_run_id, user_id)
             if started(handle):
                 return Routed(journey_id=journey.id, workflow_id=wid, action="started")
             if event is None and not profile:
@@ -266,6 +296,13 @@ class Router:
                 raise
             return Routed(journey_id=journey.id, workflow_id=wid, action="signalled")
         raise RuntimeError(f"{wid}: the journey ended {START_ATTEMPTS} times while it was entered")
+
+    async def _record(self, journey: Journey, wid: str, run_id: str, user_id: str) -> None:
+        """Count an entry for the funnel (once per run), in a thread (a locked store must not
+        stall the loop); a failure fails the routing, and the client's retry records it."""
+        if self.receipts:
+            await asyncio.to_thread(self.receipts.record_entry, journey.id, wid, run_id, user_id,
+                                    held_out(journey.id, user_id, journey.control_percent))
 
     async def _start(self, journey: Journey, user_id: str, event: Event | None,
                      wid: str, key: str | None = None) -> WorkflowHandle:
@@ -368,7 +405,7 @@ def _logged(routed: list[Routed], user_id: str, event_name: str | None) -> None:
 def _failed(journey: Journey, user_id: str, exc: Exception, wid: str | None = None) -> Routed:
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return Routed(journey_id=journey.id, workflow_id=wid or workflow_id(journey.id, user_id),
-                  action="failed", error=brief(message))
+                  action="failed", error=brief(message), problem=problem_of(exc))
 
 
 def _instance_of(journey: Journey, event: Event) -> str:

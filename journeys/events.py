@@ -106,6 +106,10 @@ def check_name(value: str, what: str) -> None:
 
 
 Action = Literal["started", "signalled", "running", "not-reentered", "duplicate", "failed"]
+#: Why routing failed: the event itself ("request": sending it again changes nothing), a part
+#: that a retry may find back ("unavailable": Temporal or the store down, slow or locked), or
+#: anything else ("internal").
+Problem = Literal["request", "unavailable", "internal"]
 
 
 class Routed(BaseModel):
@@ -115,6 +119,7 @@ class Routed(BaseModel):
     workflow_id: str
     action: Action
     error: str | None = None  # why routing to this journey failed (action "failed")
+    problem: Problem | None = None  # whose the failure is (action "failed")
 
 
 #: Journey ids cannot contain "/" (see NodeId), so the first "/" after the journey id ends it:
@@ -161,7 +166,8 @@ def entry_key(journey: Journey, event: Event) -> str | None:
     """The value of ``journey``'s ``entry_key`` in ``event`` as text, None when the event does
     not carry it (absent or null): such an event is for every instance of its user.
 
-    ``2`` and ``"2"`` are one key. A list, an object, an empty or overlong text, or one with
+    ``2``, ``2.0`` and ``"2"`` are one key (a number is written as the shortest text of its
+    value; a text is kept as it is). A list, an object, an empty or overlong text, or one with
     control characters names no instance: :class:`BadKey`.
     """
     name = journey.entry_key
@@ -172,14 +178,16 @@ def entry_key(journey: Journey, event: Event) -> str | None:
         return None
     if isinstance(value, bool):
         text = "true" if value else "false"
+    elif isinstance(value, float) and value.is_integer():  # 2.0 is the number 2
+        text = str(int(value))
     elif isinstance(value, str | int | float):
         text = str(value)
     else:
-        raise BadKey(f"entry_key '{name}' is {type(value).__name__}: a key is a text or a number")
+        raise BadKey(f"properties.{name} is {type(value).__name__}: a key is a text or a number")
     if not text or len(text) > MAX_KEY_LENGTH:
-        raise BadKey(f"entry_key '{name}' must be 1 to {MAX_KEY_LENGTH} characters")
+        raise BadKey(f"properties.{name} must be 1 to {MAX_KEY_LENGTH} characters")
     try:
-        check_name(text, f"entry_key '{name}'")
+        check_name(text, f"key properties.{name}")
     except LimitExceeded as exc:
         raise BadKey(str(exc)) from None
     return text

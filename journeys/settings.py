@@ -36,6 +36,10 @@ class Settings(BaseSettings):
                     "(journey-<journey>-<user>); turn off once none of them runs.")
 
     write_key: str | None = Field(default=None, alias="JOURNEYS_WRITE_KEY")
+    route_timeout: float = Field(
+        default=10.0, gt=0, le=300, alias="JOURNEYS_ROUTE_TIMEOUT",
+        description="Seconds an HTTP request, or an event of `event` and `ingest`, may take to "
+                    "route; past it the event is not routed (the API answers 503: send it again).")
     metrics_address: str | None = Field(
         default=None, alias="JOURNEYS_METRICS_ADDRESS",
         description="host:port serving Prometheus metrics (the SDK's and the project's); off if unset.")

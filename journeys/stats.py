@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, union_all
 
 from journeys import intellinode
 from journeys.funnel import walked
@@ -89,11 +89,23 @@ class JourneyStats(BaseModel):
     intellinodes: list[IntelliStats] = Field(default_factory=list)
 
 
+# Entries per workflow id: those the routers recorded, or the entries whose end the journey
+# recorded, whichever is more. A router that died between the start and its record (and whose
+# event was never sent again, which would record it) is counted once its journey has ended.
+_RUNS = union_all(
+    select(entries.c.workflow_id.label("w"), entries.c.held_out.label("h"), func.count().label("n"))
+    .where(entries.c.journey_id == bindparam("j")).group_by(entries.c.workflow_id, entries.c.held_out),
+    select(outcomes.c.workflow_id, outcomes.c.held_out, func.count())
+    .where(outcomes.c.journey_id == bindparam("j"), outcomes.c.kind == "ended")
+    .group_by(outcomes.c.workflow_id, outcomes.c.held_out)).subquery()
+_PER_WORKFLOW = select(_RUNS.c.h, func.max(_RUNS.c.n).label("m")).group_by(_RUNS.c.w, _RUNS.c.h).subquery()
+_ENTERED = select(_PER_WORKFLOW.c.h, func.sum(_PER_WORKFLOW.c.m)).group_by(_PER_WORKFLOW.c.h)
+
+
 def journey_stats(store: Store, journey: Journey, waiting: Mapping[str, int] | None = None) -> JourneyStats:
     with store.engine.connect() as conn:
-        groups: dict[bool, int] = {bool(held): n for held, n in conn.execute(
-            select(entries.c.held_out, func.count()).where(entries.c.journey_id == journey.id)
-            .group_by(entries.c.held_out)).all()}
+        groups: dict[bool, int] = {bool(held): int(n) for held, n in conn.execute(
+            _ENTERED, {"j": journey.id}).all()}
         sent = conn.execute(select(outbox.c.node_id, outbox.c.status, func.count()).where(
             outbox.c.journey_id == journey.id).group_by(outbox.c.node_id, outbox.c.status)).all()
         # Counted by the database, not read row by row: a journey may have millions of entries.

@@ -12,15 +12,14 @@ import hashlib
 import json
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import bindparam, create_engine, delete, event, insert, select, text, update
+from sqlalchemy import bindparam, create_engine, event, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 
@@ -41,15 +40,19 @@ from journeys.tables import (  # re-exported: the tables are the store's
     profiles,
 )
 
-__all__ = ["CLAIM_STALE", "InboxMessage", "OutboxRow", "OutboxStatus", "Store", "_metadata", "cap_sends",
+__all__ = ["ClaimState", "InboxMessage", "OutboxRow", "OutboxStatus", "Store", "_metadata", "cap_sends",
            "entries", "event_receipts", "inbox", "metadata", "outbox", "outcomes", "path_choices",
            "path_settings", "profiles"]
 
 OutboxStatus = Literal["pending", "delivered", "skipped", "failed", "unreachable", "cancelled",
                        "capped", "dropped_quiet_hours", "held_out"]
 
-#: How long a claim may stay unsettled before another router may take it over (a dead router's).
-CLAIM_STALE = timedelta(seconds=60)
+#: Whether an event id was seen before for a journey and user: "new" (this router claims it
+#: first), "earlier" (a copy was claimed and not yet routed: in flight elsewhere, or its router
+#: died; it may have reached Temporal) or "done" (routed: a copy now is a duplicate).
+ClaimState = Literal["new", "earlier", "done"]
+#: A claim's state until the event is routed ("done"). Rows of earlier releases hold a token.
+CLAIMED = "claimed"
 
 
 # Built once: constructing a statement costs SQLAlchemy five times what SQLite spends running it,
@@ -57,14 +60,10 @@ CLAIM_STALE = timedelta(seconds=60)
 _RECEIPT = (event_receipts.c.journey_id == bindparam("j"), event_receipts.c.user_id == bindparam("u"),
             event_receipts.c.event_id == bindparam("e"))
 _CLAIM = insert(event_receipts).values(journey_id=bindparam("j"), user_id=bindparam("u"),
-                                       event_id=bindparam("e"), state=bindparam("token"),
+                                       event_id=bindparam("e"), state=CLAIMED,
                                        created_at=bindparam("now"))
-_CLAIMED = select(event_receipts.c.state, event_receipts.c.created_at).where(*_RECEIPT)
-_TAKE_OVER = update(event_receipts).where(*_RECEIPT, event_receipts.c.state == bindparam("old")).values(
-    state=bindparam("token"), created_at=bindparam("now"))
-_SETTLE = update(event_receipts).where(*_RECEIPT, event_receipts.c.state == bindparam("token")).values(
-    state="done")
-_GIVE_UP = delete(event_receipts).where(*_RECEIPT, event_receipts.c.state == bindparam("token"))
+_CLAIMED = select(event_receipts.c.state).where(*_RECEIPT)
+_SETTLE = update(event_receipts).where(*_RECEIPT).values(state="done")
 # And a send's: its record and the profile, the claim, the finish.
 _MESSAGE = select(outbox).where(outbox.c.idempotency_key == bindparam("k"))
 _PROFILE = select(profiles.c.properties).where(profiles.c.user_id == bindparam("u"))
@@ -75,6 +74,8 @@ _FINISH = update(outbox).where(outbox.c.idempotency_key == bindparam("k")).value
 
 
 _ENTRY = insert(entries)
+#: How long a SQLite connection waits for another's write lock before it fails.
+BUSY_TIMEOUT_MS = 10_000
 
 
 class OutboxRow(BaseModel):
@@ -228,36 +229,44 @@ class Store:
                 "created_at": _aware(row.created_at)}) for row in rows]
 
     # --- event receipts ---------------------------------------------------------------------
-    def claim_event(self, journey_id: str, user_id: str, event_id: str) -> str | None:
-        """Claim this event for this journey: a claim token, or None if it was routed already
-        or another router is routing it right now (a concurrent redelivery).
+    def claim_event(self, journey_id: str, user_id: str, event_id: str) -> ClaimState:
+        """Claim this event for this journey before it is routed (see :data:`ClaimState`).
 
-        A claim left by a router that died (older than CLAIM_STALE) may be taken over: the
-        journey's own deduplication covers a run that did get the event.
+        A claim never hides an event: only "done" makes a copy a duplicate. A copy of an event
+        claimed "earlier" is routed again; the journey's own deduplication (a running journey
+        ignores an event id it has seen; a start finds the running journey) and the router's
+        look at the run it may have entered keep it to one entry.
         """
         key = {"j": journey_id, "u": user_id, "e": event_id}
-        token, now = uuid.uuid4().hex, _now()
         try:
             with self.engine.begin() as conn:
-                conn.execute(_CLAIM, {**key, "token": token, "now": now})
-            return token
+                conn.execute(_CLAIM, {**key, "now": _now()})
+            return "new"
         except IntegrityError:
             pass
-        with self.engine.begin() as conn:
-            row = conn.execute(_CLAIMED, key).first()
-            if row is None or row.state == "done" or _aware(row.created_at) > now - CLAIM_STALE:
-                return None
-            # Compare and set: of two routers taking over one stale claim, one wins.
-            taken = conn.execute(_TAKE_OVER, {**key, "old": row.state, "token": token, "now": now})
-            return token if taken.rowcount == 1 else None
+        with self.engine.connect() as conn:
+            state = conn.execute(_CLAIMED, key).scalar()
+        return "done" if state == "done" else "earlier"
 
-    def settle_event(self, journey_id: str, user_id: str, event_id: str, token: str, *,
-                     routed: bool) -> None:
-        """Record the event as routed, or give the claim up so that it may come again; only
-        this router's own claim is touched (a "done" row is never deleted)."""
+    def settle_event(self, journey_id: str, user_id: str, event_id: str) -> None:
+        """Record the event as routed: from now on a copy of it is a duplicate. (A routing that
+        failed settles nothing: its claim stays "earlier", and a copy is routed again.)"""
         with self.engine.begin() as conn:
-            conn.execute(_SETTLE if routed else _GIVE_UP,
-                         {"j": journey_id, "u": user_id, "e": event_id, "token": token})
+            conn.execute(_SETTLE, {"j": journey_id, "u": user_id, "e": event_id})
+
+    def check_writable(self, wait: float) -> None:
+        """Raise if the store cannot take a write within ``wait`` seconds (down, or locked by
+        another process): a readiness probe. Nothing is written."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name != "sqlite":
+                conn.execute(text("SELECT 1"))
+                return
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={max(1, int(wait * 1000))}")
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, released at once
+                conn.exec_driver_sql("ROLLBACK")
+            finally:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     # --- outbox -----------------------------------------------------------------------------
     def outbox_get(self, idempotency_key: str) -> OutboxRow | None:
@@ -357,7 +366,7 @@ def _hide_password(url: str) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     # Switching a new database to WAL needs it alone, and SQLite answers "locked" at once
     # rather than wait (two processes opening a new database together): try again a while.
     for attempt in range(100):

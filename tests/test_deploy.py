@@ -79,3 +79,15 @@ def test_the_worker_asks_for_what_the_drill_measured() -> None:
         JOURNEYS_METRICS_ADDRESS="0.0.0.0:9464").metrics_address.rsplit(":", 1)[1]  # type: ignore[union-attr]
     [deployment] = [d for d in manifests() if d["metadata"]["name"] == "journeys-worker"]
     assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 35
+
+
+def test_the_api_is_ready_when_it_can_route_and_alive_while_it_answers() -> None:
+    """Readiness asks /ready (Temporal and the store answer), liveness /health: a replica whose
+    Temporal is down gets no traffic, and is not restarted for it. Both are the app's routes."""
+    from ingestion.http_api import create_app
+
+    [api] = [c for c in containers() if c["name"] == "api"]
+    assert api["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert api["livenessProbe"]["httpGet"]["path"] == "/health"
+    routes = {getattr(route, "path", None) for route in create_app(Settings()).routes}
+    assert {"/ready", "/health"} <= routes

@@ -27,6 +27,13 @@ QUEUE = "journeys-http"
 KEY = "test-write-key"
 
 
+#: A journey the user stays in until they leave the park (case 6 of issue 15).
+PARK = {"id": "park", "name": "park", "entry": "entered", "reentry": "after_exit",
+        "exit_when": ["Park Exit"],
+        "nodes": [{"id": "entered", "type": "action", "event": "Park Entered", "next": "stay"},
+                  {"id": "stay", "type": "delay", "duration": "30d"}]}
+
+
 def _journey(journey_id: str, entry: dict[str, Any]) -> dict[str, Any]:
     """A journey that ends right after its sms."""
     return {"id": journey_id, "name": journey_id, "entry": "entered", "reentry": "after_exit",
@@ -39,7 +46,10 @@ def _journey(journey_id: str, entry: dict[str, Any]) -> dict[str, Any]:
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("catalog")
     journeys = [_journey("cart", {"type": "action", "event": "Added To Cart"}),
-                _journey("renewal", {"type": "date_time", "profile_property": "renews_at"})]
+                _journey("renewal", {"type": "date_time", "profile_property": "renews_at"}),
+                {**_journey("per-cart", {"type": "action", "event": "Cart Opened"}),
+                 "entry_key": "cart_id", "events": {"Cart Opened": {"properties": ["cart_id"]}}},
+                PARK]
     for journey in journeys:
         (folder / f"{journey['id']}.yaml").write_text(yaml.safe_dump(journey))
     return folder
@@ -116,12 +126,14 @@ async def test_a_batch_routes_its_good_items_and_names_the_bad_one(
         {"type": "track", "userId": "cy", "properties": {"no": "event name"}},
         {"type": "track", "userId": "cy", "event": "Added To Cart", "messageId": "m-cy-1"},
         {"type": "page", "userId": "cy", "name": "Home"},
+        {"type": "flush", "userId": "cy"},
     ]})
     assert response.status_code == 400
     body = response.json()
     assert body["success"] is False
-    assert [e["index"] for e in body["errors"]] == [1, 3]
-    assert "name" in body["errors"][0]["reason"] and "'page'" in body["errors"][1]["reason"]
+    assert [e["index"] for e in body["errors"]] == [1, 4]
+    assert "name" in body["errors"][0]["reason"] and "'flush'" in body["errors"][1]["reason"]
+    assert [s["index"] for s in body["skipped"]] == [3]
     await _finished(env, "cart", "cy")
     [sent] = store.outbox_list(user_id="cy")
     assert sent.content["text"] == "Hi Cy"  # the identify before it was applied first
@@ -150,12 +162,58 @@ async def test_the_same_message_id_twice_enters_once(
     runs = [w async for w in env.client.list_workflows("WorkflowId = 'journey/cart/dee'")]
     assert len(runs) == 1  # ... but not with the same event
     assert len(store.outbox_list(user_id="dee")) == 1
-    # Without a messageId, the id comes from the content: a retried item is the same event.
-    again = {"type": "track", "userId": "eli", "event": "Added To Cart", "properties": {"n": 1}}
-    assert (await _post(api, "/v1/batch", {"batch": [again]})).status_code == 200
-    await _finished(env, "cart", "eli")
-    assert (await _post(api, "/v1/batch", {"batch": [again]})).status_code == 200
-    assert len([w async for w in env.client.list_workflows("WorkflowId = 'journey/cart/eli'")]) == 1
+
+
+@pytest.mark.parametrize("path", ["/v1/track", "/v1/batch"])
+async def test_a_call_without_message_id_is_an_event_of_its_own(
+        env: WorkflowEnvironment, api: str, store: Store, worker: None, path: str) -> None:
+    """As Segment's libraries give each call a fresh id: a user who left the park and came back
+    leaves again with the same body (a content id would have made it a duplicate)."""
+    user = f"park-{path.rsplit('/', 1)[1]}"
+    enter, leave = ({"userId": user, "event": name} for name in ("Park Entered", "Park Exit"))
+    handle = env.client.get_workflow_handle(f"journey/park/{user}")
+    for visit in range(2):
+        for body in (enter, leave):
+            sent = {"batch": [{"type": "track", **body}]} if path == "/v1/batch" else body
+            assert (await _post(api, path, sent)).status_code == 200
+        state = await asyncio.wait_for(handle.result(), 30)
+        assert state["exit_reason"] == "exit event 'Park Exit'", visit
+    runs = [w async for w in env.client.list_workflows(f"WorkflowId = 'journey/park/{user}'")]
+    assert len(runs) == 2
+
+
+async def test_calls_no_journey_follows_are_accepted_and_skipped(
+        env: WorkflowEnvironment, api: str, store: Store, worker: None) -> None:
+    """Segment's library sends page, screen, alias, group and anonymous calls in the same batch
+    as identified ones: the batch is answered 200, the skipped items named, the rest routed."""
+    response = await _post(api, "/v1/batch", {"batch": [
+        {"type": "page", "userId": "gia", "name": "Home"},
+        {"type": "screen", "userId": "gia", "name": "Cart"},
+        {"type": "alias", "userId": "gia", "previousId": "anon-1"},
+        {"type": "group", "userId": "gia", "groupId": "g-1"},
+        {"type": "track", "anonymousId": "anon-1", "event": "Added To Cart"},
+        {"type": "identify", "anonymousId": "anon-1", "traits": {"first_name": "Anon"}},
+        {"type": "track", "userId": "gia", "event": "Added To Cart", "messageId": "m-gia"},
+    ]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["success"] is True and [s["index"] for s in body["skipped"]] == [0, 1, 2, 3, 4, 5]
+    await _finished(env, "cart", "gia")
+    response = await _post(api, "/v1/track", {"anonymousId": "anon-2", "event": "Added To Cart"})
+    assert response.status_code == 200 and response.json()["skipped"][0]["index"] == 0
+
+
+async def test_a_400_says_what_is_wrong_in_the_request_only(api: str) -> None:
+    """The write key is public in client apps: no journey id, no internal error in a 400."""
+    response = await _post(api, "/v1/batch", {"batch": [
+        {"type": "track", "userId": "hal", "event": "Cart Opened", "messageId": "m-hal-1"},
+        {"type": "track", "userId": "hal", "event": "Cart Opened", "properties": {"cart_id": [1]}},
+    ]})
+    assert response.status_code == 400
+    assert [e["reason"] for e in response.json()["errors"]] == [
+        "properties.cart_id: missing (the key of a journey 'Cart Opened' starts): nothing was started",
+        "properties.cart_id is list: a key is a text or a number"]
+    assert "per-cart" not in response.text and "journey/" not in response.text
 
 
 async def test_a_wrong_or_missing_key_is_401(api: str) -> None:

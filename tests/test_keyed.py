@@ -193,22 +193,43 @@ async def test_an_entry_without_its_key_starts_nothing(ingestion: Ingestion, sto
     routed = await track(ingestion, "eve", "Cart Started", event_id="no-key")
     [refused] = routed
     assert refused.action == "failed"
-    assert refused.error == ("'Cart Started' has no 'cart_id' (the journey's entry_key): "
-                             "no instance was started")
+    assert refused.error == ("properties.cart_id: missing (the key of a journey 'Cart Started' "
+                             "starts): nothing was started")
+    assert refused.problem == "request" and "opened-per-cart" not in refused.error
     [bad] = await track(ingestion, "eve", "Cart Started", cart_id=["a", "b"])
-    assert bad.action == "failed" and "a key is a text or a number" in (bad.error or "")
+    assert bad.action == "failed" and bad.problem == "request"
+    assert bad.error == "properties.cart_id is list: a key is a text or a number"
     [opened] = [j for j in ingestion.catalog.journeys if j.id == "opened-per-cart"]
     assert instances(store, opened, "eve") == []
-    # A refused event may come again (its receipt was given up), and is refused again.
+    # A refused event may come again (its receipt was never settled), and is refused again.
     assert [r.action for r in await track(ingestion, "eve", "Cart Started", event_id="no-key")] == [
         "failed"]
     # As `starter.py event` says it: the journey failed, exit status 1; the README's commands.
     cli = run_cli(env, data_dir, QUEUE, "event", "eve", "Checkout Started", "--journeys",
                   str(ingestion.folder))
-    assert cli.returncode == 1 and "'Checkout Started' has no 'cart_id'" in cli.stdout + cli.stderr
+    assert cli.returncode == 1 and "properties.cart_id: missing" in cli.stdout
+    assert cli.stderr.splitlines()[-1] == (
+        "not routed: event " + cli.stderr.split("not routed: event ")[-1].split(" ")[0]
+        + " of eve to checkout-per-cart: properties.cart_id: missing (the key of a journey "
+        "'Checkout Started' starts): nothing was started")
     cli = run_cli(env, data_dir, QUEUE, "event", "eve", "Checkout Started", "--props",
                   '{"cart_id": 1, "total": 30}', "--journeys", str(ingestion.folder))
     assert cli.returncode == 0 and "journey/checkout-per-cart/eve/1" in cli.stdout, cli.stderr
+
+
+@pytest.mark.parametrize(("first", "then", "other"), [
+    (2, 2.0, "2.0"), (7.0, "7", 7.5), (-3, -3.0, "-3.00"), (10**20, 1e20, "1e+20")])
+async def test_a_number_is_one_key_whatever_its_notation(
+        ingestion: Ingestion, env: WorkflowEnvironment, first: Any, then: Any, other: Any) -> None:
+    """``cart_id`` 2, 2.0 and "2" reach one instance; a text keeps its own (another key)."""
+    user = f"num-{uuid.uuid4().hex[:8]}"
+    [entered] = await track(ingestion, user, "Cart Started", cart_id=first)
+    assert entered.action == "started"
+    [again] = await track(ingestion, user, "Cart Started", cart_id=then)
+    assert (again.workflow_id, again.action) == (entered.workflow_id, "signalled")
+    [another] = await track(ingestion, user, "Cart Started", cart_id=other)
+    assert another.action == "started" and another.workflow_id != entered.workflow_id
+    assert len({r.workflow_id for r in (entered, another)}) == 2
 
 
 async def test_an_event_id_counts_once_per_instance(ingestion: Ingestion,

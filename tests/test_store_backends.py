@@ -23,7 +23,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Insert, create_engine, func, inspect, select, text, update
+from sqlalchemy import Insert, create_engine, func, inspect, select, text
 from sqlalchemy.engine import Engine
 
 from journeys import caps as caps_module
@@ -32,7 +32,7 @@ from journeys.caps import CapCounter, parse_caps
 from journeys.events import instance_id
 from journeys.intellinode import Allocations, choose, results
 from journeys.models import IntelliNode
-from journeys.store import CLAIM_STALE, OutboxRow, Store, entries, event_receipts, metadata, path_choices
+from journeys.store import OutboxRow, Store, entries, metadata, path_choices
 from tests.helpers.postgres import fresh_database
 
 T = TypeVar("T")
@@ -253,18 +253,11 @@ def test_the_inbox_adds_once_per_key(stores: list[Store]) -> None:
     assert all(m.created_at.tzinfo is not None for m in listed)
 
 
-def test_an_event_is_claimed_by_one_router(stores: list[Store]) -> None:
-    tokens = race(stores, lambda store, i: store.claim_event("j", "ada", "evt-1"))
-    [token] = [t for t in tokens if t]
-    stores[1].settle_event("j", "ada", "evt-1", token, routed=True)
-    assert stores[2].claim_event("j", "ada", "evt-1") is None
-    dead = stores[0].claim_event("j", "ada", "evt-2")
-    assert dead is not None
-    with stores[0].engine.begin() as conn:  # its router died a while ago
-        conn.execute(update(event_receipts).where(event_receipts.c.event_id == "evt-2").values(
-            created_at=datetime.now(UTC) - CLAIM_STALE - timedelta(seconds=1)))
-    takers = race(stores, lambda store, i: store.claim_event("j", "ada", "evt-2"))
-    assert len([t for t in takers if t]) == 1 and dead not in takers
+def test_an_event_is_claimed_first_by_one_router(stores: list[Store]) -> None:
+    states = race(stores, lambda store, i: store.claim_event("j", "ada", "evt-1"))
+    assert sorted(states) == ["earlier"] * (len(states) - 1) + ["new"]
+    stores[1].settle_event("j", "ada", "evt-1")
+    assert {store.claim_event("j", "ada", "evt-1") for store in stores} == {"done"}
 
 
 # --- frequency caps ----------------------------------------------------------------------------
