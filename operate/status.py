@@ -7,6 +7,7 @@ no worker to answer a query, the search attributes and the outbox still tell wha
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from temporalio.service import RPCError
 from ingestion.keyed import instances
 from ingestion.router import belongs_to, describe
 from journeys.events import key_of_instance, legacy_workflow_id, workflow_id
+from journeys.inputs import printable
 from journeys.models import Journey
 from journeys.store import Store
 from workflows.journey import JourneyWorkflow
@@ -229,3 +231,29 @@ async def waiting_now(client: Client, journey: Journey) -> dict[str, int] | None
     except RPCError:
         return None
     return counts
+
+
+def format_status(row: JourneyStatus) -> str:
+    """One journey of ``status``: every value from data escaped (``printable``)."""
+    p = printable
+    event = (f"{p(row.event_name)} {p(json.dumps(row.event_properties, ensure_ascii=False))}"
+             if row.event_name else "-")
+    outcome = f" ({p(row.outcome)})" if row.outcome and row.outcome != row.status else ""
+    key = f"  key={p(row.key)}" if row.key is not None else ""
+    lines = [f"{p(row.workflow_id)}  {p(row.status)}{outcome}{key}  node={p(row.current_node)}  "
+             f"event={event}"]
+    if row.path:
+        lines.append(f"    path: {' > '.join(p(node) for node in row.path)}")
+    if row.exit_reason:
+        lines.append(f"    exit: {p(row.exit_reason)}")
+    if row.converted or row.held_out:
+        group = "control group (not messaged)" if row.held_out else "messaged"
+        lines.append(f"    converted: {p(row.converted or 'not yet')}; {group}")
+    if row.held:
+        lines.append(f"    held: {p(row.held)}")
+    if row.note:
+        lines.append(f"    note: {p(row.note)}")
+    for sent in row.outbox:
+        why = f" ({p(sent.reason)})" if sent.reason else ""
+        lines.append(f"    message {p(sent.node_id)}: {p(sent.channel)} {p(sent.status)}{why}")
+    return "\n".join(lines)
