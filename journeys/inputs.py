@@ -85,7 +85,7 @@ def shown(text: str) -> str:
 def described(exc: BaseException) -> str:
     """An error in words that always name it: ``TimeoutError`` has no message of its own (it
     printed as ``()``); a server's error adds its status (``RPCError UNAVAILABLE: ...``)."""
-    status = getattr(exc, "status", None)
-    name = type(exc).__name__ + (f" {status.name}" if hasattr(status, "name") else "")
+    status = getattr(getattr(exc, "status", None), "name", None)  # an RPCError's status code
+    name = type(exc).__name__ + (f" {status}" if isinstance(status, str) else "")
     text = str(exc)
     return printable(f"{name}: {text}" if text else name)

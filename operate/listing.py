@@ -120,7 +120,8 @@ async def _with_state(client: Client, row: Listed) -> Listed:
 def format_listed(rows: list[Listed], more: bool) -> str:
     """A table, one journey a line; every value from data escaped (``printable``), a keyed
     instance's key in its own column (user ``a/b`` with key ``c/1`` is not ``a/b/c/1``)."""
-    table = [("journey", "user", "key", "status", "node", "event", "next wake-up")]
+    table: list[tuple[str, ...]] = [("journey", "user", "key", "status", "node", "event",
+                                     "next wake-up")]
     for r in rows:
         wake = f"{r.next_wake:%Y-%m-%d %H:%M} UTC" if r.next_wake else "-"
         table.append(tuple(printable(cell) for cell in (

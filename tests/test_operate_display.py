@@ -143,6 +143,7 @@ async def test_list_shows_a_keyed_instance_s_user_and_key_apart(
     for user, key in pairs:
         await start(env, KEYED, user, key)
     rows = await eventually(lambda: _keyed(env, data_dir, catalog, len(pairs)), timeout=20)
+    assert rows is not None
     assert sorted((r["user_id"], r["key"]) for r in rows) == sorted(pairs)
     run = await asyncio.to_thread(cli, env, data_dir, catalog, "list", "--journey", "keyed")
     assert run.returncode == 0, run.stderr
