@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 from jinja2.exceptions import TemplateSyntaxError
@@ -220,8 +221,8 @@ def _intellinode(journey: Journey, node: IntelliNode) -> Iterator[Finding]:
     elif node.min_share * len(node.paths) > 100:
         yield (node.id, "min_share", "bad-value",
                f"{len(node.paths)} paths cannot each keep {node.min_share} %")
-    names = [node.path_name(i) for i in range(len(node.paths))]
-    for name in sorted({n for n in names if names.count(n) > 1}):
+    names = Counter(node.path_name(i) for i in range(len(node.paths)))  # (count() was quadratic)
+    for name in sorted(n for n, times in names.items() if times > 1):
         yield (node.id, "paths", "bad-value",
                f"two paths are known as '{name}': give each a different 'name'")
 
