@@ -217,20 +217,34 @@ def _with_outbox(row: JourneyStatus, store: Store, user_id: str) -> JourneyStatu
     return row.model_copy(update={"outbox": entries, "messages": max(row.messages, len(entries))})
 
 
+#: Counts asked of visibility at once by ``waiting_now`` (one per wait node: a journey may have
+#: thousands, which one after the other outlasted any deadline).
+COUNTS_AT_ONCE = 16
+
+
+def wait_nodes(journey: Journey) -> list[str]:
+    """The nodes users wait at (and the entry): those ``waiting_now`` counts."""
+    return [node.id for node in journey.nodes
+            if node.id == journey.entry or node.type in {"action", "inaction", "date_time", "delay"}]
+
+
 async def waiting_now(client: Client, journey: Journey) -> dict[str, int] | None:
     """How many users wait at each node of ``journey`` now (visibility: JourneyNode of the
     running ones); None if the server cannot count (the time-skipping test server)."""
-    counts: dict[str, int] = {}
+    gate = asyncio.Semaphore(COUNTS_AT_ONCE)
+
+    async def count(node_id: str) -> int:
+        async with gate:
+            found = await client.count_workflows(
+                f'JourneyId = "{journey.id}" AND ExecutionStatus = "Running" '
+                f'AND JourneyNode = "{node_id}"')
+            return found.count
+
+    nodes = wait_nodes(journey)
     try:
-        for node in journey.nodes:
-            if node.id == journey.entry or node.type in {"action", "inaction", "date_time", "delay"}:
-                found = await client.count_workflows(
-                    f'JourneyId = "{journey.id}" AND ExecutionStatus = "Running" '
-                    f'AND JourneyNode = "{node.id}"')
-                counts[node.id] = found.count
+        return dict(zip(nodes, await asyncio.gather(*(count(n) for n in nodes)), strict=True))
     except RPCError:
         return None
-    return counts
 
 
 def format_status(row: JourneyStatus) -> str:

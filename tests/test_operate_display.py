@@ -22,10 +22,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import default_providers
 from activities.providers import Outcome, OutgoingMessage, delivered
+from journeys import funnel_commands
 from journeys.events import Event, instance_id, workflow_id
 from journeys.models import Channel, Journey
+from journeys.settings import Settings
 from journeys.store import Store
-from tests.helpers.support import dev_server, eventually, run_cli, running_worker
+from scripts.bench_scale import chain
+from tests.helpers.support import dev_server, eventually, free_port, run_cli, running_worker
 from workflows.exits import ExitRequest, ExitResult
 from workflows.journey import JourneyWorkflow
 from workflows.models import JOURNEY_ID, JOURNEY_KEY, JOURNEY_NODE, USER_ID, JourneyInput
@@ -223,3 +226,27 @@ async def test_exit_reports_a_server_error_and_fails(
 
 async def _busy(env: WorkflowEnvironment, data_dir: Path, catalog: Path) -> bool:
     return bool(await listed(env, data_dir, catalog, "--journey", "busy"))
+
+
+async def test_stats_says_which_part_did_not_answer_and_why(
+        env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Counting who waits where is one visibility count per wait node: a big journey's count
+    ran out of time and stats said "did not answer ()" (a TimeoutError has no message)."""
+    long = Journey.model_validate(chain(300))
+    address = env.client.service_client.config.target_host
+    settings = Settings(TEMPORAL_ADDRESS=address)
+    counted = await funnel_commands._waiting(settings, long)  # in time: every wait node counted
+    assert counted is not None and len(counted) == 300 and sum(counted.values()) == 0
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(funnel_commands, "COUNT_DEADLINE", 0.001)
+    assert await funnel_commands._waiting(settings, long) is None
+    said = capsys.readouterr().err
+    assert (f"Temporal at {address}: counting who waits at the 300 wait nodes of chain did not "
+            "finish within 0.001 s (TimeoutError): counted without who waits now ('-')") in said
+    assert "()" not in said
+    closed = f"127.0.0.1:{free_port()}"
+    assert await funnel_commands._waiting(Settings(TEMPORAL_ADDRESS=closed), long) is None
+    said = capsys.readouterr().err
+    assert said.startswith(f"Temporal at {closed} could not be reached (RuntimeError: ")
+    assert "()" not in said
