@@ -11,7 +11,10 @@ the work is counted (calls per node), the page and its pictures are bounded in s
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +32,7 @@ from journeys.stats import journey_stats
 from journeys.store import Store
 from journeys.validate import validate_loaded
 from scripts.bench_scale import chain, split
+from tests.helpers.support import ROOT
 
 N = 5000
 
@@ -126,3 +130,13 @@ def test_duplicate_path_names_of_a_huge_intellinode_are_found_once() -> None:
         *({"id": f"p{i}", "type": "delay", "duration": "1h"} for i in range(N))]})
     twice = [f for f in node_rules(journey) if "two paths are known as" in f[3]]
     assert len(twice) == 2500 and twice[0][3].startswith("two paths are known as 'n0'")
+
+
+def test_the_bench_prints_each_shape() -> None:
+    """``make bench-scale`` (``python -m scripts.bench_scale``), small."""
+    run = subprocess.run([sys.executable, "-m", "scripts.bench_scale", "--nodes", "200"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr
+    shapes = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [s["journey"] for s in shapes] == ["chain", "chain-reversed", "split"]
+    assert all(s["page_bytes"] > 0 and s["svg_width"] > 0 for s in shapes)
