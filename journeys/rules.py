@@ -23,7 +23,7 @@ from journeys.models import (
     SplitNode,
 )
 from journeys.personalize import (
-    check_expression,
+    check_expressions,
     check_template,
     message_fields,
     unknown_variables,
@@ -180,12 +180,11 @@ def node_rules(journey: Journey) -> Iterator[Finding]:
             for prop, source in node.set.items():
                 yield from _template(node.id, f"set.{prop}", source)
         elif isinstance(node, SplitNode):
+            wrong = check_expressions([branch.when for branch in node.branches])
             for i, branch in enumerate(node.branches):
-                try:
-                    check_expression(branch.when)
-                except TemplateSyntaxError as exc:
+                if i in wrong:
                     yield (node.id, f"branches[{i}].when", "expression-syntax",
-                           f"'{branch.when}' is not an expression: {exc.message}")
+                           f"'{branch.when}' is not an expression: {wrong[i].message}")
                 else:
                     yield from _variables(node.id, f"branches[{i}].when", branch.when, expression=True)
     yield from policy_rules(journey)

@@ -102,8 +102,13 @@ def test_a_small_journey_is_drawn_whole(store: Store) -> None:
 def test_a_wide_split_is_validated_with_one_parse_per_branch(
         monkeypatch: pytest.MonkeyPatch) -> None:
     journey = Journey.model_validate(split(N))
-    parses, analyses = Counter[str](), Counter[str]()
+    parses, analyses, compiled = Counter[str](), Counter[str](), Counter[str]()
     parse, analyse = personalize.PLAIN.parse, meta.find_undeclared_variables
+    compile_ = personalize.PLAIN.compile
+
+    def counted_compile(*args: Any, **kwargs: Any) -> Any:
+        compiled["all"] += 1
+        return compile_(*args, **kwargs)
 
     def counted_parse(source: str, *args: Any, **kwargs: Any) -> Any:
         parses[source] += 1
@@ -116,10 +121,27 @@ def test_a_wide_split_is_validated_with_one_parse_per_branch(
     getattr(personalize._parse, "cache_clear", lambda: None)()  # (a cache: start empty)
     monkeypatch.setattr(personalize.PLAIN, "parse", counted_parse)
     monkeypatch.setattr(personalize.meta, "find_undeclared_variables", counted_analysis)
+    monkeypatch.setattr(personalize.PLAIN, "compile", counted_compile)
     assert validate_loaded(Loaded(path="wide.json", journey=journey, problems=[],
                                   catalog={})) == []
     assert len(parses) == N - 3 and max(parses.values()) == 1  # one per `when`
     assert analyses["all"] == 0  # an expression declares nothing: no code generated to find out
+    assert compiled["all"] == 1  # the split's expressions compiled together
+
+
+@pytest.mark.parametrize("sources", [
+    ["profile.a == 1", "event.x > 2", "profile.tier in ['a', 'b']"],
+    ["profile.a ==", "profile.a | nope", "a }} {{ b", "profile.b", "1 +", "x is nosuchtest"],
+    ["(" * 60 + "1" + ")" * 60, "profile.a"], ["profile.a | upper"], ["{{ x }}"]])
+def test_expressions_checked_together_say_what_each_alone_says(sources: list[str]) -> None:
+    alone: dict[int, str] = {}
+    for i, source in enumerate(sources):
+        try:
+            personalize.check_expression(source)
+        except personalize.TemplateSyntaxError as exc:
+            alone[i] = exc.message or ""
+    together = personalize.check_expressions(sources)
+    assert {i: exc.message for i, exc in together.items()} == alone
 
 
 def test_duplicate_path_names_of_a_huge_intellinode_are_found_once() -> None:
