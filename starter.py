@@ -33,7 +33,7 @@ from journeys import funnel_commands
 from journeys.catalog import catalog
 from journeys.commands import cmd_preview, cmd_schema, cmd_validate
 from journeys.events import Event, Routed, check_event, check_name, listens_to
-from journeys.inputs import json_object, printable, shown
+from journeys.inputs import described, json_object, printable, shown
 from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded
 from journeys.models import Journey
 from journeys.problems import UsageError
@@ -270,7 +270,7 @@ def _client(command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any
         try:
             return asyncio.run(command(args, settings))
         except RPCError as exc:
-            raise UsageError(f"Temporal at {settings.temporal_address}: {exc}") from None
+            raise UsageError(f"Temporal at {settings.temporal_address}: {described(exc)}") from None
     return run
 
 

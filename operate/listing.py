@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecution
 from temporalio.service import RPCError
 
-from journeys.inputs import printable
+from journeys.inputs import described, printable
 from journeys.problems import UsageError
 from operate.status import has_worker
 from workflows.journey import JourneyWorkflow
@@ -85,7 +85,7 @@ async def list_journeys(client: Client, task_queue: str, *, journey: str | None 
             if len(found) > limit:
                 break
     except RPCError as exc:
-        raise UsageError(f"the server cannot list journeys ({exc.message}): list needs "
+        raise UsageError(f"the server cannot list journeys ({described(exc)}): list needs "
                          "visibility (a dev server or a cluster, not the time-skipping server)") from None
     rows = found[:limit]
     if any(r.status == "running" for r in rows) and await has_worker(client, task_queue):

@@ -30,7 +30,7 @@ from temporalio.service import RPCError
 from ingestion.keyed import instances
 from ingestion.router import belongs_to, describe
 from journeys.events import key_of_instance, legacy_workflow_id, workflow_id
-from journeys.inputs import printable
+from journeys.inputs import described, printable
 from journeys.models import Journey
 from journeys.store import Store
 from workflows.journey import JourneyWorkflow
@@ -170,7 +170,7 @@ async def _status_of(handle: WorkflowHandle[JourneyWorkflow, JourneyState],
         try:
             state = await handle.query(JourneyWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
         except (RPCError, WorkflowQueryFailedError) as exc:
-            return row.model_copy(update={"note": f"no worker answered the query ({exc})"})
+            return row.model_copy(update={"note": f"no worker answered the query ({described(exc)})"})
     elif description.status == WorkflowExecutionStatus.COMPLETED:
         try:
             state = await handle.result(rpc_timeout=QUERY_TIMEOUT)
