@@ -26,7 +26,8 @@ QUEUE = "funnel-monotonic"
 
 
 def _push(node_id: str, next_node: str | None = None) -> dict[str, object]:
-    node: dict[str, object] = {"id": node_id, "type": "engagement", "channel": "push", "message": {"body": node_id}}
+    node: dict[str, object] = {"id": node_id, "type": "engagement", "channel": "push",
+                               "message": {"body": node_id}}
     return {**node, "next": next_node} if next_node else node
 
 
