@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint debs bench drill clean
+.PHONY: run demo test lint debs bench bench-scale drill clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -43,6 +43,9 @@ debs:
 
 bench: $(STAMP)
 	$(BIN)/python -m scripts.bench
+
+bench-scale: $(STAMP)  ## report and validate on 5,000-node journeys: seconds, page bytes, picture size
+	$(BIN)/python -m scripts.bench_scale
 
 drill: $(STAMP)  ## the load drill: 20,000 parked users, restarts, a SIGKILL (under 15 minutes)
 	$(BIN)/python -m scripts.drill

@@ -35,7 +35,7 @@ from journeys import funnel_commands
 from journeys.catalog import catalog
 from journeys.commands import cmd_preview, cmd_schema, cmd_validate
 from journeys.events import Event, Routed, check_event, check_name, listens_to
-from journeys.inputs import json_object, shown
+from journeys.inputs import described, json_object, printable, shown
 from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded
 from journeys.logs import configure_logging
 from journeys.models import Journey
@@ -43,7 +43,7 @@ from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
 from journeys.store import Store
 from operate import commands as operate_commands
-from operate.status import user_status
+from operate.status import format_status, user_status
 from service.runtime import client_for, leave
 
 # --- the client commands: they talk to Temporal and the stores -----------------------------
@@ -197,28 +197,9 @@ async def _status_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2, ensure_ascii=False))
     elif not rows:
-        print(f"user {args.user} is in no journey")
+        print(f"user {printable(args.user)} is in no journey")
     for row in [] if args.json else rows:
-        event = f"{row.event_name} {json.dumps(row.event_properties)}" if row.event_name else "-"
-        outcome = f" ({row.outcome})" if row.outcome and row.outcome != row.status else ""
-        lines = [f"{row.workflow_id}  {row.status}{outcome}  node={row.current_node}  event={event}"]
-        if row.path:
-            lines.append(f"    path: {' > '.join(row.path)}")
-        if row.exit_reason:
-            lines.append(f"    exit: {row.exit_reason}")
-        if row.converted or row.held_out:
-            group = "control group (not messaged)" if row.held_out else "messaged"
-            lines.append(f"    converted: {row.converted or 'not yet'}; {group}")
-        if row.held:
-            lines.append(f"    held: {row.held}")
-        if row.note:
-            lines.append(f"    note: {row.note}")
-        if row.warning:
-            lines.append(f"    warning: {row.warning}")
-        for sent in row.outbox:
-            why = f" ({sent.reason})" if sent.reason else ""
-            lines.append(f"    message {sent.node_id}: {sent.channel} {sent.status}{why}")
-        print(shown("\n".join(lines)))
+        print(format_status(row))
     return 0
 
 
@@ -229,8 +210,9 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         text = next(iter(row.content.values()), "") if row.status == "delivered" else row.reason or ""
-        print(shown(f"{row.created_at:%Y-%m-%d %H:%M:%S}  {row.user_id:<12} {row.journey_id}/"
-                    f"{row.node_id} {row.channel:<8} {row.status:<9} {text}"))
+        print(f"{row.created_at:%Y-%m-%d %H:%M:%S}  {printable(row.user_id):<12} "
+              f"{printable(row.journey_id)}/{printable(row.node_id)} {printable(row.channel):<8} "
+              f"{printable(row.status):<9} {printable(text)}")
     return 0
 
 
@@ -300,7 +282,7 @@ def _client(command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any
         try:
             return asyncio.run(command(args, settings))
         except RPCError as exc:
-            raise UsageError(f"Temporal at {settings.temporal_address}: {exc}") from None
+            raise UsageError(f"Temporal at {settings.temporal_address}: {described(exc)}") from None
     return run
 
 

@@ -17,7 +17,7 @@ from temporalio.service import RPCError
 from journeys.catalog import catalog
 from journeys.commands import cmd_graph as cmd_plain_graph
 from journeys.graph import to_mermaid
-from journeys.inputs import shown
+from journeys.inputs import described, shown
 from journeys.loader import load_file
 from journeys.models import Journey
 from journeys.problems import UsageError
@@ -25,23 +25,35 @@ from journeys.report import render_report
 from journeys.settings import Settings, load_settings
 from journeys.stats import JourneyStats, format_stats, journey_stats
 from journeys.store import Store
-from operate.status import waiting_now
+from operate.status import wait_nodes, waiting_now
 from service.runtime import connect_settings
 
 #: Seconds to reach Temporal, then to count who waits where, before going on without it.
 VISIBILITY_DEADLINE = 5.0
+COUNT_DEADLINE = 5.0
 
 
 async def _waiting(settings: Settings, journey: Journey) -> dict[str, int] | None:
-    address = settings.temporal_address
+    """Who waits at each node now, or None with a line on stderr that says which part did not
+    answer (reaching Temporal, or counting), within which deadline, and the error's name."""
+    address, without = settings.temporal_address, "counted without who waits now ('-')"
     try:
-        client = await asyncio.wait_for(connect_settings(settings),
-                                        VISIBILITY_DEADLINE)
-        return await asyncio.wait_for(waiting_now(client, journey), VISIBILITY_DEADLINE)
+        client = await asyncio.wait_for(connect_settings(settings), VISIBILITY_DEADLINE)
     except (RuntimeError, RPCError, TimeoutError) as exc:
-        print(f"Temporal at {address} did not answer ({exc or 'timed out'}): counted without "
-              "who waits now ('-')", file=sys.stderr)
+        within = f" within {VISIBILITY_DEADLINE:g} s" if isinstance(exc, TimeoutError) else ""
+        print(f"Temporal at {address} could not be reached{within} ({described(exc)}): {without}",
+              file=sys.stderr)
         return None
+    try:
+        return await asyncio.wait_for(waiting_now(client, journey), COUNT_DEADLINE)
+    except TimeoutError as exc:
+        print(f"Temporal at {address}: counting who waits at the {len(wait_nodes(journey))} wait "
+              f"nodes of {journey.id} did not finish within {COUNT_DEADLINE:g} s "
+              f"({described(exc)}): {without}", file=sys.stderr)
+    except (RuntimeError, RPCError) as exc:
+        print(f"Temporal at {address}: counting who waits now failed ({described(exc)}): {without}",
+              file=sys.stderr)
+    return None
 
 
 def _stats(args: argparse.Namespace, settings: Settings, journey: Journey) -> JourneyStats:

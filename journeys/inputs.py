@@ -59,7 +59,33 @@ def json_object(text: str | None, what: str, max_bytes: int = MAX_EVENT_BYTES) -
     return value
 
 
+#: Unicode categories a terminal does not show as themselves: controls (C0, DEL, C1), format
+#: characters (bidi embeddings, overrides and isolates, zero-width spaces and joiners, the BOM,
+#: the soft hyphen), line and paragraph separators, and lone surrogates (which cannot be encoded).
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def printable(value: object) -> str:
+    """A value from data (an id, a key, a subject, a reason) as one line of a terminal: every
+    character that could hide, reorder or break the text around it shown as its escape
+    (``ada\\u202egnp.exe``, ``line\\nbreak``, ``\\x1b``), so what is printed is what is stored."""
+    text = str(value)
+    if text.isprintable():  # the usual case: nothing to escape (isprintable is False for all _HIDDEN)
+        return text
+    return "".join(ch.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(ch) in _HIDDEN else ch for ch in text)
+
+
 def shown(text: str) -> str:
-    """User data on a terminal: control characters escaped, so none can rewrite the screen."""
-    return "".join(ch if ch == "\n" or unicodedata.category(ch) not in ("Cc", "Zl", "Zp")
-                   else ch.encode("unicode_escape").decode() for ch in text)
+    """Text made of lines on a terminal: each line as ``printable`` makes it (its line breaks
+    kept), a last guard for output that did not escape each value itself."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def described(exc: BaseException) -> str:
+    """An error in words that always name it: ``TimeoutError`` has no message of its own (it
+    printed as ``()``); a server's error adds its status (``RPCError UNAVAILABLE: ...``)."""
+    status = getattr(getattr(exc, "status", None), "name", None)  # an RPCError's status code
+    name = type(exc).__name__ + (f" {status}" if isinstance(status, str) else "")
+    text = str(exc)
+    return printable(f"{name}: {text}" if text else name)

@@ -243,13 +243,17 @@ def _aware(moment: datetime) -> datetime:
 
 
 def parse_percent(text: str) -> dict[str, int]:
-    """``a=70,b=30`` -> {"a": 70, "b": 30}; a UsageError naming what is wrong."""
+    """``a=70,b=30`` -> {"a": 70, "b": 30}; a UsageError naming what is wrong: a path given
+    twice (the last would silently win) or a percent not in ASCII digits."""
     found: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.rpartition("=")
         number = whole_number(value)
         if not sep or not name.strip() or number is None:
             raise UsageError(f"--percent: '{part}' is not PATH=PERCENT (for example a=70,b=30)")
+        if name.strip() in found:
+            raise UsageError(f"--percent: the path '{name.strip()}' is given twice: "
+                             "give each path once")
         found[name.strip()] = number
     if not found:
         raise UsageError("--percent: give PATH=PERCENT pairs, for example a=70,b=30")

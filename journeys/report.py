@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from journeys import intellinode
 from journeys.models import IntelliNode, Journey
-from journeys.report_svg import COLORS, funnel_svg, graph_svg, shares_svg
+from journeys.report_svg import COLORS, MAX_LAYERS, MAX_ROW, funnel_svg, graph_svg, shares_svg
 from journeys.stats import Group, JourneyStats
 from journeys.store import Store, path_choices
 
@@ -33,6 +33,7 @@ svg text { font: 12px system-ui, sans-serif; fill: #222; } .node-id { font-weigh
 .edge-label { fill: #444; } table { border-collapse: collapse; margin: 8px 0; }
 td, th { border-bottom: 1px solid #ddd; padding: 3px 10px; text-align: left; }
 .swatch { display: inline-block; width: 10px; height: 10px; margin-right: 4px; }
+.scroll { overflow-x: auto; } .scroll svg { max-width: none; }
 """
 
 
@@ -121,8 +122,10 @@ def render_report(store: Store, journey: Journey, stats: JourneyStats,
 <h2>The journey, with its counts</h2>
 <p class="muted">A node's <i>entered</i> counts the entries that reached it: those that ended
 (their recorded walk) and the running ones known to be there or past it (waiting now, messaged
-by it, routed by it). An edge counts the users that went along it.</p>
-{graph_svg(journey, stats)}
+by it, routed by it). An edge counts the users that went along it. A large journey is drawn
+{MAX_LAYERS} layers deep and {MAX_ROW} nodes wide at most (the nodes most users entered); a box
+stands for the others.</p>
+<div class="scroll">{graph_svg(journey, stats)}</div>
 <h2>The funnel</h2>
 <p class="muted">Users who entered each node (blue), with the conversions of users who were
 at it (green).</p>

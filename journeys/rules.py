@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 from jinja2.exceptions import TemplateSyntaxError
@@ -22,7 +23,7 @@ from journeys.models import (
     SplitNode,
 )
 from journeys.personalize import (
-    check_expression,
+    check_expressions,
     check_template,
     message_fields,
     unknown_variables,
@@ -179,12 +180,11 @@ def node_rules(journey: Journey) -> Iterator[Finding]:
             for prop, source in node.set.items():
                 yield from _template(node.id, f"set.{prop}", source)
         elif isinstance(node, SplitNode):
+            wrong = check_expressions([branch.when for branch in node.branches])
             for i, branch in enumerate(node.branches):
-                try:
-                    check_expression(branch.when)
-                except TemplateSyntaxError as exc:
+                if i in wrong:
                     yield (node.id, f"branches[{i}].when", "expression-syntax",
-                           f"'{branch.when}' is not an expression: {exc.message}")
+                           f"'{branch.when}' is not an expression: {wrong[i].message}")
                 else:
                     yield from _variables(node.id, f"branches[{i}].when", branch.when, expression=True)
     yield from policy_rules(journey)
@@ -220,8 +220,8 @@ def _intellinode(journey: Journey, node: IntelliNode) -> Iterator[Finding]:
     elif node.min_share * len(node.paths) > 100:
         yield (node.id, "min_share", "bad-value",
                f"{len(node.paths)} paths cannot each keep {node.min_share} %")
-    names = [node.path_name(i) for i in range(len(node.paths))]
-    for name in sorted({n for n in names if names.count(n) > 1}):
+    names = Counter(node.path_name(i) for i in range(len(node.paths)))  # (count() was quadratic)
+    for name in sorted(n for n, times in names.items() if times > 1):
         yield (node.id, "paths", "bad-value",
                f"two paths are known as '{name}': give each a different 'name'")
 

@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, func, select, union_all
 
 from journeys import intellinode
 from journeys.funnel import walked
+from journeys.inputs import printable
 from journeys.models import IntelliNode, Journey
 from journeys.store import Store, entries, outbox, outcomes
 
@@ -169,13 +170,14 @@ def lift(treatment: Group, control: Group) -> Lift | None:
 
 
 def format_stats(stats: JourneyStats) -> str:
-    """The funnel as text, one node a line."""
+    """The funnel as text, one node a line; names from data (goals, paths) escaped."""
     def rate(group: Group) -> str:
         return f"{group.converted}/{group.entered} ({group.rate:.1%})" if group.rate is not None else "-"
 
     lines = [f"journey {stats.journey_id}: entered {stats.entered}, timed out {stats.timed_out}"]
     if stats.goals:
-        lines.append(f"  converted ({', '.join(stats.goals)}): messaged {rate(stats.treatment)}, "
+        goals = ", ".join(map(printable, stats.goals))
+        lines.append(f"  converted ({goals}): messaged {rate(stats.treatment)}, "
                      f"control group {rate(stats.control)}")
     else:
         lines.append("  no goals: nothing converts")
@@ -191,13 +193,13 @@ def format_stats(stats: JourneyStats) -> str:
         lines.append(f"  {node.node_id:<24} {node.type:<14} {node.entered:>7} {waiting:>7} "
                      f"{node.conversions:>9} {node.exits:>5} {node.timed_out:>9}  {sent}")
     for path, count in sorted(stats.paths.items()):
-        lines.append(f"  path {path}: {count} converted")
+        lines.append(f"  path {printable(path)}: {count} converted")
     for split in stats.intellinodes:
-        lines.append(f"  IntelliNODE {split.node_id} ({split.mode}; shares: {split.source}), "
+        lines.append(f"  IntelliNODE {split.node_id} ({split.mode}; shares: {printable(split.source)}), "
                      "control group left out:")
         for p in split.paths:
             converted = "-" if p.rate is None else f"{p.rate:.1%}"
-            lines.append(f"    {p.path:<20} -> {p.next:<20} entered {p.entered:>6}, converted "
+            lines.append(f"    {printable(p.path):<20} -> {p.next:<20} entered {p.entered:>6}, converted "
                          f"{p.converted:>6} ({converted}), share now {p.share:.0%}")
     taken = [e for e in stats.edges if e.users]
     if taken:

@@ -10,10 +10,11 @@ from datetime import timedelta
 from typing import Any
 
 from rich.progress import Progress
+from temporalio.service import RPCError
 
 from journeys import intellinode
 from journeys.catalog import catalog
-from journeys.inputs import shown
+from journeys.inputs import described, printable, shown
 from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
 from journeys.store import Store
@@ -87,21 +88,30 @@ def cmd_exit(args: argparse.Namespace) -> int:
     if args.all and not args.journey:
         raise UsageError("--all needs --journey: everyone in which journey?")
     settings = load_settings()
-    done = asyncio.run(_exit(args, settings))
+    try:
+        done = asyncio.run(_exit(args, settings))
+    except RPCError as exc:
+        raise UsageError(f"Temporal at {settings.temporal_address}: {described(exc)}") from None
+    failed = [d for d in done if d.outcome == "failed"]
     if args.json:
         print(json.dumps([d.model_dump() for d in done], indent=2, ensure_ascii=False))
     elif args.user:
         for d in done:
-            where = f" at {d.node}" if d.node else ""
-            print(shown(f"{d.outcome:<9} {d.journey_id:<28} {d.workflow_id}{where}"))
+            where = f" at {printable(d.node)}" if d.node else ""
+            error = f": {d.error}" if d.error else ""
+            print(f"{printable(d.outcome):<9} {printable(d.journey_id):<28} "
+                  f"{printable(d.workflow_id)}{where}{error}")
             if d.warning:
-                print(shown(f"warning: {d.warning}"), file=sys.stderr)
+                print(f"warning: {printable(d.warning)}", file=sys.stderr)
         if not done:
-            print(shown(f"user {args.user} is in no running journey"))
+            print(f"user {printable(args.user)} is in no running journey")
     exited = sum(d.outcome == "exited" for d in done)
     if args.all and not args.json:
-        print(f"{exited} exited, {len(done) - exited} already leaving or ended")
-    return 0
+        for d in failed:
+            print(f"failed    {printable(d.workflow_id)}: {d.error}", file=sys.stderr)
+        print(f"{exited} exited, {len(failed)} failed, "
+              f"{len(done) - exited - len(failed)} already leaving or ended")
+    return 1 if failed else 0
 
 
 async def _exit(args: argparse.Namespace, settings: Settings) -> list[Exited]:

@@ -7,10 +7,11 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError
+from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.service import RPCError, RPCStatusCode
 
 from journeys.catalog import Catalog
+from journeys.inputs import described
 from journeys.models import Journey
 from journeys.store import Store
 from operate.listing import quoted
@@ -24,10 +25,11 @@ CONCURRENCY = 32
 class Exited(BaseModel):
     workflow_id: str
     journey_id: str
-    outcome: str  # "exited", or why not: "not running", "already leaving: ..."
+    outcome: str  # "exited", or why not: "not running", "already leaving: ...", "failed"
     node: str | None = None
     reason: str | None = None
     warning: str | None = None  # the journey left the catalog (status says the same)
+    error: str | None = None  # "failed": what the server answered (the user may still be in)
 
 
 async def exit_one(client: Client, workflow_id: str, journey_id: str, reason: str) -> Exited:
@@ -38,10 +40,21 @@ async def exit_one(client: Client, workflow_id: str, journey_id: str, reason: st
     except WorkflowUpdateFailedError as exc:  # the validator refused: it is leaving anyway
         cause = exc.cause.message if exc.cause and hasattr(exc.cause, "message") else str(exc)
         return Exited(workflow_id=workflow_id, journey_id=journey_id, outcome=cause)
-    except RPCError as exc:  # ended meanwhile, or never was
-        return Exited(workflow_id=workflow_id, journey_id=journey_id, outcome=f"not running ({exc.message})")
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # ended meanwhile, or never was
+            return Exited(workflow_id=workflow_id, journey_id=journey_id,
+                          outcome=f"not running ({exc.message})")
+        return _failed(workflow_id, journey_id, exc)
+    except WorkflowUpdateRPCTimeoutOrCancelledError as exc:  # no answer in time: still in?
+        return _failed(workflow_id, journey_id, exc)
     return Exited(workflow_id=workflow_id, journey_id=journey_id, outcome="exited",
                   node=result.node, reason=result.reason)
+
+
+def _failed(workflow_id: str, journey_id: str, exc: Exception) -> Exited:
+    """The server did not take the exit: said as such, never as "not running"."""
+    return Exited(workflow_id=workflow_id, journey_id=journey_id, outcome="failed",
+                  error=described(exc))
 
 
 async def exit_user(client: Client, journeys: Sequence[Journey], user_id: str, task_queue: str,

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecution
 from temporalio.service import RPCError
 
+from journeys.inputs import described, printable
 from journeys.problems import UsageError
 from operate.status import has_worker
 from workflows.journey import JourneyWorkflow
@@ -33,13 +34,27 @@ class Listed(BaseModel):
     exit_reason: str | None = None
 
 
+#: What the SQLite visibility of ``temporal server start-dev`` never matches with ``=`` (it
+#: keeps the query's backslash escapes as part of the value): such a value is asked by its
+#: prefix and matched exactly here.
+_UNMATCHABLE = ('"', "\\")
+
+_FILTERS = (("JourneyId", "journey_id"), ("JourneyNode", "node"), ("UserId", "user_id"))
+
+
 def visibility_query(journey: str | None = None, node: str | None = None, user: str | None = None,
                      status: str | None = None) -> str:
-    """The list filter in Temporal's visibility language, each value quoted."""
+    """The list filter in Temporal's visibility language, each value quoted; a value holding
+    a double quote or a backslash is asked by its prefix before them (``exact`` finishes it)."""
     parts = ['WorkflowType = "JourneyWorkflow"']
-    for name, value in (("JourneyId", journey), ("JourneyNode", node), ("UserId", user)):
-        if value is not None:
+    for (name, _), value in zip(_FILTERS, (journey, node, user), strict=True):
+        if value is None:
+            continue
+        cut = min((i for i in (value.find(c) for c in _UNMATCHABLE) if i >= 0), default=None)
+        if cut is None:
             parts.append(f'{name} = "{quoted(value)}"')
+        elif cut > 0:
+            parts.append(f'{name} STARTS_WITH "{quoted(value[:cut])}"')
     if status == "running":
         parts.append('ExecutionStatus = "Running"')
     elif status == "closed":
@@ -49,21 +64,30 @@ def visibility_query(journey: str | None = None, node: str | None = None, user: 
     return " AND ".join(parts)
 
 
+def exact(row: Listed, journey: str | None = None, node: str | None = None,
+          user: str | None = None) -> bool:
+    """Does ``row`` hold exactly the values asked (what the query asked by prefix only)?"""
+    return all(value is None or getattr(row, field) == value
+               for (_, field), value in zip(_FILTERS, (journey, node, user), strict=True))
+
+
 async def list_journeys(client: Client, task_queue: str, *, journey: str | None = None,
                         node: str | None = None, user: str | None = None,
                         status: str | None = None, limit: int = 50) -> tuple[list[Listed], bool]:
     """Up to ``limit`` journeys, newest first, and whether there are more."""
-    found: list[WorkflowExecution] = []
+    found: list[Listed] = []
     query = visibility_query(journey, node, user, status)
     try:
         async for execution in client.list_workflows(query, page_size=min(limit + 1, 1000)):
-            found.append(execution)
+            row = _row(execution)
+            if exact(row, journey, node, user):
+                found.append(row)
             if len(found) > limit:
                 break
     except RPCError as exc:
-        raise UsageError(f"the server cannot list journeys ({exc.message}): list needs "
+        raise UsageError(f"the server cannot list journeys ({described(exc)}): list needs "
                          "visibility (a dev server or a cluster, not the time-skipping server)") from None
-    rows = [_row(execution) for execution in found[:limit]]
+    rows = found[:limit]
     if any(r.status == "running" for r in rows) and await has_worker(client, task_queue):
         rows = list(await asyncio.gather(*(_with_state(client, r) for r in rows)))
     return rows, len(found) > limit
@@ -94,13 +118,19 @@ async def _with_state(client: Client, row: Listed) -> Listed:
 
 
 def format_listed(rows: list[Listed], more: bool) -> str:
-    table = [("journey", "user", "status", "node", "event", "next wake-up")]
+    """A table, one journey a line; every value from data escaped (``printable``), a keyed
+    instance's key in its own column (user ``a/b`` with key ``c/1`` is not ``a/b/c/1``)."""
+    table: list[tuple[str, ...]] = [("journey", "user", "key", "status", "node", "event",
+                                     "next wake-up")]
     for r in rows:
-        user = f"{r.user_id}/{r.key}" if r.key else (r.user_id or "?")
         wake = f"{r.next_wake:%Y-%m-%d %H:%M} UTC" if r.next_wake else "-"
-        table.append((r.journey_id or "?", user, r.status, r.node or "-", r.event or "-", wake))
-    widths = [max(len(row[i]) for row in table) for i in range(5)]
-    lines = ["  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[5]])
+        table.append(tuple(printable(cell) for cell in (
+            r.journey_id or "?", r.user_id or "?", "-" if r.key is None else r.key, r.status,
+            r.node or "-", r.event or "-", wake)))
+    if all(r.key is None for r in rows):  # no keyed journey among them: no key column
+        table = [(*row[:2], *row[3:]) for row in table]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    lines = ["  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]])
              for row in table]
     lines.append(f"{len(rows)} shown" + ("; more: raise --limit or narrow the filter" if more else ""))
     return "\n".join(lines)

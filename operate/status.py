@@ -7,6 +7,7 @@ no worker to answer a query, the search attributes and the outbox still tell wha
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from ingestion.keyed import instances
 from ingestion.router import belongs_to, describe
 from journeys.catalog import Catalog
 from journeys.events import key_of_instance, legacy_workflow_id, workflow_id
+from journeys.inputs import described, printable
 from journeys.models import Journey
 from journeys.store import Store
 from workflows.journey import JourneyWorkflow
@@ -222,7 +224,7 @@ async def _status_of(handle: WorkflowHandle[JourneyWorkflow, JourneyState],
         try:
             state = await handle.query(JourneyWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
         except (RPCError, WorkflowQueryFailedError) as exc:
-            return row.model_copy(update={"note": f"no worker answered the query ({exc})"})
+            return row.model_copy(update={"note": f"no worker answered the query ({described(exc)})"})
     elif description.status == WorkflowExecutionStatus.COMPLETED:
         try:
             state = await handle.result(rpc_timeout=QUERY_TIMEOUT)
@@ -269,17 +271,59 @@ def _with_outbox(row: JourneyStatus, store: Store, user_id: str) -> JourneyStatu
     return row.model_copy(update={"outbox": entries, "messages": max(row.messages, len(entries))})
 
 
+#: Counts asked of visibility at once by ``waiting_now`` (one per wait node: a journey may have
+#: thousands, which one after the other outlasted any deadline).
+COUNTS_AT_ONCE = 16
+
+
+def wait_nodes(journey: Journey) -> list[str]:
+    """The nodes users wait at (and the entry): those ``waiting_now`` counts."""
+    return [node.id for node in journey.nodes
+            if node.id == journey.entry or node.type in {"action", "inaction", "date_time", "delay"}]
+
+
 async def waiting_now(client: Client, journey: Journey) -> dict[str, int] | None:
     """How many users wait at each node of ``journey`` now (visibility: JourneyNode of the
     running ones); None if the server cannot count (the time-skipping test server)."""
-    counts: dict[str, int] = {}
+    gate = asyncio.Semaphore(COUNTS_AT_ONCE)
+
+    async def count(node_id: str) -> int:
+        async with gate:
+            found = await client.count_workflows(
+                f'JourneyId = "{journey.id}" AND ExecutionStatus = "Running" '
+                f'AND JourneyNode = "{node_id}"')
+            return found.count
+
+    nodes = wait_nodes(journey)
     try:
-        for node in journey.nodes:
-            if node.id == journey.entry or node.type in {"action", "inaction", "date_time", "delay"}:
-                found = await client.count_workflows(
-                    f'JourneyId = "{journey.id}" AND ExecutionStatus = "Running" '
-                    f'AND JourneyNode = "{node.id}"')
-                counts[node.id] = found.count
+        return dict(zip(nodes, await asyncio.gather(*(count(n) for n in nodes)), strict=True))
     except RPCError:
         return None
-    return counts
+
+
+def format_status(row: JourneyStatus) -> str:
+    """One journey of ``status``: every value from data escaped (``printable``)."""
+    p = printable
+    event = (f"{p(row.event_name)} {p(json.dumps(row.event_properties, ensure_ascii=False))}"
+             if row.event_name else "-")
+    outcome = f" ({p(row.outcome)})" if row.outcome and row.outcome != row.status else ""
+    key = f"  key={p(row.key)}" if row.key is not None else ""
+    lines = [f"{p(row.workflow_id)}  {p(row.status)}{outcome}{key}  node={p(row.current_node)}  "
+             f"event={event}"]
+    if row.path:
+        lines.append(f"    path: {' > '.join(p(node) for node in row.path)}")
+    if row.exit_reason:
+        lines.append(f"    exit: {p(row.exit_reason)}")
+    if row.converted or row.held_out:
+        group = "control group (not messaged)" if row.held_out else "messaged"
+        lines.append(f"    converted: {p(row.converted or 'not yet')}; {group}")
+    if row.held:
+        lines.append(f"    held: {p(row.held)}")
+    if row.note:
+        lines.append(f"    note: {p(row.note)}")
+    if row.warning:
+        lines.append(f"    warning: {p(row.warning)}")
+    for sent in row.outbox:
+        why = f" ({p(sent.reason)})" if sent.reason else ""
+        lines.append(f"    message {p(sent.node_id)}: {p(sent.channel)} {p(sent.status)}{why}")
+    return "\n".join(lines)
