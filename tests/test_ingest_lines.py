@@ -6,6 +6,7 @@ the lines before and after it are routed; a BOM is accepted; a long line is neve
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import subprocess
@@ -104,7 +105,7 @@ async def test_ingest_from_a_pipe_routes_each_line_as_it_comes(
         for user in ("tail-1", "tail-2"):  # one line, and the pipe stays open (tail -f)
             process.stdin.write(_line(user) + b"\n")
             process.stdin.flush()
-            assert await eventually(lambda user=user: _running(env, user), timeout=30), user
+            assert await eventually(functools.partial(_running, env, user), timeout=30), user
     finally:
         process.stdin.close()
         assert process.stdout is not None
