@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import time
 from typing import Any
 
@@ -25,6 +26,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from journeys.settings import Settings
+
+log = logging.getLogger("journeys.http")
 
 #: The request line and headers together, as h11 buffers them before a request starts.
 MAX_HEADER_BYTES = 16 * 1024
@@ -85,13 +88,27 @@ def api_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
     """uvicorn's config for the API: the guard above with the settings' limits, header bytes
     bounded, and uvicorn's loggers left to the process's (JSON) logging."""
     protocol = type("GuardedH11", (GuardedH11,), {
-        "max_connections": settings.http_max_connections,
+        "max_connections": connection_cap(settings.http_max_connections),
         "header_seconds": settings.http_header_seconds})
     quiet_accept_failures()
     options.setdefault("log_level", "warning")
     return uvicorn.Config(app, http=protocol, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
                           timeout_keep_alive=max(1, int(settings.http_header_seconds)),
                           log_config=None, **options)
+
+
+def connection_cap(setting: int) -> int:
+    """``setting``, or less: the process's file limit less a reserve for everything else (the
+    store, the Temporal client, a worker's outbound calls). An accept that fails for want of
+    file descriptors makes asyncio retry once more for each failure (a storm of timers and
+    CPU), so the cap keeps the API from ever getting there on its own."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return setting
+    room = max(2, soft - max(64, soft // 4))
+    if room < setting:
+        log.info("HTTP API: at most %d connections (file limit %d; raise it with ulimit -n)", room, soft)
+    return min(setting, room)
 
 
 class _AcceptFailures(logging.Filter):
@@ -103,7 +120,10 @@ class _AcceptFailures(logging.Filter):
         self.interval, self.last, self.count = interval, float("-inf"), 0
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith("socket.accept() out of system resource"):
+        message = str(record.msg)
+        if message.startswith("Exception in callback BaseSelectorEventLoop._start_serving"):
+            return False  # asyncio's retries of those accepts, once the socket is closed
+        if not message.startswith("socket.accept() out of system resource"):
             return True
         self.count += 1
         now = time.monotonic()

@@ -61,7 +61,7 @@ def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.contextvars.merge_contextvars, *shared,
                            structlog.stdlib.add_logger_name, structlog.stdlib.ExtraAdder(),
-                           _temporal_ids],
+                           _temporal_ids, _no_colors],
         # The record's exc_info reaches the event dict as a tuple: format it, or JSON gets a repr.
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info, structlog.processors.JSONRenderer(default=str)]))
@@ -87,6 +87,12 @@ def _temporal_ids(logger: Any, name: str, event: MutableMapping[str, Any]) -> Mu
                 event.setdefault(field, context[field])
     if "workflow_id" in event:
         event.setdefault("journey_id", journey_of(event["workflow_id"]))
+    return event
+
+
+def _no_colors(logger: Any, name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """uvicorn's ``color_message`` extra: the message again, with terminal colour codes."""
+    event.pop("color_message", None)
     return event
 
 
