@@ -37,6 +37,7 @@ class Ingestion:
         self._index = Index.of(())
         self._checked = float("-inf")
         self._lost: str | None = None  # why the folder could not be read, once logged
+        self._look: asyncio.Future[Index] | None = None  # a look at the folder under way
 
     @property
     def catalog(self) -> Catalog:
@@ -66,11 +67,25 @@ class Ingestion:
                 self._catalog, self._index = found, Index.of(found.journeys)
         return self._index
 
+    async def current(self) -> Index:
+        """:meth:`index` for code on the event loop: when the folder is due a look, it is looked
+        at (and a changed catalog validated, seconds for a large one) in a thread, so that the
+        loop keeps answering meanwhile."""
+        if self._catalog is not None and time.monotonic() - self._checked < self.recheck:
+            return self._index
+        if self._look is None:  # one look at a time: the requests meanwhile wait for it
+            self._look = asyncio.ensure_future(asyncio.to_thread(self.index))
+            self._look.add_done_callback(self._looked)
+        return await asyncio.shield(self._look)
+
+    def _looked(self, look: asyncio.Future[Index]) -> None:
+        self._look = None
+
     async def track(self, event: Event, profile: dict[str, Any] | None = None) -> list[Routed]:
         """Merge ``profile`` into the user's (first: the journey sees it), then route the event:
         entries start, waits and exits are signalled; set profile dates may start journeys."""
         check_event(event)
-        index = self.index()
+        index = await self.current()
         if profile:
             await asyncio.to_thread(self.store.update_profile, event.user_id, profile)
         routed = await self.router.route_event(index.for_event(event.name), event)
@@ -80,7 +95,7 @@ class Ingestion:
 
     async def identify(self, user_id: str, traits: dict[str, Any]) -> list[Routed]:
         """Merge ``traits`` into the user's profile; profile-date journeys may start."""
-        index = self.index()
+        index = await self.current()
         await asyncio.to_thread(self.store.update_profile, user_id, traits)
         return await self.router.route_profile(index.for_profile(traits), user_id, traits)
 

@@ -120,11 +120,13 @@ class Router:
 
     async def _once(self, journey: Journey, event: Event, entry: bool) -> list[Routed]:
         receipts, user = self.receipts, event.user_id
-        # On the loop, not in a thread: a receipt is two short SQLite writes (about 80 µs each, the
-        # statements built once), and a thread hop would cost more CPU than the write itself.
-        # (A keyed journey's event has one key, or reaches every instance at once: the receipt
-        # of its journey, user and event id is the receipt of each instance it reaches.)
-        token = receipts.claim_event(journey.id, user, event.id) if receipts else None
+        # In a thread, though a receipt is two short writes (about 80 µs each): another process
+        # holding SQLite's write lock would stall the event loop, every request with it, for
+        # up to the busy timeout. (A keyed journey's event has one key, or reaches every
+        # instance at once: the receipt of its journey, user and event id is the receipt of
+        # each instance it reaches.)
+        token = (await asyncio.to_thread(receipts.claim_event, journey.id, user, event.id)
+                 if receipts else None)
         if receipts and token is None:  # routed already, or being routed right now
             return [Routed(journey_id=journey.id, workflow_id=_instance_of(journey, event),
                            action="duplicate")]
@@ -140,7 +142,8 @@ class Router:
         finally:
             if receipts and token:
                 done = bool(results) and all(r.action != "failed" for r in results)
-                receipts.settle_event(journey.id, user, event.id, token, routed=done)
+                await asyncio.to_thread(receipts.settle_event, journey.id, user, event.id, token,
+                                        routed=done)
         return results
 
     async def _keyed(self, journey: Journey, event: Event, entry: bool) -> list[Routed]:
@@ -171,7 +174,7 @@ class Router:
         if self.receipts is None:
             raise RuntimeError(f"'{journey.id}' is keyed (entry_key '{journey.entry_key}'): "
                                "an event without its key needs the store to find the instances")
-        ids = instances(self.receipts, journey, user_id, live=True)
+        ids = await asyncio.to_thread(instances, self.receipts, journey, user_id, live=True)
         done = await asyncio.gather(*(signal(wid) for wid in ids), return_exceptions=True)
         results: list[Routed] = []
         for wid, result in zip(ids, done, strict=True):
@@ -219,8 +222,8 @@ class Router:
             # instances that a keyless event reaches: recorded again (once per run) when the
             # start found it running, in case the router that started it failed to record it.
             if self.receipts and handle.result_run_id and (key is not None or started(handle)):
-                self.receipts.record_entry(journey.id, wid, handle.result_run_id, user_id,
-                                           held_out(journey.id, user_id, journey.control_percent))
+                await asyncio.to_thread(self.receipts.record_entry, journey.id, wid, handle.result_run_id,
+                                        user_id, held_out(journey.id, user_id, journey.control_percent))
             if started(handle):
                 return Routed(journey_id=journey.id, workflow_id=wid, action="started")
             if event is None and not profile:
