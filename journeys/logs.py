@@ -28,6 +28,7 @@ import temporalio.activity
 import temporalio.workflow
 from temporalio import activity, workflow
 from temporalio.common import MetricMeter
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, TelemetryFilter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,6 +75,13 @@ def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -
     temporalio.activity.logger.activity_info_on_message = False
 
 
+def core_logging(level: str = "WARN") -> LoggingConfig:
+    """The Temporal core's own lines (Rust; by default coloured text straight on stderr) through
+    the ``temporalio.core`` logger: JSON as every other line. For the process's Runtime."""
+    return LoggingConfig(filter=TelemetryFilter(core_level=level, other_level="ERROR"),
+                         forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")))
+
+
 def _temporal_ids(logger: Any, name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """The SDK's context (``temporal_workflow``, ``temporal_activity`` extras) as our id fields."""
     for key in ("temporal_workflow", "temporal_activity"):
@@ -91,8 +99,10 @@ def _temporal_ids(logger: Any, name: str, event: MutableMapping[str, Any]) -> Mu
 
 
 def _no_colors(logger: Any, name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """uvicorn's ``color_message`` extra: the message again, with terminal colour codes."""
+    """uvicorn's ``color_message`` extra (the message again, with terminal colour codes) and the
+    core's ``temporal_log`` (its entry, already in the message) are left out."""
     event.pop("color_message", None)
+    event.pop("temporal_log", None)
     return event
 
 

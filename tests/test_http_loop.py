@@ -99,11 +99,10 @@ async def test_health_answers_while_another_process_holds_the_write_lock(
 
 def _big(nodes: int) -> dict[str, Any]:
     """A journey of ``nodes`` messages: each template is compiled when it is validated (seconds)."""
-    chain = [{"id": f"m{i}", "type": "engagement", "channel": "sms", "message": {"text": f"Hi {i}"},
-              **({"next": f"m{i + 1}"} if i + 1 < nodes else {})} for i in range(nodes)]
-    chain[0]["message"]["text"] = "Hi {{ profile.first_name | default('you') }}"
-    for node in chain:
-        node["message"]["text"] += " {{ event.name | default('') }}"
+    text = "Hi {{ profile.first_name | default('you') }} {{ event.name | default('') }}"
+    chain: list[dict[str, Any]] = [
+        {"id": f"m{i}", "type": "engagement", "channel": "sms", "message": {"text": f"{text} {i}"},
+         **({"next": f"m{i + 1}"} if i + 1 < nodes else {})} for i in range(nodes)]
     entry = {"id": "in", "type": "action", "event": "Big Event", "next": "m0"}
     return {"id": "big", "name": "big", "entry": "in", "nodes": [entry, *chain]}
 
