@@ -172,7 +172,7 @@ def _raw(url: str, head: bytes, chunks: Iterator[bytes]) -> bytes:
                 sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             except (BlockingIOError, ConnectionError):
                 break
-        sock.setblocking(True)
+        sock.settimeout(60)  # (blocking again, but never for ever)
         while b"\r\n\r\n" not in answer and (more := sock.recv(65536)):
             answer += more
         head, _, body = answer.partition(b"\r\n\r\n")
