@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import resource
 import socket
@@ -197,3 +198,30 @@ async def test_a_body_slower_than_its_time_is_a_408(tight: str) -> None:
         while b"\r\n\r\n" not in answer and (more := sock.recv(65536)):
             answer += more
     assert answer.startswith(b"HTTP/1.1 408"), answer
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(record.getMessage())
+
+
+async def test_a_client_that_leaves_mid_body_is_no_error(tight: str) -> None:
+    """A client gone before its body's end: answered (to nobody), never a traceback."""
+    errors = _Errors()
+    logging.getLogger().addHandler(errors)
+    try:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", _port(tight)), timeout=30) as sock:
+                sock.sendall(b"POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 100\r\n\r\n{\"userId\"")
+                await asyncio.sleep(0.2)
+        async with httpx.AsyncClient() as http:  # after them, a request is answered as ever
+            assert (await http.get(f"{tight}/health")).status_code == 200
+        await asyncio.sleep(0.5)
+    finally:
+        logging.getLogger().removeHandler(errors)
+    assert errors.seen == []
