@@ -39,7 +39,7 @@ from ingestion.pipeline import Ingestion
 from ingestion.requests import MAX_BODY_BYTES as MAX_BODY_BYTES  # the documented limit, here too
 from ingestion.requests import Refused, authorize, check_sender, read_json
 from ingestion.router import Router
-from journeys.ingest import BadLine, parse_identify, parse_item
+from journeys.ingest import BadLine, id_text, parse_identify, parse_item
 from journeys.limits import LimitExceeded, brief
 from journeys.problems import UsageError
 from journeys.settings import Settings
@@ -218,4 +218,7 @@ async def _route(ingestion: Ingestion, kind: str, raw: Any, index: int) -> str |
 def _user_of(raw: Any, index: int) -> str:
     """Whose item this is, to keep each user's items in order; an item without a user is alone."""
     user = raw.get("userId", raw.get("user_id")) if isinstance(raw, dict) else None
-    return f"user:{user}" if isinstance(user, str | int) and not isinstance(user, bool) else f"item:{index}"
+    try:  # as the item will be read: 2 and 2.0 are one user
+        return f"user:{id_text(user, 'userId')}" if user is not None else f"item:{index}"
+    except LimitExceeded:
+        return f"item:{index}"

@@ -9,6 +9,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from journeys.ingest import BadLine, parse_identify, parse_item, parse_line
 from journeys.inputs import BadText, strict_json
@@ -117,3 +119,41 @@ def test_a_line_of_bytes_must_be_utf8(data: bytes, says: str) -> None:
     with pytest.raises(BadLine, match=f"line 5: {says}"):
         parse_line(data, 5)
     assert parse_line('{"userId": "ada", "event": "Café"}'.encode(), 5)
+
+
+# --- whatever comes: a Line, nothing, or a BadLine; never another exception ------------------
+
+_TEXT = st.text(st.characters(codec=None, categories=None), max_size=8)  # lone surrogates too
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=12)
+_FIELDS = st.sampled_from(["userId", "user_id", "event", "name", "messageId", "id", "properties",
+                           "traits", "profile", "timestamp", "context"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_FIELDS | _TEXT, _JSON, max_size=6))
+def test_any_item_is_read_or_refused_with_a_reason(raw: dict[str, Any]) -> None:
+    for parse in (parse_item, parse_identify):
+        try:
+            parse(raw, 1)
+        except BadLine as exc:
+            exc.reason.encode()  # a reason is valid Unicode: it goes into a JSON answer
+    text = json.dumps(raw)  # as it comes over the wire: surrogates as escapes
+    try:
+        line = parse_line(text.encode(), 1)
+    except BadLine as exc:
+        exc.reason.encode()
+    else:
+        assert line is None or line.event.user_id.encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_any_bytes_are_read_or_refused_with_a_reason(data: bytes) -> None:
+    try:
+        parse_line(b'{"userId": "a", "event": "X", "properties": {"p": "' + data + b'"}}', 1)
+        parse_line(data, 1)
+    except BadLine as exc:
+        exc.reason.encode()
