@@ -91,6 +91,10 @@ def api_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
         "max_connections": connection_cap(settings.http_max_connections),
         "header_seconds": settings.http_header_seconds})
     quiet_accept_failures()
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # as uvicorn's own config left them
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
     options.setdefault("log_level", "warning")
     return uvicorn.Config(app, http=protocol, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
                           timeout_keep_alive=max(1, int(settings.http_header_seconds)),
