@@ -29,6 +29,7 @@ from activities.providers.registry import build_providers, choices, close_provid
 from ingestion import retired
 from ingestion.cli import reach, say_not_routed
 from ingestion.files import ingest
+from ingestion.lines import read_lines
 from ingestion.pipeline import Ingestion
 from ingestion.router import Router
 from journeys import funnel_commands
@@ -163,7 +164,7 @@ async def _ingest_command(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     ingestion = _ingestion(client, settings, store, args.journeys)
     with contextlib.ExitStack() as stack:
-        lines = sys.stdin if args.file == "-" else stack.enter_context(_open(args.file))
+        lines = read_lines(sys.stdin.buffer if args.file == "-" else stack.enter_context(_open(args.file)))
         bar = (stack.enter_context(Progress(transient=True, console=Console(stderr=True)))
                if sys.stderr.isatty() else None)
         task = bar.add_task("ingesting", total=None) if bar else None
@@ -180,7 +181,7 @@ async def _ingest_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def _open(path: str) -> Any:
     try:
-        return Path(path).open(encoding="utf-8")
+        return Path(path).open("rb")  # bytes: a line that is no UTF-8 is refused, not fatal
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
@@ -260,18 +261,20 @@ async def _serve_command(args: argparse.Namespace, settings: Settings) -> int:
     """Segment's HTTP tracking API (ingestion/http_api.py) on uvicorn, until interrupted."""
     import uvicorn
 
+    from ingestion.guard import api_config
     from ingestion.http_api import check_bind, create_app
 
+    configure_logging()  # uvicorn's lines and tracebacks as JSON, as the worker's
     check_bind(args.host, settings.write_key)
     _catalog(args.journeys, settings)  # a catalog that cannot route is said now, in one line
     client = await _connect(settings)
-    configure_logging()  # JSON lines on stderr, the router's "event not routed" among them
 
     async def connected() -> Client:
         return client
 
     app = create_app(settings, args.journeys, connected)
-    await uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None)).serve()
+    await uvicorn.Server(api_config(app, settings, host=args.host, port=args.port,
+                                    log_level="info")).serve()
     return 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from ingestion.pipeline import Ingestion
@@ -30,6 +30,16 @@ def _forget(last: dict[str, asyncio.Task[None]], user: str, done: asyncio.Task[N
         del last[user]
 
 
+async def _numbered(lines: Iterable[str] | AsyncIterable[tuple[int, bytes | BadLine]]
+                   ) -> AsyncIterator[tuple[int, str | bytes | BadLine]]:
+    if isinstance(lines, AsyncIterable):
+        async for numbered in lines:
+            yield numbered
+    else:
+        for number, text in enumerate(lines, start=1):
+            yield number, text
+
+
 @dataclass
 class Ingested:
     """What ``ingest`` did: lines read, and what became of them."""
@@ -42,9 +52,11 @@ class Ingested:
     failed: list[str] = field(default_factory=list)  # "line N (user, event): journey: why"
 
 
-async def ingest(ingestion: Ingestion, lines: Iterable[str], concurrency: int = 64,
-                 progress: Callable[[int], None] | None = None) -> Ingested:
-    """Route a file of events, ``concurrency`` at a time, each user's in the file's order."""
+async def ingest(ingestion: Ingestion,
+                 lines: Iterable[str] | AsyncIterable[tuple[int, bytes | BadLine]],
+                 concurrency: int = 64, progress: Callable[[int], None] | None = None) -> Ingested:
+    """Route a file of events, ``concurrency`` at a time, each user's in the file's order.
+    ``lines``: texts, or numbered lines as :func:`ingestion.lines.read_lines` reads a file."""
     summary, gate = Ingested(), asyncio.Semaphore(concurrency)
     last: dict[str, asyncio.Task[None]] = {}  # each user's latest line: the next one waits for it
 
@@ -66,8 +78,10 @@ async def ingest(ingestion: Ingestion, lines: Iterable[str], concurrency: int = 
             if progress:
                 progress(1)
 
-    for number, text in enumerate(lines, start=1):
+    async for number, text in _numbered(lines):
         try:
+            if isinstance(text, BadLine):  # unreadable: over the length limit
+                raise text
             line = parse_line(text, number)
         except BadLine as exc:
             summary.read += 1

@@ -13,9 +13,12 @@ anonymousId-only items are listed as ``skipped``); 400 ``{"success": false, "err
 "reason"}]}`` naming each bad item (the good items of the request are routed all the same); 503
 with ``Retry-After`` when an item could not be routed now (Temporal or the store unreachable,
 slow or locked; within ``JOURNEYS_ROUTE_TIMEOUT``): send the request again; 401 without the
-right key; 413 for a body over 500 KB. ``messageId`` is the event id, so an item sent twice (a
-client's retry) enters nobody twice, and it is answered 200 only once its first copy was
-routed; an item without one is a new event (a fresh id), as Segment's libraries make each call.
+right key; 403 for a browser's cross-site request to a key-less API; 408 for a body slower than
+``JOURNEYS_HTTP_BODY_SECONDS``; 413 for a body over 500 KB (sent or inflated); 415 for a body
+that is not ``application/json`` or not gzip or plain (see ingestion/requests.py).
+``messageId`` is the event id, so an item sent twice (a client's retry) enters nobody twice,
+and it is answered 200 only once its first copy was routed; an item without one is a new event
+(a fresh id), as Segment's libraries make each call.
 
 It runs in ``starter.py serve`` and ``make run``.
 """
@@ -23,12 +26,8 @@ It runs in ``starter.py serve`` and ``make run``.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
-import secrets
 import uuid
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -43,24 +42,20 @@ from temporalio.client import Client
 from ingestion.failures import problem_of
 from ingestion.pipeline import Ingestion
 from ingestion.readiness import readiness
+from ingestion.requests import MAX_BODY_BYTES as MAX_BODY_BYTES  # the documented limit, here too
+from ingestion.requests import Refused, authorize, check_sender, read_json
 from ingestion.router import Router
-from journeys.events import check_name
-from journeys.ingest import BadLine, parse_item
-from journeys.inputs import strict_json
-from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded, brief, check_properties
+from journeys.ingest import BadLine, id_text, parse_identify, parse_item
+from journeys.limits import LimitExceeded, brief
 from journeys.problems import UsageError
 from journeys.settings import Settings
 from journeys.store import Store
 from service.runtime import connect_settings
 
-#: A request's body, as Segment's tracking API limits a batch (after gzip is undone).
-MAX_BODY_BYTES = 500 * 1024
 #: The hosts the API may serve without a write key: this machine only.
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 #: Items routed at once (different users; each user's in order), as ``ingest --concurrency``.
 ROUTING_CONCURRENCY = 64
-#: The longest user id an event may carry (``Event.user_id``): identify holds to it too.
-USER_ID_LENGTH = 200
 #: Segment calls no journey routes: accepted, and said to be skipped.
 SKIPPED_TYPES = ("page", "screen", "alias", "group")
 #: What a 503 asks the client to wait before it sends again; and /ready's wait for each part.
@@ -125,14 +120,6 @@ class _Parts:
     ingestion: Ingestion
 
 
-class _Refused(Exception):
-    """The request as a whole is refused: its status and why."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.reason = status, reason
-
-
 def create_app(settings: Settings, journeys_dir: str | Path | None = None,
                connect_client: Callable[[], Awaitable[Client]] | None = None) -> FastAPI:
     """The API for ``settings``: journeys from ``journeys_dir`` (default ``JOURNEYS_DIR``), a
@@ -164,10 +151,10 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
 
     async def handle(request: Request, items: Callable[[Any], list[tuple[str, Any]]]) -> JSONResponse:
         try:
-            _authorize(request, settings.write_key)
-            body = _json(await _read(request))
-            work = items(body)
-        except _Refused as exc:
+            authorize(request, settings.write_key)
+            check_sender(request, settings.write_key)
+            work = items(await read_json(request, settings.http_body_seconds))
+        except Refused as exc:
             return _answer(exc.status, [{"reason": exc.reason}])
         parts: _Parts = request.app.state.parts
         outcomes: dict[int, Outcome] = {}
@@ -250,58 +237,10 @@ def _outcome(outcomes: dict[int, Outcome], count: int) -> JSONResponse:
     return _answer(status, errors, skipped)
 
 
-def _authorize(request: Request, write_key: str | None) -> None:
-    """Segment's auth: basic, the write key as user name, the password empty (not checked)."""
-    if not write_key:  # loopback only (check_bind): this machine's own users
-        return
-    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
-    try:
-        user = base64.b64decode(encoded, validate=True).decode().partition(":")[0]
-    except (binascii.Error, UnicodeDecodeError):
-        user = ""
-    if scheme.lower() != "basic" or not secrets.compare_digest(user.encode(), write_key.encode()):
-        raise _Refused(401, "missing or wrong write key (HTTP basic auth, the key as user name)")
-
-
-async def _read(request: Request) -> bytes:
-    """The body, refused (413) as soon as it is over the limit; gzip is undone, under the limit too."""
-    too_large = _Refused(413, f"the body is over the limit of {MAX_BODY_BYTES} bytes")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large
-    gzipped = request.headers.get("content-encoding", "").lower() == "gzip"
-    inflate = zlib.decompressobj(wbits=31) if gzipped else None
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            if inflate is not None:
-                chunk = inflate.decompress(chunk, MAX_BODY_BYTES + 1 - size)
-            size += len(chunk)
-            if size > MAX_BODY_BYTES or (inflate is not None and inflate.unconsumed_tail):
-                raise too_large
-            chunks.append(chunk)
-    except zlib.error as exc:
-        raise _Refused(400, f"the body is not gzip: {exc}") from None
-    return b"".join(chunks)
-
-
-def _json(data: bytes) -> Any:
-    try:
-        body = strict_json(data)
-    except RecursionError:
-        raise _Refused(400, "the body is nested too deeply") from None
-    except ValueError as exc:
-        raise _Refused(400, f"the body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise _Refused(400, "the body is not a JSON object")
-    return body
-
-
 def _batch_items(body: dict[str, Any]) -> list[tuple[str, Any]]:
     items = body.get("batch")
     if not isinstance(items, list):
-        raise _Refused(400, "batch: not a JSON list")
+        raise Refused(400, "batch: not a JSON list")
     return [(item.get("type", "") if isinstance(item, dict) else "", item) for item in items]
 
 
@@ -323,7 +262,7 @@ async def _route(ingestion: Ingestion, kind: str, raw: Any, index: int) -> Outco
             line = parse_item(raw, index)
             routed = await ingestion.track(line.event, line.profile)
         elif kind == "identify":
-            routed = await ingestion.identify(*_identify(raw))
+            routed = await ingestion.identify(*parse_identify(raw, index))
         else:
             return "request", f"type: {kind!r} is not one of 'track', 'identify'"
     except BadLine as exc:
@@ -347,18 +286,7 @@ async def _route(ingestion: Ingestion, kind: str, raw: Any, index: int) -> Outco
 def _user_of(raw: Any, index: int) -> str:
     """Whose item this is, to keep each user's items in order; an item without a user is alone."""
     user = raw.get("userId", raw.get("user_id")) if isinstance(raw, dict) else None
-    return f"user:{user}" if isinstance(user, str | int) and not isinstance(user, bool) else f"item:{index}"
-
-
-def _identify(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    user = raw.get("userId", raw.get("user_id"))
-    traits = raw.get("traits", raw.get("profile")) or {}
-    if not isinstance(user, str | int) or isinstance(user, bool):
-        raise LimitExceeded("userId: missing, or not a string")
-    check_name(str(user), "user id")
-    if len(str(user)) > USER_ID_LENGTH:
-        raise LimitExceeded(f"userId: over {USER_ID_LENGTH} characters")
-    if not isinstance(traits, dict):
-        raise LimitExceeded("traits: not a JSON object")
-    check_properties(traits, "traits", MAX_PROFILE_BYTES)
-    return str(user), traits
+    try:  # as the item will be read: 2 and 2.0 are one user
+        return f"user:{id_text(user, 'userId')}" if user is not None else f"item:{index}"
+    except LimitExceeded:
+        return f"item:{index}"

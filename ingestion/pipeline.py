@@ -51,6 +51,7 @@ class Ingestion:
         self._retired_lock = asyncio.Lock()
         self._retired_logged: frozenset[str] = frozenset()
         self._idle: set[str] = set()  # retired journeys visibility counted nobody in, last time
+        self._look: asyncio.Future[Index] | None = None  # a look at the folder under way
 
     @property
     def catalog(self) -> Catalog:
@@ -84,7 +85,7 @@ class Ingestion:
         """The journeys that left the catalog while users may still be in them: learned from
         the store and visibility when the catalog changes, and again every ``retired.RECHECK``
         seconds (as their last users leave, they drop out: then an event costs nothing more)."""
-        index = self.index()
+        index = await self.current()
         if index is self._retired_for and time.monotonic() - self._retired_at < retired.RECHECK:
             return self._retired
         async with self._retired_lock:
@@ -126,11 +127,25 @@ class Ingestion:
                         self.catalog.why_not(journey_id), extra={"journey_id": journey_id})
         self._retired_logged = learned.ids
 
+    async def current(self) -> Index:
+        """:meth:`index` for code on the event loop: when the folder is due a look, it is looked
+        at (and a changed catalog validated, seconds for a large one) in a thread, so that the
+        loop keeps answering meanwhile."""
+        if self._catalog is not None and time.monotonic() - self._checked < self.recheck:
+            return self._index
+        if self._look is None:  # one look at a time: the requests meanwhile wait for it
+            self._look = asyncio.ensure_future(asyncio.to_thread(self.index))
+            self._look.add_done_callback(self._looked)
+        return await asyncio.shield(self._look)
+
+    def _looked(self, look: asyncio.Future[Index]) -> None:
+        self._look = None
+
     async def track(self, event: Event, profile: dict[str, Any] | None = None) -> list[Routed]:
         """Merge ``profile`` into the user's (first: the journey sees it), then route the event:
         entries start, waits and exits are signalled; set profile dates may start journeys."""
         check_event(event)
-        index = self.index()
+        index = await self.current()
         async with self._bounded():
             if profile:
                 await asyncio.to_thread(self.store.update_profile, event.user_id, profile)
@@ -144,7 +159,7 @@ class Ingestion:
 
     async def identify(self, user_id: str, traits: dict[str, Any]) -> list[Routed]:
         """Merge ``traits`` into the user's profile; profile-date journeys may start."""
-        index = self.index()
+        index = await self.current()
         async with self._bounded():
             await asyncio.to_thread(self.store.update_profile, user_id, traits)
             routed = await self.router.route_profile(index.for_profile(traits), user_id, traits)

@@ -224,7 +224,7 @@ class Router:
         if self.receipts is None:
             raise RuntimeError(f"'{journey.id}' is keyed (entry_key '{journey.entry_key}'): "
                                "an event without its key needs the store to find the instances")
-        ids = instances(self.receipts, journey, user_id, live=True)
+        ids = await asyncio.to_thread(instances, self.receipts, journey, user_id, live=True)
         done = await asyncio.gather(*(signal(wid) for wid in ids), return_exceptions=True)
         results: list[Routed] = []
         for wid, result in zip(ids, done, strict=True):

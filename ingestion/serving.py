@@ -17,6 +17,7 @@ import structlog
 import uvicorn
 from temporalio.client import Client
 
+from ingestion.guard import api_config
 from ingestion.http_api import LOOPBACK, check_bind, create_app
 from journeys.numbers import whole_number
 from journeys.problems import UsageError
@@ -111,7 +112,7 @@ async def start_api(client: Client, settings: Settings, sock: socket.socket,
         return client
 
     app = create_app(settings, None, connected)
-    server = _Server(uvicorn.Config(app, log_level="warning"))
+    server = _Server(api_config(app, settings))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not task.done():
         await asyncio.sleep(0.05)

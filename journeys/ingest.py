@@ -17,14 +17,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from journeys.events import Event, check_event
-from journeys.inputs import strict_json
+from journeys.events import Event, check_event, check_name
+from journeys.inputs import BadText, check_text, strict_json
 from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded, check_properties
 
 #: Our field, then the names Segment's tracking API gives it.
 _FIELDS = {"user_id": ("user_id", "userId"), "name": ("name", "event"),
            "properties": ("properties",), "id": ("id", "messageId"),
            "time": ("time", "timestamp"), "profile": ("profile", "traits")}
+
+
+#: The longest user id (``Event.user_id``): an identify holds to it too.
+USER_ID_LENGTH = 200
 
 
 class BadLine(ValueError):
@@ -48,12 +52,50 @@ def _field(raw: dict[str, Any], name: str) -> Any:
     return next((raw[key] for key in _FIELDS[name] if key in raw), None)
 
 
-def parse_line(text: str, number: int) -> Line | None:
-    """The event on line ``number`` (None for a blank line); raises :class:`BadLine`."""
+def id_text(value: Any, what: str) -> str:
+    """An id as Segment's spec has it: a string, or a number as its text (``42``, and ``2.0`` as
+    ``"2"``); a bool, list, object, or a number with a fraction is refused (LimitExceeded), as
+    is an id of white space only."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if not isinstance(value, str):
+        kind = "a number with a fraction" if isinstance(value, float) else _kind(value)
+        raise LimitExceeded(f"{what}: not a string or a whole number ({kind})")
+    if value and not value.strip():
+        raise LimitExceeded(f"{what}: white space only")
+    return value
+
+
+def object_field(value: Any, what: str) -> dict[str, Any]:
+    """``properties``, ``traits`` or ``profile``: a JSON object; absent or null is ``{}``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise LimitExceeded(f"{what}: not a JSON object ({_kind(value)})")
+    return value
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", list: "a list", dict: "an object", str: "a string",
+             int: "a number", float: "a number"}
+    return names.get(type(value), type(value).__name__)
+
+
+def parse_line(text: str | bytes, number: int) -> Line | None:
+    """The event on line ``number`` (None for a blank line); raises :class:`BadLine`. Bytes must
+    be UTF-8 (a BOM before the first line is the reader's to drop)."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            at = exc.start
+            raise BadLine(number, f"not UTF-8: byte 0x{text[at]:02x} at byte {at + 1}") from None
     if not text.strip():
         return None
     try:
-        raw = strict_json(text)
+        raw = strict_json(text, check=False)
     except RecursionError:
         raise BadLine(number, "nested too deeply") from None
     except ValueError as exc:
@@ -66,22 +108,45 @@ def parse_line(text: str, number: int) -> Line | None:
 def parse_item(raw: dict[str, Any], number: int) -> Line:
     """The event of one JSON object (a line of a file, an item of an HTTP batch), in our field
     names or Segment's; raises :class:`BadLine`. Without an id, it gets one from its content."""
-    event_id = _field(raw, "id")
-    if event_id is None:  # the same line, the same id: a file ingested twice is deduplicated
-        canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        event_id = "ingest-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
-    profile = _field(raw, "profile") or {}
     try:
-        event = Event(id=str(event_id), name=_field(raw, "name") or "",
-                      user_id=str(_field(raw, "user_id") or ""), properties=_field(raw, "properties") or {},
+        check_text(raw)
+        event_id = _field(raw, "id")
+        if event_id is None:  # the same line, the same id: a file ingested twice is deduplicated
+            canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            event_id = "ingest-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+        name = _field(raw, "name")
+        if name is not None and not isinstance(name, str):
+            raise LimitExceeded(f"event: not a string ({_kind(name)})")
+        user = _field(raw, "user_id")
+        profile = object_field(_field(raw, "profile"), "profile")
+        event = Event(id=id_text(event_id, "messageId"), name=name or "",
+                      user_id="" if user is None else id_text(user, "userId"),
+                      properties=object_field(_field(raw, "properties"), "properties"),
                       time=_field(raw, "time") or datetime.now(UTC))
         check_event(event)
-        if not isinstance(profile, dict):
-            raise BadLine(number, "profile: not a JSON object")
         check_properties(profile, "profile", MAX_PROFILE_BYTES)
     except ValidationError as exc:
         fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise BadLine(number, fields) from None
-    except LimitExceeded as exc:
+    except (LimitExceeded, BadText) as exc:
         raise BadLine(number, str(exc)) from None
     return Line(number, event, profile)
+
+
+def parse_identify(raw: dict[str, Any], number: int) -> tuple[str, dict[str, Any]]:
+    """The user and traits of an identify call (Segment's), as :func:`parse_item` reads a track;
+    raises :class:`BadLine`."""
+    try:
+        check_text(raw)
+        user = _field(raw, "user_id")
+        if user is None:
+            raise LimitExceeded("userId: missing")
+        user = id_text(user, "userId")
+        check_name(user, "user id")
+        if len(user) > USER_ID_LENGTH:
+            raise LimitExceeded(f"userId: over {USER_ID_LENGTH} characters")
+        traits = object_field(_field(raw, "profile"), "traits")
+        check_properties(traits, "traits", MAX_PROFILE_BYTES)
+    except (LimitExceeded, BadText) as exc:
+        raise BadLine(number, str(exc)) from None
+    return user, traits

@@ -18,10 +18,81 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def strict_json(text: str | bytes) -> Any:
+class BadText(ValueError):
+    """A JSON value no journey can carry as it is: a lone UTF-16 surrogate (what JavaScript leaves
+    when it cuts an emoji in two: no UTF-8 can hold it, so the store, Temporal and every log
+    would fail on it), or a key given twice (which value was meant?)."""
+
+
+class _Twice(dict[str, Any]):
+    """An object that named a key twice (``duplicate``): refused where it is checked."""
+
+    duplicate = ""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) == len(pairs):
+        return value
+    twice, seen = _Twice(value), set()
+    for key, _ in pairs:
+        if key in seen:
+            twice.duplicate = key
+            break
+        seen.add(key)
+    return twice
+
+
+def strict_json(text: str | bytes, *, check: bool = True) -> Any:
     """JSON as the standard has it: NaN and Infinity are refused (ValueError), as nothing
-    downstream could send them; deep nesting raises RecursionError for the caller to word."""
-    return json.loads(text, parse_constant=_refuse_constant)
+    downstream could send them; deep nesting raises RecursionError for the caller to word.
+
+    A duplicate key or a lone surrogate raises :class:`BadText` (a ValueError), unless ``check``
+    is False: then each part of the value (an item of a batch) is checked with
+    :func:`check_text` on its own, and a bad item does not refuse its neighbours."""
+    value = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_object)
+    if check:
+        check_text(value)
+    return value
+
+
+def check_text(value: Any, where: str = "") -> None:
+    """Raise :class:`BadText` naming the first lone surrogate or twice-given key in ``value``
+    (its path, ``properties.title``); walks iteratively, in time linear in the value."""
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            _no_surrogate(item, path or "the value")
+        elif isinstance(item, dict):
+            for key in item:
+                _no_surrogate(key, f"a key in {path}" if path else "a key")
+            if isinstance(item, _Twice):
+                raise BadText(f"{_at(path, item.duplicate)}: the key is given twice")
+            stack.extend((child, _at(path, key)) for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+
+
+def check_keys(value: dict[str, Any]) -> None:
+    """Only the object's own keys (not its values'): none twice, each valid Unicode."""
+    for key in value:
+        _no_surrogate(key, "a key")
+    if isinstance(value, _Twice):
+        raise BadText(f"{value.duplicate}: the key is given twice")
+
+
+def _at(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _no_surrogate(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        raise BadText(f"{path}: a lone UTF-16 surrogate \\u{code:04x} at character {exc.start} "
+                      f"(half of an emoji cut in two?): not valid Unicode") from None
 
 
 def json_object(text: str | None, what: str, max_bytes: int = MAX_EVENT_BYTES) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import temporalio.activity
 import temporalio.workflow
 from temporalio import activity, workflow
 from temporalio.common import MetricMeter
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, TelemetryFilter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,7 +62,7 @@ def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.contextvars.merge_contextvars, *shared,
                            structlog.stdlib.add_logger_name, structlog.stdlib.ExtraAdder(),
-                           _temporal_ids],
+                           _temporal_ids, _no_colors],
         # The record's exc_info reaches the event dict as a tuple: format it, or JSON gets a repr.
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info, structlog.processors.JSONRenderer(default=str)]))
@@ -72,6 +73,13 @@ def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -
     # _temporal_ids) the message stays the event.
     temporalio.workflow.logger.workflow_info_on_message = False
     temporalio.activity.logger.activity_info_on_message = False
+
+
+def core_logging(level: str = "WARN") -> LoggingConfig:
+    """The Temporal core's own lines (Rust; by default coloured text straight on stderr) through
+    the ``temporalio.core`` logger: JSON as every other line. For the process's Runtime."""
+    return LoggingConfig(filter=TelemetryFilter(core_level=level, other_level="ERROR"),
+                         forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")))
 
 
 def _temporal_ids(logger: Any, name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -87,6 +95,14 @@ def _temporal_ids(logger: Any, name: str, event: MutableMapping[str, Any]) -> Mu
                 event.setdefault(field, context[field])
     if "workflow_id" in event:
         event.setdefault("journey_id", journey_of(event["workflow_id"]))
+    return event
+
+
+def _no_colors(logger: Any, name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """uvicorn's ``color_message`` extra (the message again, with terminal colour codes) and the
+    core's ``temporal_log`` (its entry, already in the message) are left out."""
+    event.pop("color_message", None)
+    event.pop("temporal_log", None)
     return event
 
 

@@ -40,6 +40,18 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=300, alias="JOURNEYS_ROUTE_TIMEOUT",
         description="Seconds an HTTP request, or an event of `event` and `ingest`, may take to "
                     "route; past it the event is not routed (the API answers 503: send it again).")
+    # --- the HTTP API's guard against slow or many clients (a proxy in front may do more) -----
+    http_max_connections: int = Field(
+        default=1000, ge=2, le=100_000, alias="JOURNEYS_HTTP_MAX_CONNECTIONS",
+        description="Connections the HTTP API holds at once; past it, a new one pushes out the "
+                    "oldest one that is idle or still sending its headers.")
+    http_header_seconds: float = Field(
+        default=10.0, gt=0, le=300, alias="JOURNEYS_HTTP_HEADER_SECONDS",
+        description="Seconds a client has to send a request's headers (and an idle connection "
+                    "is kept) before the API closes it.")
+    http_body_seconds: float = Field(
+        default=30.0, gt=0, le=600, alias="JOURNEYS_HTTP_BODY_SECONDS",
+        description="Seconds a client has to send a request's body: past it, 408.")
     metrics_address: str | None = Field(
         default=None, alias="JOURNEYS_METRICS_ADDRESS",
         description="host:port serving Prometheus metrics (the SDK's and the project's); off if unset.")

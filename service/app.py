@@ -27,6 +27,7 @@ from ingestion.serving import api_settings, bind, start_api
 from journeys.caps import caps_setting
 from journeys.catalog import catalog
 from journeys.egress import LOOPBACK
+from journeys.logs import core_logging
 from journeys.problems import UsageError
 from journeys.settings import Settings
 from journeys.store import Store
@@ -102,8 +103,10 @@ async def run_worker(settings: Settings, *, dev: bool, ui: bool = True, metrics_
             sink, settings = await start_dev_sink(settings)
             if sink:
                 log.info("mail sink started", address=sink.address, folder=str(sink.folder))
-        runtime = (Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=metrics_address)))
-                   if metrics_address else None)
+        # The core's lines as JSON, with the rest of the log (and the metrics, if asked for).
+        runtime = Runtime(telemetry=TelemetryConfig(
+            logging=core_logging(),
+            metrics=PrometheusConfig(bind_address=metrics_address) if metrics_address else None))
         try:
             client = await _unless_stopped(
                 connect(settings.temporal_address, settings.temporal_namespace, runtime=runtime) if dev

@@ -91,7 +91,8 @@ def api(env: WorkflowEnvironment, data_dir: Path, catalog: Path) -> Iterator[str
 async def _post(url: str, path: str, body: Any, key: str = KEY, **options: Any) -> httpx.Response:
     async with httpx.AsyncClient(base_url=url, auth=(key, ""), timeout=30) as http:
         if isinstance(body, bytes):
-            return await http.post(path, content=body, **options)
+            headers = {"Content-Type": "application/json", **options.pop("headers", {})}
+            return await http.post(path, content=body, headers=headers, **options)
         return await http.post(path, json=body, **options)
 
 
