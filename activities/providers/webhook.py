@@ -24,6 +24,7 @@ from activities.providers import (
     unreachable,
 )
 from activities.providers.http import Clients, Refused, attempt, request
+from activities.providers.ledger import current
 from journeys.models import Channel
 from journeys.settings import Settings
 
@@ -93,21 +94,30 @@ class WebhookProvider:
         method, url, headers, body = self._request(message)
         if not url:
             return unreachable("the webhook has no url")
+        ledger, address = current(), f"{method} {url}"
+        settled = ledger.settled(address)  # an earlier attempt's answer, or too many unanswered
+        if settled is not None:
+            return settled
         try:
             where = f"webhook {method} {_host(url)}"  # not the URL: a Slack-style URL is a secret
             async with attempt(self.timeout, where):
                 reply = await request(self.clients, method, url, headers=headers, content=body,
-                                      what=where)
+                                      what=where, on_sent=ledger.on_sent(address))
         except Refused as exc:
+            ledger.answered(address, "failed")
             return failed(str(exc))
         if reply.verdict == "delivered":
             found = next((reply.headers[h] for h in ID_HEADERS if h in reply.headers), None)
+            ledger.answered(address, "delivered", found[:200] if found else None)
             return delivered(found[:200] if found else None)
         if reply.verdict == "transient":
+            ledger.answered(address, "answered")
             raise TransientError(f"webhook answered {reply.status}{reply.retry_after()}",
-                                 detail=reply.text())
+                                 detail=reply.text(), retry_after=reply.retry_delay())
         if reply.status == 410:  # Gone: the receiver says this address will never take messages
+            ledger.answered(address, "unreachable")
             return unreachable(f"webhook answered 410 Gone: {reply.text()}")
+        ledger.answered(address, "failed")
         return failed(f"webhook answered {reply.status}: {reply.text()}")
 
 
