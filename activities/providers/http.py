@@ -173,7 +173,7 @@ async def request(clients: Clients, method: str, url: str, *, what: str,
     client = clients.get()
     extensions: dict[str, Any] = {}
     if on_sent is not None:
-        def trace(event: str, info: Any) -> None:
+        async def trace(event: str, info: Any) -> None:
             if event.endswith("send_request_headers.started"):
                 on_sent()
         extensions["trace"] = trace

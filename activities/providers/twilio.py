@@ -31,7 +31,7 @@ _WHATSAPP = "whatsapp:"
 #: E.164: a plus, a country code (no leading 0), at most 15 digits in all.
 E164 = re.compile(r"\+[1-9]\d{6,14}")
 #: What people write between the digits: spaces, dashes, dots, parentheses.
-_SEPARATORS = re.compile(r"[\s\-.()]")
+_SEPARATORS = re.compile(r"[ \-.()]")
 #: Control characters a text message must not carry (newline and tab may; CR is a newline's).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
