@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import re
 import socket
 from email.errors import MessageError
@@ -27,6 +28,7 @@ from activities.providers import (
     failed,
     unreachable,
 )
+from activities.providers.http import tls_failure
 from journeys.models import Channel
 from journeys.problems import UsageError
 from journeys.settings import Settings
@@ -56,12 +58,38 @@ def _one_line(text: str) -> str:
     return re.sub(r"\s*[\r\n]+\s*", " ", text).strip()
 
 
+#: Control characters no subject may hold (CR and LF are folded to a space, tab is allowed):
+#: NUL, VT, FF, FS-RS, ESC, DEL, C1 (NEL) and the Unicode line and paragraph separators.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class Unsendable(ValueError):
+    """The rendered message cannot be an email as it is: no retry changes it."""
+
+
+def _subject(text: str) -> str:
+    found = _CONTROL.search(text)
+    if found:
+        raise Unsendable(f"the subject holds a control character (U+{ord(found[0]):04X})")
+    return _one_line(text)
+
+
+def loopback(host: str) -> bool:
+    """Is ``host`` this machine (a literal loopback address, or localhost)?"""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def build_email(message: OutgoingMessage, sender: str, to: str) -> EmailMessage:
     """The MIME message: multipart/alternative when both text and html are given."""
     email = EmailMessage()
     email["From"] = sender
     email["To"] = to
-    email["Subject"] = _one_line(message.content.get("subject", ""))
+    email["Subject"] = _subject(message.content.get("subject", ""))
     email["Date"] = formatdate(localtime=False, usegmt=True)
     email["Message-ID"] = message_id(message.idempotency_key)
     text, html = message.content.get("text"), message.content.get("html")
@@ -94,6 +122,11 @@ class SmtpProvider:
         several = len(getaddresses([settings.email_from])) != 1
         if self.envelope_from is None or several or any(ch < " " for ch in settings.email_from):
             raise UsageError(f"JOURNEYS_EMAIL_FROM: '{settings.email_from}' is not an email address")
+        if settings.smtp_tls == "none" and self.username and not loopback(self.host):
+            # AUTH PLAIN in clear text would hand the password to anyone on the path.
+            raise UsageError(f"JOURNEYS_SMTP_TLS=none with JOURNEYS_SMTP_USERNAME: the password "
+                             f"would cross the network in clear to '{self.host}'; use starttls or "
+                             "tls (none only for a server on this machine)")
         self._local_hostname: str | None = None
 
     async def deliver(self, message: OutgoingMessage) -> Outcome:
@@ -103,8 +136,10 @@ class SmtpProvider:
                                else "the profile's email is not an address")
         try:
             email = build_email(message, self.sender, to)
-        except ValueError as exc:  # a header the email package refuses: no retry changes it
-            return failed(f"not sent: {exc}")
+        except Unsendable as exc:
+            return failed(str(exc))
+        except ValueError:  # a header the email package refuses: no retry changes it
+            return failed("a header of the message cannot be written")
         try:
             async with asyncio.timeout(self.timeout):  # the whole attempt, not each command
                 if self._local_hostname is None:  # getfqdn may wait on DNS: once, off the loop
@@ -121,6 +156,9 @@ class SmtpProvider:
         except aiosmtplib.SMTPResponseException as exc:
             return self._refused(exc, "refused")
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            tls = tls_failure(exc)
+            if tls:  # a certificate that does not verify stays so: named, not retried
+                return failed(f"SMTP {self.host}:{self.port}: {tls}")
             # Connection refused or lost, a timeout, STARTTLS not offered: a later attempt may work.
             # (our client's words: connection refused, no STARTTLS; not the server's answer)
             raise TransientError(f"SMTP {self.host}:{self.port}: {type(exc).__name__}: {exc}") from exc
