@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -31,8 +32,12 @@ from activities.providers import (
     TransientError,
     delivered,
     failed,
+    unknown,
     unreachable,
 )
+from activities.providers.fcm import IN_FLIGHT, newest
+from activities.providers.http import tls_failure
+from activities.providers.ledger import Ledger, current
 from journeys.models import Channel
 from journeys.settings import Settings
 
@@ -55,16 +60,21 @@ _GONE = frozenset({404, 410})
 #: 408 Request Timeout, 425 Too Early and 429 Too Many Requests: a later attempt may pass.
 _LATER = frozenset({408, 425, 429})
 
-Verdict = Literal["accepted", "gone", "rejected", "transient"]
+Verdict = Literal["accepted", "gone", "rejected", "transient", "unknown"]
+#: An address's status in the ledger, for a verdict; and back.
+_STATUS: dict[Verdict, str] = {"accepted": "delivered", "gone": "unreachable", "rejected": "failed"}
+_EARLIER: dict[str, Verdict] = {"delivered": "accepted", "unreachable": "gone", "failed": "rejected",
+                                "unknown": "unknown"}
 
 
 @dataclass(frozen=True)
 class _Push:
-    """What became of one subscription's push."""
+    """What became of one subscription's push (``answered``: the push service said so)."""
 
     verdict: Verdict
     detail: str
     location: str | None = None
+    answered: bool = True
 
 
 def missing(settings: Settings, channel: Channel) -> list[str]:
@@ -90,7 +100,8 @@ def build(settings: Settings, profiles: ProfileEditor, channel: Channel) -> WebP
     # The pushes get 80 % of the send timeout: the send activity bounds the whole attempt by it,
     # and an attempt cut off after one browser accepted would be retried and push to it twice.
     return WebPushProvider(vapid, settings.vapid_subject, profiles,
-                           timeout=settings.send_timeout * REQUEST_SHARE)
+                           timeout=settings.send_timeout * REQUEST_SHARE,
+                           max_subscriptions=settings.push_max_tokens)
 
 
 def load_vapid(key: str) -> Vapid01:
@@ -130,7 +141,8 @@ class WebPushProvider:
     name = "webpush"
 
     def __init__(self, vapid: Vapid01, subject: str, profiles: ProfileEditor, *, timeout: float,
-                 ttl: int = TTL_SECONDS) -> None:
+                 ttl: int = TTL_SECONDS, max_subscriptions: int = 20) -> None:
+        self.max_subscriptions = max_subscriptions
         self.vapid = vapid
         self.subject = subject
         self.profiles = profiles
@@ -146,18 +158,35 @@ class WebPushProvider:
         subscriptions = message.profile.get(SUBSCRIPTIONS) or []
         if not isinstance(subscriptions, list):
             return failed(f"{SUBSCRIPTIONS} is not a list")
-        unique = list({_endpoint(s) or repr(s): s for s in subscriptions}.values())
+        unique, _ = newest(list({_endpoint(s) or repr(s): s for s in subscriptions}.values()),
+                           self.max_subscriptions)  # the newest JOURNEYS_PUSH_MAX_TOKENS
         if not unique:
             return unreachable(f"no {SUBSCRIPTIONS}")
         data = payload(message)
+        ledger, slots = current(), asyncio.Semaphore(IN_FLIGHT)
         # A client per delivery: it belongs to this event loop, and nothing has to close it later.
         async with httpx.AsyncClient(timeout=self.timeout) as client:
             pushes = await asyncio.gather(
-                *(self._push(client, message, data, s) for s in unique))
+                *(self._settled(client, message, data, s, ledger, slots) for s in unique))
         return self._outcome(pushes)
 
+    async def _settled(self, client: httpx.AsyncClient, message: OutgoingMessage, data: bytes,
+                       subscription: Any, ledger: Ledger, slots: asyncio.Semaphore) -> _Push:
+        """One subscription's push, unless an earlier attempt has its answer (never twice)."""
+        address = _endpoint(subscription) or repr(subscription)
+        settled = ledger.settled(address)
+        if settled is not None:
+            return _Push(_EARLIER[settled.status], f"{settled.status} on an earlier attempt",
+                         settled.provider_message_id)
+        async with slots:
+            push = await self._push(client, message, data, subscription, ledger.on_sent(address))
+        if push.answered:
+            ledger.answered(address, _STATUS.get(push.verdict, "answered"), push.location)
+        return push
+
     def _outcome(self, pushes: list[_Push]) -> Outcome:
-        by: dict[Verdict, list[_Push]] = {"accepted": [], "gone": [], "rejected": [], "transient": []}
+        by: dict[Verdict, list[_Push]] = {"accepted": [], "gone": [], "rejected": [], "transient": [],
+                                          "unknown": []}
         for push in pushes:
             by[push.verdict].append(push)
         summary = ", ".join(f"{len(v)} {k}" for k, v in by.items() if v)
@@ -167,12 +196,14 @@ class WebPushProvider:
         if by["transient"]:
             # (the push service's origin and status: no word of its answer)
             raise TransientError(f"web push: {by['transient'][0].detail} ({summary})")
+        if by["unknown"]:
+            return unknown(f"web push: no answer, it may have arrived ({summary})")
         if by["rejected"]:
             return failed(f"web push: {by['rejected'][0].detail} ({summary})")
         return unreachable(f"web push: every subscription is gone ({by['gone'][0].detail}; {summary})")
 
     async def _push(self, client: httpx.AsyncClient, message: OutgoingMessage, data: bytes,
-                    subscription: Any) -> _Push:
+                    subscription: Any, on_sent: Callable[[], None]) -> _Push:
         endpoint = _endpoint(subscription)
         if endpoint is None:
             return _Push("rejected", "malformed subscription: no http(s) endpoint")
@@ -187,18 +218,27 @@ class WebPushProvider:
         headers = {**self.vapid.sign(claims), "Content-Encoding": "aes128gcm",
                    "Content-Type": "application/octet-stream", "TTL": str(self.ttl),
                    "Topic": topic(message.idempotency_key)}
+        async def trace(event: str, info: Any) -> None:
+            if event.endswith("send_request_headers.started"):
+                on_sent()
+
         try:
             # The whole request is bounded: httpx's timeout is per read, and a trickling answer
             # would outlast it.
             async with asyncio.timeout(self.timeout), client.stream(
-                    "POST", endpoint, content=body, headers=headers) as response:
+                    "POST", endpoint, content=body, headers=headers,
+                    extensions={"trace": trace}) as response:
                 text = await _head(response)
         except (TimeoutError, httpx.TimeoutException):
-            return _Push("transient", f"{_origin(endpoint)} did not answer within {self.timeout:g}s")
+            return _Push("transient", f"{_origin(endpoint)} did not answer within {self.timeout:g}s",
+                         answered=False)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
             return _Push("rejected", f"malformed subscription endpoint: {exc}")
         except httpx.TransportError as exc:  # connection refused or reset, a broken answer
-            return _Push("transient", f"{_origin(endpoint)}: {type(exc).__name__}: {exc}")
+            tls = tls_failure(exc)
+            if tls:  # the push service's certificate does not verify: named, not retried
+                return _Push("rejected", f"{_origin(endpoint)}: {tls}")
+            return _Push("transient", f"{_origin(endpoint)}: {type(exc).__name__}: {exc}", answered=False)
         return await self._verdict(message, subscription, endpoint, response, text)
 
     async def _verdict(self, message: OutgoingMessage, subscription: Any, endpoint: str,
