@@ -131,7 +131,7 @@ class Delivery:
         reason = brief(f"not sent: {outcome.reason}") if outcome.reason else None
         await asyncio.to_thread(self.store.outbox_finish, input.idempotency_key, outcome.status,
                                 reason=reason, provider=provider.name,
-                                provider_message_id=outcome.provider_message_id)
+                                provider_message_id=(outcome.provider_message_id or "")[:200] or None)
         count_message(input.channel.value, outcome.status)
         # The reason may quote the vendor's answer (a phone number, the rendered url): debug only.
         log.info(f"message {outcome.status}", provider=provider.name,
