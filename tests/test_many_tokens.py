@@ -149,6 +149,8 @@ async def test_the_user_leaving_ends_a_send_the_vendor_holds(
             await journeys.send("ada", "Left")
             state = await asyncio.wait_for(journeys.result("cart-push", "ada"), 60)
             assert fcm.in_flight == IN_FLIGHT  # the vendor still holds them: the exit did not wait
+            # (the patched send, with its heartbeat timeout: replayed by tests/test_replay.py)
+            await journeys.record_history("exit-during-held-send", "cart-push", "ada")
     finally:
         fcm.released.set()
         for provider in {id(p): p for p in providers.values()}.values():
