@@ -218,8 +218,9 @@ async def test_one_gone_one_accepted_is_delivered(service: PushService) -> None:
 
 async def test_429_is_transient(service: PushService) -> None:
     provider, message = send(service, Profiles(), "dee", [service.subscribe("dee-busy", 429)])
-    with pytest.raises(TransientError, match=r"429 \(Retry-After 30\)"):
+    with pytest.raises(TransientError, match=r"429 \(Retry-After 30\)") as raised:
         await provider.deliver(message)
+    assert raised.value.retry_after == 30  # the send activity makes it the next attempt's delay
 
 
 async def test_400_is_failed(service: PushService) -> None:

@@ -36,7 +36,7 @@ from activities.providers import (
     unreachable,
 )
 from activities.providers.fcm import IN_FLIGHT, newest
-from activities.providers.http import tls_failure
+from activities.providers.http import retry_after_seconds, tls_failure
 from activities.providers.ledger import Ledger, current
 from journeys.models import Channel
 from journeys.settings import Settings
@@ -75,6 +75,7 @@ class _Push:
     detail: str
     location: str | None = None
     answered: bool = True
+    retry_after: float | None = None  # seconds a 429 or 503 asked us to wait
 
 
 def missing(settings: Settings, channel: Channel) -> list[str]:
@@ -195,7 +196,9 @@ class WebPushProvider:
             return delivered(by["accepted"][0].location)
         if by["transient"]:
             # (the push service's origin and status: no word of its answer)
-            raise TransientError(f"web push: {by['transient'][0].detail} ({summary})")
+            waits = [p.retry_after for p in by["transient"] if p.retry_after is not None]
+            raise TransientError(f"web push: {by['transient'][0].detail} ({summary})",
+                                 retry_after=max(waits) if waits else None)
         if by["unknown"]:
             return unknown(f"web push: no answer, it may have arrived ({summary})")
         if by["rejected"]:
@@ -261,7 +264,8 @@ class WebPushProvider:
         if status in _LATER or status >= 500:
             retry = response.headers.get("Retry-After")
             # Not the service's words ({said}): this goes into the retried failure's message.
-            return _Push("transient", f"{origin}: {status}{f' (Retry-After {retry[:40]})' if retry else ''}")
+            return _Push("transient", f"{origin}: {status}{f' (Retry-After {retry[:40]})' if retry else ''}",
+                         retry_after=retry_after_seconds(retry) if status in (429, 503) else None)
         # 400 bad request, 401/403 VAPID refused, 413 payload too large, redirects (not followed:
         # the signed push is for that origin only), and anything else unexpected.
         return _Push("rejected", f"{origin} refused the push: {status}{said}")
