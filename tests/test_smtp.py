@@ -304,3 +304,39 @@ async def test_a_certificate_that_does_not_verify_is_a_failed_send_naming_tls(tm
         controller.stop()
     assert outcome.status == "failed" and "TLS certificate not trusted" in (outcome.reason or "")
     assert handler.received == []
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+async def test_a_server_answering_too_late_gets_the_message_a_bounded_number_of_times(
+        tmp_path: Path, retries: int) -> None:
+    """The data left and no answer came, every time: JOURNEYS_SEND_UNKNOWN_RETRIES retries, then
+    the message is ``unknown`` (it may have arrived); a later attempt sends nothing."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.delivery import Delivery
+    from activities.models import SendMessageInput
+
+    handler = Recorder(delay=3.0, slow=10)
+    store = Store(f"sqlite:///{tmp_path / 'journeys.db'}")
+    store.update_profile("ada", {"email": "ada@example.com"})
+    message = SendMessageInput(idempotency_key="journey/cart/ada:e1:email", journey_id="cart",
+                               workflow_id="journey/cart/ada", user_id="ada", node_id="email",
+                               channel=Channel.email, message={"subject": "Hi", "text": "Your cart"})
+    for controller in server(handler):
+        provider = SmtpProvider(settings_for(controller.hostname, controller.port, JOURNEYS_SEND_TIMEOUT=0.5))
+        sender = Delivery(store, {Channel.email: provider}, 0.5, unknown_retries=retries)
+        failures = 0
+        while (result := await _attempt(ActivityEnvironment(), sender, message)) is None:
+            failures += 1
+            assert failures <= retries
+        assert result.status == "unknown" and failures == retries
+        assert len(handler.received) == retries + 1
+        again = await ActivityEnvironment().run(sender.send_message, message)
+        assert again.duplicate and len(handler.received) == retries + 1
+
+
+async def _attempt(env: Any, sender: Any, message: Any) -> Any:
+    try:
+        return await env.run(sender.send_message, message)
+    except TransientError:
+        return None

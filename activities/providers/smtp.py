@@ -16,6 +16,7 @@ from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, parseaddr
+from typing import Any
 
 import aiosmtplib
 
@@ -29,6 +30,7 @@ from activities.providers import (
     unreachable,
 )
 from activities.providers.http import tls_failure
+from activities.providers.ledger import current
 from journeys.models import Channel
 from journeys.problems import UsageError
 from journeys.settings import Settings
@@ -102,6 +104,19 @@ def build_email(message: OutgoingMessage, sender: str, to: str) -> EmailMessage:
     return email
 
 
+class _Client(aiosmtplib.SMTP):
+    """An SMTP client that says when the message's data starts to leave: from then on, no
+    answer means the server may have taken it (the ledger counts such attempts)."""
+
+    def __init__(self, on_sent: Any, **options: Any) -> None:
+        super().__init__(**options)
+        self._on_sent = on_sent
+
+    async def data(self, message: str | bytes, /, **options: Any) -> Any:
+        self._on_sent()
+        return await super().data(message, **options)
+
+
 def _answer(exc: aiosmtplib.SMTPResponseException) -> str:
     return f"{exc.code} {exc.message}".strip()
 
@@ -140,20 +155,28 @@ class SmtpProvider:
             return failed(str(exc))
         except ValueError:  # a header the email package refuses: no retry changes it
             return failed("a header of the message cannot be written")
+        ledger = current()
+        settled = ledger.settled(to)  # an earlier attempt's answer, or too many unanswered
+        if settled is not None:
+            return settled
         try:
             async with asyncio.timeout(self.timeout):  # the whole attempt, not each command
                 if self._local_hostname is None:  # getfqdn may wait on DNS: once, off the loop
                     self._local_hostname = await asyncio.to_thread(socket.getfqdn)
-                await aiosmtplib.send(
-                    email, sender=self.envelope_from, recipients=[to], hostname=self.host, port=self.port,
-                    username=self.username, password=self.password, use_tls=self.use_tls,
-                    start_tls=self.start_tls, local_hostname=self._local_hostname, timeout=self.timeout)
+                client = _Client(
+                    ledger.on_sent(to), hostname=self.host, port=self.port, username=self.username,
+                    password=self.password, use_tls=self.use_tls, start_tls=self.start_tls,
+                    local_hostname=self._local_hostname, timeout=self.timeout)
+                async with client:
+                    await client.send_message(email, sender=self.envelope_from, recipients=[to])
         except aiosmtplib.SMTPRecipientsRefused as exc:
+            ledger.answered(to, "answered")
             return self._refused(exc.recipients[0] if exc.recipients else None, "recipient refused")
         except aiosmtplib.SMTPAuthenticationError as exc:
             # The worker's credentials, not this message: retry until an operator fixes them.
             raise TransientError("SMTP authentication failed", detail=_answer(exc)) from None
         except aiosmtplib.SMTPResponseException as exc:
+            ledger.answered(to, "answered")  # (a 5xx settles the message below: failed)
             return self._refused(exc, "refused")
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             tls = tls_failure(exc)
@@ -162,6 +185,7 @@ class SmtpProvider:
             # Connection refused or lost, a timeout, STARTTLS not offered: a later attempt may work.
             # (our client's words: connection refused, no STARTTLS; not the server's answer)
             raise TransientError(f"SMTP {self.host}:{self.port}: {type(exc).__name__}: {exc}") from exc
+        ledger.answered(to, "delivered", email["Message-ID"])
         return delivered(email["Message-ID"])
 
     @staticmethod
