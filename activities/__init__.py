@@ -18,9 +18,11 @@ from journeys.store import Store
 
 def build_activities(store: Store, providers: Mapping[Channel, Provider] | None = None,
                      send_timeout: float = 30.0, caps: Sequence[Cap] = (),
-                     intellinode_refresh: float = 300.0) -> list[Callable[..., Any]]:
+                     intellinode_refresh: float = 300.0, unknown_retries: int = 2
+                     ) -> list[Callable[..., Any]]:
     """Every activity a journey worker registers, bound to its store, providers and caps."""
-    delivery = Delivery(store, providers, send_timeout, CapCounter(store, caps) if caps else None)
+    delivery = Delivery(store, providers, send_timeout, CapCounter(store, caps) if caps else None,
+                        unknown_retries)
     controllers = Controllers(store)
     policy = Policy(store)
     return [delivery.send_message, delivery.cancel_message, controllers.update_profile,

@@ -11,15 +11,25 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Mapping
-from datetime import timedelta
-from typing import Any
+from collections.abc import Awaitable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import structlog
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.models import DETAIL, CancelMessageInput, SendMessageInput, SendResult, public_reason
-from activities.providers import OutgoingMessage, Provider, TransientError
+from activities.providers import (
+    Outcome,
+    OutgoingMessage,
+    Provider,
+    TransientError,
+    delivered,
+    failed,
+    unknown,
+)
+from activities.providers.ledger import Ledger, using
 from activities.providers.outbox import OutboxProvider
 from journeys.caps import CapCounter
 from journeys.events import personalization_event
@@ -27,14 +37,22 @@ from journeys.limits import brief
 from journeys.logs import count_message, observe_send, with_ids
 from journeys.models import Channel
 from journeys.personalize import MessageRefused, MissingValue, TemplateError, render_message
-from journeys.store import OutboxRow, Store
+from journeys.store import AddressMark, OutboxRow, Store
 
 __all__ = ["Delivery", "OutgoingMessage", "Provider", "default_providers"]
 
 #: Statuses no attempt changes any more: a retry or a replay finds them and sends nothing.
 FINAL = frozenset({"delivered", "skipped", "failed", "unreachable", "cancelled", "capped",
-                   "dropped_quiet_hours", "held_out"})
+                   "dropped_quiet_hours", "held_out", "unknown", "kept"})
+#: How often a send that waits tells Temporal it is alive (the SDK sends at most one heartbeat
+#: per 0.8 x the activity's heartbeat_timeout): a cancel (the user left), a terminate or a
+#: worker's shutdown reaches a send only through its heartbeats. Fast sends send none.
+HEARTBEAT_EVERY = 1.0
+HEARTBEAT_AFTER = 2.0
+#: The longest Retry-After honoured: a vendor asking for more is asked again after this.
+MAX_RETRY_AFTER = 3600.0
 _log = structlog.get_logger("delivery")
+T = TypeVar("T")
 
 
 def default_providers() -> dict[Channel, Provider]:
@@ -46,11 +64,13 @@ class Delivery:
     """The send activities, with their store, providers and attempt bound injected."""
 
     def __init__(self, store: Store, providers: Mapping[Channel, Provider] | None = None,
-                 send_timeout: float = 30.0, caps: CapCounter | None = None) -> None:
+                 send_timeout: float = 30.0, caps: CapCounter | None = None,
+                 unknown_retries: int = 2) -> None:
         self.store = store
         self.providers = dict(providers or default_providers())
         self.send_timeout = send_timeout
         self.caps = caps  # JOURNEYS_CAPS, checked and counted at send time
+        self.unknown_retries = unknown_retries  # JOURNEYS_SEND_UNKNOWN_RETRIES
 
     @activity.defn(name="cancel_message")
     @with_ids
@@ -62,39 +82,56 @@ class Delivery:
             user_id=message.user_id, workflow_id=message.workflow_id, node_id=message.node_id,
             channel=message.channel.value, status="cancelled", reason=f"not sent: {input.reason}")
         before = self.store.outbox_get(row.idempotency_key)  # a retry finds it settled: no count
+        pending = before is not None and before.status == "pending"
+        settled = self._settled_by_addresses(row.idempotency_key) if pending else None
+        if settled is not None:  # an attempt cut short reached someone, or may have
+            self.store.outbox_finish(row.idempotency_key, settled.status, reason=settled.reason)
+            count_message(row.channel, settled.status)
         stored = self.store.outbox_cancel(row)
         if stored.status == "cancelled" and (before is None or before.status == "pending"):
             count_message(row.channel, stored.status)
         _log.info("message cancelled", channel=row.channel, status=stored.status)
         return _result(stored)
 
+    def _settled_by_addresses(self, idempotency_key: str) -> Outcome | None:
+        """What the addresses' record says of a message whose attempt was cut short: delivered
+        if an address took it, unknown if a request left without an answer; else None."""
+        marks = self.store.send_marks(idempotency_key)
+        taken = [m.provider_message_id or "" for m in marks.values() if m.status == "delivered"]
+        if taken:
+            return delivered(",".join(filter(None, taken)) or None)
+        if any(m.status == "sent" for m in marks.values()):
+            return unknown("no answer before the send was stopped: it may have arrived")
+        return None
+
     @activity.defn(name="send_message")
     @with_ids  # journey, user, node, workflow and run ids on every line
     async def send_message(self, input: SendMessageInput) -> SendResult:
+        return await _heartbeating(self._send_message(input))
+
+    async def _send_message(self, input: SendMessageInput) -> SendResult:
         log = _log.bind(channel=input.channel.value, attempt=activity.info().attempt)
         # One thread hop for everything before the vendor (store reads, render, caps, claim).
         prepared = await asyncio.to_thread(self._prepare, input, log)
         if isinstance(prepared, SendResult):
             return prepared
-        stored, profile = prepared
+        stored, profile, marks = prepared
         provider = self.providers[input.channel]
         message = OutgoingMessage(
             idempotency_key=input.idempotency_key, journey_id=input.journey_id, node_id=input.node_id,
             user_id=input.user_id, channel=input.channel, content=stored.content, profile=profile)
+        ledger = Ledger(marks, self.unknown_retries)
         started = time.monotonic()
         try:
-            outcome = await asyncio.wait_for(provider.deliver(message), self.send_timeout)
-        except TimeoutError:  # the vendor may have taken it: the retry carries the same key
-            raise TransientError(f"{provider.name}: no answer within {self.send_timeout:g} s") from None
-        except TransientError as exc:  # retried; the vendor's words (an address?) at debug only
-            log.debug("attempt failed", error=str(exc), detail=exc.detail)
-            raise
+            outcome = await self._attempt(provider, message, ledger, log)
         finally:
             observe_send(input.channel.value, provider.name, timedelta(seconds=time.monotonic() - started))
+            # Also when cancelled (the user left) or cut off: what each address answered stays.
+            await asyncio.shield(asyncio.to_thread(self._record, input.idempotency_key, ledger))
         reason = brief(f"not sent: {outcome.reason}") if outcome.reason else None
         await asyncio.to_thread(self.store.outbox_finish, input.idempotency_key, outcome.status,
                                 reason=reason, provider=provider.name,
-                                provider_message_id=outcome.provider_message_id)
+                                provider_message_id=(outcome.provider_message_id or "")[:200] or None)
         count_message(input.channel.value, outcome.status)
         # The reason may quote the vendor's answer (a phone number, the rendered url): debug only.
         log.info(f"message {outcome.status}", provider=provider.name,
@@ -102,8 +139,41 @@ class Delivery:
         log.debug("message reason", reason=reason, detail=outcome.detail)
         return _result(stored.model_copy(update={"status": outcome.status, "reason": reason}))
 
+    async def _attempt(self, provider: Provider, message: OutgoingMessage, ledger: Ledger,
+                       log: structlog.typing.FilteringBoundLogger) -> Outcome:
+        """One attempt: the provider's outcome; or, when it raised for a retry, delivered (an
+        address took it: a retry would repeat it there), unknown (no answer too many times),
+        or the retry itself (at the vendor's Retry-After, if it gave one)."""
+        try:
+            with using(ledger):
+                async with asyncio.timeout(self.send_timeout):
+                    return await provider.deliver(message)
+        except TimeoutError:  # the vendor may have taken it: the retry carries the same key
+            error = TransientError(f"{provider.name}: no answer within {self.send_timeout:g} s")
+        except TransientError as exc:  # retried; the vendor's words (an address?) at debug only
+            log.debug("attempt failed", error=str(exc), detail=exc.detail)
+            error = exc
+        ids = ledger.delivered_ids()
+        if ids is not None:
+            return delivered(",".join(filter(None, ids)) or None)
+        if ledger.exhausted():
+            return unknown(f"{provider.name}: no answer to {self.unknown_retries + 1} attempts, "
+                           "it may have arrived")
+        if error.retry_after is None:
+            raise error
+        delay = min(error.retry_after, MAX_RETRY_AFTER)
+        left = _time_left()
+        if left is not None and delay > left:
+            return failed(f"{provider.name} asked to retry after {error.retry_after:g} s, "
+                          "past the journey's time left")
+        raise ApplicationError(str(error), type="TransientError",
+                               next_retry_delay=timedelta(seconds=max(delay, 1.0))) from None
+
+    def _record(self, idempotency_key: str, ledger: Ledger) -> None:
+        self.store.send_mark(idempotency_key, {key: ledger.marks[key] for key in ledger.changed})
+
     def _prepare(self, input: SendMessageInput, log: structlog.typing.FilteringBoundLogger
-                 ) -> SendResult | tuple[OutboxRow, dict[str, Any]]:
+                 ) -> SendResult | tuple[OutboxRow, dict[str, Any], dict[str, AddressMark]]:
         """The message claimed in the outbox (pending) with its content, and the profile; or the
         result of a send that ends here: recorded already, skipped, refused or capped."""
         store = self.store
@@ -140,7 +210,7 @@ class Delivery:
         stored, _ = store.outbox_claim(row.model_copy(update={"content": content}))
         if stored.status in FINAL:
             return _result(stored, duplicate=True)
-        return stored, profile
+        return stored, profile, store.send_marks(input.idempotency_key) if known else {}
 
     def _settle(self, row: OutboxRow, status: str, reason: str,
                 log: structlog.typing.FilteringBoundLogger, detail: str = "") -> SendResult:
@@ -154,6 +224,30 @@ class Delivery:
         log.warning(f"message {stored.status}")  # the reason may quote values: in the outbox
         log.debug("message reason", reason=stored.reason)
         return _result(stored)
+
+
+def _time_left() -> float | None:
+    """Seconds until the send's schedule-to-close deadline (the journey's end), if it has one."""
+    info = activity.info()
+    if not info.schedule_to_close_timeout or not info.scheduled_time:
+        return None
+    deadline = info.scheduled_time + info.schedule_to_close_timeout
+    return (deadline - datetime.now(UTC)).total_seconds()
+
+
+async def _heartbeating(work: Awaitable[T]) -> T:
+    """Await ``work``, heartbeating while it takes longer than HEARTBEAT_AFTER."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_AFTER)
+        while not done:
+            activity.heartbeat()
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY)
+        return task.result()
+    finally:
+        if not task.done():  # cancelled: the send stops and records what it learned
+            task.cancel()
+            await asyncio.wait({task})
 
 
 def _result(row: OutboxRow, *, duplicate: bool = False) -> SendResult:

@@ -52,7 +52,7 @@ class SendResult(BaseModel):
     """
 
     status: Literal["delivered", "skipped", "failed", "unreachable", "cancelled", "pending",
-                    "capped", "dropped_quiet_hours", "held_out"]
+                    "capped", "dropped_quiet_hours", "held_out", "unknown", "kept"]
     reason: str | None = None
     content: dict[str, str] = Field(default_factory=dict)  # no longer filled; old histories have it
     digest: str | None = None  # sha256 of the rendered content, to compare sends

@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     # --- delivery (one block per provider; a provider serves its channels once it is set) ----
     send_timeout: float = Field(default=30.0, gt=0, le=600, alias="JOURNEYS_SEND_TIMEOUT",
                                 description="Seconds one delivery attempt may take.")
+    send_unknown_retries: int = Field(
+        default=2, ge=0, le=20, alias="JOURNEYS_SEND_UNKNOWN_RETRIES",
+        description="Retries of a request that left and got no answer (the vendor may have "
+                    "taken it); then the message is recorded 'unknown'.")
+    push_max_tokens: int = Field(
+        default=20, ge=1, le=500, alias="JOURNEYS_PUSH_MAX_TOKENS",
+        description="Push tokens (and web push subscriptions) a message goes to, the newest "
+                    "(last in the profile's list) first; older ones are left out.")
     smtp_host: str | None = Field(default=None, alias="JOURNEYS_SMTP_HOST")
     smtp_port: int = Field(default=587, gt=0, lt=65536, alias="JOURNEYS_SMTP_PORT")
     smtp_username: str | None = Field(default=None, alias="JOURNEYS_SMTP_USERNAME")

@@ -38,14 +38,15 @@ from journeys.tables import (  # re-exported: the tables are the store's
     path_choices,
     path_settings,
     profiles,
+    send_addresses,
 )
 
-__all__ = ["ClaimState", "InboxMessage", "OutboxRow", "OutboxStatus", "Store", "_metadata", "cap_sends",
-           "entries", "event_receipts", "inbox", "metadata", "outbox", "outcomes", "path_choices",
-           "path_settings", "profiles"]
+__all__ = ["AddressMark", "ClaimState", "InboxMessage", "OutboxRow", "OutboxStatus", "Store", "_metadata",
+           "cap_sends", "entries", "event_receipts", "inbox", "metadata", "outbox", "outcomes",
+           "path_choices", "path_settings", "profiles", "send_addresses"]
 
 OutboxStatus = Literal["pending", "delivered", "skipped", "failed", "unreachable", "cancelled",
-                       "capped", "dropped_quiet_hours", "held_out"]
+                       "capped", "dropped_quiet_hours", "held_out", "unknown", "kept"]
 
 #: Whether an event id was seen before for a journey and user: "new" (this router claims it
 #: first), "earlier" (a copy was claimed and not yet routed: in flight elsewhere, or its router
@@ -95,6 +96,15 @@ class OutboxRow(BaseModel):
     provider: str | None = None
     provider_message_id: str | None = None
     created_at: datetime | None = None
+
+
+class AddressMark(BaseModel):
+    """What one address of a message (by digest) answered: delivered, failed, unreachable,
+    ``answered`` (retryable) or ``sent`` (no answer to the last request)."""
+
+    status: str
+    unanswered: int = 0  # requests that left and got no answer
+    provider_message_id: str | None = None
 
 
 class InboxMessage(BaseModel):
@@ -325,6 +335,31 @@ class Store:
                              .values(status="cancelled", reason=row.reason, updated_at=_now()))
             stored = self.outbox_get(row.idempotency_key) or stored
         return stored
+
+    def send_marks(self, idempotency_key: str) -> dict[str, AddressMark]:
+        """What each address of a message answered on earlier attempts, by address digest."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(send_addresses).where(
+                send_addresses.c.idempotency_key == idempotency_key)).all()
+        return {row.address: AddressMark(status=row.status, unanswered=row.unanswered,
+                                         provider_message_id=row.provider_message_id) for row in rows}
+
+    def send_mark(self, idempotency_key: str, marks: dict[str, AddressMark]) -> None:
+        """Record what addresses answered (one attempt of a message at a time writes these)."""
+        if not marks:
+            return
+        now = _now()
+        where = send_addresses.c.idempotency_key == idempotency_key
+        with self.engine.begin() as conn:
+            for address, mark in marks.items():
+                values = {"status": mark.status[:20], "unanswered": mark.unanswered,
+                          "provider_message_id": (mark.provider_message_id or "")[:200] or None,
+                          "updated_at": now}
+                done = conn.execute(update(send_addresses).where(
+                    where, send_addresses.c.address == address).values(**values))
+                if done.rowcount == 0:
+                    conn.execute(insert(send_addresses).values(
+                        idempotency_key=idempotency_key, address=address, **values))
 
     def outbox_list(self, user_id: str | None = None, journey_id: str | None = None,
                     workflow_id: str | None = None) -> list[OutboxRow]:

@@ -141,3 +141,14 @@ cap_sends = Table(
     Column("sent_at", Moment(), nullable=False),
     Index("ix_cap_sends_user_sent", "user_id", "sent_at"),
 )
+#: What each address of a message (a push token, a phone, a URL; by digest) answered, across
+#: attempts: a retry skips the addresses that answered, and counts the tries left unanswered.
+send_addresses = Table(
+    "send_addresses", metadata,
+    Column("idempotency_key", String(LONG_ID), primary_key=True),
+    Column("address", String(64), primary_key=True),  # sha256 of the address, hex
+    Column("status", String(20), nullable=False),  # delivered, failed, unreachable, sent (no answer)
+    Column("unanswered", Integer, nullable=False),  # requests that left and got no answer
+    Column("provider_message_id", String(200)),
+    Column("updated_at", Moment(), nullable=False),
+)

@@ -141,7 +141,8 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
         worker = journey_worker(client, settings.task_queue,
                                 build_activities(store, providers, settings.send_timeout,
                                                  caps_setting(settings.caps),
-                                                 settings.intellinode_refresh), executor,
+                                                 settings.intellinode_refresh,
+                                                 settings.send_unknown_retries), executor,
                                 graceful_shutdown_timeout=timedelta(seconds=5),
                                 deployment_config=deployment(settings))
         running = asyncio.create_task(worker.run())

@@ -204,6 +204,17 @@ async def test_429_and_5xx_are_transient(setup: Setup, answer: Answer) -> None:
         await setup.provider().deliver(setup.message(["tok-1"]))
 
 
+@pytest.mark.parametrize(("status", "header", "seconds"), [
+    (429, "120", 120), (503, "7", 7), (500, "60", None), (429, "soon", None)])
+async def test_retry_after_on_429_and_503_is_carried_to_the_retry(setup: Setup, status: int, header: str,
+                                                                  seconds: int | None) -> None:
+    answer = fcm_error(status, "UNAVAILABLE", "later", "UNAVAILABLE")
+    setup.fcm.script.append(Answer(answer.status, answer.body, {"Retry-After": header}))
+    with pytest.raises(TransientError) as raised:
+        await setup.provider().deliver(setup.message(["tok-1"]))
+    assert raised.value.retry_after == seconds
+
+
 async def test_late_answer_is_transient_and_the_retry_has_the_same_key(setup: Setup) -> None:
     setup.fcm.script.append(Answer(200, {"name": "late"}, delay=2.0))
     push = setup.provider(timeout=0.7)

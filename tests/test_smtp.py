@@ -260,3 +260,84 @@ async def test_a_4xx_answer_quoting_the_address_stays_out_of_the_failure(handler
         with pytest.raises(TransientError) as raised:
             await provider.deliver(outgoing())
         assert_words_kept_out(raised.value, "ada@example.com")
+
+
+@pytest.mark.parametrize("control", ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e",
+                                     "\x00", "\x1b", "\x7f"])
+async def test_a_subject_with_a_control_character_fails_once_and_says_which(
+        recorder: tuple[Recorder, SmtpProvider], control: str) -> None:
+    """Refused, not folded: the reason names the character, once ("not sent: not sent:" was)."""
+    handler, provider = recorder
+    outcome = await provider.deliver(outgoing(content={**CONTENT, "subject": f"Your cart{control} waits"}))
+    assert outcome.status == "failed"
+    assert outcome.reason == f"the subject holds a control character (U+{ord(control):04X})"
+    assert handler.received == []
+
+
+async def test_a_subject_with_newlines_and_tabs_is_one_line(recorder: tuple[Recorder, SmtpProvider]) -> None:
+    handler, provider = recorder
+    await provider.deliver(outgoing(content={**CONTENT, "subject": "\r\nYour\tcart\r\n  waits\n"}))
+    assert handler.received[0][1]["Subject"] == "Your\tcart waits"
+
+
+@pytest.mark.parametrize("host", ["mail.example.com", "10.0.0.5", "192.168.1.1", "::ffff:127.0.0.1x"])
+def test_no_tls_with_a_password_is_refused_for_any_host_but_this_machine(host: str) -> None:
+    with pytest.raises(UsageError, match="JOURNEYS_SMTP_TLS=none"):
+        SmtpProvider(settings_for(host, 25, JOURNEYS_SMTP_USERNAME="shop", JOURNEYS_SMTP_PASSWORD="pw"))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost", "LOCALHOST."])
+def test_no_tls_with_a_password_is_allowed_to_loopback(host: str) -> None:
+    SmtpProvider(settings_for(host, 25, JOURNEYS_SMTP_USERNAME="shop", JOURNEYS_SMTP_PASSWORD="pw"))
+    SmtpProvider(settings_for("mail.example.com", 25))  # no password: nothing to hand over
+
+
+async def test_a_certificate_that_does_not_verify_is_a_failed_send_naming_tls(tmp_path: Path) -> None:
+    from tests.helpers.vendors import self_signed
+
+    handler = Recorder()
+    controller = LoopbackController(handler, ssl_context=self_signed(tmp_path))
+    controller.start()
+    try:
+        provider = SmtpProvider(settings_for(controller.hostname, controller.port, JOURNEYS_SMTP_TLS="tls"))
+        outcome = await provider.deliver(outgoing())
+    finally:
+        controller.stop()
+    assert outcome.status == "failed" and "TLS certificate not trusted" in (outcome.reason or "")
+    assert handler.received == []
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+async def test_a_server_answering_too_late_gets_the_message_a_bounded_number_of_times(
+        tmp_path: Path, retries: int) -> None:
+    """The data left and no answer came, every time: JOURNEYS_SEND_UNKNOWN_RETRIES retries, then
+    the message is ``unknown`` (it may have arrived); a later attempt sends nothing."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.delivery import Delivery
+    from activities.models import SendMessageInput
+
+    handler = Recorder(delay=3.0, slow=10)
+    store = Store(f"sqlite:///{tmp_path / 'journeys.db'}")
+    store.update_profile("ada", {"email": "ada@example.com"})
+    message = SendMessageInput(idempotency_key="journey/cart/ada:e1:email", journey_id="cart",
+                               workflow_id="journey/cart/ada", user_id="ada", node_id="email",
+                               channel=Channel.email, message={"subject": "Hi", "text": "Your cart"})
+    for controller in server(handler):
+        provider = SmtpProvider(settings_for(controller.hostname, controller.port, JOURNEYS_SEND_TIMEOUT=0.5))
+        sender = Delivery(store, {Channel.email: provider}, 0.5, unknown_retries=retries)
+        failures = 0
+        while (result := await _attempt(ActivityEnvironment(), sender, message)) is None:
+            failures += 1
+            assert failures <= retries
+        assert result.status == "unknown" and failures == retries
+        assert len(handler.received) == retries + 1
+        again = await ActivityEnvironment().run(sender.send_message, message)
+        assert again.duplicate and len(handler.received) == retries + 1
+
+
+async def _attempt(env: Any, sender: Any, message: Any) -> Any:
+    try:
+        return await env.run(sender.send_message, message)
+    except TransientError:
+        return None

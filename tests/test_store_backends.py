@@ -242,6 +242,21 @@ def test_the_longest_keyed_ids_fit(store: Store) -> None:
     store.record_entry("j", workflow_id, "run-1", "ada", held_out=False)
 
 
+def test_what_each_address_answered_is_kept_per_message(store: Store) -> None:
+    """Migration 0003's send_addresses: written after each attempt, read by the next (a key of
+    the longest keyed id, a digest per address, a vendor id of 200 characters)."""
+    from journeys.store import AddressMark
+
+    key = f"{instance_id('j', '/' * 200, '/' * 200)}:{'r' * 36}:push-1"
+    assert store.send_marks(key) == {}
+    store.send_mark(key, {"a" * 64: AddressMark(status="sent", unanswered=1),
+                          "b" * 64: AddressMark(status="delivered", provider_message_id="m" * 200)})
+    store.send_mark(key, {"a" * 64: AddressMark(status="sent", unanswered=2)})  # the next attempt
+    store.send_mark("another", {"a" * 64: AddressMark(status="failed")})
+    assert store.send_marks(key) == {"a" * 64: AddressMark(status="sent", unanswered=2),
+                                     "b" * 64: AddressMark(status="delivered", provider_message_id="m" * 200)}
+
+
 # --- the inbox and event receipts --------------------------------------------------------------
 
 def test_the_inbox_adds_once_per_key(stores: list[Store]) -> None:

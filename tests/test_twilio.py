@@ -95,7 +95,8 @@ async def test_no_phone_is_unreachable(twilio: FakeTwilio, phone: object) -> Non
 
 
 async def test_invalid_number_fails_with_code_and_message(twilio: FakeTwilio) -> None:
-    outcome = await provider(twilio.url).deliver(message(phone="12"))
+    twilio.script.append(twilio_error(400, 21211, "The 'To' number is not a valid phone number."))
+    outcome = await provider(twilio.url).deliver(message(phone="+15550000000"))
     assert outcome.status == "failed"
     assert outcome.reason == "Twilio answered 400, error 21211"  # Twilio's words: debug log only
     assert outcome.detail == "The 'To' number is not a valid phone number."
@@ -148,3 +149,37 @@ async def test_a_retried_failure_keeps_twilios_words_out_of_its_message(twilio: 
         await provider(twilio.url).deliver(message())
     assert str(raised.value) == "Twilio answered 503, error 20503"
     assert_words_kept_out(raised.value, "+15550001111")
+
+
+@pytest.mark.parametrize("phone", ["12", "4155550100", "+04155550100", "+1415555010012345",
+                                   "whatsapp:+14155550100", "+1415555O100", "+١٤١٥٥٥٥٠١٠٠",
+                                   "+1415555\n0100", "tel:+14155550100"])
+async def test_a_phone_that_is_not_e164_on_sms_is_unreachable_and_not_sent(
+        twilio: FakeTwilio, phone: str) -> None:
+    """E.164 only; a whatsapp: number belongs to the WhatsApp channel, never to an SMS."""
+    outcome = await provider(twilio.url).deliver(message(phone=phone))
+    assert outcome.status == "unreachable" and "E.164" in (outcome.reason or "")
+    assert twilio.received == []
+
+
+@pytest.mark.parametrize(("phone", "sent"), [("+1 (415) 555-0100", "+14155550100"),
+                                             (" +44 20 7946 0958 ", "+442079460958")])
+async def test_separators_in_a_phone_are_dropped(twilio: FakeTwilio, phone: str, sent: str) -> None:
+    assert (await provider(twilio.url).deliver(message(phone=phone))).status == "delivered"
+    assert twilio.received[0].form()["To"] == sent
+
+
+@pytest.mark.parametrize("channel", [Channel.sms, Channel.whatsapp])
+@pytest.mark.parametrize("control", ["\x00", "\x1b[31m", "\x07", "\x7f", "\x85", "\u2028", "\x0b"])
+async def test_a_text_with_control_characters_fails_and_is_not_sent(
+        twilio: FakeTwilio, channel: Channel, control: str) -> None:
+    outcome = await provider(twilio.url, channel).deliver(
+        message(channel, text=f"Your cart{control} waits"))
+    assert outcome.status == "failed" and "control character" in (outcome.reason or "")
+    assert twilio.received == []
+
+
+async def test_newlines_and_tabs_in_a_text_are_sent(twilio: FakeTwilio) -> None:
+    text = "Your cart waits:\r\n\tiPhone 14\nsee you"
+    assert (await provider(twilio.url).deliver(message(text=text))).status == "delivered"
+    assert twilio.received[0].form()["Body"] == text

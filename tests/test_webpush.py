@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import http_ece
@@ -219,8 +220,9 @@ async def test_one_gone_one_accepted_is_delivered(service: PushService) -> None:
 
 async def test_429_is_transient(service: PushService) -> None:
     provider, message = send(service, Profiles(), "dee", [service.subscribe("dee-busy", 429)])
-    with pytest.raises(TransientError, match=r"429 \(Retry-After 30\)"):
+    with pytest.raises(TransientError, match=r"429 \(Retry-After 30\)") as raised:
         await provider.deliver(message)
+    assert raised.value.retry_after == 30  # the send activity makes it the next attempt's delay
 
 
 async def test_400_is_failed(service: PushService) -> None:
@@ -270,3 +272,44 @@ async def test_a_retried_push_keeps_the_services_words_out_of_the_failure(servic
     with pytest.raises(TransientError) as raised:
         await provider.deliver(message)
     assert "slow down" not in str(raised.value)  # the service's body, not its status
+
+
+async def test_the_newest_subscriptions_only_a_few_at_a_time(service: PushService) -> None:
+    """30 browsers: the newest JOURNEYS_PUSH_MAX_TOKENS (20; the list's last) get the push."""
+    subscriptions = [service.subscribe(f"hal-{i:02d}") for i in range(30)]
+    provider, message = send(service, Profiles(), "hal", subscriptions)
+    service.received.clear()
+    assert (await provider.deliver(message)).status == "delivered"
+    assert len(service.received) == 20
+    bounded = webpush.build(settings(push_max_tokens=3), Profiles(), Channel.web_push)
+    service.received.clear()
+    assert (await bounded.deliver(message)).status == "delivered" and len(service.received) == 3
+
+
+async def test_a_browser_that_took_the_push_never_gets_it_again(service: PushService) -> None:
+    """[took, slow]: slow answers too late. An attempt after (the same message, its ledger)
+    pushes to slow only; after the unanswered bound it reads unknown without a request."""
+    from activities.providers.ledger import Ledger, using
+
+    service.slow.add("ivy-slow")
+    took, slow = service.subscribe("ivy-took"), service.subscribe("ivy-slow")
+    provider, message = send(service, Profiles(), "ivy", [took, slow], timeout=0.3)
+    service.received.clear()
+    with using(Ledger(unknown_retries=0)) as ledger:
+        assert (await provider.deliver(message)).status == "delivered"
+    assert [r["idempotency_key"] for r in service.received] == [message.idempotency_key]
+    requests = len(service.received)
+    with using(Ledger(ledger.marks, unknown_retries=0)):
+        again = await provider.deliver(message)
+    assert again.status == "delivered" and len(service.received) == requests  # nobody pushed again
+
+
+async def test_a_push_service_whose_certificate_does_not_verify_is_a_failed_push_naming_tls(
+        service: PushService, tmp_path: Path) -> None:
+    from tests.helpers.vendors import WebhookReceiver, over_tls, self_signed, serving
+
+    with serving(over_tls(WebhookReceiver("s"), self_signed(tmp_path))) as tls:
+        subscription = {**service.subscribe("jo"), "endpoint": f"{tls.url}/push/jo"}
+        provider, message = send(service, Profiles(), "jo", [subscription])
+        outcome = await provider.deliver(message)
+    assert outcome.status == "failed" and "TLS certificate not trusted" in (outcome.reason or "")

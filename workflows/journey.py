@@ -55,6 +55,8 @@ ACTIVITY_OPTIONS: dict[str, Any] = {
     "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=5)),
 }
 _SEEN_IDS_KEPT = 500
+#: A send that waits heartbeats (activities.delivery); one silent this long is retried elsewhere.
+SEND_HEARTBEAT = timedelta(seconds=10)
 
 
 T = TypeVar("T")
@@ -292,6 +294,8 @@ class JourneyWorkflow(Waits):
         options = {**ACTIVITY_OPTIONS, "schedule_to_close_timeout": left} if left else ACTIVITY_OPTIONS
         if self._input.send_timeout:  # the attempt's bound (JOURNEYS_SEND_TIMEOUT), and a margin
             options = {**options, "start_to_close_timeout": timedelta(seconds=self._input.send_timeout + 10)}
+        if workflow.patched("send-heartbeat"):  # a long send heartbeats: cancel and terminate reach it
+            options = {**options, "heartbeat_timeout": SEND_HEARTBEAT}
         send = workflow.start_activity(
             "send_message", message, result_type=SendResult, summary=label,
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED, **options)

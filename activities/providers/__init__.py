@@ -38,7 +38,7 @@ class Outcome(BaseModel):
     message): the debug log only.
     """
 
-    status: Literal["delivered", "unreachable", "failed"]
+    status: Literal["delivered", "unreachable", "failed", "unknown", "kept"]
     reason: str | None = None
     provider_message_id: str | None = None
     detail: str = ""
@@ -56,6 +56,12 @@ def failed(reason: str, detail: str = "") -> Outcome:
     return Outcome(status="failed", reason=reason, detail=detail)
 
 
+def unknown(reason: str, detail: str = "") -> Outcome:
+    """The request left more than JOURNEYS_SEND_UNKNOWN_RETRIES + 1 times and no answer came:
+    the message may have arrived; no further attempt is made."""
+    return Outcome(status="unknown", reason=reason, detail=detail)
+
+
 class TransientError(Exception):
     """The provider could not take the message now (timeout, 429, 5xx): try again later.
 
@@ -64,9 +70,10 @@ class TransientError(Exception):
     or the message. Those go in ``detail``, for the debug log only.
     """
 
-    def __init__(self, message: str, detail: str = "") -> None:
+    def __init__(self, message: str, detail: str = "", retry_after: float | None = None) -> None:
         super().__init__(message)
         self.detail = detail
+        self.retry_after = retry_after  # seconds the vendor asked us to wait (429, 503), if it did
 
 
 class Provider(Protocol):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import structlog
 from google.auth import exceptions as auth_exceptions
 from google.auth import transport
 from google.oauth2 import service_account
@@ -27,14 +28,22 @@ from activities.providers import (
     TransientError,
     delivered,
     failed,
+    unknown,
     unreachable,
 )
 from activities.providers.http import Clients, Refused, Reply, attempt, request
+from activities.providers.ledger import Ledger, current
 from journeys.models import Channel
 from journeys.problems import UsageError
 from journeys.settings import Settings
 
+_log = structlog.get_logger("fcm")
+
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+#: Requests of one message in flight at once: a user's many devices must not fill the
+#: connection pool (httpx rescans its queue on every change: a long queue costs the event loop
+#: quadratic time, and every other send waits behind it).
+IN_FLIGHT = 4
 FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 
 
@@ -47,7 +56,7 @@ def build(settings: Settings, profiles: ProfileEditor, channel: Channel) -> FcmP
         raise ValueError("JOURNEYS_FCM_CREDENTIALS is not set")
     credentials, project = load_credentials(settings.fcm_credentials)
     return FcmProvider(credentials, project, profiles, base_url=settings.fcm_url,
-                       timeout=settings.send_timeout)
+                       timeout=settings.send_timeout, max_tokens=settings.push_max_tokens)
 
 
 def load_credentials(path: Path) -> tuple[service_account.Credentials, str]:
@@ -171,17 +180,25 @@ def _tokens(profile: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(t for t in tokens if isinstance(t, str) and t))
 
 
+def newest(items: list[Any], limit: int) -> tuple[list[Any], int]:
+    """The newest ``limit`` items (a device appends its token: the last are the newest), and
+    how many older ones are left out."""
+    return items[-limit:], max(len(items) - limit, 0)
+
+
 class FcmProvider:
     """A send per push token; delivered when any token took it."""
 
     name = "fcm"
 
     def __init__(self, credentials: service_account.Credentials, project: str,
-                 profiles: ProfileEditor, *, base_url: str, timeout: float) -> None:
+                 profiles: ProfileEditor, *, base_url: str, timeout: float,
+                 max_tokens: int = 20) -> None:
         self.project = project
         self.profiles = profiles
         self.url = f"{base_url.rstrip('/')}/v1/projects/{project}/messages:send"
         self.timeout = timeout
+        self.max_tokens = max_tokens
         self.tokens = AccessTokens(credentials, timeout)
         self.clients = Clients(timeout)
 
@@ -191,18 +208,32 @@ class FcmProvider:
         await self.clients.aclose()
         self.tokens.close()
 
-    async def _send(self, message: OutgoingMessage, token: str, bearer: str) -> Outcome | Exception:
-        """One token's outcome (``unreachable``: it is unregistered and was removed), or the
-        TransientError that a retry may fix."""
+    async def _send(self, message: OutgoingMessage, token: str, bearer: str, ledger: Ledger,
+                    slots: asyncio.Semaphore) -> Outcome | Exception:
+        """One token's outcome, recorded in the ledger (``unreachable``: it is unregistered and
+        was removed), or the TransientError that a retry may fix."""
+        settled = ledger.settled(token)
+        if settled is not None:  # an earlier attempt has this token's answer: never push twice
+            return settled
+        async with slots:
+            outcome = await self._post(message, token, bearer, ledger)
+        if isinstance(outcome, Outcome):
+            ledger.answered(token, outcome.status, outcome.provider_message_id)
+        return outcome
+
+    async def _post(self, message: OutgoingMessage, token: str, bearer: str,
+                    ledger: Ledger) -> Outcome | Exception:
         try:
             reply = await request(
                 self.clients, "POST", self.url, what="FCM send",
                 headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
-                content=json.dumps(_payload(message, token)).encode())
+                content=json.dumps(_payload(message, token)).encode(), on_sent=ledger.on_sent(token))
         except Refused as exc:
             return failed(str(exc), detail=exc.detail)
         except TransientError as exc:
             return exc
+        if reply.verdict != "delivered" and (reply.verdict == "transient" or reply.status == 401):
+            ledger.answered(token, "answered")  # it answered: the push was not taken
         if reply.verdict == "delivered":
             body = reply.json()
             name = body.get("name") if isinstance(body, dict) else None
@@ -217,23 +248,36 @@ class FcmProvider:
             self.tokens.drop(bearer)
             return TransientError(summary, detail=reason)
         if reply.verdict == "transient":
-            return TransientError(summary + reply.retry_after(), detail=reason)
+            return TransientError(summary + reply.retry_after(), detail=reason,
+                                  retry_after=reply.retry_delay())
         return failed(summary, detail=reason)  # 400 INVALID_ARGUMENT, 403 SENDER_ID_MISMATCH, 404
 
     async def deliver(self, message: OutgoingMessage) -> Outcome:
-        tokens = _tokens(message.profile)
+        """Delivered if any token took it. The newest JOURNEYS_PUSH_MAX_TOKENS tokens only, at
+        most IN_FLIGHT requests at once; a token that answered on an earlier attempt (the
+        ledger) is not pushed again."""
+        tokens, left_out = newest(_tokens(message.profile), self.max_tokens)
         if not tokens:
             return unreachable("no push token in the profile")
+        if left_out:
+            _log.warning("push tokens left out", left_out=left_out, kept=len(tokens))
+        ledger = current()
+        slots = asyncio.Semaphore(IN_FLIGHT)
         async with attempt(self.timeout, "FCM"):
-            bearer = await self.tokens.get()
-            results = await asyncio.gather(*(self._send(message, t, bearer) for t in tokens))
+            pending = [t for t in tokens if ledger.settled(t) is None]
+            bearer = await self.tokens.get() if pending else ""
+            results = await asyncio.gather(*(self._send(message, t, bearer, ledger, slots)
+                                             for t in tokens))
         sent = [r for r in results if isinstance(r, Outcome) and r.status == "delivered"]
         if sent:  # a device has it; a retry would repeat it on that device
             ids = [r.provider_message_id for r in sent if r.provider_message_id]
             return delivered(",".join(ids) if ids else None)
         transient = [r for r in results if isinstance(r, TransientError)]
         if transient:  # the unregistered tokens are gone: the retry tries the others
-            raise TransientError(str(transient[0]), detail=transient[0].detail)
+            raise TransientError(str(transient[0]), detail=transient[0].detail,
+                                 retry_after=max((t.retry_after or 0 for t in transient), default=0) or None)
+        if any(isinstance(r, Outcome) and r.status == "unknown" for r in results):
+            return unknown("FCM: no answer, it may have arrived")
         rejected = [r for r in results if isinstance(r, Outcome) and r.status == "failed"]
         if rejected:
             return failed(rejected[0].reason or "FCM refused the message", detail=rejected[0].detail)

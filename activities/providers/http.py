@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import httpx
@@ -52,6 +55,40 @@ class Refused(Exception):
         self.detail = detail
 
 
+def tls_failure(exc: BaseException) -> str | None:
+    """The TLS error behind a connection failure ("certificate verify failed"), if it is one.
+
+    A certificate that does not verify stays so until an operator acts: it is a permanent
+    failure, named as such, not a connection error retried without end."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS certificate not trusted ({cause.verify_message or 'verify failed'})"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS handshake failed ({cause.reason or type(cause).__name__})"
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date (RFC 9110 10.2.3); None if absent
+    or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value[:12])
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max((moment - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
 @dataclass(frozen=True)
 class Reply:
     """An answer, read up to MAX_REPLY_BYTES."""
@@ -78,6 +115,12 @@ class Reply:
     def retry_after(self) -> str:
         value = self.headers.get("retry-after")
         return f" (Retry-After: {value[:40]})" if value else ""
+
+    def retry_delay(self) -> float | None:
+        """The seconds a 429 or 503 asks us to wait (``Retry-After``), else None."""
+        if self.status not in (429, 503):
+            return None
+        return retry_after_seconds(self.headers.get("retry-after"))
 
 
 class Clients:
@@ -127,15 +170,25 @@ async def attempt(seconds: float, what: str) -> AsyncIterator[None]:
 
 async def request(clients: Clients, method: str, url: str, *, what: str,
                   headers: Mapping[str, str] | None = None, content: bytes | None = None,
-                  data: Mapping[str, str] | None = None, auth: httpx.Auth | None = None) -> Reply:
+                  data: Mapping[str, str] | None = None, auth: httpx.Auth | None = None,
+                  on_sent: Callable[[], None] | None = None) -> Reply:
     """Send one request and read its answer.
 
     Raises TransientError when the request did not get an answer (timeout, connection refused
-    or reset, a broken answer) and :class:`Refused` when httpx will not send it at all.
+    or reset, a broken answer) and :class:`Refused` when httpx will not send it at all or TLS
+    fails. ``on_sent`` is called when the request's first bytes leave (after connecting): from
+    then on a missing answer means the vendor may have taken it.
     """
     client = clients.get()
+    extensions: dict[str, Any] = {}
+    if on_sent is not None:
+        async def trace(event: str, info: Any) -> None:
+            if event.endswith("send_request_headers.started"):
+                on_sent()
+        extensions["trace"] = trace
     try:
-        built = client.build_request(method, url, headers=headers, content=content, data=data)
+        built = client.build_request(method, url, headers=headers, content=content, data=data,
+                                     extensions=extensions)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, TypeError) as exc:
         raise Refused(f"{what}: cannot send: {type(exc).__name__}", detail=str(exc)) from None
     try:
@@ -152,6 +205,11 @@ async def request(clients: Clients, method: str, url: str, *, what: str,
         raise Refused(f"{what}: cannot send: {type(exc).__name__}", detail=str(exc)) from None
     except httpx.TimeoutException:
         raise TransientError(f"{what}: timed out after {clients.timeout:g} s") from None
+    except httpx.ConnectError as exc:
+        tls = tls_failure(exc)
+        if tls:
+            raise Refused(f"{what}: {tls}", detail=str(exc)) from None
+        raise TransientError(f"{what}: {type(exc).__name__}", detail=str(exc)) from None
     except httpx.RequestError as exc:  # connection refused or reset, a broken answer
         raise TransientError(f"{what}: {type(exc).__name__}", detail=str(exc)) from None
     return Reply(response.status_code, response.headers, bytes(body))

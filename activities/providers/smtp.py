@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import re
 import socket
 from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, parseaddr
+from typing import Any
 
 import aiosmtplib
 
@@ -27,6 +29,8 @@ from activities.providers import (
     failed,
     unreachable,
 )
+from activities.providers.http import tls_failure
+from activities.providers.ledger import current
 from journeys.models import Channel
 from journeys.problems import UsageError
 from journeys.settings import Settings
@@ -56,12 +60,38 @@ def _one_line(text: str) -> str:
     return re.sub(r"\s*[\r\n]+\s*", " ", text).strip()
 
 
+#: Control characters no subject may hold (CR and LF are folded to a space, tab is allowed):
+#: NUL, VT, FF, FS-RS, ESC, DEL, C1 (NEL) and the Unicode line and paragraph separators.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class Unsendable(ValueError):
+    """The rendered message cannot be an email as it is: no retry changes it."""
+
+
+def _subject(text: str) -> str:
+    found = _CONTROL.search(text)
+    if found:
+        raise Unsendable(f"the subject holds a control character (U+{ord(found[0]):04X})")
+    return _one_line(text)
+
+
+def loopback(host: str) -> bool:
+    """Is ``host`` this machine (a literal loopback address, or localhost)?"""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def build_email(message: OutgoingMessage, sender: str, to: str) -> EmailMessage:
     """The MIME message: multipart/alternative when both text and html are given."""
     email = EmailMessage()
     email["From"] = sender
     email["To"] = to
-    email["Subject"] = _one_line(message.content.get("subject", ""))
+    email["Subject"] = _subject(message.content.get("subject", ""))
     email["Date"] = formatdate(localtime=False, usegmt=True)
     email["Message-ID"] = message_id(message.idempotency_key)
     text, html = message.content.get("text"), message.content.get("html")
@@ -72,6 +102,19 @@ def build_email(message: OutgoingMessage, sender: str, to: str) -> EmailMessage:
     else:
         email.set_content(html, subtype="html")
     return email
+
+
+class _Client(aiosmtplib.SMTP):
+    """An SMTP client that says when the message's data starts to leave: from then on, no
+    answer means the server may have taken it (the ledger counts such attempts)."""
+
+    def __init__(self, on_sent: Any, **options: Any) -> None:
+        super().__init__(**options)
+        self._on_sent = on_sent
+
+    async def data(self, message: str | bytes, /, **options: Any) -> Any:
+        self._on_sent()
+        return await super().data(message, **options)
 
 
 def _answer(exc: aiosmtplib.SMTPResponseException) -> str:
@@ -100,6 +143,11 @@ class SmtpProvider:
         several = len(getaddresses([settings.email_from])) != 1
         if self.envelope_from is None or several or any(ch < " " for ch in settings.email_from):
             raise UsageError(f"JOURNEYS_EMAIL_FROM: '{settings.email_from}' is not an email address")
+        if settings.smtp_tls == "none" and self.username and not loopback(self.host):
+            # AUTH PLAIN in clear text would hand the password to anyone on the path.
+            raise UsageError(f"JOURNEYS_SMTP_TLS=none with JOURNEYS_SMTP_USERNAME: the password "
+                             f"would cross the network in clear to '{self.host}'; use starttls or "
+                             "tls (none only for a server on this machine)")
         self._local_hostname: str | None = None
 
     async def deliver(self, message: OutgoingMessage) -> Outcome:
@@ -109,27 +157,41 @@ class SmtpProvider:
                                else "the profile's email is not an address")
         try:
             email = build_email(message, self.sender, to)
+        except Unsendable as exc:
+            return failed(str(exc))
         except ValueError as exc:  # a header the email package refuses: no retry changes it
             return failed("the email package refused a header", detail=str(exc))
+        ledger = current()
+        settled = ledger.settled(to)  # an earlier attempt's answer, or too many unanswered
+        if settled is not None:
+            return settled
         try:
             async with asyncio.timeout(self.timeout):  # the whole attempt, not each command
                 if self._local_hostname is None:  # getfqdn may wait on DNS: once, off the loop
                     self._local_hostname = await asyncio.to_thread(socket.getfqdn)
-                await aiosmtplib.send(
-                    email, sender=self.envelope_from, recipients=[to], hostname=self.host, port=self.port,
-                    username=self.username, password=self.password, use_tls=self.use_tls,
-                    start_tls=self.start_tls, local_hostname=self._local_hostname, timeout=self.timeout)
+                client = _Client(
+                    ledger.on_sent(to), hostname=self.host, port=self.port, username=self.username,
+                    password=self.password, use_tls=self.use_tls, start_tls=self.start_tls,
+                    local_hostname=self._local_hostname, timeout=self.timeout)
+                async with client:
+                    await client.send_message(email, sender=self.envelope_from, recipients=[to])
         except aiosmtplib.SMTPRecipientsRefused as exc:
+            ledger.answered(to, "answered")
             return self._refused(exc.recipients[0] if exc.recipients else None, "recipient refused")
         except aiosmtplib.SMTPAuthenticationError as exc:
             # The worker's credentials, not this message: retry until an operator fixes them.
             raise TransientError("SMTP authentication failed", detail=_answer(exc)) from None
         except aiosmtplib.SMTPResponseException as exc:
+            ledger.answered(to, "answered")  # (a 5xx settles the message below: failed)
             return self._refused(exc, "refused")
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            tls = tls_failure(exc)
+            if tls:  # a certificate that does not verify stays so: named, not retried
+                return failed(f"SMTP {self.host}:{self.port}: {tls}")
             # Connection refused or lost, a timeout, STARTTLS not offered: a later attempt may work.
             # (our client's words: connection refused, no STARTTLS; not the server's answer)
             raise TransientError(f"SMTP {self.host}:{self.port}: {type(exc).__name__}: {exc}") from exc
+        ledger.answered(to, "delivered", email["Message-ID"])
         return delivered(email["Message-ID"])
 
     @staticmethod

@@ -8,6 +8,7 @@ was lost (a timeout after Twilio accepted) is retried, and may send the text twi
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -22,10 +23,38 @@ from activities.providers import (
     unreachable,
 )
 from activities.providers.http import Clients, Refused, Reply, attempt, request
+from activities.providers.ledger import current
 from journeys.models import Channel
 from journeys.settings import Settings
 
 _WHATSAPP = "whatsapp:"
+#: E.164: a plus, a country code (no leading 0), at most 15 digits in all.
+E164 = re.compile(r"\+[1-9]\d{6,14}")
+#: What people write between the digits: spaces, dashes, dots, parentheses.
+_SEPARATORS = re.compile(r"[ \-.()]")
+#: Control characters a text message must not carry (newline and tab may; CR is a newline's).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def phone_number(value: object, whatsapp: bool) -> str | None:
+    """The profile's phone as E.164 (+14155550100), separators dropped; None if it is not one.
+    ``whatsapp:`` may prefix it on the WhatsApp channel only: on SMS it is no phone number."""
+    if not isinstance(value, str):
+        return None
+    number = value.strip()
+    if number.startswith(_WHATSAPP):
+        if not whatsapp:
+            return None
+        number = number.removeprefix(_WHATSAPP)
+    number = _SEPARATORS.sub("", number)
+    return number if E164.fullmatch(number) and number.isascii() else None
+
+
+def control_characters(text: str) -> str | None:
+    """The first control character of ``text`` as U+XXXX, or None: a NUL, ESC or BEL in a
+    text message is a template's mistake, refused rather than sent to the handset."""
+    found = _CONTROL.search(text.replace("\r\n", "\n").replace("\r", "\n"))
+    return f"U+{ord(found[0]):04X}" if found else None
 
 
 def _sender(settings: Settings, channel: Channel) -> tuple[str, str | None]:
@@ -89,22 +118,38 @@ class TwilioProvider:
         phone = message.profile.get("phone")
         if not isinstance(phone, str) or not phone.strip():
             return unreachable("no phone number in the profile")
-        form = {"To": _address(phone, self.whatsapp), "From": self.sender,
-                "Body": message.content.get("text", "")}
+        number = phone_number(phone, self.whatsapp)
+        if number is None:
+            return unreachable("the profile's phone is not an E.164 number (+14155550100)"
+                               + ("" if self.whatsapp else "; whatsapp: numbers are for WhatsApp"))
+        text = message.content.get("text", "")
+        control = control_characters(text)
+        if control:
+            return failed(f"the text holds a control character ({control})")
+        form = {"To": _address(number, self.whatsapp), "From": self.sender, "Body": text}
         what = "Twilio WhatsApp" if self.whatsapp else "Twilio SMS"
+        ledger = current()
+        settled = ledger.settled(number)  # an earlier attempt's answer, or too many unanswered
+        if settled is not None:
+            return settled
         try:
             async with attempt(self.timeout, what):
                 reply = await request(self.clients, "POST", self.url, data=form, auth=self.auth,
-                                      what=what)
+                                      what=what, on_sent=ledger.on_sent(number))
         except Refused as exc:
+            ledger.answered(number, "failed")
             return failed(str(exc), detail=exc.detail)
         if reply.verdict == "delivered":
             body = reply.json()
             sid = body.get("sid") if isinstance(body, dict) else None
+            ledger.answered(number, "delivered", str(sid) if sid else None)
             return delivered(str(sid) if sid else None)
         if reply.verdict == "transient":
+            ledger.answered(number, "answered")
             summary, detail = _error(reply)
-            raise TransientError(summary + reply.retry_after(), detail=detail)
+            raise TransientError(summary + reply.retry_after(), detail=detail,
+                                 retry_after=reply.retry_delay())
+        ledger.answered(number, "failed")
         # 400 (a bad number, an opted-out user), 401/403, 404: Twilio's code is the reason, its
         # words ("The 'To' number +1415... is not valid") the debug log's.
         summary, detail = _error(reply)

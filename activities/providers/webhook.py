@@ -25,6 +25,7 @@ from activities.providers import (
 )
 from activities.providers.egress import Egress
 from activities.providers.http import Clients, Refused, attempt, request
+from activities.providers.ledger import current
 from journeys.egress import Refused as EgressRefused
 from journeys.models import Channel
 from journeys.settings import Settings
@@ -100,24 +101,33 @@ class WebhookProvider:
         # Not the URL nor its host (a template may put a user's data in either; a Slack-style
         # URL is a secret): the method only, and the host in the debug log.
         where = f"webhook {method}"
+        ledger, address = current(), f"{method} {url}"
+        settled = ledger.settled(address)  # an earlier attempt's answer, or too many unanswered
+        if settled is not None:
+            return settled
         try:
             self.egress.check_url(url)  # scheme, user:password, a refused literal address
             async with attempt(self.timeout, where):
                 reply = await request(self.clients, method, url, headers=headers, content=body,
-                                      what=where)
+                                      what=where, on_sent=ledger.on_sent(address))
         except EgressRefused as exc:  # no retry makes the address acceptable
             return failed(str(exc), detail=_host(url))
         except Refused as exc:
+            ledger.answered(address, "failed")
             return failed(str(exc), detail=exc.detail)
         if reply.verdict == "delivered":
             found = next((reply.headers[h] for h in ID_HEADERS if h in reply.headers), None)
+            ledger.answered(address, "delivered", found[:200] if found else None)
             return delivered(found[:200] if found else None)
         # The receiver's words (it may echo the body: an email, the message) go to the debug log.
         if reply.verdict == "transient":
+            ledger.answered(address, "answered")
             raise TransientError(f"webhook answered {reply.status}{reply.retry_after()}",
-                                 detail=reply.text())
+                                 detail=reply.text(), retry_after=reply.retry_delay())
         if reply.status == 410:  # Gone: the receiver says this address will never take messages
+            ledger.answered(address, "unreachable")
             return unreachable("webhook answered 410 Gone", detail=reply.text())
+        ledger.answered(address, "failed")
         return failed(f"webhook answered {reply.status}", detail=reply.text())
 
 

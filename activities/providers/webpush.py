@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -31,9 +32,13 @@ from activities.providers import (
     TransientError,
     delivered,
     failed,
+    unknown,
     unreachable,
 )
 from activities.providers.egress import Egress
+from activities.providers.fcm import IN_FLIGHT, newest
+from activities.providers.http import retry_after_seconds, tls_failure
+from activities.providers.ledger import Ledger, current
 from journeys.egress import Refused as EgressRefused
 from journeys.models import Channel
 from journeys.settings import Settings
@@ -57,17 +62,23 @@ _GONE = frozenset({404, 410})
 #: 408 Request Timeout, 425 Too Early and 429 Too Many Requests: a later attempt may pass.
 _LATER = frozenset({408, 425, 429})
 
-Verdict = Literal["accepted", "gone", "rejected", "transient"]
+Verdict = Literal["accepted", "gone", "rejected", "transient", "unknown"]
+#: An address's status in the ledger, for a verdict; and back.
+_STATUS: dict[Verdict, str] = {"accepted": "delivered", "gone": "unreachable", "rejected": "failed"}
+_EARLIER: dict[str, Verdict] = {"delivered": "accepted", "unreachable": "gone", "failed": "rejected",
+                                "unknown": "unknown"}
 
 
 @dataclass(frozen=True)
 class _Push:
-    """What became of one subscription's push."""
+    """What became of one subscription's push (``answered``: the push service said so)."""
 
     verdict: Verdict
     detail: str  # a class and a status, for the reason (history keeps it)
     location: str | None = None
     words: str = ""  # the push service's origin and words, an error's text: debug log only
+    answered: bool = True
+    retry_after: float | None = None  # seconds a 429 or 503 asked us to wait
 
 
 def missing(settings: Settings, channel: Channel) -> list[str]:
@@ -94,7 +105,8 @@ def build(settings: Settings, profiles: ProfileEditor, channel: Channel) -> WebP
     # and an attempt cut off after one browser accepted would be retried and push to it twice.
     return WebPushProvider(vapid, settings.vapid_subject, profiles,
                            timeout=settings.send_timeout * REQUEST_SHARE,
-                           egress=Egress.from_settings(settings))
+                           egress=Egress.from_settings(settings),
+                           max_subscriptions=settings.push_max_tokens)
 
 
 def load_vapid(key: str) -> Vapid01:
@@ -134,8 +146,9 @@ class WebPushProvider:
     name = "webpush"
 
     def __init__(self, vapid: Vapid01, subject: str, profiles: ProfileEditor, *, timeout: float,
-                 egress: Egress, ttl: int = TTL_SECONDS) -> None:
+                 egress: Egress, ttl: int = TTL_SECONDS, max_subscriptions: int = 20) -> None:
         self.egress = egress  # endpoints come from the user's browser: checked, connected to as checked
+        self.max_subscriptions = max_subscriptions
         self.vapid = vapid
         self.subject = subject
         self.profiles = profiles
@@ -151,18 +164,35 @@ class WebPushProvider:
         subscriptions = message.profile.get(SUBSCRIPTIONS) or []
         if not isinstance(subscriptions, list):
             return failed(f"{SUBSCRIPTIONS} is not a list")
-        unique = list({_endpoint(s) or repr(s): s for s in subscriptions}.values())
+        unique, _ = newest(list({_endpoint(s) or repr(s): s for s in subscriptions}.values()),
+                           self.max_subscriptions)  # the newest JOURNEYS_PUSH_MAX_TOKENS
         if not unique:
             return unreachable(f"no {SUBSCRIPTIONS}")
         data = payload(message)
+        ledger, slots = current(), asyncio.Semaphore(IN_FLIGHT)
         # A client per delivery: it belongs to this event loop, and nothing has to close it later.
         async with self.egress.client(self.timeout) as client:
             pushes = await asyncio.gather(
-                *(self._push(client, message, data, s) for s in unique))
+                *(self._settled(client, message, data, s, ledger, slots) for s in unique))
         return self._outcome(pushes)
 
+    async def _settled(self, client: httpx.AsyncClient, message: OutgoingMessage, data: bytes,
+                       subscription: Any, ledger: Ledger, slots: asyncio.Semaphore) -> _Push:
+        """One subscription's push, unless an earlier attempt has its answer (never twice)."""
+        address = _endpoint(subscription) or repr(subscription)
+        settled = ledger.settled(address)
+        if settled is not None:
+            return _Push(_EARLIER[settled.status], f"{settled.status} on an earlier attempt",
+                         settled.provider_message_id)
+        async with slots:
+            push = await self._push(client, message, data, subscription, ledger.on_sent(address))
+        if push.answered:
+            ledger.answered(address, _STATUS.get(push.verdict, "answered"), push.location)
+        return push
+
     def _outcome(self, pushes: list[_Push]) -> Outcome:
-        by: dict[Verdict, list[_Push]] = {"accepted": [], "gone": [], "rejected": [], "transient": []}
+        by: dict[Verdict, list[_Push]] = {"accepted": [], "gone": [], "rejected": [], "transient": [],
+                                          "unknown": []}
         for push in pushes:
             by[push.verdict].append(push)
         summary = ", ".join(f"{len(v)} {k}" for k, v in by.items() if v)
@@ -172,14 +202,18 @@ class WebPushProvider:
             return delivered(by["accepted"][0].location)
         if by["transient"]:
             # (the push service's origin and status: no word of its answer)
-            raise TransientError(f"web push: {by['transient'][0].detail} ({summary})", detail=words)
+            waits = [p.retry_after for p in by["transient"] if p.retry_after is not None]
+            raise TransientError(f"web push: {by['transient'][0].detail} ({summary})", detail=words,
+                                 retry_after=max(waits) if waits else None)
+        if by["unknown"]:
+            return unknown(f"web push: no answer, it may have arrived ({summary})", detail=words)
         if by["rejected"]:
             return failed(f"web push: {by['rejected'][0].detail} ({summary})", detail=words)
         return unreachable(f"web push: every subscription is gone ({by['gone'][0].detail}; {summary})",
                            detail=words)
 
     async def _push(self, client: httpx.AsyncClient, message: OutgoingMessage, data: bytes,
-                    subscription: Any) -> _Push:
+                    subscription: Any, on_sent: Callable[[], None]) -> _Push:
         endpoint = _endpoint(subscription)
         if endpoint is None:
             return _Push("rejected", "malformed subscription: no http(s) endpoint")
@@ -202,20 +236,30 @@ class WebPushProvider:
         headers = {**signed, "Content-Encoding": "aes128gcm",
                    "Content-Type": "application/octet-stream", "TTL": str(self.ttl),
                    "Topic": topic(message.idempotency_key)}
+        async def trace(event: str, info: Any) -> None:
+            if event.endswith("send_request_headers.started"):
+                on_sent()
+
         try:
             # The whole request is bounded: httpx's timeout is per read, and a trickling answer
             # would outlast it.
             async with asyncio.timeout(self.timeout), client.stream(
-                    "POST", endpoint, content=body, headers=headers) as response:
+                    "POST", endpoint, content=body, headers=headers,
+                    extensions={"trace": trace}) as response:
                 text = await _head(response)
         except EgressRefused as exc:  # what the name resolved to may not be reached
             return _Push("rejected", str(exc), words=_origin(endpoint))
         except (TimeoutError, httpx.TimeoutException):
-            return _Push("transient", f"no answer within {self.timeout:g}s", words=_origin(endpoint))
+            return _Push("transient", f"no answer within {self.timeout:g}s", words=_origin(endpoint),
+                         answered=False)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
             return _Push("rejected", "malformed subscription endpoint", words=str(exc))
         except httpx.TransportError as exc:  # connection refused or reset, a broken answer
-            return _Push("transient", type(exc).__name__, words=f"{_origin(endpoint)}: {exc}")
+            tls = tls_failure(exc)
+            if tls:  # the push service's certificate does not verify: named, not retried
+                return _Push("rejected", tls, words=_origin(endpoint))
+            return _Push("transient", type(exc).__name__, words=f"{_origin(endpoint)}: {exc}",
+                         answered=False)
         return await self._verdict(message, subscription, endpoint, response, text)
 
     async def _verdict(self, message: OutgoingMessage, subscription: Any, endpoint: str,
@@ -240,7 +284,7 @@ class WebPushProvider:
             retry = response.headers.get("Retry-After")
             # Not the service's words ({said}): this goes into the retried failure's message.
             return _Push("transient", f"{status}{f' (Retry-After {retry[:40]})' if retry else ''}",
-                         words=said)
+                         words=said, retry_after=retry_after_seconds(retry) if status in (429, 503) else None)
         # 400 bad request, 401/403 VAPID refused, 413 payload too large, redirects (not followed:
         # the signed push is for that origin only), and anything else unexpected.
         return _Push("rejected", f"the push service refused it: {status}", words=said)

@@ -15,6 +15,7 @@ import hmac
 import itertools
 import json
 import re
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -306,3 +307,86 @@ def assert_words_kept_out(error: BaseException, words: str) -> None:
     logged = "".join(traceback.format_exception(error))
     assert words not in logged, logged
     assert words in getattr(error, "detail", "")
+
+
+# --- held answers and TLS -----------------------------------------------------------------------
+
+class Holding:
+    """Mixin state for a stand-in that holds some requests unanswered until ``release`` (a
+    vendor that took the request and answers late, or never): counts requests in flight."""
+
+    def _init_holding(self) -> None:
+        self.released = threading.Event()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._flight_lock = threading.Lock()
+
+    def hold(self) -> None:
+        with self._flight_lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            self.released.wait(60)
+        finally:
+            with self._flight_lock:
+                self.in_flight -= 1
+
+
+class HoldingFCM(FakeFCM, Holding):
+    """FCM that holds the sends to the tokens in ``held`` (every token if ``hold_all``), and
+    counts the sends per token."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_holding()
+        self.held: set[str] = set()
+        self.hold_all = False
+
+    def per_token(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for sent in self.sends():
+            token = sent.json()["message"]["token"]
+            counts[token] = counts.get(token, 0) + 1
+        return counts
+
+    def answer(self, received: Received) -> Answer:
+        if received.path != "/token":
+            token = received.json().get("message", {}).get("token")
+            if self.hold_all or token in self.held:
+                self.hold()
+        return super().answer(received)
+
+
+def self_signed(directory: Any, host: str = "127.0.0.1") -> ssl.SSLContext:
+    """A server TLS context with a fresh self-signed certificate for ``host``: no client trusts it."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+def over_tls(server: LoopbackServer, context: ssl.SSLContext) -> LoopbackServer:
+    """Serve ``server`` over TLS (before it starts): its url becomes https."""
+    server.server.socket = context.wrap_socket(server.server.socket, server_side=True)
+    server.url = server.url.replace("http://", "https://", 1)
+    return server
