@@ -247,7 +247,10 @@ async def _heartbeating(work: Awaitable[T]) -> T:
     finally:
         if not task.done():  # cancelled: the send stops and records what it learned
             task.cancel()
-            await asyncio.wait({task})
+            # A vendor call may not stop at once: heartbeat on, or the server would time the
+            # send out and the workflow record it cancelled while it may still arrive.
+            while not (await asyncio.wait({task}, timeout=HEARTBEAT_EVERY))[0]:
+                activity.heartbeat()
 
 
 def _result(row: OutboxRow, *, duplicate: bool = False) -> SendResult:

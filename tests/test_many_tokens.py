@@ -46,7 +46,9 @@ def vendors(tmp_path: Path) -> Iterator[tuple[HoldingFCM, WebhookReceiver, Setti
     with serving(fcm), serving(WebhookReceiver(SECRET)) as hooks:
         try:
             yield fcm, hooks, Settings(JOURNEYS_FCM_CREDENTIALS=path, JOURNEYS_FCM_URL=fcm.url,
-                                       JOURNEYS_WEBHOOK_SECRET=SECRET, JOURNEYS_SEND_TIMEOUT=120)
+                                       JOURNEYS_WEBHOOK_SECRET=SECRET, JOURNEYS_SEND_TIMEOUT=120,
+                                       # the receiver is on loopback: the allowance of --dev
+                                       JOURNEYS_EGRESS_ALLOW="127.0.0.0/8,::1/128")
         finally:
             fcm.released.set()
 

@@ -62,11 +62,16 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 async def worker(env: WorkflowEnvironment, store: Store, gate: Gate) -> AsyncIterator[None]:
     async with running_worker(env.client, store, QUEUE, {**default_providers(), Channel.push: gate},
                               send_timeout=600):
-        yield
+        try:
+            yield
+        finally:  # a held push would hold the worker's shutdown too
+            gate.release.set()
 
 
 class Gate:
-    """A push provider that holds every call until released: an exit waits for it."""
+    """A push provider that holds every call until released, a vendor call that cannot be taken
+    back: a cancel (the send heartbeats, so an exit's cancel reaches it) does not end it, and the
+    exit waits for it."""
 
     name = "gate"
 
@@ -75,7 +80,11 @@ class Gate:
 
     async def deliver(self, message: OutgoingMessage) -> Outcome:
         self.holding.set()
-        await self.release.wait()
+        while not self.release.is_set():
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:  # under way at the vendor: it ends when it ends
+                continue
         return delivered("gate-1")
 
 
