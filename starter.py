@@ -210,7 +210,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2, ensure_ascii=False))
         return 0
     for row in rows:
-        text = next(iter(row.content.values()), "") if row.status == "delivered" else row.reason or ""
+        sent = row.status in {"delivered", "kept"}
+        text = next(iter(row.content.values()), "") if sent else row.reason or ""
         print(f"{row.created_at:%Y-%m-%d %H:%M:%S}  {printable(row.user_id):<12} "
               f"{printable(row.journey_id)}/{printable(row.node_id)} {printable(row.channel):<8} "
               f"{printable(row.status):<9} {printable(text)}")

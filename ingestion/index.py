@@ -7,7 +7,7 @@ dictionary, without a look at each journey and without reaching Temporal.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from journeys.events import listens_to
@@ -26,11 +26,14 @@ class Index:
     by_property: dict[str, tuple[Journey, ...]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, journeys: Sequence[Journey]) -> Index:
+    def of(cls, journeys: Sequence[Journey],
+           earlier: Mapping[str, frozenset[str]] | None = None) -> Index:
+        """``earlier``: per journey id, events only an earlier version of it listened to."""
         by_event: dict[str, list[Journey]] = defaultdict(list)
         by_property: dict[str, list[Journey]] = defaultdict(list)
         for journey in journeys:
-            for name in sorted(_entry_events(journey) | listens_to(journey)):
+            names = _entry_events(journey) | listens_to(journey) | (earlier or {}).get(journey.id, set())
+            for name in sorted(names):
                 by_event[name].append(journey)
             dates = {node.profile_property for node in journey.nodes
                      if isinstance(node, DateTimeNode) and node.profile_property}

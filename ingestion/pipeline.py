@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ingestion import retired
+from ingestion import listens, retired
 from ingestion.failures import NotRouted
 from ingestion.index import Index
 from ingestion.retired import Retired
@@ -76,9 +76,19 @@ class Ingestion:
                 return self._index
             self._lost = None
             if found is not self._catalog:
+                try:  # what each journey listens to, kept for runs of this version after an edit
+                    earlier = listens.remember(self.store, found.journeys)
+                except Exception as exc:  # the store is down or locked: the next look records it
+                    if self._catalog is None:
+                        raise
+                    log.warning("journey catalog changed, not yet read: the store did not "
+                                "answer (%s)", type(exc).__name__)
+                    return self._index
                 if self._catalog is not None or found.broken:
                     _log_catalog(found)
-                self._catalog, self._index = found, Index.of(found.journeys)
+                self.router.earlier.clear()
+                self.router.earlier.update(earlier)
+                self._catalog, self._index = found, Index.of(found.journeys, earlier)
         return self._index
 
     async def retired(self) -> Retired:

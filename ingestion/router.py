@@ -74,6 +74,9 @@ class Router:
     receipts: Store | None = None
     legacy_ids: bool = False
     send_timeout: float | None = None  # JOURNEYS_SEND_TIMEOUT, pinned in each entry
+    #: Per journey id, events only an earlier version of it listened to (ingestion.listens):
+    #: its earlier runs still wait for them. Its process's Ingestion keeps it up to date.
+    earlier: dict[str, frozenset[str]] = field(default_factory=dict, compare=False)
     _legacy_known: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
     _legacy_lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False, repr=False)
     _flights: Flights = field(default_factory=Flights, compare=False, repr=False)
@@ -87,10 +90,14 @@ class Router:
         routed: list[Routed] = []
         for journey in journeys:
             entry = starts(journey, event)
-            if entry or event.name in listens_to(journey):
+            if entry or self._listens(journey, event.name):
                 routed += await self._once(journey, event, entry)
         _logged(routed, event.user_id, event.name)
         return routed
+
+    def _listens(self, journey: Journey, name: str) -> bool:
+        """Does a run of ``journey`` (this version, or an earlier one) wait or exit on ``name``?"""
+        return name in listens_to(journey) or name in self.earlier.get(journey.id, ())
 
     async def route_profile(self, journeys: Sequence[Journey], user_id: str,
                             changed: Iterable[str]) -> list[Routed]:
@@ -212,7 +219,7 @@ class Router:
                 journey_id=journey.id, workflow_id=workflow_id(journey.id, user), action="failed",
                 problem="request", error=f"properties.{journey.entry_key}: missing (the key of "
                                          f"a journey '{event.name}' starts): nothing was started"))
-        if event.name in listens_to(journey):
+        if self._listens(journey, event.name):
             results += await self._each_instance(journey, user, lambda wid: self._signal_id(
                 journey, wid, JourneyWorkflow.event, event))
         return results

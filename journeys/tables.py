@@ -152,3 +152,11 @@ send_addresses = Table(
     Column("provider_message_id", String(200)),
     Column("updated_at", Moment(), nullable=False),
 )
+#: Every event a version of a journey listened to (exit_when, waits, goals), by journey id, kept
+#: when its file changes: runs that entered an earlier version keep getting their events.
+journey_listens = Table(
+    "journey_listens", metadata,
+    Column("journey_id", String(200), primary_key=True),
+    Column("event_name", String(200), primary_key=True),
+    Column("at", Moment(), nullable=False),  # when a version listening to it was first read
+)

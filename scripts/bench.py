@@ -182,7 +182,7 @@ def _describe(journey: Journey, delay: timedelta, args: argparse.Namespace, warm
           f"the event in its input); search attributes JourneyId, UserId, JourneyNode set and upserted")
     print(f"bare:     scripts.bench_workflows.BareWorkflow: timer {d} > activity > timer {d} > "
           f"activity; each activity claims one row\n          in the same SQLite outbox (a send "
-          f"also reads the profile and the outbox, renders, and marks the row delivered)")
+          f"also reads the profile and the outbox, renders, and marks the row kept)")
     then = "; then the same on an in-memory dev server" if args.rounds_memory else ""
     print("server:   one dev server (temporal server start-dev) on a SQLite file, journal_mode=wal, "
           "synchronous=normal:\n          the embedded default. Both kinds run on it, alternating, "

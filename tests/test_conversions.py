@@ -131,7 +131,7 @@ async def test_a_control_group_walks_the_journey_unmessaged_and_converts_apart(
         state = await harness.result("ctl", user)
         assert state.held_out == (user in control)
         statuses = {row.status for row in harness.outbox(user) if row.journey_id == "ctl"}
-        assert statuses == ({"held_out"} if user in control else {"delivered"}), user
+        assert statuses == ({"held_out"} if user in control else {"kept"}), user
         assert [m.node_id for m in state.messages] == ["push-a", "last"]  # the same walk
     held = [row for u in control for row in harness.outbox(u) if row.journey_id == "ctl"]
     assert all(row.provider is None and row.content["body"] for row in held)  # rendered, not sent
@@ -166,7 +166,7 @@ async def test_stats_show_the_funnel_and_the_lift(
     assert stats.treatment.converted + stats.control.converted == 6
     assert stats.control.converted == len({u for u in users[::2] if u in control})
     push_a = next(n for n in stats.nodes if n.node_id == "push-a")
-    assert push_a.messages == {k: v for k, v in {"delivered": 12 - len(control),
+    assert push_a.messages == {k: v for k, v in {"kept": 12 - len(control),
                                                  "held_out": len(control)}.items() if v}
     # They bought right after entering: at the node they had reached by then (none yet if the
     # signal came in the run's first task).

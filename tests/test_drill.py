@@ -18,6 +18,6 @@ def test_the_drill_runs_small_and_checks_itself() -> None:
     for check in ("check     exits: 20/20 exited, 0 sent, 180 still parked  ok",
                   "check     parked after SIGKILL: 180/180 (visibility)  ok",
                   "check     pings: 20 sent for 20 pings, 20 users, each pinged one once "
-                  "(status delivered)  ok"):
+                  "(status kept)  ok"):
         assert check in lines, run.stdout
     assert "FAILED" not in run.stdout and lines[-1] == "all checks passed"

@@ -117,7 +117,7 @@ async def test_track_and_identify_start_journeys(
     await _finished(env, "renewal", "bob")
     assert store.profile("bob") == {"first_name": "Bob", "renews_at": "2020-01-01T00:00:00Z"}
     [sent] = store.outbox_list(user_id="bob")
-    assert sent.status == "delivered" and sent.content["text"] == "Hi Bob"
+    assert sent.status == "kept" and sent.content["text"] == "Hi Bob"
 
 
 async def test_a_batch_routes_its_good_items_and_names_the_bad_one(

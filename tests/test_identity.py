@@ -167,7 +167,7 @@ async def test_status_without_a_worker_and_of_a_terminated_journey(
     assert "journey/welcome/fox  terminated" in out
     assert "exit: terminated: support asked us to stop it" in out
     assert "journey/welcome-back/fox  running" in out and "note: no worker answered" in out
-    assert out.count("message hello: sms delivered") == 2
+    assert out.count("message hello: sms kept") == 2
 
 
 async def test_journeys_under_the_old_ids_still_get_their_events(

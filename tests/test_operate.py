@@ -304,7 +304,7 @@ async def test_worker_versioning_runs_journeys_on_the_current_version(
         harness = Harness(env, store, [OPS], "versioned", search_attributes=True)
         await harness.send("vic", "Started")
         rows = await eventually(lambda: _pushes_of(harness, "vic"), timeout=20)
-        assert rows[0].status == "delivered"
+        assert rows[0].status == "kept"
         handle = env.client.get_workflow_handle(workflow_id("ops", "vic"))
         info = (await handle.describe()).raw_description.workflow_execution_info.versioning_info
         assert info.behavior == VersioningBehavior.AUTO_UPGRADE.value

@@ -16,7 +16,9 @@ from activities.delivery import default_providers
 from activities.providers import Outcome, OutgoingMessage, delivered, unreachable
 from journeys.graph import to_mermaid
 from journeys.models import Channel, Journey
+from journeys.stats import format_stats, journey_stats
 from journeys.store import Store
+from operate.status import format_status, user_status
 from tests.helpers.support import Harness, running_worker
 
 QUEUE = "outcomes"
@@ -50,6 +52,15 @@ JOURNEY = Journey.model_validate({
         after("after-delivered"), after("after-skipped"), after("after-failed"),
         after("after-unreachable"),
     ]})
+#: Every channel through the outbox provider (no vendor configured), with a path on delivered.
+KEPT = Journey.model_validate({
+    "id": "kept", "name": "Kept in the outbox", "entry": "kept-tried",
+    "nodes": [
+        {"id": "kept-tried", "type": "action", "event": "Kept Tried", "next": "sms"},
+        {"id": "sms", "type": "engagement", "channel": "sms", "message": {"text": "hi"},
+         "on": {"delivered": "on-path"}, "next": "otherwise"},
+        after("on-path"), after("otherwise"),
+    ]})
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +68,7 @@ async def journeys(env: WorkflowEnvironment) -> AsyncIterator[Harness]:
     store = Store(f"sqlite:///{tempfile.mkdtemp(prefix='journeys-outcomes-')}/journeys.db")
     providers = {**default_providers(), Channel.push: TokenPush()}
     async with running_worker(env.client, store, QUEUE, providers):
-        yield Harness(env, store, [JOURNEY], QUEUE)
+        yield Harness(env, store, [JOURNEY, KEPT], QUEUE)
 
 
 @pytest.mark.parametrize("user, profile, props, outcome, path", [
@@ -75,9 +86,26 @@ async def test_the_journey_follows_what_happened(journeys: Harness, user: str,
     assert state.path == ["tried", "push", path]
     assert [(m.node_id, m.status) for m in state.messages] == [("push", outcome), (path, "delivered")]
     rows = {r.node_id: r.status for r in journeys.outbox(user)}
-    assert rows == {"push": outcome, path: "delivered"}
+    assert rows == {"push": outcome, path: "kept"}  # the email: the outbox provider
     if user == "dan":
         await journeys.record_history("outcome-paths", "outcomes", user)
+
+
+async def test_a_message_the_outbox_provider_kept_reads_kept_and_walks_the_delivered_path(
+        journeys: Harness) -> None:
+    """No vendor configured: the outbox row, ``status`` and ``stats`` say ``kept`` (nobody got
+    it), not ``delivered``; the journey walks as it will with a vendor (its delivered path)."""
+    await journeys.send("kim", "Kept Tried")
+    state = await journeys.result("kept", "kim")
+    assert state.path == ["kept-tried", "sms", "on-path"]
+    rows = journeys.outbox("kim")
+    assert {(r.node_id, r.status, r.provider) for r in rows if r.journey_id == "kept"} == {
+        ("sms", "kept", "outbox"), ("on-path", "kept", "outbox")}
+    stats = format_stats(journey_stats(journeys.store, KEPT))
+    assert "kept" in stats and "delivered" not in stats, stats
+    [row] = await user_status(journeys.env.client, [KEPT], "kim", QUEUE, store=journeys.store)
+    shown = format_status(row)
+    assert "message sms: sms kept" in shown and "delivered" not in shown, shown
 
 
 def test_the_graph_draws_the_outcome_paths() -> None:

@@ -90,7 +90,13 @@ def renamed_same_id(folder: Path, name: str) -> None:  # still in the catalog: r
     (folder / name).rename(folder / f"renamed-{name}")
 
 
-CHANGES: list[Callable[[Path, str], None]] = [renamed_away, removed, new_id, broken, renamed_same_id]
+def edited(folder: Path, name: str) -> None:  # same id and file; its wait and exit events renamed
+    path = folder / name
+    path.write_text(path.read_text().replace("Confirmed", "Approved").replace("[Leave]", "[Quit]"))
+
+
+CHANGES: list[Callable[[Path, str], None]] = [renamed_away, removed, new_id, broken, renamed_same_id,
+                                              edited]
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +163,32 @@ async def test_wait_and_exit_events_reach_a_journey_whatever_happens_to_its_file
     result = await env.client.get_workflow_handle_for(JourneyWorkflow.run, wid).result()
     assert result.exit_reason == "exit event 'Leave'"
     assert await later.track(event(user, "Leave", 4)) == []  # it has ended: nothing to reach
+
+
+async def test_an_edited_journey_routes_each_version_s_events_to_its_own_runs(
+        env: WorkflowEnvironment, store: Store, worker: None, data_dir: Path) -> None:
+    """Edited in place (same id): a run of the earlier version still exits on its exit event,
+    read by a process that never saw that version; a run of the new version ignores it and
+    exits on its own."""
+    folder = catalog_with(data_dir, "catalog-edited", ("stay.yaml", STAY))
+    await ingestion(env, store, folder, recheck=0).track(event("old-ann", "Joined", 1))
+    edited(folder, "stay.yaml")
+    clear_cache()
+    later = ingestion(env, store, folder, recheck=0)  # a new process, after the edit
+    await later.track(event("new-bob", "Joined", 1))
+    ann, bob = workflow_id("stay", "old-ann"), workflow_id("stay", "new-bob")
+    assert await eventually(lambda: _at(env, bob, "confirm"))
+
+    for user in ("old-ann", "new-bob"):
+        routed = await later.track(event(user, "Leave", 2))
+        assert [(r.journey_id, r.action) for r in routed] == [("stay", "signalled")], user
+    result = await env.client.get_workflow_handle_for(JourneyWorkflow.run, ann).result()
+    assert result.exit_reason == "exit event 'Leave'"
+    await asyncio.sleep(0.5)  # the new version does not listen to it: still waiting
+    assert await node_of(env, bob) == "confirm"
+    await later.track(event("new-bob", "Quit", 3))
+    result = await env.client.get_workflow_handle_for(JourneyWorkflow.run, bob).result()
+    assert result.exit_reason == "exit event 'Quit'"
 
 
 async def _at(env: WorkflowEnvironment, wid: str, node: str) -> bool:

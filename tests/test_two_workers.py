@@ -4,7 +4,7 @@ caps hold across them.
 A dev server (in memory) and two real ``python worker.py`` processes on its task queue, both
 with JOURNEYS_DATABASE_URL on one fresh PostgreSQL database and JOURNEYS_CAPS=push=1/1d. Each
 user's event enters two journeys that push at once: the two sends race, often on the two
-workers, and exactly one is delivered, the other capped; every message is one outbox row and
+workers, and exactly one is kept (the outbox provider), the other capped; every message is one outbox row and
 one delivery. Both workers widen the gap between a cap's count and its insert (0.2 s, as
 tests/test_caps.py does in threads), so that the racing sends overlap: without the lock that
 serializes a user's sends across processes, both would pass.
@@ -98,7 +98,7 @@ class Worker:
     def sends(self) -> list[tuple[str, str]]:
         """(user, status) of each send this worker settled."""
         return [(str(line.get("user_id")), str(line["event"]).removeprefix("message "))
-                for line in self.lines() if line.get("event") in ("message delivered", "message capped")]
+                for line in self.lines() if line.get("event") in ("message kept", "message capped")]
 
     async def started(self, timeout: float = 30.0) -> None:
         for _ in range(int(timeout * 10)):
@@ -152,13 +152,13 @@ async def test_two_workers_share_the_outbox_key_and_the_caps(env: WorkflowEnviro
                                 .select_from(outbox)).one()
     finally:
         store.engine.dispose()
-    # One row per message (the unique key), and per user one push delivered, the other capped.
+    # One row per message (the unique key), and per user one push kept, the other capped.
     assert tuple(keys) == (2 * len(USERS), 2 * len(USERS))
     per_user: dict[str, list[str]] = {}
     for row in rows:
         per_user.setdefault(row.user_id, []).append(row.status)
     assert {user: sorted(statuses) for user, statuses in per_user.items()} == {
-        user: ["capped", "delivered"] for user in USERS}
+        user: ["capped", "kept"] for user in USERS}  # kept: the outbox provider
     capped = [row.reason for row in rows if row.status == "capped"]
     assert all(reason and "frequency cap push=1/1d reached" in reason for reason in capped)
 
@@ -166,7 +166,7 @@ async def test_two_workers_share_the_outbox_key_and_the_caps(env: WorkflowEnviro
     sends = {worker.name: worker.sends() for worker in workers}
     assert all(sends.values()), sends
     settled = Counter(send for each in sends.values() for send in each)
-    assert settled == Counter({**{(user, "delivered"): 1 for user in USERS},
+    assert settled == Counter({**{(user, "kept"): 1 for user in USERS},
                                **{(user, "capped"): 1 for user in USERS}})
     # Some user's two sends raced on the two workers: the cap held across the processes.
     users = [{user for user, _ in each} for each in sends.values()]

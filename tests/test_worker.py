@@ -58,7 +58,7 @@ async def test_dev_worker_runs_a_journey_survives_a_restart_and_exits_cleanly(tm
 
         outbox = Store(f"sqlite:///{data_dir / 'journeys.db'}").outbox_list(user_id=USER)
         assert [(row.node_id, row.status) for row in outbox] == [
-            ("push-reminder", "delivered"), ("email-product", "delivered")]
+            ("push-reminder", "kept"), ("email-product", "delivered")]  # push: no vendor; email: the sink
         assert outbox[0].content["body"] == "Hey, the iPhone 14 in your cart is still waiting."
         assert outbox[1].content["subject"] == "iPhone 14 for $799"
         assert [row.provider for row in outbox] == ["outbox", "smtp"]  # --dev catches the email

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from activities.providers import Outcome, OutgoingMessage, delivered
+from activities.providers import Outcome, OutgoingMessage
 
 
 class OutboxProvider:
-    """Records the rendered message as delivered and sends nothing."""
+    """Keeps the rendered message in the outbox and sends nothing: its row reads ``kept`` (no
+    vendor configured for the channel), never ``delivered``, which would say someone got it."""
 
     name = "outbox"
 
     async def deliver(self, message: OutgoingMessage) -> Outcome:
-        return delivered()
+        return Outcome(status="kept")
