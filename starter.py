@@ -174,8 +174,11 @@ async def _ingest_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"refused  {refused}", file=sys.stderr)
     for failed in summary.failed:
         print(shown(f"not routed  {failed}"), file=sys.stderr)
+    skipped = f"skipped {summary.skipped} (page, screen, alias, group, anonymous), " if summary.skipped \
+        else ""
     print(f"read {summary.read}, started {summary.started}, signalled {summary.signalled}, "
-          f"ignored {summary.ignored}, refused {len(summary.refused)}, failed {len(summary.failed)}")
+          f"ignored {summary.ignored}, {skipped}refused {len(summary.refused)}, "
+          f"failed {len(summary.failed)}")
     return 1 if summary.refused or summary.failed else 0
 
 

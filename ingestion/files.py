@@ -15,7 +15,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from ingestion.pipeline import Ingestion
-from journeys.ingest import BadLine, Line, parse_line
+from journeys.ingest import BadLine, Line, SkippedLine, parse_line
 from journeys.limits import brief
 
 
@@ -48,6 +48,7 @@ class Ingested:
     started: int = 0
     signalled: int = 0
     ignored: int = 0  # reached no journey, or every journey had it already
+    skipped: int = 0  # page views, screens, aliases, groups, anonymous-only calls
     refused: list[str] = field(default_factory=list)  # "line N: why"
     failed: list[str] = field(default_factory=list)  # "line N (user, event): journey: why"
 
@@ -83,9 +84,12 @@ async def ingest(ingestion: Ingestion,
             if isinstance(text, BadLine):  # unreadable: over the length limit
                 raise text
             line = parse_line(text, number)
-        except BadLine as exc:
+        except (BadLine, SkippedLine) as exc:
             summary.read += 1
-            summary.refused.append(str(exc))
+            if isinstance(exc, SkippedLine):
+                summary.skipped += 1
+            else:
+                summary.refused.append(str(exc))
             if progress:
                 progress(1)
             continue

@@ -45,7 +45,7 @@ from ingestion.readiness import readiness
 from ingestion.requests import MAX_BODY_BYTES as MAX_BODY_BYTES  # the documented limit, here too
 from ingestion.requests import Refused, authorize, check_sender, read_json
 from ingestion.router import Router
-from journeys.ingest import BadLine, id_text, parse_identify, parse_item
+from journeys.ingest import BadLine, id_text, parse_identify, parse_item, skip_reason
 from journeys.limits import LimitExceeded, brief
 from journeys.problems import UsageError
 from journeys.settings import Settings
@@ -57,7 +57,6 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 #: Items routed at once (different users; each user's in order), as ``ingest --concurrency``.
 ROUTING_CONCURRENCY = 64
 #: Segment calls no journey routes: accepted, and said to be skipped.
-SKIPPED_TYPES = ("page", "screen", "alias", "group")
 #: What a 503 asks the client to wait before it sends again; and /ready's wait for each part.
 RETRY_AFTER_SECONDS = 5
 READY_WAIT = 2.0
@@ -249,10 +248,8 @@ async def _route(ingestion: Ingestion, kind: str, raw: Any, index: int) -> Outco
     item, or that it may be sent again); journey ids and internal errors go to the log only."""
     if not isinstance(raw, dict):
         return "request", "not a JSON object"
-    if kind in SKIPPED_TYPES:
-        return "skipped", f"type {kind!r}: no journey routes it"
-    if raw.get("userId", raw.get("user_id")) is None and raw.get("anonymousId") is not None:
-        return "skipped", "anonymousId without userId: journeys follow identified users"
+    if (why := skip_reason({**raw, "type": kind})) is not None:
+        return "skipped", why
     try:
         if kind == "track":
             if raw.get("messageId") is None and raw.get("id") is None:

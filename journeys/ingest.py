@@ -31,6 +31,29 @@ _FIELDS = {"user_id": ("user_id", "userId"), "name": ("name", "event"),
 USER_ID_LENGTH = 200
 
 
+#: Segment calls that no journey routes: accepted and left alone (a batch or file of them is
+#: not refused for them), as is an item with only an ``anonymousId``.
+SKIPPED_TYPES = ("page", "screen", "alias", "group")
+
+
+def skip_reason(raw: dict[str, Any]) -> str | None:
+    """Why a Segment call is accepted and left alone, or None if it is for the journeys."""
+    kind = raw.get("type")
+    if kind in SKIPPED_TYPES:
+        return f"type {kind!r}: no journey routes it"
+    if raw.get("userId", raw.get("user_id")) is None and raw.get("anonymousId") is not None:
+        return "anonymousId without userId: journeys follow identified users"
+    return None
+
+
+class SkippedLine(Exception):
+    """A line that is a Segment call no journey routes (:func:`skip_reason`)."""
+
+    def __init__(self, number: int, reason: str) -> None:
+        super().__init__(f"line {number}: {reason}")
+        self.number, self.reason = number, reason
+
+
 class BadLine(ValueError):
     """A line that is no event: its number and why."""
 
@@ -84,7 +107,8 @@ def _kind(value: Any) -> str:
 
 
 def parse_line(text: str | bytes, number: int) -> Line | None:
-    """The event on line ``number`` (None for a blank line); raises :class:`BadLine`. Bytes must
+    """The event on line ``number`` (None for a blank line); raises :class:`BadLine`, or
+    :class:`SkippedLine` for a page view, screen, alias, group or anonymous-only call. Bytes must
     be UTF-8 (a BOM before the first line is the reader's to drop)."""
     if isinstance(text, bytes):
         try:
@@ -102,6 +126,8 @@ def parse_line(text: str | bytes, number: int) -> Line | None:
         raise BadLine(number, f"not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise BadLine(number, "not a JSON object")
+    if (why := skip_reason(raw)) is not None:
+        raise SkippedLine(number, why)
     return parse_item(raw, number)
 
 

@@ -97,6 +97,29 @@ async def test_bad_lines_are_refused_by_number_and_the_rest_is_routed(
         assert await _running(env, user), user
 
 
+async def test_a_segment_export_s_page_screen_and_anonymous_calls_are_skipped_not_refused(
+        env: WorkflowEnvironment, data_dir: Path, catalog: Path, tmp_path: Path) -> None:
+    """As the HTTP API does: calls no journey routes are counted skipped, and ingest exits 0."""
+    lines = [
+        json.dumps({"type": "page", "userId": "pg-1", "name": "Home"}).encode(),
+        json.dumps({"type": "screen", "userId": "sc-2", "name": "Cart"}).encode(),
+        json.dumps({"type": "alias", "userId": "al-3", "previousId": "x"}).encode(),
+        json.dumps({"type": "group", "userId": "gr-4", "groupId": "g"}).encode(),
+        json.dumps({"type": "track", "anonymousId": "anon-5", "event": "Signed Up"}).encode(),
+        _line("seg-6", type="track"),
+        _line("seg-7"),
+    ]
+    path = tmp_path / "export.ndjson"
+    path.write_bytes(b"\n".join(lines))
+    process = _ingest(env, data_dir, catalog, str(path))
+    out, err = await asyncio.to_thread(process.communicate, timeout=60)
+    assert process.returncode == 0, (out, err)
+    assert out.decode().strip() == ("read 7, started 2, signalled 0, ignored 0, skipped 5 (page, "
+                                    "screen, alias, group, anonymous), refused 0, failed 0"), err
+    for user in ("seg-6", "seg-7"):
+        assert await _running(env, user), user
+
+
 async def test_ingest_from_a_pipe_routes_each_line_as_it_comes(
         env: WorkflowEnvironment, data_dir: Path, catalog: Path) -> None:
     process = _ingest(env, data_dir, catalog, "-", stdin=subprocess.PIPE)
