@@ -8,8 +8,9 @@ the copy is routed again, which is safe because
 - a running journey ignores an event id it has seen, and a start finds the running journey
   (``USE_EXISTING``) and passes the event to it as a signal;
 - a journey that the earlier copy entered and that has ended since (``reentry: after_exit``
-  would let the copy in again) is found by :func:`entered_with`: its latest run's input names
-  the event, so nothing is started, and its entry is recorded (once per run) for the funnel.
+  would let the copy in again) is found by :func:`entered_with`: that run's input names the
+  event (the latest run's, or, if another event entered the user again since, an earlier run's
+  found by visibility), so nothing is started, and its entry is recorded (once per run).
 """
 
 from __future__ import annotations
@@ -53,14 +54,37 @@ class Flights:
             mine.set_result(outcome)
 
 
-async def entered_with(client: Client, wid: str, event: Event) -> tuple[str, bool] | None:
-    """Did ``event`` reach the latest run of ``wid``? Its chain's first run id (the entry's,
-    as the funnel records it) and whether ``event`` is what entered it; None if it did not.
+#: The runs of a workflow id looked at, newest first, for an event claimed and never settled.
+RUNS_LOOKED = 20
 
-    Two reads of Temporal (the latest run's first event): only for an event claimed earlier
-    and never settled, never on the common path.
+
+async def entered_with(client: Client, wid: str, event: Event) -> tuple[str, bool] | None:
+    """Did ``event`` reach a run of ``wid``? That run's chain's first run id (the entry's, as
+    the funnel records it) and whether ``event`` is what entered it; None if it did not.
+
+    Only for an event claimed earlier and never settled, never on the common path: the latest
+    run's first event (one read of Temporal); if it is not that one, the newest
+    ``RUNS_LOOKED`` runs by visibility, one read each (none where visibility cannot list).
     """
-    handle = client.get_workflow_handle(wid)
+    found = await _entered_run(client, wid, None, event)
+    if found is not None:
+        return found
+    quoted = wid.replace("\\", "\\\\").replace('"', '\\"')
+    try:
+        runs = [(run.start_time, run.run_id) async for run in client.list_workflows(
+            f'WorkflowId = "{quoted}"', limit=RUNS_LOOKED)]
+    except RPCError:  # no visibility (the time-skipping server): the latest run was all
+        return None
+    for _, run_id in sorted(runs, reverse=True):  # newest first (the latest again: one read)
+        if (found := await _entered_run(client, wid, run_id, event)) is not None:
+            return found
+    return None
+
+
+async def _entered_run(client: Client, wid: str, run_id: str | None,
+                       event: Event) -> tuple[str, bool] | None:
+    """:func:`entered_with` for one run (None: the latest)."""
+    handle = client.get_workflow_handle(wid, run_id=run_id)
     first = None
     try:
         async for first in handle.fetch_history_events(page_size=1):  # noqa: B007 - the first one

@@ -189,12 +189,15 @@ DIES_BEFORE_ITS_RECORD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.parametrize("newer", [False, True], ids=["latest-run", "entered-again-since"])
 async def test_an_entry_whose_router_died_before_recording_it_is_counted_once(
-        env: WorkflowEnvironment, data_dir: Path, catalog: Path, store: Store, worker: None) -> None:
+        env: WorkflowEnvironment, data_dir: Path, catalog: Path, store: Store, worker: None,
+        newer: bool) -> None:
     """The funnel's entries do not depend on the router living from the start to its record:
     `stats` counts the entry once its journey has ended, and the copy a client sends again
     finds the run the event entered (ended by now), records it, and starts nothing: counted
-    once."""
+    once. Also when another event entered the user again since (reentry: after_exit): the run
+    the copy's event entered is no longer the latest."""
     user = f"died-{uuid.uuid4().hex[:6]}"
     journey = load_file(catalog / "cart.yaml").journey
     assert journey is not None
@@ -213,11 +216,27 @@ async def test_an_entry_whose_router_died_before_recording_it_is_counted_once(
     # Not sent again (yet): `stats` counts it all the same, from the end its journey recorded.
     assert journey_stats(store, journey).entered == counted + 1
     router = Router(env.client, QUEUE, receipts=store)
+    if newer:  # another event enters the user again, and that journey ends too
+        later = Event(id="m-later", name="Added To Cart", user_id=user, time=datetime.now(UTC))
+        [entered] = await router.route_event([journey], later)
+        assert entered.action == "started"
+        await env.client.get_workflow_handle(wid).result()
+        assert await eventually(lambda: _runs(env, wid, 2), timeout=30)
     event = Event(id="m-died", name="Added To Cart", user_id=user, time=datetime.now(UTC))
     [again] = await router.route_event([journey], event)
     assert (again.workflow_id, again.action) == (wid, "started")
     [third] = await router.route_event([journey], event)
     assert third.action == "duplicate"
+    if newer:
+        await asyncio.sleep(1)  # a third run would be visible by now
+        assert await _runs(env, wid, 2) and _entered(store, wid) == 2
+        assert journey_stats(store, journey).entered == counted + 2
+        return
     assert _entered(store, wid) == 1
     await _each_entered_once(env, store, wid, 1)
     assert journey_stats(store, journey).entered == counted + 1
+
+
+async def _runs(env: WorkflowEnvironment, wid: str, count: int) -> bool:
+    """Does visibility count exactly ``count`` runs of ``wid``?"""
+    return (await env.client.count_workflows(f"WorkflowId = '{wid}'")).count == count
