@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
 import uuid
@@ -45,7 +46,7 @@ from journeys.settings import Settings, load_settings
 from journeys.store import Store
 from operate import commands as operate_commands
 from operate.status import format_status, user_status
-from service.runtime import client_for, leave
+from service.runtime import client_for, connect_settings, leave
 
 # --- the client commands: they talk to Temporal and the stores -----------------------------
 
@@ -271,7 +272,16 @@ async def _serve_command(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging()  # uvicorn's lines and tracebacks as JSON, as the worker's
     check_bind(args.host, settings.write_key)
     _catalog(args.journeys, settings)  # a catalog that cannot route is said now, in one line
-    client = await _connect(settings)
+    try:
+        client = await _connect(settings)
+    except UsageError as exc:
+        if not str(exc).startswith("cannot reach Temporal"):
+            raise  # a configuration that cannot work (no such namespace): said at once
+        # Temporal down at start is what /ready and 503 are for: serve, and connect when it is up.
+        logging.getLogger("journeys.http").warning(
+            "Temporal unreachable at start: events are answered 503 and /ready 503 until it "
+            "answers", extra={"error": str(exc)})
+        client = await connect_settings(settings, lazy=True)
 
     async def connected() -> Client:
         return client

@@ -336,3 +336,33 @@ async def test_a_temporal_that_stops_answering_mid_way_is_503_then_routes(
             assert response.status_code == 200, response.text
         runs = [w async for w in environment.client.list_workflows("WorkflowId = 'journey/cart/stopped'")]
         assert len(runs) == 1
+
+
+async def test_serve_started_while_temporal_is_down_answers_503_and_not_ready(
+        data_dir: Path, catalog: Path) -> None:
+    """`serve` does not exit when Temporal cannot be reached at its start (a pod that starts
+    before its cluster): liveness 200, readiness 503, events 503 with Retry-After, so that a
+    client sends them again. (A client connected lazily routes once Temporal is up: above.)"""
+    port, temporal = free_port(), f"127.0.0.1:{free_port()}"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
+    environ |= {"TEMPORAL_ADDRESS": temporal, "JOURNEYS_DATA_DIR": str(data_dir),
+                "JOURNEYS_TASK_QUEUE": QUEUE, "JOURNEYS_WRITE_KEY": KEY,
+                "JOURNEYS_ROUTE_TIMEOUT": str(DEADLINE)}
+    process = subprocess.Popen([sys.executable, "starter.py", "serve", "--port", str(port),
+                                "--journeys", str(catalog)], cwd=ROOT, env=environ,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            try:
+                if (await _get(url, "/health")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+        assert (await _get(url, "/ready")).status_code == 503
+        _retry_later(await _post(url, "/v1/track", {"userId": "early", "event": "Added To Cart"}))
+    finally:
+        process.terminate()
+        _, err = await asyncio.to_thread(process.communicate, timeout=15)
+    assert "Temporal unreachable at start" in err.decode(), err.decode()[-2000:]
