@@ -294,10 +294,11 @@ class JourneyWorkflow(Waits):
         options = {**ACTIVITY_OPTIONS, "schedule_to_close_timeout": left} if left else ACTIVITY_OPTIONS
         if self._input.send_timeout:  # the attempt's bound (JOURNEYS_SEND_TIMEOUT), and a margin
             options = {**options, "start_to_close_timeout": timedelta(seconds=self._input.send_timeout + 10)}
-        if workflow.patched("send-heartbeat"):  # a long send heartbeats: cancel and terminate reach it
-            options = {**options, "heartbeat_timeout": SEND_HEARTBEAT}
         send = workflow.start_activity(
             "send_message", message, result_type=SendResult, summary=label,
+            # A long send heartbeats: cancel, terminate and a worker's shutdown reach it. (An
+            # option of the same command, not a new one: histories without it replay unchanged.)
+            heartbeat_timeout=SEND_HEARTBEAT,
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED, **options)
         await workflow.wait_condition(lambda: send.done() or state.exit_reason is not None)
         if not send.done():
