@@ -21,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from journeys.settings import Settings
 from journeys.store import Store
 from tests.helpers.serving import serving
-from tests.helpers.support import dev_server
+from tests.helpers.support import dev_server, parked_catalog
 
 QUEUE = "journeys-http-loop"
 KEY = "loop-key"
@@ -45,12 +45,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("catalog")
-    journey = {"id": "cart", "name": "cart", "entry": "in", "nodes": [
-        {"id": "in", "type": "action", "event": "Added To Cart", "next": "wait"},
-        {"id": "wait", "type": "delay", "duration": "1d"}]}
-    (folder / "cart.yaml").write_text(yaml.safe_dump(journey))
-    return folder
+    return parked_catalog(tmp_path_factory.mktemp("catalog"), "cart", "Added To Cart")
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from temporalio.testing import WorkflowEnvironment
 
 from journeys.settings import Settings
 from tests.helpers.serving import serving
-from tests.helpers.support import ROOT, dev_server, free_port
+from tests.helpers.support import ROOT, dev_server, free_port, parked_catalog
 
 QUEUE = "journeys-http-slow"
 #: The file limit of the served process: far fewer than the slow connections opened.
@@ -44,12 +43,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("catalog")
-    journey = {"id": "cart", "name": "cart", "entry": "in", "nodes": [
-        {"id": "in", "type": "action", "event": "Added To Cart", "next": "wait"},
-        {"id": "wait", "type": "delay", "duration": "1d"}]}
-    (folder / "cart.yaml").write_text(yaml.safe_dump(journey))
-    return folder
+    return parked_catalog(tmp_path_factory.mktemp("catalog"), "cart", "Added To Cart")
 
 
 def _limited() -> None:

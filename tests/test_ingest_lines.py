@@ -17,14 +17,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import yaml
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from ingestion.lines import MAX_LINE_BYTES, read_lines
 from journeys.ingest import BadLine
-from tests.helpers.support import ROOT, dev_server, eventually
+from tests.helpers.support import ROOT, dev_server, eventually, parked_catalog
 
 QUEUE = "journeys-lines"
 
@@ -37,12 +36,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("catalog")
-    journey = {"id": "hello", "name": "hello", "entry": "in", "nodes": [
-        {"id": "in", "type": "action", "event": "Signed Up", "next": "wait"},
-        {"id": "wait", "type": "delay", "duration": "1d"}]}
-    (folder / "hello.yaml").write_text(yaml.safe_dump(journey))
-    return folder
+    return parked_catalog(tmp_path_factory.mktemp("catalog"), "hello", "Signed Up")
 
 
 def _ingest(env: WorkflowEnvironment, data_dir: Path, catalog: Path, *args: str,

@@ -188,3 +188,13 @@ def with_nodes(journey: Journey, change: Callable[[dict[str, Any]], None]) -> Jo
     data = journey.model_dump(mode="json")
     change(data)
     return Journey.model_validate(data)
+
+
+def parked_catalog(folder: Path, journey_id: str, event: str) -> Path:
+    """``folder`` holding one journey, ``journey_id``, that ``event`` enters and that then waits
+    a day: each entry is one running workflow to count."""
+    journey = {"id": journey_id, "name": journey_id, "entry": "in", "nodes": [
+        {"id": "in", "type": "action", "event": event, "next": "wait"},
+        {"id": "wait", "type": "delay", "duration": "1d"}]}
+    (folder / f"{journey_id}.json").write_text(json.dumps(journey))
+    return folder
