@@ -52,6 +52,7 @@ from scripts.bench_ingest import check_arguments as check_ingest_arguments
 from scripts.bench_ingest import measure as measure_ingest
 from scripts.bench_measure import (
     Batch,
+    costs,
     hiccups,
     latencies,
     machine,
@@ -111,10 +112,10 @@ async def journey_batch(client: Client, store: Store, journey: Journey, users: S
         return [m.status for m in state.messages] == ["delivered", "delivered"]
 
     seconds, cpu, server_cpu, failures = await timed(users, one)
+    ids = [workflow_id(journey.id, u) for u in users]
     return Batch(server, "journey" if search_attributes else "j-no-sa", label, len(users), seconds,
                  latencies(store, journey.id, "push-reminder", started, delay),
-                 cpu, server_cpu, failures,
-                 await hiccups(client, [workflow_id(journey.id, u) for u in users]))
+                 cpu, server_cpu, failures, await hiccups(client, ids), await costs(client, ids))
 
 
 async def bare_batch(client: Client, store: Store, users: Sequence[str], delay: timedelta,
@@ -128,9 +129,10 @@ async def bare_batch(client: Client, store: Store, users: Sequence[str], delay: 
         return await handle.result() == 2
 
     seconds, cpu, server_cpu, failures = await timed(users, one)
+    ids = [f"bare-{u}" for u in users]
     return Batch(server, "bare", label, len(users), seconds,
                  latencies(store, BARE_JOURNEY_ID, "first", started, delay),
-                 cpu, server_cpu, failures, await hiccups(client, [f"bare-{u}" for u in users]))
+                 cpu, server_cpu, failures, await hiccups(client, ids), await costs(client, ids))
 
 
 # --- a server's worth of batches -----------------------------------------------------------

@@ -25,6 +25,7 @@ from temporalio.client import Client
 
 from journeys.store import Store
 from scripts.common import Table, cpu_seconds, proc_stat
+from service.costs import Cost, cost_of
 from service.runtime import binary
 
 TARGET_RATIO = 0.9
@@ -85,6 +86,7 @@ class Batch:
     server_cpu: float
     failures: int
     hiccups: int = 0  # workflow tasks that timed out or failed, activity attempts after the first
+    cost: Cost | None = None  # per workflow, from a sample of the histories (service.costs)
 
     @property
     def rate(self) -> float:
@@ -131,6 +133,18 @@ async def hiccups(client: Client, workflow_ids: Sequence[str]) -> int:
             return n
 
     return sum(await asyncio.gather(*(count(w) for w in workflow_ids)))
+
+
+#: Histories of a batch read for its cost (the figures are the same for every user of a batch).
+COST_SAMPLE = 20
+
+
+async def costs(client: Client, workflow_ids: Sequence[str]) -> Cost:
+    """The mean actions, events and bytes of the first ``COST_SAMPLE`` workflows' histories."""
+    async def one(workflow_id: str) -> Cost:
+        return cost_of([e async for e in client.get_workflow_handle(workflow_id).fetch_history_events()])
+
+    return Cost.mean(await asyncio.gather(*(one(w) for w in workflow_ids[:COST_SAMPLE])))
 
 
 def latencies(store: Store, journey_id: str, node_id: str, started: dict[str, float],
@@ -213,6 +227,20 @@ def _kinds(batches: list[Batch]) -> dict[str, Kind]:
     return {name: Kind([b for b in batches if b.kind == name]) for name in names}
 
 
+def _print_costs(found: dict[str, Cost | None]) -> None:
+    """Per workflow, from its history: Temporal Cloud's billable actions, events, bytes; and each
+    kind against the bare workflow's."""
+    bare = found.get("bare")
+    for name, cost in found.items():
+        if cost is None:
+            continue
+        against = "" if bare is None or name == "bare" else (
+            f"   ({cost.actions / bare.actions:.2f}x, {cost.events / bare.events:.2f}x, "
+            f"{cost.bytes / bare.bytes:.2f}x the bare workflow's)")
+        print(f"  cost per workflow, {name + ':':<8} {cost.actions:.1f} billable actions, "
+              f"{cost.events:.0f} history events, {cost.bytes:,.0f} history bytes{against}")
+
+
 def report(main: list[Batch], memory: list[Batch], server_rss: float, wall: float) -> None:
     """The summary: the WAL-file server's batches, then the in-memory server's for reference."""
     kinds = _kinds(main)
@@ -237,6 +265,7 @@ def report(main: list[Batch], memory: list[Batch], server_rss: float, wall: floa
     for name, kind in kinds.items():
         print(f"  CPU per workflow, {name + ':':<8} bench process (client + workers) "
               f"{kind.cpu_ms():.1f} ms, dev server {kind.cpu_ms(server=True):.1f} ms")
+    _print_costs({name: kind.batches[-1].cost for name, kind in kinds.items()})
     print(f"  worker RSS (the bench process): max {_max_rss_mib():.0f} MiB (ru_maxrss), "
           f"now {rss_mib():.0f} MiB (VmRSS); dev server {server_rss:.0f} MiB (VmRSS)")
     print(f"  embedded default (SQLite file, WAL, synchronous=normal): {journey.median:.1f} "
