@@ -269,7 +269,7 @@ async def _serve_command(args: argparse.Namespace, settings: Settings) -> int:
     from ingestion.guard import api_config
     from ingestion.http_api import check_bind, create_app
 
-    configure_logging()  # uvicorn's lines and tracebacks as JSON, as the worker's
+    configure_logging(format=settings.log_format)  # uvicorn's lines and tracebacks, as the worker's
     check_bind(args.host, settings.write_key)
     _catalog(args.journeys, settings)  # a catalog that cannot route is said now, in one line
     try:

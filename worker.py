@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         serve = host_port(args.serve, "--serve") if args.serve else None
         settings = load_settings()
+        configure_logging(format=settings.log_format)
         return asyncio.run(run_worker(settings, dev=args.dev, ui=not args.no_ui, serve=serve,
                                       metrics_address=settings.metrics_address))
     except UsageError as exc:

@@ -1,5 +1,6 @@
-"""Logs and metrics: one JSON object per line (structlog and stdlib loggers alike), each line of
-a journey bound with its ids, and the project's metrics on the SDK's meter.
+"""Logs and metrics: one JSON object per line (structlog and stdlib loggers alike; readable lines
+on a terminal), each line of a journey bound with its ids, and the project's metrics on the
+SDK's meter.
 
 Ids are bound in one place for each kind of code: activities by :func:`with_ids` (structlog's
 context variables, which stdlib lines such as ``activity.logger`` merge too), workflow code by
@@ -48,14 +49,21 @@ EXIT_KINDS = (("exit event", "exit_event"), ("exited by an operator", "operator"
               ("journey timeout", "timeout"))
 
 
-def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -> None:
-    """JSON lines on ``stream`` (default stderr) at ``level`` and above."""
+def configure_logging(stream: TextIO | None = None, level: int = logging.INFO,
+                      format: str = "auto") -> None:
+    """Lines on ``stream`` (default stderr) at ``level`` and above: JSON, or readable ones
+    (structlog's console renderer) when ``format`` is ``console``, or ``auto`` and the stream is
+    a terminal (``JOURNEYS_LOG_FORMAT``)."""
     out = stream or sys.stderr
+    readable = format == "console" or (format == "auto" and _is_terminal(out))
     shared: list[structlog.typing.Processor] = [
         structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True)]
+    render: structlog.typing.Processor = (
+        structlog.dev.ConsoleRenderer(colors=_is_terminal(out)) if readable
+        else structlog.processors.JSONRenderer(default=str))
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, *shared,
-                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+                    *([] if readable else [structlog.processors.format_exc_info]), render],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(out))
     handler = logging.StreamHandler(out)
@@ -65,7 +73,7 @@ def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -
                            _temporal_ids, _no_colors],
         # The record's exc_info reaches the event dict as a tuple: format it, or JSON gets a repr.
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer(default=str)]))
+                    *([] if readable else [structlog.processors.format_exc_info]), render]))
     logging.basicConfig(handlers=[handler], level=level, force=True)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
@@ -73,6 +81,13 @@ def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -
     # _temporal_ids) the message stays the event.
     temporalio.workflow.logger.workflow_info_on_message = False
     temporalio.activity.logger.activity_info_on_message = False
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or bare stream
+        return False
 
 
 def core_logging(level: str = "WARN") -> LoggingConfig:

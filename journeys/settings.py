@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     http_body_seconds: float = Field(
         default=30.0, gt=0, le=600, alias="JOURNEYS_HTTP_BODY_SECONDS",
         description="Seconds a client has to send a request's body: past it, 408.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", alias="JOURNEYS_LOG_FORMAT",
+        description="auto: readable lines when stderr is a terminal, JSON lines otherwise; or "
+                    "always json, always console.")
     metrics_address: str | None = Field(
         default=None, alias="JOURNEYS_METRICS_ADDRESS",
         description="host:port serving Prometheus metrics (the SDK's and the project's); off if unset.")

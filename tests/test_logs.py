@@ -11,6 +11,9 @@ import asyncio
 import base64
 import json
 import logging
+import os
+import re
+import select
 import signal
 import urllib.request
 from collections.abc import Iterator
@@ -18,11 +21,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import ValidationError
 
 from journeys.logs import IDS, _temporal_ids, configure_logging, exit_kind, journey_of
+from journeys.settings import Settings
 from tests.helpers.processes import WorkerProcess
 from tests.helpers.support import free_port
 from tests.helpers.vendors import FakeFCM, FakeTwilio, WebhookReceiver, service_account, serving
@@ -209,3 +215,54 @@ def test_a_route_that_failed_is_a_warning_with_its_ids(tmp_path: Path) -> None:
                         error="boom")], "ada", "Added To Cart")
     assert [(line["event"], line["level"], line["journey_id"], line["user_id"], line["workflow_id"])
             for line in lines] == [("event not routed", "warning", "cart", "ada", "journey/cart/ada")]
+
+
+@contextmanager
+def on_a_terminal(format: str) -> Iterator[list[str]]:
+    """The lines the real logging set-up writes to a terminal (a pseudo-terminal) in the block."""
+    handlers = list(logging.getLogger().handlers)
+    master, slave = os.openpty()
+    lines: list[str] = []
+    with os.fdopen(slave, "w") as tty:
+        configure_logging(stream=tty, format=format)
+        try:
+            yield lines
+        finally:
+            tty.flush()
+            structlog.reset_defaults()
+            logging.getLogger().handlers[:] = handlers
+    text = b""
+    while select.select([master], [], [], 0.2)[0]:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal's other end is closed: all read
+            break
+        if not chunk:
+            break
+        text += chunk
+    os.close(master)
+    lines.extend(re.sub(r"\x1b\[[0-9;]*m", "", line) for line in text.decode().splitlines() if line)
+
+
+@pytest.mark.parametrize("format, readable", [("auto", True), ("console", True), ("json", False)])
+def test_a_terminal_gets_readable_lines_unless_json_is_asked(format: str, readable: bool) -> None:
+    with on_a_terminal(format) as lines:
+        structlog.get_logger("worker").info("worker started", task_queue="journeys")
+        logging.getLogger("journeys.http").warning("event not routed", extra={"journey_id": "cart"})
+    assert len(lines) == 2, lines
+    if readable:
+        assert all(not line.startswith("{") for line in lines), lines
+        assert "worker started" in lines[0] and "task_queue=journeys" in lines[0]
+        assert "event not routed" in lines[1] and "journey_id=cart" in lines[1]
+    else:
+        first, second = (json.loads(line) for line in lines)
+        assert (first["event"], first["task_queue"]) == ("worker started", "journeys")
+        assert (second["event"], second["journey_id"]) == ("event not routed", "cart")
+
+
+def test_a_file_gets_json_lines_and_the_setting_is_checked(tmp_path: Path) -> None:
+    with logged(tmp_path) as lines:  # not a terminal: JSON, as a log collector reads it
+        structlog.get_logger("worker").info("worker started")
+    assert [line["event"] for line in lines] == ["worker started"]
+    with pytest.raises(ValidationError, match="JOURNEYS_LOG_FORMAT"):
+        Settings(JOURNEYS_LOG_FORMAT="xml")
