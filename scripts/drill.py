@@ -93,7 +93,10 @@ async def enter(drill: Drill, report: Report, users: list[str]) -> None:
                                  f"{drill.output('ingest')}")
         return await drill.count(PARKED) >= n
 
-    await drill.until(f"{n} users parked", parked, timeout=60 + n / 5)
+    async def so_far() -> str:
+        return f"{await drill.count(PARKED)} parked" + (", ingest running" if ingest.poll() is None else "")
+
+    await drill.until(f"{n} users parked", parked, timeout=60 + n / 5, progress=so_far)
     done = time.time()
     assert drill.client is not None
     first = (await drill.client.get_workflow_handle(workflow_id(JOURNEY_ID, users[0])).describe()).start_time

@@ -56,6 +56,9 @@ CLOSED = f'JourneyId="{JOURNEY_ID}" AND ExecutionStatus!="Running"'
 BATCH = 100  # track items per POST /v1/batch (about 14 KB, far below the 500 KB limit)
 
 
+#: Seconds between the lines a long phase prints while it waits.
+PROGRESS_EVERY = 10.0
+
 class DrillError(RuntimeError):
     """The drill could not go on (not a failed check): a process did not start, a wait timed out."""
 
@@ -162,10 +165,17 @@ class Drill:
         assert self.client is not None
         return (await self.client.count_workflows(query)).count
 
-    async def until(self, what: str, check: Callable[[], Awaitable[bool]], timeout: float) -> float:
-        """Poll ``check`` every 0.2 s; seconds until it held. DrillError after ``timeout``."""
-        started = time.monotonic()
+    async def until(self, what: str, check: Callable[[], Awaitable[bool]], timeout: float,
+                    progress: Callable[[], Awaitable[str]] | None = None) -> float:
+        """Poll ``check`` every 0.2 s; seconds until it held. DrillError after ``timeout``. A
+        line every ``PROGRESS_EVERY`` seconds meanwhile (with ``progress``'s words), so that a
+        long phase is seen to move."""
+        started = shown = time.monotonic()
         while not await check():
+            if time.monotonic() - shown >= PROGRESS_EVERY:
+                shown = time.monotonic()
+                so_far = f": {await progress()}" if progress else ""
+                print(f"  ...       {what}, {shown - started:.0f} s in{so_far}", flush=True)
             if time.monotonic() - started > timeout:
                 raise DrillError(f"timed out after {timeout:.0f} s waiting for {what}")
             if self.worker.process.poll() is not None:
