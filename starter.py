@@ -27,26 +27,27 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.providers.registry import build_providers, choices, close_providers
+from connection import address_of, client_for, connect_settings
 from ingestion import retired
 from ingestion.cli import reach, say_not_routed
 from ingestion.files import ingest
 from ingestion.lines import read_lines
 from ingestion.pipeline import Ingestion
 from ingestion.router import Router
-from journeys import funnel_commands
 from journeys.catalog import catalog
 from journeys.commands import cmd_preview, cmd_schema, cmd_validate
 from journeys.events import Event, Routed, check_event, check_name, listens_to
 from journeys.inputs import described, json_object, printable, shown
 from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded
-from journeys.logs import configure_logging
 from journeys.models import Journey
 from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
 from journeys.store import Store
 from operate import commands as operate_commands
+from operate import funnel_commands
 from operate.status import format_status, user_status
-from service.runtime import client_for, connect_settings, leave
+from service.runtime import leave
+from telemetry.logs import configure_logging
 
 # --- the client commands: they talk to Temporal and the stores -----------------------------
 
@@ -299,7 +300,7 @@ def _client(command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any
         try:
             return asyncio.run(command(args, settings))
         except RPCError as exc:
-            raise UsageError(f"Temporal at {settings.temporal_address}: {described(exc)}") from None
+            raise UsageError(f"Temporal at {address_of(settings)}: {described(exc)}") from None
     return run
 
 

@@ -19,12 +19,12 @@ import sys
 import structlog
 
 from ingestion.serving import host_port
-from journeys.logs import configure_logging
 from journeys.problems import UsageError
 from journeys.settings import load_settings
 from service.app import run_worker
 from service.devserver import DevServerError, StartupError, start_dev_server
 from service.runtime import leave
+from telemetry.logs import configure_logging
 
 __all__ = ["DevServerError", "StartupError", "main", "run_worker", "start_dev_server"]
 log = structlog.get_logger("worker")

@@ -34,10 +34,10 @@ from activities.providers.outbox import OutboxProvider
 from journeys.caps import CapCounter
 from journeys.events import personalization_event
 from journeys.limits import brief
-from journeys.logs import count_message, observe_send, with_ids
 from journeys.models import Channel
 from journeys.personalize import MessageRefused, MissingValue, TemplateError, render_message
 from journeys.store import AddressMark, OutboxRow, Store
+from telemetry.logs import count_message, observe_send, with_ids
 
 __all__ = ["Delivery", "OutgoingMessage", "Provider", "default_providers"]
 

@@ -7,8 +7,8 @@ from temporalio import activity
 
 from activities.models import ChoosePathInput
 from journeys import intellinode
-from journeys.logs import with_ids
 from journeys.store import Store
+from telemetry.logs import with_ids
 
 
 class Paths:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from temporalio import activity
 
 from journeys import outcomes
-from journeys.logs import with_ids
 from journeys.outcomes import Outcome
 from journeys.store import Store
+from telemetry.logs import with_ids
 
 
 class Outcomes:

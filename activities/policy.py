@@ -16,10 +16,10 @@ from temporalio import activity
 
 from activities.models import SendMessageInput, SendResult, public_reason
 from journeys.events import personalization_event
-from journeys.logs import count_message, with_ids
 from journeys.models import QuietHours
 from journeys.store import OutboxRow, Store
 from journeys.zones import zone
+from telemetry.logs import count_message, with_ids
 
 _log = structlog.get_logger("policy")
 

@@ -17,10 +17,10 @@ from activities.models import (
     UpdateProfileResult,
 )
 from journeys.limits import LimitExceeded, brief
-from journeys.logs import with_ids
 from journeys.personalize import MissingValue, TemplateError, evaluate, render
 from journeys.store import Store
 from journeys.zones import zone
+from telemetry.logs import with_ids
 
 _log = structlog.get_logger("profiles")
 

@@ -7,11 +7,11 @@ import sys
 
 from temporalio.client import Client
 
+from connection import address_of, client_for
 from journeys.events import Event, Routed
 from journeys.inputs import shown
 from journeys.problems import UsageError
 from journeys.settings import Settings
-from service.runtime import client_for
 
 
 async def reach(settings: Settings, what: str) -> Client | None:
@@ -21,7 +21,7 @@ async def reach(settings: Settings, what: str) -> Client | None:
         async with asyncio.timeout(settings.route_timeout):
             return await client_for(settings)
     except TimeoutError:
-        why = f"Temporal at {settings.temporal_address} did not answer within " \
+        why = f"Temporal at {address_of(settings)} did not answer within " \
               f"{settings.route_timeout:g} s (JOURNEYS_ROUTE_TIMEOUT)"
     except UsageError as exc:  # unreachable: not routed (1); a namespace that is not there: usage (2)
         if not str(exc).startswith("cannot reach Temporal"):

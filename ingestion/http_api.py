@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
+from connection import connect_settings
 from ingestion.failures import problem_of
 from ingestion.pipeline import Ingestion
 from ingestion.readiness import readiness
@@ -50,7 +51,6 @@ from journeys.limits import LimitExceeded, brief
 from journeys.problems import UsageError
 from journeys.settings import Settings
 from journeys.store import Store
-from service.runtime import connect_settings
 
 #: The hosts the API may serve without a write key: this machine only.
 LOOPBACK = ("127.0.0.1", "::1", "localhost")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -137,36 +135,6 @@ class Settings(BaseSettings):
     def _host_port(cls, value: str | None) -> str | None:
         return value if value is None else check_address(value)
 
-    @cached_property
-    def temporal(self) -> dict[str, Any]:
-        """``Client.connect``'s arguments from Temporal's environment configuration: target
-        host, namespace, API key, TLS (mTLS with a client certificate and key), gRPC metadata."""
-        from temporalio.envconfig import ClientConfigProfile  # only where a client is made
-
-        env = {**_dotenv_temporal(), **os.environ}
-        env |= {k: v for k, v in (("TEMPORAL_ADDRESS", self.address_given),
-                                  ("TEMPORAL_NAMESPACE", self.namespace_given)) if v}
-        try:
-            profile = ClientConfigProfile.load(override_env_vars=env)
-        except Exception as exc:  # a temporal.toml that cannot be read, a profile that is missing
-            raise UsageError(f"Temporal's configuration (temporal.toml, TEMPORAL_*): {exc}") from None
-        config: dict[str, Any] = dict(profile.to_client_connect_config())
-        config.setdefault("target_host", "localhost:7233")
-        config["namespace"] = config.get("namespace") or "default"
-        try:
-            check_address(config["target_host"])
-        except ValueError as exc:
-            raise UsageError(f"TEMPORAL_ADDRESS (or the profile's address): {exc}") from None
-        return config
-
-    @property
-    def temporal_address(self) -> str:
-        return str(self.temporal["target_host"])
-
-    @property
-    def temporal_namespace(self) -> str:
-        return str(self.temporal["namespace"])
-
     @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'journeys.db'}"
@@ -178,16 +146,6 @@ def check_address(value: str) -> str:
     if not sep or not host or number is None or not 0 < number < 65536:
         raise ValueError(f"'{value}' is not host:port with a port number from 1 to 65535")
     return value
-
-
-def _dotenv_temporal() -> dict[str, str]:
-    """The TEMPORAL_* lines of ``.env`` (the environment wins over them, as for our settings)."""
-    path = Path(".env")
-    if not path.is_file():
-        return {}
-    from dotenv import dotenv_values  # pydantic-settings' own .env reader
-
-    return {k: v for k, v in dotenv_values(path).items() if k.startswith("TEMPORAL_") and v is not None}
 
 
 def load_settings() -> Settings:

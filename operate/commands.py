@@ -12,6 +12,7 @@ from typing import Any
 from rich.progress import Progress
 from temporalio.service import RPCError
 
+from connection import address_of, client_for
 from journeys import intellinode
 from journeys.catalog import catalog
 from journeys.inputs import described, printable, shown
@@ -21,7 +22,6 @@ from journeys.store import Store
 from operate.exits import Exited, exit_all, exit_user
 from operate.listing import format_listed, list_journeys
 from operate.replay import replay_journeys
-from service.runtime import client_for
 
 
 def add_parsers(sub: Any) -> None:
@@ -91,7 +91,7 @@ def cmd_exit(args: argparse.Namespace) -> int:
     try:
         done = asyncio.run(_exit(args, settings))
     except RPCError as exc:
-        raise UsageError(f"Temporal at {settings.temporal_address}: {described(exc)}") from None
+        raise UsageError(f"Temporal at {address_of(settings)}: {described(exc)}") from None
     failed = [d for d in done if d.outcome == "failed"]
     if args.json:
         print(json.dumps([d.model_dump() for d in done], indent=2, ensure_ascii=False))

@@ -39,12 +39,12 @@ from activities.providers import OutgoingMessage
 from activities.providers.registry import build_providers
 from activities.providers.webhook import WebhookProvider, signature
 from journeys.egress import LOOPBACK
-from journeys.logs import configure_logging
 from journeys.models import Channel
 from journeys.settings import Settings
 from scripts.bench_delivery_receiver import SECRET, Receiver, receiver, serve_receiver
 from scripts.bench_measure import machine, percentile
 from scripts.common import Table, run_script, scratch_store, script_parser
+from telemetry.logs import configure_logging
 
 CONTENT_TYPE = {"Content-Type": "application/json"}
 #: Below this (provider / bare), the provider costs notably more than the request itself.

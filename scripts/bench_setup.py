@@ -21,11 +21,11 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from journeys.logs import configure_logging
 from journeys.store import OutboxRow, Store
 from scripts.bench_workflows import BareWrite
 from scripts.common import script_parser
 from service.runtime import binary, sandbox_runner
+from telemetry.logs import configure_logging
 from workflows.models import SEARCH_ATTRIBUTES
 
 BARE_JOURNEY_ID = "bare-bench"

@@ -33,7 +33,6 @@ from temporalio.testing import WorkflowEnvironment
 from ingestion.router import Router
 from journeys.events import Event
 from journeys.loader import journey_files, load_file
-from journeys.logs import configure_logging
 from journeys.models import Journey
 from journeys.stats import format_stats, journey_stats
 from journeys.store import Store
@@ -41,6 +40,7 @@ from scripts.common import process_seconds, run_script, scratch_store
 from scripts.scenarios import Scenario, scenarios
 from scripts.timeline import Played, console, event_time, length_text, offset_text, show, timeline
 from service.runtime import binary
+from telemetry.logs import configure_logging
 from tests.helpers.support import EXAMPLES, running_worker
 from workflows.journey import JourneyWorkflow
 from workflows.models import JourneyState

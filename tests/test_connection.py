@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from temporalio.service import TLSConfig
 
+from connection import address_of, client_config, namespace_of
 from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
 
@@ -47,16 +48,16 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_the_default_profile(config: Path) -> None:
     settings = load_settings()
-    assert (settings.temporal_address, settings.temporal_namespace) == ("127.0.0.1:7299", "default")
-    assert "tls" not in settings.temporal
+    assert (address_of(settings), namespace_of(settings)) == ("127.0.0.1:7299", "default")
+    assert "tls" not in client_config(settings)
 
 
 def test_mtls_profile_reads_the_client_certificate_and_key(
         config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEMPORAL_PROFILE", "cloud")
     settings = load_settings()
-    assert settings.temporal_address == "journeys.a1b2c.tmprl.cloud:7233"
-    tls = settings.temporal["tls"]
+    assert address_of(settings) == "journeys.a1b2c.tmprl.cloud:7233"
+    tls = client_config(settings)["tls"]
     assert isinstance(tls, TLSConfig)
     assert tls.client_cert == (config.parent / "client.pem").read_bytes()
     assert tls.client_private_key == (config.parent / "client.key").read_bytes()
@@ -64,7 +65,7 @@ def test_mtls_profile_reads_the_client_certificate_and_key(
 
 def test_api_key_turns_tls_on(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEMPORAL_PROFILE", "apikey")
-    temporal = load_settings().temporal
+    temporal = client_config(load_settings())
     assert (temporal["api_key"], temporal["tls"]) == ("key-123", True)
     assert temporal["namespace"] == "journeys.a1b2c"
 
@@ -73,16 +74,16 @@ def test_environment_variables_win_over_the_profile(config: Path, monkeypatch: p
     monkeypatch.setenv("TEMPORAL_PROFILE", "cloud")
     monkeypatch.setenv("TEMPORAL_NAMESPACE", "staging")
     monkeypatch.setenv("TEMPORAL_API_KEY", "key-from-env")
-    temporal = load_settings().temporal
+    temporal = client_config(load_settings())
     assert (temporal["namespace"], temporal["api_key"]) == ("staging", "key-from-env")
     # And an address given to Settings directly (tests, scripts) wins too.
-    assert Settings(TEMPORAL_ADDRESS="127.0.0.1:7233").temporal_address == "127.0.0.1:7233"
+    assert address_of(Settings(TEMPORAL_ADDRESS="127.0.0.1:7233")) == "127.0.0.1:7233"
 
 
 def test_tls_from_environment_variables(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEMPORAL_TLS_CLIENT_CERT_PATH", str(config.parent / "client.pem"))
     monkeypatch.setenv("TEMPORAL_TLS_CLIENT_KEY_PATH", str(config.parent / "client.key"))
-    tls = load_settings().temporal["tls"]
+    tls = client_config(load_settings())["tls"]
     assert isinstance(tls, TLSConfig) and tls.client_cert and tls.client_private_key
 
 
@@ -90,8 +91,8 @@ def test_a_missing_profile_or_a_bad_address_is_one_line(
         config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEMPORAL_PROFILE", "nowhere")
     with pytest.raises(UsageError, match=r"temporal\.toml"):
-        _ = load_settings().temporal
+        _ = client_config(load_settings())
     monkeypatch.delenv("TEMPORAL_PROFILE")
     config.write_text('[profile.default]\naddress = "no-port"\n')
     with pytest.raises(UsageError, match="'no-port' is not host:port"):
-        _ = load_settings().temporal_address
+        _ = address_of(load_settings())

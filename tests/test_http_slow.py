@@ -112,7 +112,7 @@ def test_health_answers_while_slow_connections_would_exhaust_the_file_limit(
 ACCEPTING = """
 import asyncio, sys
 from ingestion.guard import quiet_accept_failures
-from journeys.logs import configure_logging
+from telemetry.logs import configure_logging
 configure_logging()
 quiet_accept_failures()
 held = []

@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
-from journeys.logs import IDS, _temporal_ids, configure_logging, exit_kind, journey_of
 from journeys.settings import Settings
+from telemetry.logs import IDS, _temporal_ids, configure_logging, exit_kind, journey_of
 from tests.helpers.processes import WorkerProcess
 from tests.helpers.support import free_port
 from tests.helpers.vendors import FakeFCM, FakeTwilio, WebhookReceiver, service_account, serving

@@ -19,9 +19,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from ingestion.guard import api_config
-from journeys.logs import configure_logging, core_logging
 from journeys.settings import Settings
 from service.runtime import binary
+from telemetry.logs import configure_logging, core_logging
 from tests.helpers.support import free_port
 from workflows.journey import JourneyWorkflow
 

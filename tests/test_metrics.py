@@ -18,8 +18,8 @@ from pathlib import Path
 from ingestion.router import route_event
 from journeys.events import Event
 from journeys.loader import load_file
-from journeys.logs import ENTERED, EXITED, MESSAGES, SEND_LATENCY
 from journeys.store import Store
+from telemetry.logs import ENTERED, EXITED, MESSAGES, SEND_LATENCY
 from tests.helpers.processes import TASK_QUEUE, WorkerProcess
 from tests.helpers.support import ROOT, eventually, free_port
 from workflows.models import JourneyState

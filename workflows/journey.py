@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.policy import DropMessageInput, QuietHoursInput, QuietHoursResult
     from journeys.durations import format_duration
     from journeys.events import Event, matches, personalization_event
-    from journeys.logs import journey_entered, journey_exited
     from journeys.models import (
         ActionNode,
         DateTimeNode,
@@ -44,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         Scalar,
         SplitNode,
     )
+    from telemetry.logs import journey_entered, journey_exited
     from workflows.exits import ExitRequest, ExitResult
     from workflows.models import JOURNEY_NODE, JourneyInput, JourneyState, SentMessage
     from workflows.outcomes import Outcomes

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from temporalio.service import RPCError
 
+from connection import address_of, connect_settings
 from journeys.catalog import catalog
 from journeys.commands import cmd_graph as cmd_plain_graph
 from journeys.graph import to_mermaid
@@ -26,7 +27,6 @@ from journeys.settings import Settings, load_settings
 from journeys.stats import JourneyStats, format_stats, journey_stats
 from journeys.store import Store
 from operate.status import wait_nodes, waiting_now
-from service.runtime import connect_settings
 
 #: Seconds to reach Temporal, then to count who waits where, before going on without it.
 VISIBILITY_DEADLINE = 5.0
@@ -36,7 +36,7 @@ COUNT_DEADLINE = 5.0
 async def _waiting(settings: Settings, journey: Journey) -> dict[str, int] | None:
     """Who waits at each node now, or None with a line on stderr that says which part did not
     answer (reaching Temporal, or counting), within which deadline, and the error's name."""
-    address, without = settings.temporal_address, "counted without who waits now ('-')"
+    address, without = address_of(settings), "counted without who waits now ('-')"
     try:
         client = await asyncio.wait_for(connect_settings(settings), VISIBILITY_DEADLINE)
     except (RuntimeError, RPCError, TimeoutError) as exc:
