@@ -15,6 +15,8 @@ COPY activities/ activities/
 COPY ingestion/ ingestion/
 COPY operate/ operate/
 COPY service/ service/
+COPY telemetry/ telemetry/
+COPY connection/ connection/
 COPY worker.py starter.py ./
 COPY examples/ /etc/journeys/catalog/
 RUN pip install . \

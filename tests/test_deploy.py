@@ -15,9 +15,10 @@ from setuptools import find_packages
 
 from journeys.settings import Settings
 from tests.helpers.support import ROOT
+from tests.test_house import ROOMS
 
 DEPLOY = ROOT / "deploy" / "kubernetes"
-PACKAGES = ("journeys", "workflows", "activities", "ingestion", "operate", "service")
+PACKAGES = ROOMS  # every room of the house (tests/test_house.py)
 #: The worker's RSS in the load drill, 20,000 parked journeys (README, "Load drill").
 WORKER_RSS_MIB = 238
 
