@@ -19,6 +19,18 @@ from service.costs import Cost, cost_of
 from tests.helpers.support import ROOT
 
 HISTORIES = ROOT / "tests" / "histories"
+#: The budget: Temporal Cloud's billable actions per user of each example journey, as
+#: ``make demo`` plays its scenario on the time-skipping server (tests/test_scripts.py holds each
+#: run to it). A change that costs more changes this table in the same commit, and says why.
+BUDGET = {
+    ("alice", "abandoned-cart"): 8,
+    ("bob", "abandoned-cart"): 5,
+    ("carol", "delays-15h"): 6,
+    ("dave", "controller-between"): 7,
+    ("erin", "two-action-nodes"): 8,
+    ("frank", "flight-reminder"): 6,
+    ("grace", "onboarding-inaction"): 5,
+}
 
 
 def history(name: str) -> WorkflowHistory:

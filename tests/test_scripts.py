@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from tests.helpers.support import ROOT
+from tests.test_costs import BUDGET
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -21,6 +22,13 @@ def test_demo_walks_every_scenario_and_checks_itself() -> None:
     # Then `starter.py stats` of each journey: bob bought within the hour, at the inaction node.
     assert "journey abandoned-cart: entered 2, timed out 0" in run.stdout
     assert "converted (Charged): messaged 1/2 (50.0%)" in run.stdout
+    # What each example journey costs a user, held to its budget (tests/test_costs.py).
+    costs = {(user, journey): int(actions) for _, user, journey, actions, *_ in
+             (line.split() for line in run.stdout.splitlines() if line.startswith("cost "))}
+    assert costs.keys() == BUDGET.keys()
+    over = {played: (actions, BUDGET[played]) for played, actions in costs.items()
+            if actions > BUDGET[played]}
+    assert not over, f"over budget (actions, budget): {over}"
 
 
 def test_bench_prints_the_ratio() -> None:
@@ -31,3 +39,4 @@ def test_bench_prints_the_ratio() -> None:
     assert "ratio journey / bare" in run.stdout
     assert "ratio provider / bare" in run.stdout
     assert "ratio ingest / bare" in run.stdout and "latency ratio journey / bare" in run.stdout
+    assert "cost per workflow, journey:" in run.stdout and "billable actions" in run.stdout
