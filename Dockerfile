@@ -17,6 +17,7 @@ COPY operate/ operate/
 COPY service/ service/
 COPY telemetry/ telemetry/
 COPY connection/ connection/
+COPY cli/ cli/
 COPY worker.py starter.py ./
 COPY examples/ /etc/journeys/catalog/
 RUN pip install . \

@@ -13,7 +13,7 @@ import pytest
 from tests.helpers.support import ROOT
 
 ROOMS = ("journeys", "workflows", "activities", "ingestion", "operate", "service", "telemetry",
-         "connection")
+         "connection", "cli")
 #: What each room must never import (a room's own subpackages aside).
 NEVER = {
     "journeys": {"temporalio", "workflows", "activities", "ingestion", "operate", "service",
@@ -46,6 +46,13 @@ def test_a_room_never_imports_what_sits_above_it(room: str) -> None:
     broken = [f"{file}:{line}: imports {module}" for file, line, module in imports(room)
               if module in NEVER[room]]
     assert not broken, "\n".join(broken)
+
+
+@pytest.mark.parametrize("room", [room for room in ROOMS if room != "cli"])
+def test_no_room_imports_the_command_line(room: str) -> None:
+    """The command line is the top: its code is found in cli/ alone."""
+    broken = [f"{file}:{line}" for file, line, module in imports(room) if module == "cli"]
+    assert not broken, broken
 
 
 def test_no_two_rooms_import_each_other() -> None:

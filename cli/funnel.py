@@ -14,9 +14,9 @@ from pathlib import Path
 
 from temporalio.service import RPCError
 
+from cli.catalog import cmd_graph as cmd_plain_graph
 from connection import address_of, connect_settings
 from journeys.catalog import catalog
-from journeys.commands import cmd_graph as cmd_plain_graph
 from journeys.graph import to_mermaid
 from journeys.inputs import described, shown
 from journeys.loader import load_file
