@@ -90,7 +90,7 @@ def _ingestion(client: Client, settings: Settings, store: Store, folder: str | N
     return Ingestion(router, store, folder or settings.journeys_dir, deadline=settings.route_timeout)
 
 
-async def _event_command(args: argparse.Namespace, settings: Settings) -> int:
+async def event_command(args: argparse.Namespace, settings: Settings) -> int:
     event = _event(args)
     profile = json_object(args.profile, "--profile", MAX_PROFILE_BYTES)
     journeys = _catalog(args.journeys, settings)
@@ -116,7 +116,7 @@ def _update_profile(store: Store, user_id: str, changes: dict[str, Any]) -> dict
         raise UsageError(str(exc)) from None
 
 
-async def _profile_command(args: argparse.Namespace, settings: Settings) -> int:
+async def profile_command(args: argparse.Namespace, settings: Settings) -> int:
     check_user(args.user)
     changes = json_object(args.set, "--set", MAX_PROFILE_BYTES)
     _catalog(args.journeys, settings)
@@ -140,7 +140,7 @@ def check_user(user: str) -> None:
         raise UsageError(str(exc)) from None
 
 
-async def _ingest_command(args: argparse.Namespace, settings: Settings) -> int:
+async def ingest_command(args: argparse.Namespace, settings: Settings) -> int:
     """Events from a file (or -), one JSON object a line; a summary; exit 1 if a line was refused."""
     if args.concurrency < 1:
         raise UsageError("--concurrency: at least 1")
@@ -179,7 +179,7 @@ async def connect_client(settings: Settings) -> Client:
     return await client_for(settings)
 
 
-async def _serve_command(args: argparse.Namespace, settings: Settings) -> int:
+async def serve_command(args: argparse.Namespace, settings: Settings) -> int:
     """Segment's HTTP tracking API (ingestion/http_api.py) on uvicorn, until interrupted."""
     import uvicorn
 

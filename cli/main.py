@@ -14,8 +14,8 @@ from temporalio.service import RPCError
 from cli import funnel as funnel_commands
 from cli import operations as operate_commands
 from cli.catalog import cmd_preview, cmd_schema, cmd_validate
-from cli.events import _event_command, _ingest_command, _profile_command, _serve_command
-from cli.records import _status_command, cmd_inbox, cmd_outbox, cmd_providers
+from cli.events import event_command, ingest_command, profile_command, serve_command
+from cli.records import status_command, cmd_inbox, cmd_outbox, cmd_providers
 from connection import address_of
 from journeys.inputs import described
 from journeys.problems import UsageError
@@ -71,32 +71,32 @@ def build_parser() -> argparse.ArgumentParser:
                                 "default: a new one")
     p.add_argument("--journeys", help="the journey catalog folder (default: $JOURNEYS_DIR)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_client(_event_command))
+    p.set_defaults(func=_client(event_command))
 
     p = sub.add_parser("ingest", help="events from a file, one JSON object a line (- for stdin)")
     p.add_argument("file")
     p.add_argument("--concurrency", type=int, default=64, help="events in flight (default 64)")
     p.add_argument("--journeys")
-    p.set_defaults(func=_client(_ingest_command))
+    p.set_defaults(func=_client(ingest_command))
 
     p = sub.add_parser("profile", help="set profile properties (may start profile-date journeys)")
     p.add_argument("user")
     p.add_argument("--set", required=True, help="properties: a JSON object, @file or - (stdin)")
     p.add_argument("--journeys")
-    p.set_defaults(func=_client(_profile_command))
+    p.set_defaults(func=_client(profile_command))
 
     p = sub.add_parser("serve", help="Segment's HTTP tracking API: track, identify, batch")
     p.add_argument("--host", default="127.0.0.1",
                    help="default 127.0.0.1; another host needs JOURNEYS_WRITE_KEY")
     p.add_argument("--port", type=int, default=8000, help="default 8000")
     p.add_argument("--journeys")
-    p.set_defaults(func=_client(_serve_command))
+    p.set_defaults(func=_client(serve_command))
 
     p = sub.add_parser("status", help="the user's journeys: where they are, with which event")
     p.add_argument("user")
     p.add_argument("--journeys")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_client(_status_command))
+    p.set_defaults(func=_client(status_command))
 
     p = sub.add_parser("outbox", help="the messages recorded, sent or skipped")
     p.add_argument("--user")

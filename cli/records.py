@@ -16,7 +16,7 @@ from journeys.store import Store
 from operate.status import format_status, user_status
 
 
-async def _status_command(args: argparse.Namespace, settings: Settings) -> int:
+async def status_command(args: argparse.Namespace, settings: Settings) -> int:
     check_user(args.user)
     found = catalog(args.journeys or settings.journeys_dir)  # none valid: the user's runs still show
     if warning := found.warning():
