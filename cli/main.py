@@ -15,7 +15,7 @@ from cli import funnel as funnel_commands
 from cli import operations as operate_commands
 from cli.catalog import cmd_preview, cmd_schema, cmd_validate
 from cli.events import event_command, ingest_command, profile_command, serve_command
-from cli.records import status_command, cmd_inbox, cmd_outbox, cmd_providers
+from cli.records import cmd_inbox, cmd_outbox, cmd_providers, status_command
 from connection import address_of
 from journeys.inputs import described
 from journeys.problems import UsageError
