@@ -65,7 +65,9 @@ def configure_logging(stream: TextIO | None = None, level: int = logging.INFO,
         processors=[structlog.contextvars.merge_contextvars, *shared,
                     *([] if readable else [structlog.processors.format_exc_info]), render],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(out))
+        # One write() per line, as the stdlib handler does: print() writes the line and its end
+        # apart, and a line of another thread could land between them.
+        logger_factory=structlog.WriteLoggerFactory(out))
     handler = logging.StreamHandler(out)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.contextvars.merge_contextvars, *shared,

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import logging
 import os
 import re
 import select
 import signal
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -266,3 +269,34 @@ def test_a_file_gets_json_lines_and_the_setting_is_checked(tmp_path: Path) -> No
     assert [line["event"] for line in lines] == ["worker started"]
     with pytest.raises(ValidationError, match="JOURNEYS_LOG_FORMAT"):
         Settings(JOURNEYS_LOG_FORMAT="xml")
+
+
+class SlowStream(io.StringIO):
+    """A stream whose every write gives the other threads their turn (a busy pipe or disk)."""
+
+    def write(self, text: str) -> int:
+        time.sleep(0.0001)
+        return super().write(text)
+
+
+def test_lines_of_many_threads_never_run_into_each_other() -> None:
+    """structlog's and the stdlib's lines, from many threads at once (a worker's activities):
+    each one whole on its own line, even when a write lets the other threads in."""
+    def write(n: int) -> None:
+        for i in range(100):
+            structlog.get_logger("delivery").info("message kept", writer=n, i=i)
+            logging.getLogger("temporalio.activity").warning("retrying", extra={"writer": n})
+
+    handlers, stream = list(logging.getLogger().handlers), SlowStream()
+    configure_logging(stream=stream)
+    try:
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers[:] = handlers
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(lines) == 4 * 100 * 2
