@@ -91,9 +91,10 @@ async def connect_settings(settings: Settings, **kwargs: Any) -> Client:
 
 async def client_for(settings: Settings) -> Client:
     """A client for the configured namespace; one line saying why not, if it cannot be had."""
-    address, namespace = address_of(settings), namespace_of(settings)
+    config = client_config(settings)  # read once: temporal.toml, .env, TEMPORAL_*
+    address, namespace = config["target_host"], config["namespace"]
     try:
-        client = await connect_settings(settings)
+        client = await Client.connect(**config, data_converter=pydantic_data_converter)
     except RuntimeError as exc:  # the SDK's "Failed client connect"
         raise UsageError(f"cannot reach Temporal at {address} "
                          f"(is `python worker.py --dev` running?): {exc}") from None

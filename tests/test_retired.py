@@ -195,27 +195,37 @@ async def _at(env: WorkflowEnvironment, wid: str, node: str) -> bool:
     return await node_of(env, wid) == node
 
 
+def exits_renamed(folder: Path, name: str) -> None:  # same id, its exit events renamed
+    path = folder / name
+    path.write_text(path.read_text().replace("Checkout Completed", "Order Placed")
+                    .replace("Account Deleted", "Account Closed"))
+
+
+@pytest.mark.parametrize("change", [removed, exits_renamed], ids=lambda c: c.__name__)
 async def test_a_keyed_journey_that_left_gets_each_event_for_its_instances(
-        env: WorkflowEnvironment, store: Store, worker: None, data_dir: Path) -> None:
-    """An event with the key reaches that key's instance only; one without it, every one."""
-    folder = catalog_with(data_dir, "catalog-keyed", ("carts.yaml", CARTS))
+        env: WorkflowEnvironment, store: Store, worker: None, data_dir: Path,
+        change: Callable[[Path, str], None]) -> None:
+    """An event with the key reaches that key's instance only; one without it, every one. Also
+    when the journey was edited in place and no longer exits on those events."""
+    user = f"kay-{change.__name__}"
+    folder = catalog_with(data_dir, f"catalog-keyed-{change.__name__}", ("carts.yaml", CARTS))
     first = ingestion(env, store, folder, recheck=0)
     for n, cart in enumerate(("c1", "c2", "c3")):
-        [r] = await first.track(event("kay", "Checkout Started", n, cart_id=cart))
+        [r] = await first.track(event(user, "Checkout Started", n, cart_id=cart))
         assert r.action == "started"
-    removed(folder, "carts.yaml")
+    change(folder, "carts.yaml")
     clear_cache()
     later = ingestion(env, store, folder, recheck=0)
-    one = instance_id("carts", "kay", "c1")
-    routed = await later.track(event("kay", "Checkout Completed", 10, cart_id="c1"))
+    one = instance_id("carts", user, "c1")
+    routed = await later.track(event(user, "Checkout Completed", 10, cart_id="c1"))
     assert [(r.workflow_id, r.action) for r in routed] == [(one, "signalled")]
     assert (await env.client.get_workflow_handle_for(JourneyWorkflow.run, one).result()).exit_reason \
         == "exit event 'Checkout Completed'"
-    others = [instance_id("carts", "kay", c) for c in ("c2", "c3")]
+    others = [instance_id("carts", user, c) for c in ("c2", "c3")]
     for wid in others:
         assert (await env.client.get_workflow_handle(wid).describe()).status \
             == WorkflowExecutionStatus.RUNNING
-    routed = await later.track(event("kay", "Account Deleted", 11))
+    routed = await later.track(event(user, "Account Deleted", 11))
     assert sorted((r.workflow_id, r.action) for r in routed) == [(w, "signalled") for w in others]
     for wid in others:
         await env.client.get_workflow_handle_for(JourneyWorkflow.run, wid).result()
