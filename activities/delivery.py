@@ -31,6 +31,7 @@ from activities.providers import (
 )
 from activities.providers.ledger import Ledger, using
 from activities.providers.outbox import OutboxProvider
+from journeys import outcomes
 from journeys.caps import CapCounter
 from journeys.events import personalization_event
 from journeys.limits import brief
@@ -107,7 +108,13 @@ class Delivery:
     @activity.defn(name="send_message")
     @with_ids  # journey, user, node, workflow and run ids on every line
     async def send_message(self, input: SendMessageInput) -> SendResult:
-        return await _heartbeating(self._send_message(input))
+        result = await _heartbeating(self._send_message(input))
+        if input.end is not None and not activity.is_cancelled():
+            # The walk ends after this send: its end record rides here (once per entry, so a
+            # retry records nothing new). Cancelled, the user left: the workflow records why.
+            await asyncio.to_thread(outcomes.record, self.store, _ended(input))
+            result = result.model_copy(update={"ended": True})
+        return result
 
     async def _send_message(self, input: SendMessageInput) -> SendResult:
         log = _log.bind(channel=input.channel.value, attempt=activity.info().attempt)
@@ -251,6 +258,15 @@ async def _heartbeating(work: Awaitable[T]) -> T:
             # send out and the workflow record it cancelled while it may still arrive.
             while not (await asyncio.wait({task}, timeout=HEARTBEAT_EVERY))[0]:
                 activity.heartbeat()
+
+
+def _ended(input: SendMessageInput) -> outcomes.Outcome:
+    """The entry's end, as the workflow would have recorded it after this send."""
+    assert input.end is not None
+    return outcomes.Outcome(
+        journey_id=input.journey_id, run_key=input.end.run_key, kind="ended",
+        user_id=input.user_id, workflow_id=input.workflow_id, node_id=input.node_id,
+        paths=input.end.paths, held_out=input.held_out, at=datetime.now(UTC), nodes=input.end.nodes)
 
 
 def _result(row: OutboxRow, *, duplicate: bool = False) -> SendResult:

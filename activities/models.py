@@ -9,6 +9,16 @@ from pydantic import BaseModel, Field
 
 from journeys.events import Event
 from journeys.models import Branch, Channel, IntelliNode, MessageValue
+from journeys.outcomes import TakenPath
+
+
+class WalkEnd(BaseModel):
+    """The entry's end, for the send after which the walk ends to record once it is settled:
+    the funnel's end record rides on that send instead of costing a step of its own."""
+
+    run_key: str
+    nodes: list[str]  # the nodes the user went through, in order
+    paths: list[TakenPath] = Field(default_factory=list)  # the IntelliNODE paths taken
 
 
 class SendMessageInput(BaseModel):
@@ -24,6 +34,7 @@ class SendMessageInput(BaseModel):
     event: Event | None = None
     ignore_caps: bool = False  # the journey's ignore_caps: transactional, not capped nor counted
     held_out: bool = False  # the user is in the control group: recorded, never sent
+    end: WalkEnd | None = None  # the walk ends after this send: record its end once settled
 
 
 class CancelMessageInput(BaseModel):
@@ -58,6 +69,7 @@ class SendResult(BaseModel):
     digest: str | None = None  # sha256 of the rendered content, to compare sends
     size: int = 0  # the rendered content's bytes (UTF-8, all fields)
     duplicate: bool = False  # the key was recorded already: nothing was sent this time
+    ended: bool = False  # the input's ``end`` is recorded (the workflow records no end of its own)
 
 
 class UpdateProfileInput(BaseModel):

@@ -16,10 +16,10 @@ from typing import Any
 
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.service import RPCError, RPCStatusCode
 
+from connection.converter import data_converter
 from journeys.problems import UsageError
 from journeys.settings import Settings, check_address
 
@@ -80,13 +80,13 @@ def binary(name: str) -> str:
 
 async def connect(address: str, namespace: str = "default", **kwargs: Any) -> Client:
     return await Client.connect(address, namespace=namespace,
-                                data_converter=pydantic_data_converter, **kwargs)
+                                data_converter=data_converter, **kwargs)
 
 
 async def connect_settings(settings: Settings, **kwargs: Any) -> Client:
     """A client as Temporal's environment configuration says (see :func:`client_config`)."""
     return await Client.connect(**{**client_config(settings), **kwargs},
-                                data_converter=pydantic_data_converter)
+                                data_converter=data_converter)
 
 
 async def client_for(settings: Settings) -> Client:
@@ -94,7 +94,7 @@ async def client_for(settings: Settings) -> Client:
     config = client_config(settings)  # read once: temporal.toml, .env, TEMPORAL_*
     address, namespace = config["target_host"], config["namespace"]
     try:
-        client = await Client.connect(**config, data_converter=pydantic_data_converter)
+        client = await Client.connect(**config, data_converter=data_converter)
     except RuntimeError as exc:  # the SDK's "Failed client connect"
         raise UsageError(f"cannot reach Temporal at {address} "
                          f"(is `python worker.py --dev` running?): {exc}") from None

@@ -47,7 +47,14 @@ from journeys.models import Journey
 from journeys.outcomes import held_out
 from journeys.store import Store
 from workflows.journey import JourneyWorkflow
-from workflows.models import JOURNEY_ID, JOURNEY_KEY, JOURNEY_NODE, USER_ID, JourneyInput
+from workflows.models import (
+    INTERPRETER,
+    JOURNEY_ID,
+    JOURNEY_KEY,
+    JOURNEY_NODE,
+    USER_ID,
+    JourneyInput,
+)
 
 #: How often an entry is tried when the user's run keeps ending between the start and the signal.
 START_ATTEMPTS = 3
@@ -325,7 +332,7 @@ class Router:
             JourneyWorkflow.run,
             JourneyInput(journey=journey, user_id=user_id, entry_event=event,
                          search_attributes=self.search_attributes, send_timeout=self.send_timeout,
-                         entry_key=key),
+                         entry_key=key, interpreter=INTERPRETER),
             id=wid, task_queue=self.task_queue, id_reuse_policy=REUSE[journey.reentry],
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=attributes, static_summary=f"{journey.name}: user {user_id}{keyed}",

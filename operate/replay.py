@@ -11,10 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.worker import Replayer
 
+from connection.converter import data_converter
 from operate.listing import quoted
 from service.runtime import WORKFLOWS, sandbox_runner
 
@@ -36,7 +36,7 @@ async def replay_journeys(client: Client, *, journey: str | None = None, limit: 
     # The core logs each failing task at WARN on stderr; the failures are what we print.
     quiet = Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
         filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))))
-    replayer = Replayer(workflows=list(workflows), data_converter=pydantic_data_converter,
+    replayer = Replayer(workflows=list(workflows), data_converter=data_converter,
                         workflow_runner=sandbox_runner(), runtime=quiet)
     histories = client.list_workflows(query, limit=limit).map_histories()
     checked, broken = 0, []

@@ -16,11 +16,11 @@ from typing import Any, TextIO
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from connection.converter import data_converter
 from journeys.store import OutboxRow, Store
 from scripts.bench_workflows import BareWrite
 from scripts.common import script_parser
@@ -36,7 +36,7 @@ async def start_server(tmp: Path, *, wal_file: bool) -> WorkflowEnvironment:
     """A dev server: on ``tmp/temporal.db`` in WAL mode (the embedded default), or in memory."""
     extra = WAL_ARGS if wal_file else []
     return await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter, dev_server_existing_path=binary("temporal"),
+        data_converter=data_converter, dev_server_existing_path=binary("temporal"),
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_database_filename=str(tmp / "temporal.db") if wal_file else None,
         dev_server_extra_args=extra)

@@ -26,10 +26,10 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
+from connection.converter import data_converter
 from ingestion.router import Router
 from journeys.events import Event
 from journeys.loader import journey_files, load_file
@@ -216,7 +216,7 @@ async def main() -> int:
     quiet_logs()
     journeys = load_journeys()
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, runtime=quiet_runtime(),
+        data_converter=data_converter, runtime=quiet_runtime(),
         test_server_existing_path=binary("temporal-test-server"))
     played: list[Played] = []
     try:

@@ -18,7 +18,6 @@ from rich.text import Text
 from temporalio.api.common.v1 import Payloads
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.models import (
     ResolveDateInput,
@@ -28,6 +27,7 @@ from activities.models import (
     UpdateProfileInput,
     UpdateProfileResult,
 )
+from connection.converter import data_converter
 from journeys.durations import format_duration
 from journeys.events import Event
 from journeys.models import ONLINE_CHANNELS, Journey, Node
@@ -85,7 +85,7 @@ def _props(properties: dict[str, Any], width: int = 90) -> str:
 
 
 async def _decode(payloads: Payloads, kind: type[T]) -> T:
-    [value] = await pydantic_data_converter.decode(list(payloads.payloads), [kind])
+    [value] = await data_converter.decode(list(payloads.payloads), [kind])
     return value
 
 

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from connection.converter import data_converter
 from journeys.store import Store
 from service.runtime import binary, leave
 from tests.helpers.support import running_worker
@@ -23,7 +23,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping test server for the module (one per module: time skipping is global to
     an environment). Modules that need the dev server define their own ``env``."""
     environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         test_server_existing_path=binary("temporal-test-server"))
     yield environment
     await environment.shutdown()

@@ -27,9 +27,9 @@ import uvicorn
 import yaml
 from sqlalchemy import func, select
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from connection.converter import data_converter
 from ingestion.http_api import create_app
 from ingestion.pipeline import Ingestion
 from ingestion.router import Router
@@ -89,7 +89,7 @@ def serving(settings: Settings, connect: Callable[[], Awaitable[Client]] | None 
 def lazy(address: str) -> Callable[[], Awaitable[Client]]:
     """A client that connects on first use (as one whose server went away since)."""
     async def connect() -> Client:
-        return await Client.connect(address, lazy=True, data_converter=pydantic_data_converter)
+        return await Client.connect(address, lazy=True, data_converter=data_converter)
     return connect
 
 
@@ -188,7 +188,7 @@ async def test_a_store_locked_by_another_process_is_503_then_routes(
 async def temporal_on(port: int) -> AsyncIterator[WorkflowEnvironment]:
     """A dev server on ``port``: Temporal coming (back) up where the API looks for it."""
     environment = await WorkflowEnvironment.start_local(
-        port=port, data_converter=pydantic_data_converter, dev_server_existing_path=binary("temporal"),
+        port=port, data_converter=data_converter, dev_server_existing_path=binary("temporal"),
         search_attributes=list(SEARCH_ATTRIBUTES), ui=False, dev_server_log_level="error")
     try:
         yield environment
@@ -213,7 +213,7 @@ async def test_twenty_copies_while_temporal_is_down_then_up_enter_once(
             response = await _post(url, "/v1/track", item)
             if response.status_code == 200:
                 # Routed means Temporal has it: the journey must exist now.
-                temporal = await Client.connect(address, data_converter=pydantic_data_converter)
+                temporal = await Client.connect(address, data_converter=data_converter)
                 description = await temporal.get_workflow_handle("journey/cart/twenty").describe()
                 checked.append(description.id == "journey/cart/twenty")
                 return

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import yaml
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from connection.converter import data_converter
 from ingestion.index import Index
 from ingestion.pipeline import Ingestion
 from ingestion.router import Router
@@ -64,7 +64,7 @@ class Recorded:
 @pytest.fixture
 async def recorded(env: WorkflowEnvironment) -> Recorded:
     target = env.client.service_client.config.target_host
-    return Recorded(await Client.connect(target, data_converter=pydantic_data_converter))
+    return Recorded(await Client.connect(target, data_converter=data_converter))
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from connection.converter import data_converter
 from ingestion.guard import api_config
 from journeys.settings import Settings
 from service.runtime import binary
@@ -31,7 +31,7 @@ async def test_the_cores_lines_are_json() -> None:
     configure_logging(out, logging.DEBUG)  # the core says little above DEBUG while all is well
     runtime = Runtime(telemetry=TelemetryConfig(logging=core_logging("DEBUG")))
     env = await WorkflowEnvironment.start_time_skipping(
-        runtime=runtime, data_converter=pydantic_data_converter,
+        runtime=runtime, data_converter=data_converter,
         test_server_existing_path=binary("temporal-test-server"))
     try:
         async with Worker(env.client, task_queue="core-lines", workflows=[JourneyWorkflow]):

@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.policy import Policy, QuietHoursInput, quiet_until
+from connection.converter import data_converter
 from journeys.models import Journey, QuietHours
 from journeys.store import Store
 from operate.status import user_status
@@ -138,7 +138,7 @@ async def timers(harness: Harness, journey_id: str, user: str) -> list[tuple[dat
 async def timer_summaries(harness: Harness, journey_id: str, user: str) -> list[str]:
     """What the Temporal UI shows for each timer."""
     history = await harness.handle(journey_id, user).fetch_history()
-    return [pydantic_data_converter.payload_converter.from_payload(e.user_metadata.summary, str)
+    return [data_converter.payload_converter.from_payload(e.user_metadata.summary, str)
             for e in history.events
             if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED and e.user_metadata.HasField("summary")]
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from connection.converter import data_converter
 from service.runtime import sandbox_runner
 from workflows.journey import JourneyWorkflow
 
@@ -55,7 +55,7 @@ def test_every_scenario_has_a_history() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
-    replayer = Replayer(workflows=[JourneyWorkflow], data_converter=pydantic_data_converter,
+    replayer = Replayer(workflows=[JourneyWorkflow], data_converter=data_converter,
                         workflow_runner=sandbox_runner())
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)

@@ -73,6 +73,8 @@ class JourneyWorkflow(Waits):
         if input.entry_event and input.entry_event.id not in self.state.seen_event_ids:
             self.state.seen_event_ids.append(input.entry_event.id)
         self._input = input
+        self._v2 = input.interpreter >= 2  # see JourneyInput.interpreter
+        self._end_recorded = False  # the send that ended the walk recorded its end
         # A run that went on as new mid-wait listens again at once: signals may come first.
         state = self.state
         self._waiting: tuple[frozenset[str], dict[str, Scalar]] | None = (
@@ -80,7 +82,7 @@ class JourneyWorkflow(Waits):
         self._caught: Event | None = None
         self._resume_wake = state.next_wake if input.resume_mid_wait else None
         self._resuming = input.resume_mid_wait
-        self._outcomes = Outcomes(self.journey, self.user_id, state)
+        self._outcomes = Outcomes(self.journey, self.user_id, state, self._patched)
         self._redate = False  # the profile date of the current wait changed: resolve it again
         self._sending = 0  # engagement nodes under way: an exit returns once none is
         self._walked = False  # the walk is over (its end being recorded): no exit to take
@@ -112,7 +114,8 @@ class JourneyWorkflow(Waits):
             node_id = await self._handlers[node.type](node)
             self._resuming = False
         self._walked = True  # what is recorded next is how it ended: an exit comes too late
-        await self._outcomes.finish(timed_out=state.exit_reason == self._timeout_reason())
+        await self._outcomes.finish(timed_out=state.exit_reason == self._timeout_reason(),
+                                    end_recorded=self._end_recorded)
         state.status = "exited" if state.exit_reason else "finished"
         journey_exited(self.journey.id, self.user_id, state.current_node, state.exit_reason)
         state.next_wake = None
@@ -213,10 +216,10 @@ class JourneyWorkflow(Waits):
             if wait > timedelta(0):
                 await self._sleep(wait, f"wait until {result.moment:%Y-%m-%d %H:%M} UTC ({node.id})",
                                   until=lambda: self._redate)
-            if not self._redate or self.state.exit_reason or not workflow.patched("profile-dates"):
+            if not self._redate or self.state.exit_reason or not self._patched("profile-dates"):
                 return node.next
             self._redate = False
-            if workflow.patched("profile-date-kept"):
+            if self._patched("profile-date-kept"):
                 previous = result.moment
 
     async def _delay(self, node: DelayNode) -> str | None:
@@ -236,10 +239,11 @@ class JourneyWorkflow(Waits):
             idempotency_key=f"{info.workflow_id}:{state.run_key}:{node.id}",
             journey_id=self.journey.id, workflow_id=info.workflow_id, user_id=self.user_id,
             node_id=node.id, channel=node.channel, message=node.message, event=state.event,
-            ignore_caps=self.journey.ignore_caps, held_out=state.held_out)
+            ignore_caps=self.journey.ignore_caps, held_out=state.held_out,
+            end=self._outcomes.walk_end() if self._v2 and not node.next and not node.on else None)
         quiet = self.journey.quiet_hours_of(node)
         result = None
-        if quiet and workflow.patched("quiet-hours"):
+        if quiet and self._patched("quiet-hours"):
             result = await self._quiet_hours(node, quiet, message)
             if result is None and state.exit_reason:  # the user left while it was held
                 result = await workflow.execute_activity(
@@ -254,7 +258,8 @@ class JourneyWorkflow(Waits):
             node_id=node.id, channel=node.channel.value, status=result.status, reason=result.reason,
             event_name=event.name if event else None, event_id=event.id if event else None))
         target = node.on.get(result.status)  # the path of what happened, else next
-        return target if target and workflow.patched("outcome-paths") else node.next
+        self._end_recorded = result.ended
+        return target if target and self._patched("outcome-paths") else node.next
 
     async def _quiet_hours(self, node: EngagementNode, quiet: QuietHours,
                            message: SendMessageInput) -> SendResult | None:
@@ -333,7 +338,7 @@ class JourneyWorkflow(Waits):
         """A controller activity (profile, split, date, quiet hours), given up when the user
         leaves and bounded by the journey's time: one that keeps failing (a bug, a store that
         is down) no longer holds a user past an exit event or the timeout. None: they left."""
-        if not workflow.patched("controllers-end-with-the-journey"):
+        if not self._patched("controllers-end-with-the-journey"):
             return await workflow.execute_activity(activity, arg, result_type=result_type,
                                                    summary=summary, **ACTIVITY_OPTIONS)
         left = self._time_left()
@@ -354,7 +359,7 @@ class JourneyWorkflow(Waits):
             return None
 
     async def _intellinode(self, node: IntelliNode) -> str | None:
-        if workflow.patched("intellinode-choice"):  # chosen by an activity from the store
+        if self._patched("intellinode-choice"):  # chosen by an activity from the store
             state = self.state
             path = await self._control("choose_path", ChoosePathInput(
                 journey_id=self.journey.id, node=node, run_key=state.run_key, user_id=self.user_id,
@@ -373,6 +378,10 @@ class JourneyWorkflow(Waits):
         return None
 
     # --- bookkeeping ------------------------------------------------------------------------
+
+    def _patched(self, change: str) -> bool:
+        """Does this run have ``change``? Interpreter 2 has every change made before it."""
+        return self._v2 or workflow.patched(change)
 
     def _arrive(self, node: Node, search_attributes: bool) -> None:
         self.state.current_node = node.id

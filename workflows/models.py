@@ -64,6 +64,15 @@ class JourneyInput(BaseModel):
     carried: JourneyState | None = None
     send_timeout: float | None = None  # JOURNEYS_SEND_TIMEOUT at entry (None: 30 s, as before)
     entry_key: str | None = None  # a keyed journey's instance: its key's value (cart_id's)
+    #: The interpreter's version, fixed at entry and carried on through continue-as-new. 2: every
+    #: change made behind ``workflow.patched`` before it holds without asking (no marker and no
+    #: TemporalChangeVersion upsert per run), and the walk's end rides on a send that ends it.
+    #: Runs entered as 1 replay and go on as 1.
+    interpreter: int = 1
+
+
+#: What new entries run (the router sets it).
+INTERPRETER = 2
 
 
 def details(journey_name: str, user_id: str, state: JourneyState) -> str:

@@ -9,12 +9,14 @@ Histories from before this existed replay unchanged (``workflow.patched``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.models import WalkEnd
     from journeys.events import Event
     from journeys.models import IntelliNode, Journey
     from journeys.outcomes import Outcome, OutcomeKind, TakenPath, held_out
@@ -31,8 +33,10 @@ _RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
 class Outcomes:
     """One entry's conversion and time-out; ``start`` it when the run begins, ``finish`` at its end."""
 
-    def __init__(self, journey: Journey, user_id: str, state: JourneyState) -> None:
+    def __init__(self, journey: Journey, user_id: str, state: JourneyState,
+                 patched: Callable[[str], bool] = workflow.patched) -> None:
         self.journey, self.user_id, self.state = journey, user_id, state
+        self._patched = patched  # workflow.patched, or True for a run of interpreter 2
         self._task: asyncio.Task[None] | None = None
 
     def goal(self, event: Event) -> None:
@@ -53,23 +57,28 @@ class Outcomes:
         """Record the conversion as soon as there is one (a run that went on as new carries it)."""
         self._task = asyncio.create_task(self._record_conversion())
 
-    async def finish(self, timed_out: bool) -> None:
-        """Before the run returns: the conversion recorded, and the time-out if it timed out."""
+    def walk_end(self) -> WalkEnd:
+        """The end record of a walk that ends after the current node (for its send to record)."""
+        return WalkEnd(run_key=self.state.run_key, nodes=list(self.state.path), paths=self._paths())
+
+    async def finish(self, timed_out: bool, end_recorded: bool = False) -> None:
+        """Before the run returns: the conversion recorded, the time-out if it timed out, and
+        the end unless the last send recorded it."""
         state = self.state
         if self._task is not None:
             if state.converted and not state.conversion_recorded:
                 await self._task
             else:
                 self._task.cancel()
-        if timed_out and workflow.patched(PATCH):
+        if timed_out and self._patched(PATCH):
             await self._record("timed_out")
-        if workflow.patched(ENDS_PATCH):
+        if not end_recorded and self._patched(ENDS_PATCH):
             await self._record("ended")
 
     async def _record_conversion(self) -> None:
         state = self.state
         await workflow.wait_condition(lambda: state.converted is not None)
-        if state.conversion_recorded or not workflow.patched(PATCH):
+        if state.conversion_recorded or not self._patched(PATCH):
             return
         await self._record("converted")
         state.conversion_recorded = True

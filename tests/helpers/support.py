@@ -18,13 +18,13 @@ from typing import Any, TypeVar
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import build_activities
 from activities.delivery import OutgoingMessage, Provider
 from activities.providers import Outcome
+from connection.converter import data_converter
 from ingestion.router import route_event
 from journeys.events import Event, Routed, workflow_id
 from journeys.loader import journey_files, load_file
@@ -148,7 +148,7 @@ async def dev_server(*dynamic_config: str) -> AsyncIterator[WorkflowEnvironment]
     in memory, for one test module; ``dynamic_config`` as ``key=value`` (a server's limits)."""
     extra = [arg for value in dynamic_config for arg in ("--dynamic-config-value", value)]
     environment = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter, dev_server_existing_path=binary("temporal"),
+        data_converter=data_converter, dev_server_existing_path=binary("temporal"),
         search_attributes=list(SEARCH_ATTRIBUTES), ui=False, dev_server_log_level="error",
         dev_server_extra_args=extra)
     try:
