@@ -14,13 +14,16 @@ from activities.providers import Provider
 from journeys.caps import Cap, CapCounter
 from journeys.models import Channel
 from journeys.store import Store
+from journeys.versions import VERSIONS
 
 
 def build_activities(store: Store, providers: Mapping[Channel, Provider] | None = None,
                      send_timeout: float = 30.0, caps: Sequence[Cap] = (),
                      intellinode_refresh: float = 300.0, unknown_retries: int = 2
                      ) -> list[Callable[..., Any]]:
-    """Every activity a journey worker registers, bound to its store, providers and caps."""
+    """Every activity a journey worker registers, bound to its store, providers and caps.
+    The worker's runs and sends read their journeys' versions from the same store."""
+    VERSIONS.use(store)
     delivery = Delivery(store, providers, send_timeout, CapCounter(store, caps) if caps else None,
                         unknown_retries)
     controllers = Controllers(store)

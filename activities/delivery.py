@@ -19,7 +19,14 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.models import DETAIL, CancelMessageInput, SendMessageInput, SendResult, public_reason
+from activities.models import (
+    DETAIL,
+    CancelMessageInput,
+    SendMessageInput,
+    SendResult,
+    message_of,
+    public_reason,
+)
 from activities.providers import (
     Outcome,
     OutgoingMessage,
@@ -196,7 +203,7 @@ class Delivery:
         try:
             # A retry delivers what the first attempt rendered: the key fixes the content.
             content = known.content if known else render_message(
-                input.channel, input.message, profile, event.properties if event else None)
+                input.channel, message_of(input), profile, event.properties if event else None)
         # The value's name, the template's words or the url go in the outbox row only (DETAIL).
         except MissingValue as exc:  # the data: skip it
             return self._settle(row, "skipped", "not sent: missing value", log, detail=str(exc))

@@ -8,8 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from journeys.events import Event
-from journeys.models import Branch, Channel, IntelliNode, MessageValue
+from journeys.models import Branch, Channel, EngagementNode, IntelliNode, MessageValue
 from journeys.outcomes import TakenPath
+from journeys.versions import VERSIONS
 
 
 class WalkEnd(BaseModel):
@@ -30,11 +31,26 @@ class SendMessageInput(BaseModel):
     user_id: str
     node_id: str
     channel: Channel
-    message: dict[str, MessageValue]
+    #: The node's message (its templates), or None: the node's message in the journey's
+    #: ``version`` (journeys.versions), which the history then need not copy.
+    message: dict[str, MessageValue] | None = None
+    version: str | None = None
     event: Event | None = None
     ignore_caps: bool = False  # the journey's ignore_caps: transactional, not capped nor counted
     held_out: bool = False  # the user is in the control group: recorded, never sent
     end: WalkEnd | None = None  # the walk ends after this send: record its end once settled
+
+
+def message_of(input: SendMessageInput) -> dict[str, MessageValue]:
+    """The templates ``input`` sends: its own, or its node's in its journey's version."""
+    if input.message is not None:
+        return input.message
+    if input.version is None:
+        raise ValueError(f"send {input.idempotency_key}: neither a message nor a version")
+    node = VERSIONS.get(input.journey_id, input.version).node(input.node_id)
+    if not isinstance(node, EngagementNode):
+        raise ValueError(f"node '{input.node_id}' of journey '{input.journey_id}' sends nothing")
+    return node.message
 
 
 class CancelMessageInput(BaseModel):

@@ -19,6 +19,7 @@ from journeys.inputs import described, printable, shown
 from journeys.problems import UsageError
 from journeys.settings import Settings, load_settings
 from journeys.store import Store
+from journeys.versions import VERSIONS
 from operate.exits import Exited, exit_all, exit_user
 from operate.listing import format_listed, list_journeys
 from operate.replay import replay_journeys
@@ -136,6 +137,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         client = await client_for(settings)
+        VERSIONS.use(Store(settings.store_url))  # the versions the runs entered (journey_versions)
         found = await replay_journeys(client, journey=args.journey, limit=args.limit,
                                       closed_within=timedelta(hours=args.closed_within))
         for workflow_id, why in found.broken:

@@ -26,6 +26,7 @@ from journeys.catalog import Catalog, catalog
 from journeys.events import Event, Routed, check_event
 from journeys.problems import UsageError
 from journeys.store import Store
+from journeys.versions import VERSIONS, keep
 
 log = logging.getLogger("journeys.ingestion")
 
@@ -78,6 +79,8 @@ class Ingestion:
             if found is not self._catalog:
                 try:  # what each journey listens to, kept for runs of this version after an edit
                     earlier = listens.remember(self.store, found.journeys)
+                    keep(self.store, found.journeys)  # the definitions its runs read
+                    VERSIONS.use(self.store)
                 except Exception as exc:  # the store is down or locked: the next look records it
                     if self._catalog is None:
                         raise

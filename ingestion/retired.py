@@ -19,6 +19,7 @@ from Temporal's visibility:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from journeys.events import (
 )
 from journeys.models import Journey
 from journeys.store import Store, entries
-from workflows.models import JourneyInput
+from workflows.models import JourneyInput, journey_of
 
 log = logging.getLogger("journeys.ingestion")
 
@@ -139,9 +140,9 @@ async def with_keys(client: Client, retired: Retired) -> Retired:
                     payloads = event.workflow_execution_started_event_attributes.input.payloads
                     found = client.data_converter.payload_converter.from_payload(
                         payloads[0], JourneyInput)
-                    pinned[journey_id] = found.journey
+                    pinned[journey_id] = await asyncio.to_thread(journey_of, found)
                     break
-            except (RPCError, IndexError, ValueError):  # this run's history is gone: the next
+            except (RPCError, IndexError, ValueError, LookupError):  # its history is gone: the next
                 continue
             break
         if journey_id not in pinned:

@@ -46,6 +46,7 @@ from journeys.limits import brief
 from journeys.models import Journey
 from journeys.outcomes import held_out
 from journeys.store import Store
+from journeys.versions import VERSIONS, keep
 from workflows.journey import JourneyWorkflow
 from workflows.models import (
     INTERPRETER,
@@ -87,6 +88,7 @@ class Router:
     _legacy_known: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
     _legacy_lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False, repr=False)
     _flights: Flights = field(default_factory=Flights, compare=False, repr=False)
+    _versions: dict[str, tuple[Journey, str]] = field(default_factory=dict, compare=False, repr=False)
 
     async def route_event(self, journeys: Sequence[Journey], event: Event) -> list[Routed]:
         """Every journey this event touches: entries start, waits and exits are signalled.
@@ -318,6 +320,20 @@ class Router:
             await asyncio.to_thread(self.receipts.record_entry, journey.id, wid, run_id, user_id,
                                     held_out(journey.id, user_id, journey.control_percent))
 
+    async def _version(self, journey: Journey) -> str:
+        """``journey``'s version, kept in the store the first time (journeys.versions): the run
+        holds the version, the worker reads the definition. Without a store (route_event: tests,
+        the demo, the benchmark) only this process knows it: its worker must run here."""
+        known = self._versions.get(journey.id)
+        if known is not None and known[0] is journey:
+            return known[1]
+        version = VERSIONS.add(journey)
+        if self.receipts is not None:
+            VERSIONS.use(self.receipts)
+            await asyncio.to_thread(keep, self.receipts, [journey])
+        self._versions[journey.id] = (journey, version)
+        return version
+
     async def _start(self, journey: Journey, user_id: str, event: Event | None,
                      wid: str, key: str | None = None) -> WorkflowHandle:
         # JourneyKey only on keyed instances: a cluster without it still runs unkeyed journeys.
@@ -330,7 +346,8 @@ class Router:
         keyed = f", {journey.entry_key} {key}" if key is not None else ""
         return await self.client.start_workflow(
             JourneyWorkflow.run,
-            JourneyInput(journey=journey, user_id=user_id, entry_event=event,
+            JourneyInput(journey_id=journey.id, version=await self._version(journey),
+                         user_id=user_id, entry_event=event,
                          search_attributes=self.search_attributes, send_timeout=self.send_timeout,
                          entry_key=key, interpreter=INTERPRETER),
             id=wid, task_queue=self.task_queue, id_reuse_policy=REUSE[journey.reentry],

@@ -160,3 +160,14 @@ journey_listens = Table(
     Column("event_name", String(200), primary_key=True),
     Column("at", Moment(), nullable=False),  # when a version listening to it was first read
 )
+
+#: Every version of every journey a process read (never forgotten): a user's run holds its
+#: journey's id and version, and reads the definition here, so no history carries the whole
+#: definition (journeys.versions).
+journey_versions = Table(
+    "journey_versions", metadata,
+    Column("journey_id", String(200), primary_key=True),
+    Column("version", String(64), primary_key=True),  # the definition's content digest
+    Column("definition", Text, nullable=False),  # the definition, as JSON
+    Column("at", Moment(), nullable=False),  # when a process first read it
+)

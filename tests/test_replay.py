@@ -15,6 +15,7 @@ from temporalio.worker import Replayer
 
 from connection.converter import data_converter
 from service.runtime import sandbox_runner
+from tests.helpers.support import recorded_versions
 from workflows.journey import JourneyWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -50,11 +51,16 @@ def test_every_scenario_has_a_history() -> None:
             # a profile date changed during its wait: resolved again (profile-dates)
             "profile-date-moved",
             # a keyed journey's instance (entry_key in its input), ended by its cart's exit event
-            "keyed-exit-one-cart"} <= names
+            "keyed-exit-one-cart",
+            # interpreter 2: the journey by version, no patch markers, the end recorded by
+            # the last send; a conversion and an exit event; a time-out during an outage
+            "interpreter-2-abandoned-cart", "interpreter-2-converted",
+            "interpreter-2-timeout-during-outage"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
+    recorded_versions()  # the definitions runs of interpreter 2 entered by version
     replayer = Replayer(workflows=[JourneyWorkflow], data_converter=data_converter,
                         workflow_runner=sandbox_runner())
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())

@@ -45,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from telemetry.logs import journey_entered, journey_exited
     from workflows.exits import ExitRequest, ExitResult
-    from workflows.models import JOURNEY_NODE, JourneyInput, JourneyState, SentMessage
+    from workflows.models import JOURNEY_NODE, JourneyInput, JourneyState, SentMessage, journey_of
     from workflows.outcomes import Outcomes
     from workflows.waits import Waits
 
@@ -67,7 +67,7 @@ _WAITS = frozenset({"action", "inaction", "date_time", "delay"})
 class JourneyWorkflow(Waits):
     @workflow.init
     def __init__(self, input: JourneyInput) -> None:
-        self.journey = input.journey
+        self.journey = journey_of(input)  # the version it entered, for ever
         self.user_id = input.user_id
         self.state = input.carried or JourneyState(event=input.entry_event)
         if input.entry_event and input.entry_event.id not in self.state.seen_event_ids:
@@ -238,7 +238,8 @@ class JourneyWorkflow(Waits):
         message = SendMessageInput(
             idempotency_key=f"{info.workflow_id}:{state.run_key}:{node.id}",
             journey_id=self.journey.id, workflow_id=info.workflow_id, user_id=self.user_id,
-            node_id=node.id, channel=node.channel, message=node.message, event=state.event,
+            node_id=node.id, channel=node.channel, event=state.event, version=self._input.version,
+            message=None if self._input.version else node.message,  # by reference if the run is
             ignore_caps=self.journey.ignore_caps, held_out=state.held_out,
             end=self._outcomes.walk_end() if self._v2 and not node.next and not node.on else None)
         quiet = self.journey.quiet_hours_of(node)

@@ -10,6 +10,7 @@ from temporalio.common import SearchAttributeKey
 
 from journeys.events import Event
 from journeys.models import Journey, Scalar
+from journeys.versions import VERSIONS
 
 JOURNEY_ID = SearchAttributeKey.for_keyword("JourneyId")
 USER_ID = SearchAttributeKey.for_keyword("UserId")
@@ -53,9 +54,12 @@ class JourneyState(BaseModel):
 
 
 class JourneyInput(BaseModel):
-    """A user's entry into a journey. The definition is pinned: users finish on this version."""
+    """A user's entry into a journey. The definition is pinned: users finish on this version,
+    given whole (runs entered before interpreter 2) or by its id and version (journeys.versions)."""
 
-    journey: Journey
+    journey: Journey | None = None
+    journey_id: str | None = None
+    version: str | None = None
     user_id: str
     entry_event: Event | None = None
     search_attributes: bool = True  # upsert JourneyNode as the user moves
@@ -73,6 +77,15 @@ class JourneyInput(BaseModel):
 
 #: What new entries run (the router sets it).
 INTERPRETER = 2
+
+
+def journey_of(input: JourneyInput) -> Journey:
+    """The definition ``input`` pins: its own, or its version's (LookupError if unknown here)."""
+    if input.journey is not None:
+        return input.journey
+    if input.journey_id is None or input.version is None:
+        raise ValueError("a journey's input names no journey: neither a definition nor a version")
+    return VERSIONS.get(input.journey_id, input.version)
 
 
 def details(journey_name: str, user_id: str, state: JourneyState) -> str:

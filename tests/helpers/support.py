@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -30,9 +30,10 @@ from journeys.events import Event, Routed, workflow_id
 from journeys.loader import journey_files, load_file
 from journeys.models import Channel, Journey
 from journeys.store import OutboxRow, Store
+from journeys.versions import VERSIONS
 from service.runtime import binary, journey_worker
 from workflows.journey import JourneyWorkflow
-from workflows.models import SEARCH_ATTRIBUTES, JourneyState
+from workflows.models import SEARCH_ATTRIBUTES, JourneyInput, JourneyState
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -106,6 +107,27 @@ class Harness:
             history = await handle.fetch_history()
             path.parent.mkdir(exist_ok=True)
             path.write_text(history.to_json())
+            keep_version(history)
+
+
+def keep_version(history: WorkflowHistory) -> None:
+    """Beside a recorded history, the definition its run entered by version (journeys.versions):
+    tests/histories/versions/JOURNEY@VERSION.json, which the replay test reads."""
+    payload = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
+    given = JourneyInput.model_validate_json(payload.data)
+    if given.journey is None and given.journey_id and given.version:
+        folder = HISTORIES / "versions"
+        folder.mkdir(exist_ok=True)
+        journey = VERSIONS.get(given.journey_id, given.version)
+        (folder / f"{given.journey_id}@{given.version}.json").write_text(
+            journey.model_dump_json(exclude_defaults=True, indent=1) + "\n")
+
+
+def recorded_versions() -> None:
+    """Know every definition kept beside the recorded histories (``keep_version``)."""
+    for path in sorted((HISTORIES / "versions").glob("*@*.json")):
+        journey_id, version = path.stem.rsplit("@", 1)
+        VERSIONS.put(journey_id, version, Journey.model_validate_json(path.read_text()))
 
 
 class DownProvider:

@@ -1,0 +1,143 @@
+"""Interpreter 2 (what the router starts): the journey by version, no patch markers, payloads
+without defaults, the funnel's end recorded by the send that ends the walk. On the
+time-skipping server, through the router as users enter; the histories are kept for replay."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.testing import WorkflowEnvironment
+
+from activities.delivery import default_providers
+from activities.models import SendResult
+from connection.converter import data_converter
+from ingestion.router import Router
+from journeys import outcomes
+from journeys.events import Event
+from journeys.models import Channel
+from journeys.store import Store
+from journeys.versions import VERSIONS, Versions, keep, version_of
+from service.costs import LOCAL_ACTIVITY_MARKER, cost_of
+from tests.helpers.support import DownProvider, Harness, examples, running_worker, with_nodes
+from workflows.models import INTERPRETER, JourneyInput
+
+QUEUE = "interpreter-2"
+CART = {"product_name": "iPhone 14", "price": 799, "currency": "EUR",
+        "product_url": "https://shop.test/iphone14", "product_image": "https://shop.test/iphone14.png"}
+H = timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+async def journeys(env: WorkflowEnvironment, store: Store) -> AsyncIterator[Harness]:
+    async with running_worker(env.client, store, QUEUE):
+        yield Harness(env, store, [examples()["abandoned-cart"]], QUEUE)
+
+
+async def _started_input(journeys: Harness, journey_id: str, user: str) -> dict[str, object]:
+    history = await journeys.handle(journey_id, user).fetch_history()
+    return json.loads(history.events[0].workflow_execution_started_event_attributes.input.payloads[0].data)
+
+
+async def test_an_entry_holds_its_journey_by_version_and_the_last_send_records_the_end(
+        journeys: Harness) -> None:
+    journey = examples()["abandoned-cart"]
+    await journeys.send("ada", "Added To Cart", CART, event_id="cart-1")
+    state = await journeys.result("abandoned-cart", "ada")
+    assert (state.status, [m.status for m in state.messages]) == ("finished", ["delivered"] * 3)
+    rows = journeys.outbox("ada")
+    assert rows[2].content["subject"] == "iPhone 14 is still in your cart"  # by version, rendered
+    given = await _started_input(journeys, "abandoned-cart", "ada")
+    assert "journey" not in given and given["journey_id"] == "abandoned-cart"
+    assert given["version"] == version_of(journey) and given["interpreter"] == INTERPRETER
+    history = await journeys.handle("abandoned-cart", "ada").fetch_history()
+    kinds = [e.event_type for e in history.events]
+    assert EventType.EVENT_TYPE_MARKER_RECORDED not in kinds  # no patch, no local activity
+    assert EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES not in kinds
+    sends = [json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data)
+             for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    assert [("message" in s, "end" in s) for s in sends] == [(False, False)] * 2 + [(False, True)]
+    [ended] = outcomes.of_journey(journeys.store, "abandoned-cart", kind="ended", user_id="ada")
+    assert ended.nodes == state.path and ended.reason is None and ended.node_id == "email-product"
+    assert cost_of(history.events).actions == 7  # start, 3 timers, 3 sends: nothing else
+    await journeys.record_history("interpreter-2-abandoned-cart", "abandoned-cart", "ada")
+
+
+async def test_an_exit_event_records_the_end_with_its_reason(journeys: Harness) -> None:
+    await journeys.send("bob", "Added To Cart", CART)
+    await journeys.env.sleep(2 * H)  # the first push went out; now in the 4 h delay
+    await journeys.send("bob", "Charged", {"amount": 799})
+    state = await journeys.result("abandoned-cart", "bob")
+    assert state.exit_reason == "exit event 'Charged'"
+    [ended] = outcomes.of_journey(journeys.store, "abandoned-cart", kind="ended", user_id="bob")
+    assert (ended.reason, ended.nodes) == ("exit event 'Charged'", state.path)
+    [converted] = outcomes.of_journey(journeys.store, "abandoned-cart", kind="converted", user_id="bob")
+    assert converted.goal == "Charged"
+    history = await journeys.handle("abandoned-cart", "bob").fetch_history()
+    markers = [e.marker_recorded_event_attributes.marker_name for e in history.events
+               if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    assert markers == [LOCAL_ACTIVITY_MARKER]  # the end's record: no send came after the exit
+    await journeys.record_history("interpreter-2-converted", "abandoned-cart", "bob")
+
+
+async def test_a_journey_that_times_out_during_an_outage_records_both(journeys: Harness) -> None:
+    def short(data: dict[str, object]) -> None:
+        data["id"], data["timeout"] = "cart-short", "3h"
+    journey = with_nodes(examples()["abandoned-cart"], short)
+    async with running_worker(journeys.client, journeys.store, "i2-outage",
+                              {**default_providers(), Channel.push: DownProvider()}):
+        harness = Harness(journeys.env, journeys.store, [journey], "i2-outage")
+        await harness.send("cy", "Added To Cart", CART)
+        state = await harness.result("cart-short", "cy")
+    assert state.exit_reason == "journey timeout (3h)"
+    assert [(m.node_id, m.status) for m in state.messages] == [("push-reminder", "cancelled")]
+    kinds = {o.kind for o in outcomes.of_journey(journeys.store, "cart-short", user_id="cy")}
+    assert kinds == {"timed_out", "ended"}
+    await harness.record_history("interpreter-2-timeout-during-outage", "cart-short", "cy")
+
+
+async def test_a_worker_reads_a_version_it_was_not_given_from_its_store(
+        env: WorkflowEnvironment, journeys: Harness) -> None:
+    """The router kept the definition in the store; this process forgets it, as a worker in
+    another process never knew it: the run reads it from the store."""
+    def renamed(data: dict[str, object]) -> None:
+        data["id"] = "cart-stored"
+    journey = with_nodes(examples()["abandoned-cart"], renamed)
+    router = Router(env.client, QUEUE, search_attributes=False, receipts=journeys.store)
+    [routed] = await router.route_event([journey], journeys_event("dee"))
+    assert routed.action == "started"
+    VERSIONS._known.pop((journey.id, version_of(journey)))  # as another process's worker
+    state = await journeys.result("cart-stored", "dee")
+    assert [m.status for m in state.messages] == ["delivered"] * 3
+    assert (journey.id, version_of(journey)) in VERSIONS._known  # read once, then known
+
+
+def journeys_event(user: str) -> Event:
+    return Event(id=f"{user}-cart", name="Added To Cart", user_id=user, properties=CART,
+                 time=datetime.now(UTC))
+
+
+def test_versions_are_kept_once_and_read_back(store: Store) -> None:
+    journey = examples()["abandoned-cart"]
+    keep(store, [journey])
+    keep(store, [journey])  # again: nothing new, no error
+    fresh = Versions()
+    with pytest.raises(LookupError, match="journey 'abandoned-cart' version 0000 is in none of the 0 stores"):
+        fresh.get("abandoned-cart", "0000")
+    fresh.use(store)
+    assert fresh.get("abandoned-cart", version_of(journey)) == journey
+
+
+def test_payloads_leave_out_default_values() -> None:
+    payload = data_converter.payload_converter.to_payload(SendResult(status="delivered"))
+    assert payload is not None and payload.data == b'{"status":"delivered"}'
+    assert data_converter.payload_converter.from_payload(payload, SendResult) == SendResult(
+        status="delivered")
+    given = JourneyInput(journey_id="j", version="v", user_id="u", search_attributes=True)
+    payload = data_converter.payload_converter.to_payload(given)
+    assert payload is not None
+    assert json.loads(payload.data) == {"journey_id": "j", "version": "v", "user_id": "u"}
+    assert data_converter.payload_converter.from_payload(payload, JourneyInput) == given
