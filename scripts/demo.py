@@ -172,15 +172,16 @@ PRICE_PER_MILLION_ACTIONS = 50.0
 
 def summary(played: list[Played], wall: float, clock: timedelta) -> None:
     table = Table(title="Summary", title_justify="left", show_edge=False, pad_edge=False)
-    numbers = ("sent", "wall s", "actions", "events", "bytes", "$ per 1M users")
+    numbers = ("sent", "wall s", "actions", "hand-written", "events", "bytes", "$ per 1M users")
     for column in ("user", "journey", "sent", "status", "workflow time", "wall s", "actions",
-                   "events", "bytes", "$ per 1M users", "check"):
+                   "hand-written", "events", "bytes", "$ per 1M users", "check"):
         table.add_column(column, justify="right" if column in numbers else "left")
     for p in played:
         sent = sum(1 for m in p.state.messages if m.status == "delivered")
         cost = cost_of(p.history)  # the history's billable actions, events and bytes
         table.add_row(p.scenario.user, p.journey.id, str(sent), p.state.exit_reason or p.state.status,
-                      offset_text(p.span), f"{p.wall:.2f}", f"{cost.actions:.0f}", f"{cost.events:.0f}",
+                      offset_text(p.span), f"{p.wall:.2f}", f"{cost.actions:.0f}",
+                      f"{cost.shape:.0f} ({cost.actions / cost.shape:.2f}x)", f"{cost.events:.0f}",
                       f"{cost.bytes:,.0f}", f"{cost.actions * PRICE_PER_MILLION_ACTIONS:,.0f}",
                       "ok" if not p.problems else "FAILED")
     console.print()
@@ -188,12 +189,14 @@ def summary(played: list[Played], wall: float, clock: timedelta) -> None:
     covered = sum((p.span for p in played), timedelta(0))
     console.print("actions: Temporal Cloud's billable actions of the user's history (service/costs.py; "
                   "the time-skipping server keeps no JourneyNode search attribute, so its upserts, "
-                  f"one per wait, are not among them); $ at ${PRICE_PER_MILLION_ACTIONS:.0f} per "
-                  "million actions")
+                  f"one per wait, are not among them); hand-written: the actions of a workflow of "
+                  f"the same shape (start, timers, activity attempts, signals) without the "
+                  f"journey's bookkeeping (upserts, local activities); $ at "
+                  f"${PRICE_PER_MILLION_ACTIONS:.0f} per million actions")
     for p in played:  # one line each, for tests/test_costs.py's budget
         cost = cost_of(p.history)
         print(f"cost {p.scenario.user} {p.journey.id} {cost.actions:.0f} actions "
-              f"{cost.events:.0f} events {cost.bytes:.0f} bytes")
+              f"{cost.events:.0f} events {cost.bytes:.0f} bytes {cost.shape:.0f} hand-written")
     console.print()
     console.print(f"{len(played)} users, {sum(len(p.state.messages) for p in played)} messages, "
                   f"{covered.total_seconds() / 3600:.1f} hours of workflow time covered "

@@ -42,11 +42,23 @@ CHANGE_VERSION = "TemporalChangeVersion"
 
 @dataclass(frozen=True)
 class Cost:
-    """One history's (or a mean's) actions, events and bytes (the events as protobuf)."""
+    """One history's (or a mean's) actions, events and bytes (the events as protobuf).
+
+    ``bookkeeping``: the actions among them that a hand-written workflow of the same shape would
+    not take (search-attribute upserts and local-activity tasks: where the user is, the funnel's
+    records); ``actions - bookkeeping`` is what the shape itself costs (start, timers, activity
+    attempts, signals, updates).
+    """
 
     actions: float
     events: float
     bytes: float
+    bookkeeping: float = 0
+
+    @property
+    def shape(self) -> float:
+        """The actions a hand-written workflow of the same shape takes."""
+        return self.actions - self.bookkeeping
 
     @staticmethod
     def mean(costs: Iterable[Cost]) -> Cost:
@@ -55,12 +67,12 @@ class Cost:
             return Cost(0, 0, 0)
         n = len(found)
         return Cost(sum(c.actions for c in found) / n, sum(c.events for c in found) / n,
-                    sum(c.bytes for c in found) / n)
+                    sum(c.bytes for c in found) / n, sum(c.bookkeeping for c in found) / n)
 
 
 def cost_of(events: Iterable[HistoryEvent]) -> Cost:
     """The actions, events and bytes of one run's history."""
-    actions = count = size = 0
+    actions = count = size = upserts = 0
     local_tasks: set[int] = set()
     for event in events:
         count += 1
@@ -73,9 +85,10 @@ def cost_of(events: Iterable[HistoryEvent]) -> Cost:
         elif kind == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
             fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
             if set(fields.indexed_fields) - {CHANGE_VERSION}:
-                actions += 1
+                upserts += 1
         elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
             marker = event.marker_recorded_event_attributes
             if marker.marker_name == LOCAL_ACTIVITY_MARKER:
                 local_tasks.add(marker.workflow_task_completed_event_id)
-    return Cost(actions + len(local_tasks), count, size)
+    bookkeeping = upserts + len(local_tasks)
+    return Cost(actions + bookkeeping, count, size, bookkeeping)
