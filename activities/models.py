@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from journeys.events import Event
-from journeys.models import Branch, Channel, IntelliNode, MessageValue
+from journeys.language.models import Branch, Channel, IntelliNode, MessageValue
 
 
 class SendMessageInput(BaseModel):

@@ -11,7 +11,7 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from journeys.store import Store
+from journeys.store.database import Store
 from service.runtime import binary, leave
 from tests.helpers.support import running_worker
 

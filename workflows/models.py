@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from temporalio.common import SearchAttributeKey
 
 from journeys.events import Event
-from journeys.models import Journey, Scalar
+from journeys.language.models import Journey, Scalar
 
 JOURNEY_ID = SearchAttributeKey.for_keyword("JourneyId")
 USER_ID = SearchAttributeKey.for_keyword("UserId")

@@ -10,7 +10,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection
 
-from journeys.tables import metadata
+from journeys.store.tables import metadata
 
 config = context.config
 

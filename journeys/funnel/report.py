@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from journeys import intellinode
-from journeys.models import IntelliNode, Journey
-from journeys.report_svg import COLORS, MAX_LAYERS, MAX_ROW, funnel_svg, graph_svg, shares_svg
-from journeys.stats import Group, JourneyStats
-from journeys.store import Store, path_choices
+from journeys.funnel.report_svg import COLORS, MAX_LAYERS, MAX_ROW, funnel_svg, graph_svg, shares_svg
+from journeys.funnel.stats import Group, JourneyStats
+from journeys.language.models import IntelliNode, Journey
+from journeys.store import intellinode
+from journeys.store.database import Store
+from journeys.store.tables import path_choices
 
 #: Bucket sizes for the shares over time: the smallest that gives at most ``MAX_BUCKETS``.
 BUCKETS = (timedelta(hours=1), timedelta(hours=6), timedelta(days=1), timedelta(days=7),

@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from journeys.store import Store, outcomes
+from journeys.store.database import Store
+from journeys.store.tables import outcomes
 
 OutcomeKind = Literal["converted", "timed_out", "ended"]
 

@@ -1,6 +1,6 @@
 """The store's tables: profiles, the outbox and inbox, event receipts, entries, outcomes,
 IntelliNODE choices and settings, frequency-cap sends. One metadata for all of them; the
-migrations (journeys/migrations) create and change them, ``journeys.store`` re-exports them.
+migrations (journeys/store/migrations) create and change them.
 
 A change here needs a migration too (``alembic revision --autogenerate -m ...`` from the
 repository's root); tests/test_store_backends.py checks the two agree.
@@ -95,7 +95,7 @@ entries = Table(
     Column("held_out", Boolean, nullable=False),  # in the journey's control group
     Column("at", Moment(), nullable=False),
 )
-#: What came of each entry, once per entry and kind (journeys.outcomes): a conversion, a time-out.
+#: What came of each entry, once per entry and kind (journeys.store.outcomes): a conversion, a time-out.
 outcomes = Table(
     "outcomes", metadata,
     Column("journey_id", String(200), primary_key=True),
@@ -111,7 +111,7 @@ outcomes = Table(
     Column("reason", Text),  # "ended": why the user left (exit event, timeout...), null if finished
     Column("nodes", JSON),  # "ended": the nodes the user went through, in order
 )
-#: The IntelliNODE path each entry took (journeys.intellinode), once per entry and node.
+#: The IntelliNODE path each entry took (journeys.store.intellinode), once per entry and node.
 path_choices = Table(
     "path_choices", metadata,
     Column("journey_id", String(200), primary_key=True),
@@ -132,7 +132,7 @@ path_settings = Table(
     Column("winner", String(200)),  # everyone down this path, or null
     Column("at", Moment(), nullable=False),
 )
-#: One row per send counted against the frequency caps (journeys.caps).
+#: One row per send counted against the frequency caps (journeys.store.caps).
 cap_sends = Table(
     "cap_sends", metadata,
     Column("idempotency_key", String(LONG_ID), primary_key=True),

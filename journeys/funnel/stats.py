@@ -1,5 +1,5 @@
 """A journey's funnel from the store: entries (counted where they start), per node the users who
-entered it and left by an exit event (journeys.funnel), messages by status (the outbox),
+entered it and left by an exit event (journeys.funnel.counts), messages by status (the outbox),
 conversions and time-outs (the outcomes); users along each edge; per IntelliNODE path its
 results and current share; and the conversion rate against the control group with the lift.
 
@@ -16,17 +16,18 @@ from collections.abc import Mapping
 from pydantic import BaseModel, Field
 from sqlalchemy import bindparam, func, select, union_all
 
-from journeys import intellinode
-from journeys.funnel import walked
+from journeys.funnel.counts import walked
 from journeys.inputs import printable
-from journeys.models import IntelliNode, Journey
-from journeys.store import Store, entries, outbox, outcomes
+from journeys.language.models import IntelliNode, Journey
+from journeys.store import intellinode
+from journeys.store.database import Store
+from journeys.store.tables import entries, outbox, outcomes
 
 
 class NodeStats(BaseModel):
     node_id: str
     type: str
-    entered: int = 0  # entries that reached the node (journeys.funnel says how it is counted)
+    entered: int = 0  # entries that reached the node (journeys.funnel.counts says how it is counted)
     waiting_now: int | None = None  # None: visibility was not asked, or could not answer
     messages: dict[str, int] = Field(default_factory=dict)  # by status
     conversions: int = 0  # entries that converted while at this node (control group included)

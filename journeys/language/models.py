@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from journeys.durations import Duration, Offset
+from journeys.language.durations import Duration, Offset
 
 NodeId = Annotated[
     str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]

@@ -18,12 +18,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection
 
-from journeys.durations import format_duration, parse_duration
-from journeys.models import Channel
+from journeys.language.durations import format_duration, parse_duration
+from journeys.language.models import Channel
+from journeys.language.problems import UsageError
 from journeys.numbers import whole_number
-from journeys.problems import UsageError
-from journeys.store import Store
-from journeys.tables import cap_sends  # one row per counted send
+from journeys.store.database import Store
+from journeys.store.tables import cap_sends  # one row per counted send
 
 #: The cap that counts every channel together.
 ALL = "all"

@@ -29,9 +29,10 @@ from itertools import pairwise
 
 from sqlalchemy import String, and_, cast, exists, func, select, union_all
 
-from journeys.intellinode import path_names, target
-from journeys.models import IntelliNode, Journey
-from journeys.store import Store, outbox, outcomes, path_choices
+from journeys.language.models import IntelliNode, Journey
+from journeys.store.database import Store
+from journeys.store.intellinode import path_names, target
+from journeys.store.tables import outbox, outcomes, path_choices
 
 #: The ``reason`` of an ended entry that left by ``exit_when``.
 EXIT_EVENT = "exit event"

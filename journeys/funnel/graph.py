@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 
-from journeys.durations import format_duration
-from journeys.models import (
+from journeys.funnel.stats import JourneyStats, NodeStats
+from journeys.language.durations import format_duration
+from journeys.language.models import (
     ActionNode,
     DateTimeNode,
     DelayNode,
@@ -18,7 +19,6 @@ from journeys.models import (
     ProfileUpdateNode,
     SplitNode,
 )
-from journeys.stats import JourneyStats, NodeStats
 
 # Mermaid shapes: segments are stadiums, delays hexagons, decisions rhombi, sends rectangles.
 _SHAPES = {"action": ("([", "])"), "inaction": ("([", "])"), "date_time": ("([", "])"),

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from journeys.models import Channel
+from journeys.language.models import Channel
 
 #: An event's properties, as compact JSON (Segment allows 32 KB an event).
 MAX_EVENT_BYTES = 32 * 1024

@@ -15,9 +15,9 @@ from pydantic import ValidationError
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node
 
-from journeys import limits
-from journeys.models import EventSchema, Journey
-from journeys.problems import Problem, UsageError
+from journeys.language import limits
+from journeys.language.models import EventSchema, Journey
+from journeys.language.problems import Problem, UsageError
 
 SUFFIXES = (".yaml", ".yml", ".json")
 #: A catalog of event schemas that every journey in the same folder may rely on.

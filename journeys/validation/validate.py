@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from journeys.loader import EventCatalog, Loaded, journey_files, load_catalog, load_file
-from journeys.problems import Problem
-from journeys.rules import entry_key_rules, graph_rules, node_rules
-from journeys.scope import personalization_rules
+from journeys.language.loader import EventCatalog, Loaded, journey_files, load_catalog, load_file
+from journeys.language.problems import Problem
+from journeys.validation.rules import entry_key_rules, graph_rules, node_rules
+from journeys.validation.scope import personalization_rules
 
 #: A file as validated: what was loaded, and all its problems (empty: valid).
 Result = tuple[Loaded, list[Problem]]

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from journeys.durations import format_duration
-from journeys.models import (
+from journeys.language.durations import format_duration
+from journeys.language.models import (
     ONLINE_CHANNELS,
     ActionNode,
     DateTimeNode,
@@ -25,8 +25,13 @@ from journeys.models import (
     ProfileUpdateNode,
     SplitNode,
 )
-from journeys.personalize import EventUse, expression_event_use, message_fields, template_event_use
-from journeys.rules import Finding
+from journeys.personalization.personalize import (
+    EventUse,
+    expression_event_use,
+    message_fields,
+    template_event_use,
+)
+from journeys.validation.rules import Finding
 
 #: Each delay between the event's node and a message that uses it must be shorter than this.
 MAX_PERSONALIZED_DELAY = timedelta(hours=24)

@@ -16,7 +16,7 @@ from typing import Any
 from jinja2.sandbox import SandboxedFormatter
 from markupsafe import EscapeFormatter
 
-from journeys.limits import MAX_MESSAGE_BYTES, MAX_RENDER_SECONDS, MAX_TEMPLATE_VALUE, LimitExceeded
+from journeys.language.limits import MAX_MESSAGE_BYTES, MAX_RENDER_SECONDS, MAX_TEMPLATE_VALUE, LimitExceeded
 
 
 class Measured:

@@ -19,10 +19,11 @@ from pydantic import BaseModel
 from sqlalchemy import and_, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from journeys.models import IntelliNode, Journey
+from journeys.language.models import IntelliNode, Journey
+from journeys.language.problems import UsageError
 from journeys.numbers import whole_number
-from journeys.problems import UsageError
-from journeys.store import Store, outcomes, path_choices, path_settings
+from journeys.store.database import Store
+from journeys.store.tables import outcomes, path_choices, path_settings
 
 #: Thompson sampling's draws per recomputation: enough for shares to 1-2 points.
 DRAWS = 4000

@@ -12,10 +12,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from journeys.loader import CATALOG_NAMES, SUFFIXES, journey_files, load_catalog, read_document
-from journeys.models import Journey
-from journeys.problems import Problem
-from journeys.validate import UNREADABLE, Result, duplicate_journeys, validate_file
+from journeys.language.loader import CATALOG_NAMES, SUFFIXES, journey_files, load_catalog, read_document
+from journeys.language.models import Journey
+from journeys.language.problems import Problem
+from journeys.validation.validate import UNREADABLE, Result, duplicate_journeys, validate_file
 
 #: (name, size, mtime_ns, inode) of each file the catalog was read from: an edit, or a file
 #: replaced by a rename, changes it.

@@ -1,6 +1,6 @@
 """Profiles and the outbox, in SQLite by default or PostgreSQL (same code, another URL:
-``postgresql+psycopg://user:password@host/db``); the tables are journeys.tables, created and
-upgraded by the migrations (journeys.migrations) when a store opens its database.
+``postgresql+psycopg://user:password@host/db``); the tables are journeys.store.tables, created and
+upgraded by the migrations (journeys.store.migrations) when a store opens its database.
 
 The outbox has a unique idempotency key, so a retried or replayed send is recorded, and so
 delivered, once.
@@ -23,27 +23,10 @@ from sqlalchemy import bindparam, create_engine, event, insert, select, text, up
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 
-from journeys import migrations
-from journeys.limits import MAX_PROFILE_BYTES, check_properties
-from journeys.problems import UsageError
-from journeys.tables import (  # re-exported: the tables are the store's
-    _metadata,
-    cap_sends,
-    entries,
-    event_receipts,
-    inbox,
-    metadata,
-    outbox,
-    outcomes,
-    path_choices,
-    path_settings,
-    profiles,
-    send_addresses,
-)
-
-__all__ = ["AddressMark", "ClaimState", "InboxMessage", "OutboxRow", "OutboxStatus", "Store", "_metadata",
-           "cap_sends", "entries", "event_receipts", "inbox", "metadata", "outbox", "outcomes",
-           "path_choices", "path_settings", "profiles", "send_addresses"]
+from journeys.language.limits import MAX_PROFILE_BYTES, check_properties
+from journeys.language.problems import UsageError
+from journeys.store import migrations
+from journeys.store.tables import entries, event_receipts, inbox, outbox, profiles, send_addresses
 
 OutboxStatus = Literal["pending", "delivered", "skipped", "failed", "unreachable", "cancelled",
                        "capped", "dropped_quiet_hours", "held_out", "unknown", "kept"]

@@ -5,7 +5,7 @@ for a database that is behind: a new one, one of an earlier release, one made by
 before the migrations existed (revision 0001 adopts it: it creates only the tables missing and
 adds the columns added since release 0.1).
 
-A new revision: change journeys/tables.py, then from the repository's root
+A new revision: change journeys/store/tables.py, then from the repository's root
 ``JOURNEYS_DATABASE_URL=sqlite:///tmp/old.db alembic revision --autogenerate -m "what"``
 against a database at the current HEAD, check the script, and set HEAD below to its id.
 """

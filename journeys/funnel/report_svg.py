@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from journeys.graph import counts, describe, edge_label
-from journeys.intellinode import PathSetting
-from journeys.models import Journey
-from journeys.stats import JourneyStats, NodeStats
+from journeys.funnel.graph import counts, describe, edge_label
+from journeys.funnel.stats import JourneyStats, NodeStats
+from journeys.language.models import Journey
+from journeys.store.intellinode import PathSetting
 
 BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 230, 84, 36, 64, 20
 SIDE = 150  # room beside the outer boxes for their edges' labels

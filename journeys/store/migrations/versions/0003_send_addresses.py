@@ -1,4 +1,4 @@
-"""What each address of a message answered (journeys.tables.send_addresses): a retry never
+"""What each address of a message answered (journeys.store.tables.send_addresses): a retry never
 pushes again to a device that took the message, and a request that left without an answer is
 retried a bounded number of times.
 

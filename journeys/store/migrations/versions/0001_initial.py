@@ -25,7 +25,7 @@ def _at() -> sa.DateTime:
 
 
 def _schema() -> dict[str, tuple[list[sa.Column], list[tuple[str, list[str]]]]]:
-    """The tables of this revision, frozen here (journeys/tables.py moves on, this does not);
+    """The tables of this revision, frozen here (journeys/store/tables.py moves on, this does not);
     new Column objects on every call (a column belongs to one table).
     """
     tables: dict[str, tuple[list[sa.Column], list[tuple[str, list[str]]]]] = {}

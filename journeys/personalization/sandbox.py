@@ -22,7 +22,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import _PassArg, htmlsafe_json_dumps, pass_context, pass_eval_context
 from markupsafe import Markup
 
-from journeys.bounds import (
+from journeys.personalization.bounds import (
     FILTER_SIZES,
     METHOD_SIZES,
     REFUSED_METHODS,

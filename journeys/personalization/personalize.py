@@ -1,6 +1,6 @@
 """Personalization: Jinja2 templates rendered in a sandbox with ``profile`` and ``event``.
 
-Templates are user input, so they run in the bounded sandbox of :mod:`journeys.sandbox` (no
+Templates are user input, so they run in the bounded sandbox of :mod:`journeys.personalization.sandbox` (no
 attribute escapes, no I/O, no value over MAX_TEMPLATE_VALUE, no render over
 MAX_RENDER_SECONDS). A value that is missing or null and has no ``default`` filter raises
 :class:`MissingValue` naming the variable (``event.product_name``); a template that fails on
@@ -34,10 +34,10 @@ from jinja2.sandbox import (
     UNSAFE_METHOD_ATTRIBUTES,
 )
 
-from journeys.bounds import MAX_RENDER_OUTPUT, OutputTooLong, start_clock, stop_clock, tick
-from journeys.limits import MAX_MESSAGE_BYTES
-from journeys.models import Channel, MessageValue
-from journeys.sandbox import HTML, JSON, PLAIN, Sandbox, Scope, _UndefinedName
+from journeys.language.limits import MAX_MESSAGE_BYTES
+from journeys.language.models import Channel, MessageValue
+from journeys.personalization.bounds import MAX_RENDER_OUTPUT, OutputTooLong, start_clock, stop_clock, tick
+from journeys.personalization.sandbox import HTML, JSON, PLAIN, Sandbox, Scope, _UndefinedName
 
 
 class MissingValue(Exception):

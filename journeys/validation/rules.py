@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from jinja2.exceptions import TemplateSyntaxError
 
-from journeys.models import (
+from journeys.language.models import (
     CHANNEL_FIELDS,
     OUTCOMES,
     SEGMENT_TYPES,
@@ -22,14 +22,14 @@ from journeys.models import (
     QuietHours,
     SplitNode,
 )
-from journeys.personalize import (
+from journeys.language.zones import zone
+from journeys.personalization.personalize import (
     check_expressions,
     check_template,
     message_fields,
     unknown_variables,
     unsafe_attributes,
 )
-from journeys.zones import zone
 
 #: (node id or None, field or None, code, message)
 Finding = tuple[str | None, str | None, str, str]

@@ -1,4 +1,4 @@
-"""Every event a version of a journey listened to (journeys.tables.journey_listens): a journey
+"""Every event a version of a journey listened to (journeys.store.tables.journey_listens): a journey
 edited in place (same id) keeps routing its earlier runs' wait and exit events to them.
 
 Revision ID: 0004
