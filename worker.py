@@ -19,7 +19,7 @@ import sys
 import structlog
 
 from ingestion.serving import host_port
-from journeys.problems import UsageError
+from journeys.language.problems import UsageError
 from journeys.settings import load_settings
 from service.app import run_worker
 from service.devserver import DevServerError, StartupError, start_dev_server

@@ -11,10 +11,10 @@ from activities.outcomes import Outcomes
 from activities.policy import Policy
 from activities.profiles import Controllers
 from activities.providers import Provider
-from journeys.caps import Cap, CapCounter
-from journeys.models import Channel
-from journeys.store import Store
-from journeys.versions import VERSIONS
+from journeys.language.models import Channel
+from journeys.store.caps import Cap, CapCounter
+from journeys.store.database import Store
+from journeys.store.versions import VERSIONS
 
 
 def build_activities(store: Store, providers: Mapping[Channel, Provider] | None = None,

@@ -38,13 +38,13 @@ from activities.providers import (
 )
 from activities.providers.ledger import Ledger, using
 from activities.providers.outbox import OutboxProvider
-from journeys import outcomes
-from journeys.caps import CapCounter
 from journeys.events import personalization_event
-from journeys.limits import brief
-from journeys.models import Channel
-from journeys.personalize import MessageRefused, MissingValue, TemplateError, render_message
-from journeys.store import AddressMark, OutboxRow, Store
+from journeys.language.limits import brief
+from journeys.language.models import Channel
+from journeys.personalization.personalize import MessageRefused, MissingValue, TemplateError, render_message
+from journeys.store import outcomes
+from journeys.store.caps import CapCounter
+from journeys.store.database import AddressMark, OutboxRow, Store
 from telemetry.logs import count_message, observe_send, with_ids
 
 __all__ = ["Delivery", "OutgoingMessage", "Provider", "default_providers"]

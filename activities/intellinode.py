@@ -6,8 +6,8 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.models import ChoosePathInput
-from journeys import intellinode
-from journeys.store import Store
+from journeys.store import intellinode
+from journeys.store.database import Store
 from telemetry.logs import with_ids
 
 

@@ -8,9 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from journeys.events import Event
-from journeys.models import Branch, Channel, EngagementNode, IntelliNode, MessageValue
-from journeys.outcomes import TakenPath
-from journeys.versions import VERSIONS
+from journeys.language.models import Branch, Channel, EngagementNode, IntelliNode, MessageValue
+from journeys.store.outcomes import TakenPath
+from journeys.store.versions import VERSIONS
 
 
 class WalkEnd(BaseModel):

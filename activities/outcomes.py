@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from journeys import outcomes
-from journeys.outcomes import Outcome
-from journeys.store import Store
+from journeys.store import outcomes
+from journeys.store.database import Store
+from journeys.store.outcomes import Outcome
 from telemetry.logs import with_ids
 
 

@@ -16,9 +16,9 @@ from temporalio import activity
 
 from activities.models import SendMessageInput, SendResult, public_reason
 from journeys.events import personalization_event
-from journeys.models import QuietHours
-from journeys.store import OutboxRow, Store
-from journeys.zones import zone
+from journeys.language.models import QuietHours
+from journeys.language.zones import zone
+from journeys.store.database import OutboxRow, Store
 from telemetry.logs import count_message, with_ids
 
 _log = structlog.get_logger("policy")

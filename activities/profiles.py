@@ -16,10 +16,10 @@ from activities.models import (
     UpdateProfileInput,
     UpdateProfileResult,
 )
-from journeys.limits import LimitExceeded, brief
-from journeys.personalize import MissingValue, TemplateError, evaluate, render
-from journeys.store import Store
-from journeys.zones import zone
+from journeys.language.limits import LimitExceeded, brief
+from journeys.language.zones import zone
+from journeys.personalization.personalize import MissingValue, TemplateError, evaluate, render
+from journeys.store.database import Store
 from telemetry.logs import with_ids
 
 _log = structlog.get_logger("profiles")

@@ -11,14 +11,20 @@ import sys
 from pathlib import Path
 
 from journeys.events import personalization_event
-from journeys.graph import to_mermaid
+from journeys.funnel.graph import to_mermaid
 from journeys.inputs import json_object
-from journeys.loader import load_file
-from journeys.models import EngagementNode, Journey, ProfileUpdateNode
-from journeys.personalize import MessageRefused, MissingValue, TemplateError, render, render_message
-from journeys.problems import UsageError
-from journeys.scope import sources_by_node
-from journeys.validate import UNREADABLE, exit_status, validate_file, validate_paths
+from journeys.language.loader import load_file
+from journeys.language.models import EngagementNode, Journey, ProfileUpdateNode
+from journeys.language.problems import UsageError
+from journeys.personalization.personalize import (
+    MessageRefused,
+    MissingValue,
+    TemplateError,
+    render,
+    render_message,
+)
+from journeys.validation.scope import sources_by_node
+from journeys.validation.validate import UNREADABLE, exit_status, validate_file, validate_paths
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

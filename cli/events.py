@@ -24,14 +24,14 @@ from ingestion.files import ingest
 from ingestion.lines import read_lines
 from ingestion.pipeline import Ingestion
 from ingestion.router import Router
-from journeys.catalog import catalog
 from journeys.events import Event, Routed, check_event, check_name, listens_to
 from journeys.inputs import json_object, shown
-from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded
-from journeys.models import Journey
-from journeys.problems import UsageError
+from journeys.language.limits import MAX_PROFILE_BYTES, LimitExceeded
+from journeys.language.models import Journey
+from journeys.language.problems import UsageError
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.database import Store
+from journeys.validation.catalog import catalog
 from telemetry.logs import configure_logging
 
 

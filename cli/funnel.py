@@ -16,16 +16,16 @@ from temporalio.service import RPCError
 
 from cli.catalog import cmd_graph as cmd_plain_graph
 from connection import address_of, connect_settings
-from journeys.catalog import catalog
-from journeys.graph import to_mermaid
+from journeys.funnel.graph import to_mermaid
+from journeys.funnel.report import render_report
+from journeys.funnel.stats import JourneyStats, format_stats, journey_stats
 from journeys.inputs import described, shown
-from journeys.loader import load_file
-from journeys.models import Journey
-from journeys.problems import UsageError
-from journeys.report import render_report
+from journeys.language.loader import load_file
+from journeys.language.models import Journey
+from journeys.language.problems import UsageError
 from journeys.settings import Settings, load_settings
-from journeys.stats import JourneyStats, format_stats, journey_stats
-from journeys.store import Store
+from journeys.store.database import Store
+from journeys.validation.catalog import catalog
 from operate.status import wait_nodes, waiting_now
 
 #: Seconds to reach Temporal, then to count who waits where, before going on without it.

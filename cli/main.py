@@ -18,7 +18,7 @@ from cli.events import event_command, ingest_command, profile_command, serve_com
 from cli.records import cmd_inbox, cmd_outbox, cmd_providers, status_command
 from connection import address_of
 from journeys.inputs import described
-from journeys.problems import UsageError
+from journeys.language.problems import UsageError
 from journeys.settings import Settings, load_settings
 
 DESCRIPTION = "The journeys command line: validate, preview, schema, graph, and the client commands."

@@ -10,7 +10,7 @@ from temporalio.client import Client
 from connection import address_of, client_for
 from journeys.events import Event, Routed
 from journeys.inputs import shown
-from journeys.problems import UsageError
+from journeys.language.problems import UsageError
 from journeys.settings import Settings
 
 

@@ -13,13 +13,13 @@ from rich.progress import Progress
 from temporalio.service import RPCError
 
 from connection import address_of, client_for
-from journeys import intellinode
-from journeys.catalog import catalog
 from journeys.inputs import described, printable, shown
-from journeys.problems import UsageError
+from journeys.language.problems import UsageError
 from journeys.settings import Settings, load_settings
-from journeys.store import Store
-from journeys.versions import VERSIONS
+from journeys.store import intellinode
+from journeys.store.database import Store
+from journeys.store.versions import VERSIONS
+from journeys.validation.catalog import catalog
 from operate.exits import Exited, exit_all, exit_user
 from operate.listing import format_listed, list_journeys
 from operate.replay import replay_journeys

@@ -9,10 +9,10 @@ import sys
 
 from activities.providers.registry import build_providers, choices, close_providers
 from cli.events import check_user, connect_client
-from journeys.catalog import catalog
 from journeys.inputs import printable, shown
 from journeys.settings import Settings, load_settings
-from journeys.store import Store
+from journeys.store.database import Store
+from journeys.validation.catalog import catalog
 from operate.status import format_status, user_status
 
 

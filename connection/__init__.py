@@ -20,7 +20,7 @@ from temporalio.envconfig import ClientConfigProfile
 from temporalio.service import RPCError, RPCStatusCode
 
 from connection.converter import data_converter
-from journeys.problems import UsageError
+from journeys.language.problems import UsageError
 from journeys.settings import Settings, check_address
 
 __all__ = ["address_of", "binary", "client_config", "client_for", "connect", "connect_settings",

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from journeys.events import BadKey, Problem
-from journeys.limits import LimitExceeded
+from journeys.language.limits import LimitExceeded
 
 #: Temporal's answers that say "not now": the server is down, busy, or did not answer in time.
 _RETRYABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ingestion.pipeline import Ingestion
 from journeys.ingest import BadLine, Line, SkippedLine, parse_line
-from journeys.limits import brief
+from journeys.language.limits import brief
 
 
 def _named(line: Line) -> str:

@@ -47,10 +47,10 @@ from ingestion.requests import MAX_BODY_BYTES as MAX_BODY_BYTES  # the documente
 from ingestion.requests import Refused, authorize, check_sender, read_json
 from ingestion.router import Router
 from journeys.ingest import BadLine, id_text, parse_identify, parse_item, skip_reason
-from journeys.limits import LimitExceeded, brief
-from journeys.problems import UsageError
+from journeys.language.limits import LimitExceeded, brief
+from journeys.language.problems import UsageError
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.database import Store
 
 #: The hosts the API may serve without a write key: this machine only.
 LOOPBACK = ("127.0.0.1", "::1", "localhost")

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from journeys.events import listens_to
-from journeys.models import ActionNode, DateTimeNode, InactionNode, Journey
+from journeys.language.models import ActionNode, DateTimeNode, InactionNode, Journey
 
 
 @dataclass(frozen=True)

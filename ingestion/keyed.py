@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import bindparam, func, select
 
 from journeys.events import key_of_instance
-from journeys.models import Journey
-from journeys.store import Store, entries
+from journeys.language.models import Journey
+from journeys.store.database import Store
+from journeys.store.tables import entries
 
 #: An entry older than the journey's timeout and this margin has ended: it is not signalled.
 TIMEOUT_MARGIN = timedelta(hours=1)

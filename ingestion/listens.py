@@ -22,9 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from journeys.events import listens_to
-from journeys.models import Journey
-from journeys.store import Store
-from journeys.tables import journey_listens
+from journeys.language.models import Journey
+from journeys.store.database import Store
+from journeys.store.tables import journey_listens
 
 
 def remember(store: Store, journeys: Sequence[Journey]) -> dict[str, frozenset[str]]:

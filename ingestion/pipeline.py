@@ -22,11 +22,11 @@ from ingestion.failures import NotRouted
 from ingestion.index import Index
 from ingestion.retired import Retired
 from ingestion.router import Router
-from journeys.catalog import Catalog, catalog
 from journeys.events import Event, Routed, check_event
-from journeys.problems import UsageError
-from journeys.store import Store
-from journeys.versions import VERSIONS, keep
+from journeys.language.problems import UsageError
+from journeys.store.database import Store
+from journeys.store.versions import VERSIONS, keep
+from journeys.validation.catalog import Catalog, catalog
 
 log = logging.getLogger("journeys.ingestion")
 

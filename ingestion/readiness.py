@@ -13,8 +13,8 @@ from datetime import timedelta
 
 from temporalio.client import Client
 
-from journeys.limits import brief
-from journeys.store import Store
+from journeys.language.limits import brief
+from journeys.store.database import Store
 
 log = logging.getLogger("journeys.http")
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from starlette.requests import ClientDisconnect, Request
 
 from journeys.inputs import BadText, check_keys, strict_json
-from journeys.limits import brief
+from journeys.language.limits import brief
 
 #: A request's body, as Segment's tracking API limits a batch: inflated, and as sent.
 MAX_BODY_BYTES = 500 * 1024

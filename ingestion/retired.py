@@ -38,8 +38,9 @@ from journeys.events import (
     key_of_instance,
     workflow_id,
 )
-from journeys.models import Journey
-from journeys.store import Store, entries
+from journeys.language.models import Journey
+from journeys.store.database import Store
+from journeys.store.tables import entries
 from workflows.models import JourneyInput, journey_of
 
 log = logging.getLogger("journeys.ingestion")

@@ -42,11 +42,11 @@ from journeys.events import (
     waits_on_profile,
     workflow_id,
 )
-from journeys.limits import brief
-from journeys.models import Journey
-from journeys.outcomes import held_out
-from journeys.store import Store
-from journeys.versions import VERSIONS, keep
+from journeys.language.limits import brief
+from journeys.language.models import Journey
+from journeys.store.database import Store
+from journeys.store.outcomes import held_out
+from journeys.store.versions import VERSIONS, keep
 from workflows.journey import JourneyWorkflow
 from workflows.models import (
     INTERPRETER,

@@ -19,8 +19,8 @@ from temporalio.client import Client
 
 from ingestion.guard import api_config
 from ingestion.http_api import LOOPBACK, check_bind, create_app
+from journeys.language.problems import UsageError
 from journeys.numbers import whole_number
-from journeys.problems import UsageError
 from journeys.settings import Settings
 
 log = structlog.get_logger("journeys.http")

@@ -9,8 +9,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from journeys.limits import MAX_EVENT_BYTES, LimitExceeded, check_properties
-from journeys.models import (
+from journeys.language.limits import MAX_EVENT_BYTES, LimitExceeded, check_properties
+from journeys.language.models import (
     ONLINE_CHANNELS,
     ActionNode,
     Channel,

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from journeys.events import Event, check_event, check_name
 from journeys.inputs import BadText, check_text, strict_json
-from journeys.limits import MAX_PROFILE_BYTES, LimitExceeded, check_properties
+from journeys.language.limits import MAX_PROFILE_BYTES, LimitExceeded, check_properties
 
 #: Our field, then the names Segment's tracking API gives it.
 _FIELDS = {"user_id": ("user_id", "userId"), "name": ("name", "event"),

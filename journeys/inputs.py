@@ -10,8 +10,8 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-from journeys.limits import MAX_DEPTH, MAX_EVENT_BYTES, LimitExceeded, check_properties
-from journeys.problems import UsageError
+from journeys.language.limits import MAX_DEPTH, MAX_EVENT_BYTES, LimitExceeded, check_properties
+from journeys.language.problems import UsageError
 
 
 def _refuse_constant(name: str) -> None:

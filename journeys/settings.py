@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from journeys.language.problems import UsageError
 from journeys.numbers import whole_number
-from journeys.problems import UsageError
 
 
 class Settings(BaseSettings):
@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     @field_validator("caps")
     @classmethod
     def _caps(cls, value: str | None) -> str | None:
-        from journeys.caps import parse_caps  # the store's tables: only when caps are set
+        from journeys.store.caps import parse_caps  # the store's tables: only when caps are set
 
         if value:
             parse_caps(value)  # a cap that cannot work stops the worker before anything starts

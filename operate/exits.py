@@ -10,10 +10,10 @@ from pydantic import BaseModel
 from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
-from journeys.catalog import Catalog
 from journeys.inputs import described
-from journeys.models import Journey
-from journeys.store import Store
+from journeys.language.models import Journey
+from journeys.store.database import Store
+from journeys.validation.catalog import Catalog
 from operate.listing import quoted
 from operate.status import user_status
 from workflows.exits import ExitRequest, ExitResult

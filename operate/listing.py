@@ -11,7 +11,7 @@ from temporalio.client import Client, WorkflowExecution
 from temporalio.service import RPCError
 
 from journeys.inputs import described, printable
-from journeys.problems import UsageError
+from journeys.language.problems import UsageError
 from operate.status import has_worker
 from workflows.journey import JourneyWorkflow
 from workflows.models import JOURNEY_ID, JOURNEY_KEY, JOURNEY_NODE, USER_ID

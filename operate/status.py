@@ -30,11 +30,11 @@ from temporalio.service import RPCError
 from ingestion import retired
 from ingestion.keyed import instances
 from ingestion.router import belongs_to, describe
-from journeys.catalog import Catalog
 from journeys.events import key_of_instance, legacy_workflow_id, workflow_id
 from journeys.inputs import described, printable
-from journeys.models import Journey
-from journeys.store import Store
+from journeys.language.models import Journey
+from journeys.store.database import Store
+from journeys.validation.catalog import Catalog
 from workflows.journey import JourneyWorkflow
 from workflows.models import JOURNEY_ID, JOURNEY_KEY, JOURNEY_NODE, USER_ID, JourneyState
 

@@ -40,11 +40,11 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from ingestion.router import route_event
-from journeys.durations import format_duration
 from journeys.events import Event, workflow_id
-from journeys.loader import load_file
-from journeys.models import Journey
-from journeys.store import Store
+from journeys.language.durations import format_duration
+from journeys.language.loader import load_file
+from journeys.language.models import Journey
+from journeys.store.database import Store
 from scripts.bench_delivery import add_arguments as add_delivery_arguments
 from scripts.bench_delivery import measure as measure_delivery
 from scripts.bench_ingest import add_arguments as add_ingest_arguments

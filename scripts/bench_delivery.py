@@ -39,7 +39,7 @@ from activities.providers import OutgoingMessage
 from activities.providers.registry import build_providers
 from activities.providers.webhook import WebhookProvider, signature
 from journeys.egress import LOOPBACK
-from journeys.models import Channel
+from journeys.language.models import Channel
 from journeys.settings import Settings
 from scripts.bench_delivery_receiver import SECRET, Receiver, receiver, serve_receiver
 from scripts.bench_measure import machine, percentile

@@ -26,9 +26,9 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
 from ingestion.http_api import create_app
-from journeys.catalog import catalog
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.database import Store
+from journeys.validation.catalog import catalog
 from scripts.bench_ingest_workflows import BareEvent, BareParkWorkflow, BareSendWorkflow, BareUser
 from scripts.bench_measure import server_pids
 from scripts.bench_setup import bare_worker, production_logs

@@ -22,7 +22,7 @@ from temporalio.client import Client
 
 from ingestion.files import ingest
 from ingestion.pipeline import Ingestion
-from journeys.store import Store
+from journeys.store.database import Store
 from scripts.bench_ingest_setup import (
     ENTERED,
     PARK,

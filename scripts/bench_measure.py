@@ -23,7 +23,7 @@ import temporalio.service
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from journeys.store import Store
+from journeys.store.database import Store
 from scripts.common import Table, cpu_seconds, proc_stat
 from service.costs import Cost, cost_of
 from service.runtime import binary

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from journeys.report import render_report
-from journeys.stats import journey_stats
-from journeys.store import Store
-from journeys.validate import validate_file
+from journeys.funnel.report import render_report
+from journeys.funnel.stats import journey_stats
+from journeys.store.database import Store
+from journeys.validation.validate import validate_file
 
 
 def chain(n: int, reverse: bool = False) -> dict[str, Any]:

@@ -27,9 +27,9 @@ from activities.providers import OutgoingMessage, Provider
 from activities.providers.registry import build_providers
 from activities.providers.webhook import signature
 from journeys.egress import LOOPBACK
-from journeys.models import Channel
+from journeys.language.models import Channel
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.database import Store
 from tests.helpers.vendors import Answer, Received, WebhookReceiver, serving
 
 SECRET = "bench-secret"

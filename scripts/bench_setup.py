@@ -21,7 +21,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from connection.converter import data_converter
-from journeys.store import OutboxRow, Store
+from journeys.store.database import OutboxRow, Store
 from scripts.bench_workflows import BareWrite
 from scripts.common import script_parser
 from service.runtime import binary, sandbox_runner

@@ -32,7 +32,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from journeys.store import Store
+from journeys.store.database import Store
 from scripts.bench_measure import (
     Batch,
     Kind,

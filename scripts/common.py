@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
-from journeys.store import Store
+from journeys.store.database import Store
 from service.runtime import leave
 
 STARTED = time.monotonic()

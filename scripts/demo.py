@@ -32,10 +32,10 @@ from temporalio.testing import WorkflowEnvironment
 from connection.converter import data_converter
 from ingestion.router import Router
 from journeys.events import Event
-from journeys.loader import journey_files, load_file
-from journeys.models import Journey
-from journeys.stats import format_stats, journey_stats
-from journeys.store import Store
+from journeys.funnel.stats import format_stats, journey_stats
+from journeys.language.loader import journey_files, load_file
+from journeys.language.models import Journey
+from journeys.store.database import Store
 from scripts.common import process_seconds, run_script, scratch_store
 from scripts.scenarios import Scenario, scenarios
 from scripts.timeline import Played, console, event_time, length_text, offset_text, show, timeline

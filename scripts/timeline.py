@@ -28,10 +28,10 @@ from activities.models import (
     UpdateProfileResult,
 )
 from connection.converter import data_converter
-from journeys.durations import format_duration
 from journeys.events import Event
-from journeys.models import ONLINE_CHANNELS, Journey, Node
-from journeys.store import OutboxRow
+from journeys.language.durations import format_duration
+from journeys.language.models import ONLINE_CHANNELS, Journey, Node
+from journeys.store.database import OutboxRow
 from scripts.scenarios import Scenario
 from workflows.models import JourneyInput, JourneyState
 

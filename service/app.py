@@ -25,12 +25,12 @@ from activities.providers.mailsink import MailSink, start_dev_sink
 from activities.providers.registry import build_providers, choices, close_providers
 from connection import address_of, namespace_of
 from ingestion.serving import api_settings, bind, start_api
-from journeys.caps import caps_setting
-from journeys.catalog import catalog
 from journeys.egress import LOOPBACK
-from journeys.problems import UsageError
+from journeys.language.problems import UsageError
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.caps import caps_setting
+from journeys.store.database import Store
+from journeys.validation.catalog import catalog
 from service.devserver import DataDirLock, DevServer, StartupError, start_dev_server
 from service.runtime import connect, connect_settings, deployment, journey_worker
 from telemetry.logs import core_logging

@@ -32,7 +32,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 
 from connection import address_of, namespace_of
-from journeys.problems import UsageError
+from journeys.language.problems import UsageError
 from journeys.settings import Settings
 from service.runtime import binary, connect
 from workflows.models import SEARCH_ATTRIBUTES

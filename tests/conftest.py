@@ -11,7 +11,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from connection.converter import data_converter
-from journeys.store import Store
+from journeys.store.database import Store
 from service.runtime import binary, leave
 from tests.helpers.support import running_worker
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from activities.profiles import _timezone, fire_moment
-from journeys.store import Store
+from journeys.store.database import Store
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 PARIS = ZoneInfo("Europe/Paris")

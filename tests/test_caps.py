@@ -21,12 +21,12 @@ from activities import build_activities
 from activities.delivery import Delivery, default_providers
 from activities.models import SendMessageInput
 from activities.providers import Outcome, OutgoingMessage, TransientError, delivered
-from journeys import caps as caps_module
-from journeys.caps import Cap, CapCounter, caps_setting, parse_caps
-from journeys.models import Channel, Journey
-from journeys.problems import UsageError
+from journeys.language.models import Channel, Journey
+from journeys.language.problems import UsageError
 from journeys.settings import load_settings
-from journeys.store import Store
+from journeys.store import caps as caps_module
+from journeys.store.caps import Cap, CapCounter, caps_setting, parse_caps
+from journeys.store.database import Store
 from service.runtime import journey_worker
 from tests.helpers.support import Harness
 

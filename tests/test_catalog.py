@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from journeys import catalog as catalogs
-from journeys.catalog import Catalog, catalog, clear_cache, load
-from journeys.loader import journey_files
-from journeys.problems import UsageError
+from journeys.language.loader import journey_files
+from journeys.language.problems import UsageError
+from journeys.validation import catalog as catalogs
+from journeys.validation.catalog import Catalog, catalog, clear_cache, load
 from tests.helpers.support import EXAMPLES
 
 VALID = sorted(path.stem for path in journey_files([EXAMPLES]))

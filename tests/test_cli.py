@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 import starter
-from journeys.graph import to_mermaid
-from journeys.loader import journey_files
-from journeys.models import Journey
-from journeys.problems import RULES
+from journeys.funnel.graph import to_mermaid
+from journeys.language.loader import journey_files
+from journeys.language.models import Journey
+from journeys.language.problems import RULES
 from tests.test_validate import WITHOUT_EXAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ import pytest
 from temporalio.service import TLSConfig
 
 from connection import address_of, client_config, namespace_of
-from journeys.problems import UsageError
+from journeys.language.problems import UsageError
 from journeys.settings import Settings, load_settings
 
 PROFILES = """

@@ -15,8 +15,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 
 from journeys.events import Event, workflow_id
-from journeys.models import Journey
-from journeys.store import Store
+from journeys.language.models import Journey
+from journeys.store.database import Store
 from tests.helpers.support import Harness, dev_server, eventually, running_worker
 from workflows.journey import JourneyWorkflow
 from workflows.models import JourneyInput, JourneyState

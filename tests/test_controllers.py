@@ -11,8 +11,8 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import default_providers
-from journeys.models import Channel, Journey
-from journeys.store import Store
+from journeys.language.models import Channel, Journey
+from journeys.store.database import Store
 from tests.helpers.support import DownProvider, Harness, eventually, running_worker
 
 QUEUE = "controllers-test"

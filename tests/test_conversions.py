@@ -13,11 +13,11 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from ingestion.router import Router
-from journeys import outcomes
 from journeys.events import Event
-from journeys.models import Journey
-from journeys.stats import journey_stats
-from journeys.store import Store
+from journeys.funnel.stats import journey_stats
+from journeys.language.models import Journey
+from journeys.store import outcomes
+from journeys.store.database import Store
 from operate.status import user_status
 from tests.helpers.support import Harness, run_cli
 

@@ -16,9 +16,9 @@ from temporalio.testing import WorkflowEnvironment
 from activities.delivery import OutgoingMessage, default_providers
 from activities.providers import Outcome, delivered
 from activities.providers.registry import build_providers
-from journeys.models import Channel
+from journeys.language.models import Channel
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.database import Store
 from tests.helpers.support import ROOT, Harness, examples, running_worker, with_nodes
 
 QUEUE = "delivery-test"

@@ -19,8 +19,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import OutgoingMessage, default_providers
 from activities.providers import Outcome, delivered
-from journeys.models import Channel
-from journeys.store import Store
+from journeys.language.models import Channel
+from journeys.store.database import Store
 from operate.status import user_status
 from tests.helpers.support import (
     Harness,

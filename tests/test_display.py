@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from journeys.funnel.stats import Group, IntelliStats, JourneyStats, NodeStats, PathStats, format_stats
 from journeys.inputs import described, printable, shown
-from journeys.stats import Group, IntelliStats, JourneyStats, NodeStats, PathStats, format_stats
-from journeys.store import OutboxRow, Store
+from journeys.store.database import OutboxRow, Store
 from operate.listing import Listed, format_listed
 from operate.status import JourneyStatus, OutboxEntry, format_status
 from tests.helpers.support import ROOT

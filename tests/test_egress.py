@@ -30,8 +30,8 @@ from journeys.egress import (
     parse_networks,
     refusal,
 )
-from journeys.models import Channel
-from journeys.problems import UsageError
+from journeys.language.models import Channel
+from journeys.language.problems import UsageError
 from journeys.settings import Settings, load_settings
 from tests.helpers.vendors import Answer, LoopbackServer, WebhookReceiver, serving
 from tests.test_webpush import SUBJECT, VAPID_DER, Browser, Profiles, b64url, point

@@ -12,8 +12,8 @@ import pytest
 
 from activities.providers import OutgoingMessage, TransientError
 from activities.providers.fcm import FcmProvider, build, missing
-from journeys.models import Channel
-from journeys.problems import UsageError
+from journeys.language.models import Channel
+from journeys.language.problems import UsageError
 from journeys.settings import Settings
 from tests.helpers.support import free_port
 from tests.helpers.vendors import Answer, FakeFCM, assert_words_kept_out, fcm_error, service_account, serving
@@ -254,7 +254,7 @@ async def test_fcm_down_is_transient(setup: Setup) -> None:
 
 
 async def test_unregistered_token_leaves_a_real_store(setup: Setup, tmp_path: Path) -> None:
-    from journeys.store import Store
+    from journeys.store.database import Store
 
     store = Store(f"sqlite:///{tmp_path / 'journeys.db'}")
     store.update_profile("ada", {"first_name": "Ada", "push_tokens": ["old", "tok-1"]})
@@ -271,7 +271,7 @@ def test_the_registry_picks_these_vendors_once_set(setup: Setup, tmp_path: Path)
     from activities.providers.registry import build_providers
     from activities.providers.twilio import TwilioProvider
     from activities.providers.webhook import WebhookProvider
-    from journeys.store import Store
+    from journeys.store.database import Store
 
     settings = Settings(
         JOURNEYS_FCM_CREDENTIALS=setup.credentials, JOURNEYS_WEBHOOK_SECRET="s",

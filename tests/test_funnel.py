@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from journeys.graph import to_mermaid
-from journeys.stats import JourneyStats, format_stats, journey_stats
-from journeys.store import Store
+from journeys.funnel.graph import to_mermaid
+from journeys.funnel.stats import JourneyStats, format_stats, journey_stats
+from journeys.store.database import Store
 from tests.helpers.funnel import JOURNEY, ODD, Played, play
 from tests.helpers.support import run_cli
 

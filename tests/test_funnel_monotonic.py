@@ -15,10 +15,10 @@ from collections import Counter
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from journeys.funnel import dominators
-from journeys.models import Journey
-from journeys.stats import JourneyStats, journey_stats
-from journeys.store import Store
+from journeys.funnel.counts import dominators
+from journeys.funnel.stats import JourneyStats, journey_stats
+from journeys.language.models import Journey
+from journeys.store.database import Store
 from tests.helpers.support import Harness, eventually
 from workflows.journey import JourneyWorkflow
 

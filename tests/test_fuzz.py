@@ -12,12 +12,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from journeys.graph import to_mermaid
-from journeys.loader import ReadError, journey_files, load_catalog, load_document, parse_text
-from journeys.models import Channel
-from journeys.problems import RULES, Problem
-from journeys.scope import sources_by_node
-from journeys.validate import validate_loaded
+from journeys.funnel.graph import to_mermaid
+from journeys.language.loader import ReadError, journey_files, load_catalog, load_document, parse_text
+from journeys.language.models import Channel
+from journeys.language.problems import RULES, Problem
+from journeys.validation.scope import sources_by_node
+from journeys.validation.validate import validate_loaded
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CATALOG, _ = load_catalog(EXAMPLES)

@@ -26,9 +26,9 @@ from temporalio.testing import WorkflowEnvironment
 from activities.providers.registry import build_providers, close_providers
 from ingestion.router import Router
 from journeys.egress import LOOPBACK
-from journeys.models import Journey
+from journeys.language.models import Journey
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.database import Store
 from tests.helpers.support import Harness, dev_server, examples, running_worker
 from tests.helpers.vendors import Answer, FakeTwilio, WebhookReceiver, serving, twilio_error
 from tests.test_smtp import RefuseRecipient

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from ingestion.http_api import MAX_BODY_BYTES, create_app
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.database import Store
 from tests.helpers.support import dev_server, free_port, run_cli
 
 QUEUE = "journeys-http"

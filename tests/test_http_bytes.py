@@ -23,7 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from ingestion.requests import MAX_BODY_BYTES
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.database import Store
 from tests.helpers.serving import serving
 from tests.helpers.support import dev_server
 

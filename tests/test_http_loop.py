@@ -19,7 +19,7 @@ import yaml
 from temporalio.testing import WorkflowEnvironment
 
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.database import Store
 from tests.helpers.serving import serving
 from tests.helpers.support import dev_server, parked_catalog
 

@@ -35,7 +35,8 @@ from ingestion.pipeline import Ingestion
 from ingestion.router import Router
 from journeys.events import Event
 from journeys.settings import Settings
-from journeys.store import Store, entries
+from journeys.store.database import Store
+from journeys.store.tables import entries
 from service.runtime import binary
 from tests.helpers.support import ROOT, dev_server, free_port, running_worker
 from tests.test_receipts import HOLD_THE_LOCK

@@ -20,8 +20,8 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from journeys.events import Event
-from journeys.models import Journey
-from journeys.store import Store
+from journeys.language.models import Journey
+from journeys.store.database import Store
 from tests.helpers.support import Harness, dev_server, run_cli, running_worker
 from workflows.journey import JourneyWorkflow
 from workflows.models import JOURNEY_ID, JOURNEY_NODE, USER_ID, JourneyInput

@@ -25,11 +25,11 @@ from connection.converter import data_converter
 from ingestion.index import Index
 from ingestion.pipeline import Ingestion
 from ingestion.router import Router
-from journeys.catalog import catalog, clear_cache
 from journeys.events import Event, workflow_id
-from journeys.models import Journey
-from journeys.stats import journey_stats
-from journeys.store import Store
+from journeys.funnel.stats import journey_stats
+from journeys.language.models import Journey
+from journeys.store.database import Store
+from journeys.validation.catalog import catalog, clear_cache
 from operate.status import waiting_now
 from tests.helpers.support import EXAMPLES, HISTORIES, dev_server, eventually, examples, running_worker
 

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from journeys import intellinode, outcomes
-from journeys.intellinode import Allocations, PathResult
-from journeys.models import IntelliNode, Journey
-from journeys.problems import UsageError
-from journeys.store import OutboxRow, Store
+from journeys.language.models import IntelliNode, Journey
+from journeys.language.problems import UsageError
+from journeys.store import intellinode, outcomes
+from journeys.store.database import OutboxRow, Store
+from journeys.store.intellinode import Allocations, PathResult
 from tests.helpers.support import Harness, eventually, run_cli, running_worker
 
 QUEUE = "intellinode"

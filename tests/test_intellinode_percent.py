@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from journeys import intellinode
-from journeys.problems import UsageError
-from journeys.store import Store
+from journeys.language.problems import UsageError
+from journeys.store import intellinode
+from journeys.store.database import Store
 from tests.helpers.support import ROOT
 from tests.test_intellinode import MANUAL
 

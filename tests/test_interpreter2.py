@@ -16,11 +16,11 @@ from activities.delivery import default_providers
 from activities.models import SendResult
 from connection.converter import data_converter
 from ingestion.router import Router
-from journeys import outcomes
 from journeys.events import Event
-from journeys.models import Channel
-from journeys.store import Store
-from journeys.versions import VERSIONS, Versions, keep, version_of
+from journeys.language.models import Channel
+from journeys.store import outcomes
+from journeys.store.database import Store
+from journeys.store.versions import VERSIONS, Versions, keep, version_of
 from service.costs import LOCAL_ACTIVITY_MARKER, cost_of
 from tests.helpers.support import DownProvider, Harness, examples, running_worker, with_nodes
 from workflows.models import INTERPRETER, JourneyInput

@@ -23,12 +23,13 @@ from temporalio.testing import WorkflowEnvironment
 from ingestion.keyed import instances
 from ingestion.pipeline import Ingestion
 from ingestion.router import Router
-from journeys.catalog import clear_cache
 from journeys.events import Event, Routed, instance_id, key_of_instance, workflow_id
-from journeys.loader import load_document
-from journeys.models import EventSchema, Journey
-from journeys.store import Store, entries
-from journeys.validate import validate_loaded, validate_paths
+from journeys.language.loader import load_document
+from journeys.language.models import EventSchema, Journey
+from journeys.store.database import Store
+from journeys.store.tables import entries
+from journeys.validation.catalog import clear_cache
+from journeys.validation.validate import validate_loaded, validate_paths
 from operate.status import user_status
 from tests.helpers.support import EXAMPLES, HISTORIES, dev_server, eventually, run_cli
 from workflows.journey import JourneyWorkflow

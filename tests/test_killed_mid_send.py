@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ingestion.router import Router
 from journeys.events import Event
-from journeys.models import Journey
-from journeys.store import Store
+from journeys.language.models import Journey
+from journeys.store.database import Store
 from tests.helpers.processes import TASK_QUEUE, WorkerProcess
 from tests.helpers.support import free_port
 from tests.helpers.vendors import Answer, WebhookReceiver, serving

@@ -28,9 +28,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from ingestion.router import Router
 from journeys.events import Event
-from journeys.loader import load_file
-from journeys.stats import journey_stats
-from journeys.store import Store, entries, event_receipts
+from journeys.funnel.stats import journey_stats
+from journeys.language.loader import load_file
+from journeys.store.database import Store
+from journeys.store.tables import entries, event_receipts
 from tests.helpers.support import ROOT, dev_server, eventually, free_port, run_cli
 
 QUEUE = "journeys-killed"
@@ -174,8 +175,8 @@ DIES_BEFORE_ITS_RECORD = textwrap.dedent("""
     from pathlib import Path
     from ingestion.router import Router
     from journeys.events import Event
-    from journeys.loader import load_file
-    from journeys.store import Store
+    from journeys.language.loader import load_file
+    from journeys.store.database import Store
     from service.runtime import connect
 
     async def main(address, url, journey_file, queue, user):

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from journeys import limits
-from journeys.loader import LOADER, PyLoader, ReadError, load_file, parse_text, read_document
-from journeys.problems import UsageError
-from journeys.validate import validate_paths
+from journeys.language import limits
+from journeys.language.loader import LOADER, PyLoader, ReadError, load_file, parse_text, read_document
+from journeys.language.problems import UsageError
+from journeys.validation.validate import validate_paths
 
 #: Both strict loaders: libyaml's (used where present) and the pure-Python fallback.
 LOADERS = pytest.mark.parametrize("loader", [LOADER, PyLoader], ids=lambda c: c.__name__)

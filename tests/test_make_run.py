@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import segment.analytics as analytics
 
-from journeys.store import Store
+from journeys.store.database import Store
 from tests.helpers.processes import WorkerProcess
 from tests.helpers.support import EXAMPLES, eventually, free_port, taken_port
 

@@ -21,9 +21,9 @@ from activities.providers import fcm as fcm_module
 from activities.providers import webhook as webhook_module
 from activities.providers.fcm import IN_FLIGHT
 from activities.providers.registry import build_providers
-from journeys.models import Channel, Journey
+from journeys.language.models import Channel, Journey
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.database import Store
 from tests.helpers.support import Harness, dev_server, running_worker
 from tests.helpers.vendors import HoldingFCM, WebhookReceiver, service_account, serving
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ingestion.router import route_event
 from journeys.events import Event
-from journeys.loader import load_file
-from journeys.store import Store
+from journeys.language.loader import load_file
+from journeys.store.database import Store
 from telemetry.logs import ENTERED, EXITED, MESSAGES, SEND_LATENCY
 from tests.helpers.processes import TASK_QUEUE, WorkerProcess
 from tests.helpers.support import ROOT, eventually, free_port

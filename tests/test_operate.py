@@ -24,10 +24,10 @@ from temporalio.testing import WorkflowEnvironment
 from activities.delivery import default_providers
 from activities.providers import Outcome, OutgoingMessage, delivered
 from journeys.events import Event, legacy_workflow_id, workflow_id
-from journeys.models import Channel, EngagementNode, Journey
-from journeys.problems import UsageError
+from journeys.language.models import Channel, EngagementNode, Journey
+from journeys.language.problems import UsageError
 from journeys.settings import Settings, load_settings
-from journeys.store import Store
+from journeys.store.database import Store
 from operate.replay import replay_journeys
 from service.runtime import deployment
 from tests.helpers.support import ROOT, Harness, dev_server, eventually, run_cli, running_worker

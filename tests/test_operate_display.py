@@ -24,9 +24,9 @@ from activities.delivery import default_providers
 from activities.providers import Outcome, OutgoingMessage, delivered
 from cli import funnel as funnel_commands
 from journeys.events import Event, instance_id, workflow_id
-from journeys.models import Channel, Journey
+from journeys.language.models import Channel, Journey
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.database import Store
 from scripts.bench_scale import chain
 from tests.helpers.support import dev_server, eventually, free_port, run_cli, running_worker
 from workflows.exits import ExitRequest, ExitResult

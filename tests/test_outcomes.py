@@ -14,10 +14,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import default_providers
 from activities.providers import Outcome, OutgoingMessage, delivered, unreachable
-from journeys.graph import to_mermaid
-from journeys.models import Channel, Journey
-from journeys.stats import format_stats, journey_stats
-from journeys.store import Store
+from journeys.funnel.graph import to_mermaid
+from journeys.funnel.stats import format_stats, journey_stats
+from journeys.language.models import Channel, Journey
+from journeys.store.database import Store
 from operate.status import format_status, user_status
 from tests.helpers.support import Harness, running_worker
 

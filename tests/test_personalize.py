@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from jinja2.exceptions import TemplateSyntaxError
 
-from journeys.models import Channel, MessageValue
-from journeys.personalize import (
+from journeys.language.models import Channel, MessageValue
+from journeys.personalization.personalize import (
     MissingValue,
     TemplateError,
     check_expression,

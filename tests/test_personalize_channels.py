@@ -14,15 +14,15 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.delivery import Delivery
 from activities.models import SendMessageInput
-from journeys.models import Channel, MessageValue
-from journeys.personalize import (
+from journeys.language.models import Channel, MessageValue
+from journeys.personalization.personalize import (
     MessageRefused,
     TemplateError,
     evaluate,
     render,
     render_message,
 )
-from journeys.store import OutboxRow, Store
+from journeys.store.database import OutboxRow, Store
 
 # --- webhooks, headers and links ---------------------------------------------------------------------
 

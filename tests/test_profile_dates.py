@@ -10,7 +10,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from ingestion.router import Router
-from journeys.store import Store
+from journeys.store.database import Store
 from tests.helpers.support import Harness, examples
 
 QUEUE = "profile-dates"

@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from ingestion.pipeline import Ingestion
 from ingestion.router import Router
-from journeys.store import Store
+from journeys.store.database import Store
 from tests.helpers.support import ROOT, Harness, examples
 
 QUEUE = "profile-dates-kept"

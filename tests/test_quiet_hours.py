@@ -16,8 +16,8 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.policy import Policy, QuietHoursInput, quiet_until
 from connection.converter import data_converter
-from journeys.models import Journey, QuietHours
-from journeys.store import Store
+from journeys.language.models import Journey, QuietHours
+from journeys.store.database import Store
 from operate.status import user_status
 from tests.helpers.support import Harness, eventually, examples, running_worker
 from workflows.journey import JourneyWorkflow

@@ -13,8 +13,8 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.policy import Policy, QuietHoursInput, quiet_until
-from journeys.models import QuietHours
-from journeys.store import Store
+from journeys.language.models import QuietHours
+from journeys.store.database import Store
 
 
 def instant(zone: str, day: date, clock: str, fold: int = 0) -> datetime:

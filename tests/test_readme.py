@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from journeys.graph import to_mermaid
-from journeys.problems import RULES
+from journeys.funnel.graph import to_mermaid
+from journeys.language.problems import RULES
 from tests.helpers.support import ROOT, examples
 
 README = (ROOT / "README.md").read_text()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from journeys.store import Store
+from journeys.store.database import Store
 
 
 def test_only_a_routed_event_makes_a_copy_a_duplicate(tmp_path: Path) -> None:

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from journeys.report import render_report
-from journeys.stats import JourneyStats, journey_stats
-from journeys.store import Store
+from journeys.funnel.report import render_report
+from journeys.funnel.stats import JourneyStats, journey_stats
+from journeys.store.database import Store
 from tests.helpers.funnel import JOURNEY, ODD, Played, play
 from tests.helpers.support import run_cli
 

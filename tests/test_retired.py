@@ -20,9 +20,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from ingestion.pipeline import Ingestion
 from ingestion.router import Router
-from journeys.catalog import clear_cache
 from journeys.events import Event, instance_id, workflow_id
-from journeys.store import Store
+from journeys.store.database import Store
+from journeys.validation.catalog import clear_cache
 from tests.helpers.support import dev_server, eventually, run_cli, running_worker
 from workflows.journey import JourneyWorkflow
 

@@ -14,7 +14,8 @@ from sqlalchemy import insert
 
 from ingestion import retired
 from journeys.events import instance_id, workflow_id
-from journeys.store import Store, entries
+from journeys.store.database import Store
+from journeys.store.tables import entries
 from tests.helpers.postgres import fresh_database
 
 USERS = ["ada", "ada/b", "ad", "ada%2F", "ada0", "a"]

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from journeys.bounds import start_clock, stop_clock
-from journeys.limits import MAX_RENDER_SECONDS
-from journeys.loader import load_document
-from journeys.personalize import (
+from journeys.language.limits import MAX_RENDER_SECONDS
+from journeys.language.loader import load_document
+from journeys.personalization.bounds import start_clock, stop_clock
+from journeys.personalization.personalize import (
     MissingValue,
     TemplateError,
     check_expression,
@@ -21,7 +21,7 @@ from journeys.personalize import (
     unknown_variables,
     unsafe_attributes,
 )
-from journeys.validate import validate_loaded
+from journeys.validation.validate import validate_loaded
 from tests.helpers.journey_docs import CATALOG, action, check, journey, merge, send
 
 BIG = 10**9
@@ -127,7 +127,7 @@ def test_the_deadline_is_restored_after_a_render() -> None:
     previous = start_clock(1000)
     try:
         assert render("{{ profile.a }}", {"a": 1}, None) == "1"
-        from journeys.bounds import clock
+        from journeys.personalization.bounds import clock
         assert clock.deadline > time.monotonic() + 100
     finally:
         stop_clock(previous)

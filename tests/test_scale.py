@@ -22,15 +22,15 @@ from typing import Any
 import pytest
 from jinja2 import meta
 
-from journeys import personalize
-from journeys.loader import Loaded
-from journeys.models import DelayNode, Journey
-from journeys.report import render_report
-from journeys.report_svg import MAX_BARS, MAX_LAYERS, MAX_ROW, depths
-from journeys.rules import node_rules
-from journeys.stats import journey_stats
-from journeys.store import Store
-from journeys.validate import validate_loaded
+from journeys.funnel.report import render_report
+from journeys.funnel.report_svg import MAX_BARS, MAX_LAYERS, MAX_ROW, depths
+from journeys.funnel.stats import journey_stats
+from journeys.language.loader import Loaded
+from journeys.language.models import DelayNode, Journey
+from journeys.personalization import personalize
+from journeys.store.database import Store
+from journeys.validation.rules import node_rules
+from journeys.validation.validate import validate_loaded
 from scripts.bench_scale import chain, split
 from tests.helpers.support import ROOT
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from journeys.loader import journey_files, load_document, load_file
-from journeys.models import ONLINE_CHANNELS
-from journeys.validate import validate_file, validate_loaded
+from journeys.language.loader import journey_files, load_document, load_file
+from journeys.language.models import ONLINE_CHANNELS
+from journeys.validation.validate import validate_file, validate_loaded
 from tests.helpers.journey_docs import (
     CATALOG,
     CATALOG_PROBLEMS,

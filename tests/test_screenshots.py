@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from journeys.loader import load_file
-from journeys.models import InactionNode
+from journeys.language.loader import load_file
+from journeys.language.models import InactionNode
 from scripts.screenshots import (
     EVENTS,
     JOURNEY,

@@ -23,9 +23,9 @@ from activities.providers import Provider, TransientError
 from activities.providers import fcm as fcm_module
 from activities.providers import twilio as twilio_module
 from activities.providers import webhook as webhook_module
-from journeys.models import Channel
+from journeys.language.models import Channel
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.database import Store
 from tests.helpers.support import free_port
 from tests.helpers.vendors import (
     Answer,

@@ -18,14 +18,14 @@ import pytest
 from annotated_types import Le, Lt
 
 import starter
-from journeys.caps import Cap, CapCounter, caps_setting
-from journeys.durations import MAX_DURATION, parse_duration
-from journeys.intellinode import parse_percent
-from journeys.loader import load_file
+from journeys.language.durations import MAX_DURATION, parse_duration
+from journeys.language.loader import load_file
+from journeys.language.problems import UsageError
 from journeys.numbers import whole_number
-from journeys.problems import UsageError
 from journeys.settings import Settings, check_address, load_settings
-from journeys.store import Store
+from journeys.store.caps import Cap, CapCounter, caps_setting
+from journeys.store.database import Store
+from journeys.store.intellinode import parse_percent
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -23,11 +23,11 @@ from activities.providers.mailsink import LoopbackController, MailSink, start_de
 from activities.providers.smtp import SmtpProvider, address, build, message_id, missing
 from ingestion.router import route_event
 from journeys.events import Event
-from journeys.loader import load_file
-from journeys.models import Channel
-from journeys.problems import UsageError
+from journeys.language.loader import load_file
+from journeys.language.models import Channel
+from journeys.language.problems import UsageError
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.database import Store
 from tests.helpers.processes import TASK_QUEUE, WorkerProcess
 from tests.helpers.support import ROOT, free_port
 from tests.helpers.vendors import assert_words_kept_out

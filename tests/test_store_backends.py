@@ -26,13 +26,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Insert, create_engine, func, inspect, select, text
 from sqlalchemy.engine import Engine
 
-from journeys import caps as caps_module
-from journeys import migrations, outcomes
-from journeys.caps import CapCounter, parse_caps
 from journeys.events import instance_id
-from journeys.intellinode import Allocations, choose, results
-from journeys.models import IntelliNode
-from journeys.store import OutboxRow, Store, entries, metadata, path_choices
+from journeys.language.models import IntelliNode
+from journeys.store import caps as caps_module
+from journeys.store import migrations, outcomes
+from journeys.store.caps import CapCounter, parse_caps
+from journeys.store.database import OutboxRow, Store
+from journeys.store.intellinode import Allocations, choose, results
+from journeys.store.tables import entries, metadata, path_choices
 from tests.helpers.postgres import fresh_database
 
 T = TypeVar("T")
@@ -168,7 +169,7 @@ _OPEN = """
 import sys, time
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from journeys.store import Store
+from journeys.store.database import Store
 statements = []
 event.listen(Engine, "before_cursor_execute", lambda c, cur, statement, *a: statements.append(statement))
 started = time.perf_counter()
@@ -245,7 +246,7 @@ def test_the_longest_keyed_ids_fit(store: Store) -> None:
 def test_what_each_address_answered_is_kept_per_message(store: Store) -> None:
     """Migration 0003's send_addresses: written after each attempt, read by the next (a key of
     the longest keyed id, a digest per address, a vendor id of 200 characters)."""
-    from journeys.store import AddressMark
+    from journeys.store.database import AddressMark
 
     key = f"{instance_id('j', '/' * 200, '/' * 200)}:{'r' * 36}:push-1"
     assert store.send_marks(key) == {}

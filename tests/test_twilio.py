@@ -9,7 +9,7 @@ import pytest
 
 from activities.providers import OutgoingMessage, TransientError
 from activities.providers.twilio import TwilioProvider, build, missing
-from journeys.models import Channel
+from journeys.language.models import Channel
 from journeys.settings import Settings
 from tests.helpers.support import free_port
 from tests.helpers.vendors import Answer, FakeTwilio, assert_words_kept_out, serving, twilio_error

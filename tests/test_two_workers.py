@@ -29,8 +29,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from ingestion.router import route_event
 from journeys.events import Event
-from journeys.loader import load_file
-from journeys.store import Store, outbox
+from journeys.language.loader import load_file
+from journeys.store.database import Store
+from journeys.store.tables import outbox
 from tests.helpers.postgres import fresh_database
 from tests.helpers.support import ROOT, dev_server
 from workflows.models import JourneyState
@@ -54,7 +55,7 @@ nodes:
 #: worker.py, with the cap's count-to-insert gap widened (a test's patch, in the process).
 SLOW_CAPS_WORKER = """
 import runpy, sys, time
-import journeys.caps as caps
+import journeys.store.caps as caps
 real = caps.insert
 def slow_insert(*args, **kwargs):
     time.sleep(0.2)

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from journeys.loader import journey_files, load_document
-from journeys.problems import RULES, Problem, UsageError
-from journeys.validate import exit_status, validate_file, validate_loaded, validate_paths
+from journeys.language.loader import journey_files, load_document
+from journeys.language.problems import RULES, Problem, UsageError
+from journeys.validation.validate import exit_status, validate_file, validate_loaded, validate_paths
 from tests.helpers.journey_docs import CATALOG, action, check, delay, journey, merge, profile_date, send
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

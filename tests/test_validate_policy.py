@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from journeys.graph import to_mermaid
-from journeys.loader import load_document
-from journeys.validate import validate_file, validate_loaded
+from journeys.funnel.graph import to_mermaid
+from journeys.language.loader import load_document
+from journeys.validation.validate import validate_file, validate_loaded
 from tests.helpers.journey_docs import action, check, delay, journey, send
 
 # --- the graph ---------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def wide_merge(width: int, tail: dict[str, Any]) -> dict[str, Any]:
                          ids=["sends", "long-delays", "profile-updates"])
 def test_the_event_analysis_is_linear(tail: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """Each source is walked once, not once per node it reaches (that was 6 s for 5,000 nodes)."""
-    from journeys import scope
+    from journeys.validation import scope
 
     walked = [0]
     real_sorted, real_after_wait = sorted, scope.Source.after_wait
@@ -197,7 +197,7 @@ def test_the_event_analysis_is_linear(tail: dict[str, Any], monkeypatch: pytest.
 def test_a_rule_that_fails_breaks_its_file_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A crash in one rule stopped every command that reads the catalog (`timezone: Europe`
     raised IsADirectoryError): now it is a problem of the journey it failed on."""
-    import journeys.validate as validate
+    import journeys.validation.validate as validate
 
     def failing(journey: Any) -> Any:
         raise IsADirectoryError(21, "Is a directory", "Europe")

@@ -13,7 +13,7 @@ from activities.providers import OutgoingMessage, TransientError
 from activities.providers.egress import Egress
 from activities.providers.webhook import WebhookProvider, build, missing, signature
 from journeys.egress import Policy
-from journeys.models import Channel
+from journeys.language.models import Channel
 from journeys.settings import Settings
 from tests.helpers.support import free_port
 from tests.helpers.vendors import Answer, WebhookReceiver, assert_words_kept_out, serving

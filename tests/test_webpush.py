@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from activities.providers import OutgoingMessage, TransientError, webpush
 from activities.providers.registry import VENDORS
 from journeys.egress import LOOPBACK
-from journeys.models import Channel
+from journeys.language.models import Channel
 from journeys.settings import Settings
 
 SUBJECT = "mailto:ops@shop.test"

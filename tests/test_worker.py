@@ -22,9 +22,9 @@ from temporalio.client import WorkflowExecutionStatus
 
 from ingestion.router import route_event
 from journeys.events import Event
-from journeys.loader import load_file
+from journeys.language.loader import load_file
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.database import Store
 from telemetry.logs import configure_logging
 from tests.helpers.processes import TASK_QUEUE, WorkerProcess, temporal_servers
 from tests.helpers.support import free_port, taken_port

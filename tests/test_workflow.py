@@ -17,8 +17,8 @@ from temporalio.testing import WorkflowEnvironment
 from activities.delivery import OutgoingMessage, default_providers
 from activities.providers import Outcome, delivered
 from ingestion.router import Router
-from journeys.models import Channel
-from journeys.store import Store
+from journeys.language.models import Channel
+from journeys.store.database import Store
 from tests.helpers.support import DownProvider, Harness, examples, running_worker, with_nodes
 
 CART = {"product_name": "iPhone 14", "price": 799, "currency": "EUR",

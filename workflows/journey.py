@@ -28,9 +28,9 @@ with workflow.unsafe.imports_passed_through():
         UpdateProfileResult,
     )
     from activities.policy import DropMessageInput, QuietHoursInput, QuietHoursResult
-    from journeys.durations import format_duration
     from journeys.events import Event, matches, personalization_event
-    from journeys.models import (
+    from journeys.language.durations import format_duration
+    from journeys.language.models import (
         ActionNode,
         DateTimeNode,
         DelayNode,

@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field
 from temporalio.common import SearchAttributeKey
 
 from journeys.events import Event
-from journeys.models import Journey, Scalar
-from journeys.versions import VERSIONS
+from journeys.language.models import Journey, Scalar
+from journeys.store.versions import VERSIONS
 
 JOURNEY_ID = SearchAttributeKey.for_keyword("JourneyId")
 USER_ID = SearchAttributeKey.for_keyword("UserId")

@@ -18,8 +18,8 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.models import WalkEnd
     from journeys.events import Event
-    from journeys.models import IntelliNode, Journey
-    from journeys.outcomes import Outcome, OutcomeKind, TakenPath, held_out
+    from journeys.language.models import IntelliNode, Journey
+    from journeys.store.outcomes import Outcome, OutcomeKind, TakenPath, held_out
     from workflows.models import JourneyState
 
 #: The patch that brought outcome records in (a new activity, so a new command).

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from journeys.durations import format_duration
     from journeys.events import Event
-    from journeys.models import Journey, Scalar
+    from journeys.language.durations import format_duration
+    from journeys.language.models import Journey, Scalar
     from workflows.models import JourneyInput, JourneyState, details
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from journeys.models import Channel
+from journeys.language.models import Channel
 
 
 class OutgoingMessage(BaseModel):

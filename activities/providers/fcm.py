@@ -33,8 +33,8 @@ from activities.providers import (
 )
 from activities.providers.http import Clients, Refused, Reply, attempt, request
 from activities.providers.ledger import Ledger, current
-from journeys.models import Channel
-from journeys.problems import UsageError
+from journeys.language.models import Channel
+from journeys.language.problems import UsageError
 from journeys.settings import Settings
 
 _log = structlog.get_logger("fcm")

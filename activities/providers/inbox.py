@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 
 from activities.providers import Outcome, OutgoingMessage, delivered
-from journeys.models import Channel
+from journeys.language.models import Channel
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.database import Store
 
 
 class InboxProvider:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from activities.providers import Outcome, delivered, failed, unknown, unreachable
-from journeys.store import AddressMark
+from journeys.store.database import AddressMark
 
 #: An address's answer that no retry changes.
 FINAL = frozenset({"delivered", "failed", "unreachable"})

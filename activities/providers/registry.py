@@ -15,10 +15,10 @@ from types import ModuleType
 
 from activities.providers import Provider
 from activities.providers.outbox import OutboxProvider
-from journeys.models import Channel
-from journeys.problems import UsageError
+from journeys.language.models import Channel
+from journeys.language.problems import UsageError
 from journeys.settings import Settings
-from journeys.store import Store
+from journeys.store.database import Store
 
 #: The vendor module of each channel, under activities/providers/.
 VENDORS: dict[Channel, str] = {

@@ -31,8 +31,8 @@ from activities.providers import (
 )
 from activities.providers.http import tls_failure
 from activities.providers.ledger import current
-from journeys.models import Channel
-from journeys.problems import UsageError
+from journeys.language.models import Channel
+from journeys.language.problems import UsageError
 from journeys.settings import Settings
 
 MESSAGE_ID_DOMAIN = "journeys"

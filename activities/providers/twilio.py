@@ -24,7 +24,7 @@ from activities.providers import (
 )
 from activities.providers.http import Clients, Refused, Reply, attempt, request
 from activities.providers.ledger import current
-from journeys.models import Channel
+from journeys.language.models import Channel
 from journeys.settings import Settings
 
 _WHATSAPP = "whatsapp:"

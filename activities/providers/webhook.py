@@ -27,7 +27,7 @@ from activities.providers.egress import Egress
 from activities.providers.http import Clients, Refused, attempt, request
 from activities.providers.ledger import current
 from journeys.egress import Refused as EgressRefused
-from journeys.models import Channel
+from journeys.language.models import Channel
 from journeys.settings import Settings
 
 #: Response headers that may carry the receiver's id for the message, in order of preference.

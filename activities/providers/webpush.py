@@ -40,7 +40,7 @@ from activities.providers.fcm import IN_FLIGHT, newest
 from activities.providers.http import retry_after_seconds, tls_failure
 from activities.providers.ledger import Ledger, current
 from journeys.egress import Refused as EgressRefused
-from journeys.models import Channel
+from journeys.language.models import Channel
 from journeys.settings import Settings
 
 #: The profile property holding the user's subscriptions (``PushSubscription.toJSON()`` each).

@@ -12,10 +12,10 @@ from typing import Any
 from temporalio.testing import WorkflowEnvironment
 
 from ingestion.router import Router
-from journeys import intellinode, outcomes
 from journeys.events import Event
-from journeys.models import IntelliNode, Journey
-from journeys.store import Store
+from journeys.language.models import IntelliNode, Journey
+from journeys.store import intellinode, outcomes
+from journeys.store.database import Store
 from tests.helpers.support import Harness, eventually
 from workflows.models import JourneyState
 

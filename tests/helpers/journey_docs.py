@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from journeys.loader import load_catalog, load_document
-from journeys.models import EventSchema
-from journeys.validate import validate_loaded
+from journeys.language.loader import load_catalog, load_document
+from journeys.language.models import EventSchema
+from journeys.validation.validate import validate_loaded
 from tests.helpers.support import EXAMPLES
 
 CATALOG, CATALOG_PROBLEMS = load_catalog(EXAMPLES)

@@ -27,10 +27,10 @@ from activities.providers import Outcome
 from connection.converter import data_converter
 from ingestion.router import route_event
 from journeys.events import Event, Routed, workflow_id
-from journeys.loader import journey_files, load_file
-from journeys.models import Channel, Journey
-from journeys.store import OutboxRow, Store
-from journeys.versions import VERSIONS
+from journeys.language.loader import journey_files, load_file
+from journeys.language.models import Channel, Journey
+from journeys.store.database import OutboxRow, Store
+from journeys.store.versions import VERSIONS
 from service.runtime import binary, journey_worker
 from workflows.journey import JourneyWorkflow
 from workflows.models import SEARCH_ATTRIBUTES, JourneyInput, JourneyState

@@ -1,0 +1,335 @@
+"""The journey format: what a journey file says, as pydantic v2 models.
+
+A journey is a graph of nodes. Segment nodes (action, inaction, date_time) decide who enters
+and which event later messages are personalized with; delays wait; engagement nodes send;
+controller nodes (profile_update, intellinode, split) change the profile or choose a path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from journeys.language.durations import Duration, Offset
+
+NodeId = Annotated[
+    str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+EventName = Annotated[str, Field(min_length=1, max_length=200)]
+Scalar = str | int | float | bool
+
+
+class Channel(StrEnum):
+    push = "push"
+    email = "email"
+    sms = "sms"
+    whatsapp = "whatsapp"
+    webhook = "webhook"
+    web_push = "web_push"
+    in_app = "in_app"
+    web_popup = "web_popup"
+    app_inbox = "app_inbox"
+
+
+#: Online channels render while the user is in the app: no event personalization there.
+ONLINE_CHANNELS = frozenset({Channel.in_app, Channel.web_popup, Channel.app_inbox})
+
+#: Each channel's message fields: (required, optional).
+CHANNEL_FIELDS: dict[Channel, tuple[frozenset[str], frozenset[str]]] = {
+    Channel.push: (frozenset({"body"}), frozenset({"title", "image", "deep_link"})),
+    Channel.email: (frozenset({"subject"}), frozenset({"html", "text"})),
+    Channel.sms: (frozenset({"text"}), frozenset()),
+    Channel.whatsapp: (frozenset({"text"}), frozenset()),
+    Channel.webhook: (frozenset({"url"}), frozenset({"method", "headers", "body"})),
+    Channel.web_push: (frozenset({"title", "body"}), frozenset({"url"})),
+    Channel.in_app: (frozenset({"body"}), frozenset({"title", "buttons"})),
+    Channel.web_popup: (frozenset({"body"}), frozenset({"title", "buttons"})),
+    Channel.app_inbox: (frozenset({"body"}), frozenset({"title", "buttons"})),
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Node(_Model):
+    id: NodeId
+    name: str | None = Field(default=None,
+                             description="A label for people; the id is used if absent.")
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        """(field, node id) for every node this one can lead to."""
+        return iter(())
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+class _Next(_Node):
+    next: NodeId | None = Field(default=None, description="The node that follows.")
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        if self.next:
+            yield "next", self.next
+
+
+class ActionNode(_Next):
+    """The user did ``event``. Entry: they enter. Mid-journey: wait up to ``within`` for it."""
+
+    type: Literal["action"]
+    event: EventName
+    where: dict[str, Scalar] = Field(default_factory=dict, description="Property equality filters.")
+    within: Duration | None = None
+    timeout_next: NodeId | None = Field(default=None, description="Where to go if the wait ends.")
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        yield from super().targets()
+        if self.timeout_next:
+            yield "timeout_next", self.timeout_next
+
+
+class InactionNode(_Next):
+    """The user did ``event`` but not ``not_event`` within ``within``."""
+
+    type: Literal["inaction"]
+    event: EventName | None = Field(default=None, description="The main event (required at entry).")
+    where: dict[str, Scalar] = Field(default_factory=dict)
+    not_event: EventName
+    within: Duration
+
+
+_TIME_OF_DAY = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+def check_time_of_day(value: str) -> str:
+    if not _TIME_OF_DAY.fullmatch(value):
+        raise ValueError(f"'{value}' is not a time of day: write HH:MM, e.g. '09:00'")
+    return value
+
+
+class DateTimeNode(_Next):
+    """Go on at a date: an event's date property, or a profile date, plus ``offset``."""
+
+    type: Literal["date_time"]
+    event: EventName | None = None
+    date_property: str | None = Field(default=None, description="A date property of the event.")
+    profile_property: str | None = Field(default=None,
+                                         description="A date property of the profile.")
+    offset: Offset = timedelta(0)
+    at: str | None = Field(default=None,
+                           description="Local time of day, HH:MM, in the user's timezone.")
+    within: Duration | None = Field(default=None,
+                                    description="Mid-journey: how long to wait for the event.")
+
+    @field_validator("at")
+    @classmethod
+    def _check_at(cls, value: str | None) -> str | None:
+        return None if value is None else check_time_of_day(value)
+
+
+class DelayNode(_Next):
+    type: Literal["delay"]
+    duration: Duration
+
+
+MessageValue = str | dict[str, str] | list[str | dict[str, str]]
+
+#: What can become of a message, each a possible ``on`` path of its engagement node.
+OUTCOMES = ("delivered", "failed", "unreachable", "capped", "dropped_quiet_hours", "skipped")
+
+
+class QuietHours(_Model):
+    """A daily window, in the user's local time, in which messages are held or dropped."""
+
+    start: str = Field(description="Local time of day the window opens, HH:MM (quote it in YAML).")
+    end: str = Field(description="Local time of day it closes, HH:MM; before start: past midnight.")
+    action: Literal["delay", "drop"] = Field(
+        default="delay", description="delay: hold the message until the window ends; "
+                                     "drop: record it dropped_quiet_hours and go on.")
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _time(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            # YAML 1.1 reads an unquoted 22:00 as the base-60 number 1320 (and 1:00:00 as 3600).
+            example = f"{value // 60:02d}:{value % 60:02d}" if 0 <= value < 24 * 60 else "22:00"
+            raise ValueError(f"{value} is a number: write the time in quotes, e.g. '{example}'")
+        return check_time_of_day(value) if isinstance(value, str) else value
+
+
+class EngagementNode(_Next):
+    """Send a message on a channel; every message field is a Jinja2 template."""
+
+    type: Literal["engagement"]
+    channel: Channel
+    message: dict[str, MessageValue]
+    quiet_hours: QuietHours | None = Field(
+        default=None, description="This message's quiet hours, instead of the journey's.")
+    ignore_quiet_hours: bool = Field(
+        default=False, description="Send whatever the time (a transactional message).")
+    on: Annotated[dict[str, NodeId], WithJsonSchema({
+        "type": "object", "propertyNames": {"enum": list(OUTCOMES)},
+        "additionalProperties": {"type": "string"}})] = Field(
+        default_factory=dict, description="The node to go to after each outcome; an outcome "
+                                          "without one goes to next.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_key(cls, data: Any) -> Any:
+        # YAML 1.1 reads an unquoted `on` key as the boolean true.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        yield from super().targets()
+        for outcome, target in self.on.items():
+            yield f"on.{outcome}", target
+
+
+class ProfileUpdateNode(_Next):
+    type: Literal["profile_update"]
+    set: dict[str, str] = Field(min_length=1, description="Profile property to template.")
+
+
+class IntelliPath(_Model):
+    next: NodeId
+    name: str | None = None
+    percent: int | None = Field(default=None, ge=0, le=100)
+
+
+class IntelliNode(_Node):
+    type: Literal["intellinode"]
+    mode: Literal["automated", "manual"] = "manual"
+    paths: list[IntelliPath]
+    min_share: int = Field(default=10, ge=0, le=50, description=(
+        "Automated mode: the smallest share of users, in percent, each path keeps, so it "
+        "keeps learning."))
+
+    def path_name(self, index: int) -> str:
+        """A path's name as stats and the command line know it: its name, else its target."""
+        path = self.paths[index]
+        return path.name or path.next
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        for i, path in enumerate(self.paths):
+            yield f"paths[{i}].next", path.next
+
+
+class Branch(_Model):
+    when: str = Field(min_length=1, description="A Jinja2 expression over profile and event.")
+    next: NodeId
+
+
+class SplitNode(_Node):
+    type: Literal["split"]
+    branches: list[Branch] = Field(min_length=1)
+    otherwise: NodeId
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        for i, branch in enumerate(self.branches):
+            yield f"branches[{i}].next", branch.next
+        yield "otherwise", self.otherwise
+
+
+class ExitNode(_Node):
+    type: Literal["exit"]
+
+
+Node = Annotated[
+    ActionNode
+    | InactionNode
+    | DateTimeNode
+    | DelayNode
+    | EngagementNode
+    | ProfileUpdateNode
+    | IntelliNode
+    | SplitNode
+    | ExitNode,
+    Field(discriminator="type"),
+]
+SEGMENT_TYPES = frozenset({"action", "inaction", "date_time"})
+
+
+class EventSchema(_Model):
+    """The properties an event carries; templates may only read these."""
+
+    properties: Annotated[dict[str, str], WithJsonSchema({"anyOf": [
+        {"type": "object", "additionalProperties": {"type": "string"}},
+        {"type": "array", "items": {"type": "string"}}]})] = Field(
+        default_factory=dict, description="Property names, or a mapping of name to type.")
+
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _names_only(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return {str(name): "any" for name in value}
+        return value
+
+
+class Journey(_Model):
+    """A journey definition, pinned in each user's workflow when they enter."""
+
+    id: NodeId
+    name: str = Field(min_length=1)
+    entry: NodeId
+    nodes: list[Node] = Field(min_length=1)
+    reentry: Literal["never", "after_exit"] = "never"
+    exit_when: list[EventName] = Field(default_factory=list)
+    goals: list[EventName] = Field(default_factory=list)
+    goal_within: Duration | None = Field(
+        default=None, description="A goal counts as a conversion only this long after entry "
+                                  "(default: as long as the user is in the journey).")
+    timeout: Duration | None = None
+    events: dict[str, EventSchema] = Field(default_factory=dict)
+    timezone: str | None = Field(
+        default=None, min_length=1, max_length=64,
+        description="An IANA timezone (Europe/Paris): quiet hours' clock for users whose "
+                    "profile has no valid 'timezone'; default UTC.")
+    quiet_hours: QuietHours | None = Field(
+        default=None, description="Quiet hours of every message of the journey.")
+    ignore_caps: bool = Field(
+        default=False, description="Transactional messages: the frequency caps "
+                                   "(JOURNEYS_CAPS) neither hold nor count them.")
+    control_percent: int = Field(
+        default=0, ge=0, le=100,
+        description="This share of entrants (the same users always, by user id and journey) "
+                    "walks the journey without being messaged: a control group.")
+    entry_key: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="An entry event property (cart_id): one journey instance per user and "
+                    "value of it, side by side; events with the property reach only their "
+                    "instance, events without it every instance of the user.")
+
+    def node(self, node_id: str) -> Node:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    def quiet_hours_of(self, node: EngagementNode) -> QuietHours | None:
+        """The node's own quiet hours, else the journey's (none if the node ignores them)."""
+        return None if node.ignore_quiet_hours else node.quiet_hours or self.quiet_hours
+
+    @property
+    def entry_node(self) -> Node:
+        return self.node(self.entry)
+
+    @property
+    def trigger_events(self) -> frozenset[str]:
+        """Events that may start this journey for a user."""
+        entry = self.entry_node
+        event = getattr(entry, "event", None)
+        return frozenset({event}) if event else frozenset()
