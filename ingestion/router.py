@@ -82,6 +82,9 @@ class Router:
     receipts: Store | None = None
     legacy_ids: bool = False
     send_timeout: float | None = None  # JOURNEYS_SEND_TIMEOUT, pinned in each entry
+    #: Where journey versions are kept (journeys.store.versions), if not in ``receipts``: a run
+    #: then holds its journey's id and version. With neither, it holds the whole definition.
+    versions: Store | None = None
     #: Per journey id, events only an earlier version of it listened to (ingestion.listens):
     #: its earlier runs still wait for them. Its process's Ingestion keeps it up to date.
     earlier: dict[str, frozenset[str]] = field(default_factory=dict, compare=False)
@@ -320,19 +323,20 @@ class Router:
             await asyncio.to_thread(self.receipts.record_entry, journey.id, wid, run_id, user_id,
                                     held_out(journey.id, user_id, journey.control_percent))
 
-    async def _version(self, journey: Journey) -> str:
-        """``journey``'s version, kept in the store the first time (journeys.versions): the run
-        holds the version, the worker reads the definition. Without a store (route_event: tests,
-        the demo, the benchmark) only this process knows it: its worker must run here."""
+    async def _pinned(self, journey: Journey) -> dict[str, Any]:
+        """How a new run pins ``journey``: by id and version, kept in the store the first time
+        (journeys.store.versions), for the worker to read; or, without a store to keep it in,
+        the whole definition."""
+        store = self.versions or self.receipts
+        if store is None:
+            return {"journey": journey}
         known = self._versions.get(journey.id)
-        if known is not None and known[0] is journey:
-            return known[1]
-        version = VERSIONS.add(journey)
-        if self.receipts is not None:
-            VERSIONS.use(self.receipts)
-            await asyncio.to_thread(keep, self.receipts, [journey])
-        self._versions[journey.id] = (journey, version)
-        return version
+        if known is None or known[0] is not journey:
+            version = VERSIONS.add(journey)
+            VERSIONS.use(store)
+            await asyncio.to_thread(keep, store, [journey])
+            known = self._versions[journey.id] = (journey, version)
+        return {"journey_id": journey.id, "version": known[1]}
 
     async def _start(self, journey: Journey, user_id: str, event: Event | None,
                      wid: str, key: str | None = None) -> WorkflowHandle:
@@ -346,8 +350,7 @@ class Router:
         keyed = f", {journey.entry_key} {key}" if key is not None else ""
         return await self.client.start_workflow(
             JourneyWorkflow.run,
-            JourneyInput(journey_id=journey.id, version=await self._version(journey),
-                         user_id=user_id, entry_event=event,
+            JourneyInput(**await self._pinned(journey), user_id=user_id, entry_event=event,
                          search_attributes=self.search_attributes, send_timeout=self.send_timeout,
                          entry_key=key, interpreter=INTERPRETER),
             id=wid, task_queue=self.task_queue, id_reuse_policy=REUSE[journey.reentry],
@@ -450,6 +453,9 @@ def _instance_of(journey: Journey, event: Event) -> str:
 
 
 async def route_event(client: Client, journeys: Sequence[Journey], event: Event, task_queue: str,
-                      *, search_attributes: bool = True) -> list[Routed]:
-    """:meth:`Router.route_event` without receipts (tests, demo and benchmark)."""
-    return await Router(client, task_queue, search_attributes).route_event(journeys, event)
+                      *, search_attributes: bool = True, versions: Store | None = None
+                      ) -> list[Routed]:
+    """:meth:`Router.route_event` without receipts (tests, demo and benchmark); the journeys'
+    versions kept in ``versions``, else each run holds its whole definition."""
+    return await Router(client, task_queue, search_attributes,
+                        versions=versions).route_event(journeys, event)

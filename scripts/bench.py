@@ -105,7 +105,7 @@ async def journey_batch(client: Client, store: Store, journey: Journey, users: S
                       time=datetime.now(UTC))
         started[user] = time.time()
         routed = await route_event(client, [journey], event, JOURNEY_QUEUE,
-                                   search_attributes=search_attributes)
+                                   search_attributes=search_attributes, versions=store)
         if not routed or routed[0].action != "started":
             raise RuntimeError(f"{user}: routed {routed}")
         state = await client.get_workflow_handle_for(JourneyWorkflow.run, routed[0].workflow_id).result()

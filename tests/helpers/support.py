@@ -61,7 +61,7 @@ class Harness:
         event = Event(id=event_id or f"e-{uuid.uuid4()}", name=name, user_id=user,
                       properties=dict(props or {}), time=datetime.now(UTC))
         return await route_event(self.client, self.journeys, event, self.task_queue,
-                                 search_attributes=self.search_attributes)
+                                 search_attributes=self.search_attributes, versions=self.store)
 
     def handle(self, journey_id: str, user: str) -> WorkflowHandle[JourneyWorkflow, JourneyState]:
         return self.client.get_workflow_handle_for(JourneyWorkflow.run, workflow_id(journey_id, user))
