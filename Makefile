@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint debs bench bench-scale drill clean
+.PHONY: run demo test lint docs debs bench bench-scale drill clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,8 +22,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 
-test: lint debs  ## ruff, mypy, then every test (the store's on SQLite and on PostgreSQL)
+test: lint docs debs  ## ruff, mypy, the docs site, then every test (the store's on SQLite and on PostgreSQL)
 	url="$$(bash scripts/ci/postgres.sh)" && JOURNEYS_TEST_POSTGRES_URL="$$url" $(BIN)/pytest -q
+
+# The documentation site, in site/: its pages made from the code (the JSON Schema, the rule codes)
+# must be current (`python -m scripts.docs` writes them), and mkdocs builds with --strict.
+docs: $(STAMP)  ## the docs site (docs/, mkdocs.yml) into site/: open site/index.html
+	$(BIN)/python -m scripts.docs --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # Debian packages the tests drive: chromium (the report test opens `starter.py report` in it) and
 # nginx (the mTLS test's TLS frontend). Installed here when missing, as root (CI's fresh machine);
@@ -51,8 +57,8 @@ drill: $(STAMP)  ## the load drill: 20,000 parked users, restarts, a SIGKILL (un
 	$(BIN)/python -m scripts.drill
 
 .PHONY: screenshots
-screenshots: $(STAMP) debs  ## the README's Temporal UI screenshots (docs/ui-*.png), by hand
+screenshots: $(STAMP) debs  ## the docs' Temporal UI screenshots (docs/ui-*.png), by hand
 	$(BIN)/python -m scripts.screenshots
 
 clean:
-	rm -rf $(VENV) .journeys .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .journeys .mypy_cache .pytest_cache .ruff_cache site

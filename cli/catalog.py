@@ -87,11 +87,16 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_schema(args: argparse.Namespace) -> int:
+def journey_schema() -> dict[str, object]:
+    """The JSON Schema of the journey format: what `schema` prints, and docs/reference/ holds."""
     schema = Journey.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Journey"
-    print(json.dumps(schema, indent=2))
+    return schema
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(journey_schema(), indent=2))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The README's Temporal UI screenshots, taken again by anyone: ``python -m scripts.screenshots``.
+"""The docs' Temporal UI screenshots, taken again by anyone: ``python -m scripts.screenshots``.
 
 Starts ``worker.py --dev`` (with its UI) in a temporary data dir on free ports, sends a few events
 through ``starter.py event`` (the abandoned-cart example for ``ada`` and ``grace``, with its one
@@ -309,7 +309,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Take the README's Temporal UI screenshots.")
+    parser = argparse.ArgumentParser(description="Take the docs' Temporal UI screenshots.")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where the PNGs go (docs/)")
     parser.add_argument("--chromium", help="the browser (default: chromium on PATH)")
     parser.add_argument("--window", default="5s", help="abandoned-cart's entry window here (5s)")

@@ -19,7 +19,7 @@ from tests.test_house import ROOMS
 
 DEPLOY = ROOT / "deploy" / "kubernetes"
 PACKAGES = ROOMS  # every room of the house (tests/test_house.py)
-#: The worker's RSS in the load drill, 20,000 parked journeys (README, "Load drill").
+#: The worker's RSS in the load drill, 20,000 parked journeys (docs/development/load-drill.md).
 WORKER_RSS_MIB = 238
 
 

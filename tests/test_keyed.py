@@ -205,7 +205,8 @@ async def test_an_entry_without_its_key_starts_nothing(ingestion: Ingestion, sto
     # A refused event may come again (its receipt was never settled), and is refused again.
     assert [r.action for r in await track(ingestion, "eve", "Cart Started", event_id="no-key")] == [
         "failed"]
-    # As `starter.py event` says it: the journey failed, exit status 1; the README's commands.
+    # As `starter.py event` says it: the journey failed, exit status 1; the commands of
+    # docs/journeys/format.md (Keyed journeys).
     cli = run_cli(env, data_dir, QUEUE, "event", "eve", "Checkout Started", "--journeys",
                   str(ingestion.folder))
     assert cli.returncode == 1 and "properties.cart_id: missing" in cli.stdout

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-#: Every rule code, with what it means. The README's rule table is made from this.
+#: Every rule code, with what it means. The docs' rule table (docs/reference/rules.md) is made from this
+#: by scripts/docs.py.
 RULES: dict[str, str] = {
     # reading the file
-    "unreadable": "the file cannot be read or parsed as YAML/JSON, or nests too deeply",
-    "too-large": "the file, or the journey as JSON (the workflow's input), is over 1 MiB",
-    "yaml-alias": "YAML anchors, aliases and merge keys are refused (they can expand without bound)",
-    "duplicate-key": "a key is given twice in one mapping (only the last would count)",
-    "duplicate-journey": "two journeys of one folder share an id (the later file is reported)",
+    "unreadable": (
+        "the file cannot be read (I/O error, not UTF-8) or parsed as YAML/JSON, or nests deeper than 16 "
+        "levels"
+    ),
+    "too-large": (
+        "the file is over 1 MiB (refused before it is read), or so is the journey as JSON: each user's "
+        "workflow carries it in its input, and Temporal refuses payloads over 2 MB"
+    ),
+    "yaml-alias": (
+        "a YAML anchor repeated by an alias (or a `<<` merge key): nested aliases expand a 600-byte file "
+        "into gigabytes, so they are refused, with the line"
+    ),
+    "duplicate-key": (
+        "a key is given twice in one mapping (YAML, with both lines; or JSON): only the last would count"
+    ),
+    "duplicate-journey": (
+        "a journey has the id of an earlier file of its folder (files in name order); events could not tell "
+        "them apart"
+    ),
     # the file and its fields
     "missing-field": "a required field is absent",
     "unknown-field": "a field the format does not have (often a typo)",
@@ -24,19 +39,26 @@ RULES: dict[str, str] = {
     "unknown-target": "a `next` (or branch) names no node",
     "cycle": "the nodes form a loop",
     "unreachable": "no path from the entry leads to the node",
-    "date-source":
-        "a date_time node needs exactly one of `event` + `date_property`, or `profile_property`",
+    "date-source": "a date_time node needs exactly one of `event` + `date_property`, or `profile_property`",
     "percent-sum": "manual IntelliNODE percentages do not sum to 100",
     "intellinode-paths": "an IntelliNODE has fewer than 2 or more than 7 paths",
     "intellinode-goals": "an automated IntelliNODE needs the journey's `goals`",
     "too-many-goals": "a journey has more than 3 goals",
     "goal-within-without-goals": "`goal_within` is set but the journey has no `goals`",
-    "unknown-outcome": "an `on` path names no outcome of a send",
-    "unknown-entry-key": "`entry_key` is not a property of the entry event's schema (or the entry "
-                         "event has no schema, or the entry is a profile date)",
+    "unknown-outcome": (
+        "an `on` path names no outcome of a send (delivered, failed, unreachable, capped, "
+        "dropped_quiet_hours, skipped)"
+    ),
+    "unknown-entry-key": (
+        "`entry_key` is not a property of the entry event's schema; an entry event with no schema (in the "
+        "journey's `events` or the folder's catalog) is refused too, and so is a profile-date entry, which "
+        "has no event to key on"
+    ),
     # quiet hours
-    "quiet-hours": "a quiet-hours window is empty (`end` equals `start`), or a node both sets "
-                   "and ignores quiet hours",
+    "quiet-hours": (
+        "a quiet-hours window is empty (`end` equals `start`), or a node both sets `quiet_hours` and "
+        "`ignore_quiet_hours`"
+    ),
     "unknown-timezone": "the journey's `timezone` is not an IANA timezone",
     # messages and templates
     "missing-message-field": "a channel's required message field is absent",
@@ -51,7 +73,10 @@ RULES: dict[str, str] = {
     "event-delay-too-long": "a delay of 24h or more lies between the event's node and its use",
     "unknown-event-property": "a template reads an event property the event's schema lacks",
     # a bug of ours
-    "validator-error": "a rule of the validator failed on the journey (a bug: please report it)",
+    "validator-error": (
+        "a rule of the validator failed on the journey (a bug of ours: the file is set aside, the others "
+        "route; please report it)"
+    ),
 }
 
 
