@@ -66,7 +66,9 @@ from scripts.bench_measure import (
 from scripts.bench_setup import BARE_JOURNEY_ID, bare_worker, batch_parser, production_logs, start_server
 from scripts.bench_workflows import BareInput, BareWorkflow
 from scripts.common import run_script, scratch_store
+from scripts.demo import PRICE_PER_MILLION_ACTIONS, play_all
 from scripts.scenarios import IPHONE
+from service.costs import cost_of
 from tests.helpers.support import EXAMPLES, running_worker, with_nodes
 from workflows.journey import JourneyWorkflow
 
@@ -230,6 +232,7 @@ async def main(args: argparse.Namespace) -> int:
                 await env.shutdown()
             failures += sum(b.failures for b in batches)
     report(main_batches, memory, server_rss, time.time() - wall0)
+    await example_costs()
     if failures:
         print(f"FAILED: {failures} workflows did not complete as expected")
     delivery = ingestion = 0
@@ -240,6 +243,20 @@ async def main(args: argparse.Namespace) -> int:
         print()
         ingestion = await measure_ingest(args)
     return 1 if failures or delivery or ingestion else 0
+
+
+async def example_costs() -> None:
+    """What each example journey costs a user, as ``make demo`` plays it (time-skipping server,
+    so no JourneyNode upserts), against a hand-written workflow of the same shape."""
+    played, _, _ = await play_all(quiet=True)
+    print("\ncost per user of each example journey (make demo's scenarios; hand-written: the same "
+          "shape's start, timers,\nactivity attempts and signals, without the journey's upserts and "
+          f"local activities; $ at ${PRICE_PER_MILLION_ACTIONS:.0f} per million actions):")
+    for p in played:
+        cost = cost_of(p.history)
+        print(f"  {p.scenario.user:<6} {p.journey.id:<20} {cost.actions:.0f} actions (hand-written "
+              f"{cost.shape:.0f}, {cost.actions / cost.shape:.2f}x), {cost.events:.0f} events, "
+              f"{cost.bytes:,.0f} bytes, ${cost.actions * PRICE_PER_MILLION_ACTIONS:,.0f} per million users")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -215,8 +215,9 @@ def quiet_runtime() -> Runtime:
         logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))))
 
 
-async def main() -> int:
-    quiet_logs()
+async def play_all(*, quiet: bool = False) -> tuple[list[Played], timedelta, list[str]]:
+    """Every scenario on a time-skipping server: what was played, the server clock's move, and
+    each played journey's funnel (``starter.py stats``). ``quiet``: no timelines printed."""
     journeys = load_journeys()
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter, runtime=quiet_runtime(),
@@ -225,22 +226,31 @@ async def main() -> int:
     try:
         with scratch_store("journeys-demo-") as (store, _):
             clock0 = await env.get_current_time()
-            console.print(Text.assemble(
-                ("Journeys on Temporal: the product page's scenarios\n", "bold"),
-                (f"time-skipping test server; workflow clock starts at {clock0:%Y-%m-%d %H:%M:%S} UTC;"
-                 " times below are workflow time after entry, then the user's local time", "dim")))
+            if not quiet:
+                console.print(Text.assemble(
+                    ("Journeys on Temporal: the product page's scenarios\n", "bold"),
+                    (f"time-skipping test server; workflow clock starts at {clock0:%Y-%m-%d %H:%M:%S} "
+                     "UTC; times below are workflow time after entry, then the user's local time",
+                     "dim")))
             demo = Demo(env, store, journeys)
             async with running_worker(env.client, store, QUEUE):
                 for sc in scenarios():
                     result = await demo.play(sc)
                     result.problems = check(result)
-                    show(await timeline(result))
+                    if not quiet:
+                        show(await timeline(result))
                     played.append(result)
             clock = await env.get_current_time() - clock0
             played_journeys = {p.journey.id: p.journey for p in played}.values()
             funnels = [format_stats(journey_stats(store, journey)) for journey in played_journeys]
     finally:
         await env.shutdown()
+    return played, clock, funnels
+
+
+async def main() -> int:
+    quiet_logs()
+    played, clock, funnels = await play_all()
     summary(played, process_seconds(), clock)
     console.print("\nstarter.py stats, for each journey played (who waits where needs a dev server: -):")
     for funnel in funnels:

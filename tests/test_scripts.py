@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -40,3 +41,6 @@ def test_bench_prints_the_ratio() -> None:
     assert "ratio provider / bare" in run.stdout
     assert "ratio ingest / bare" in run.stdout and "latency ratio journey / bare" in run.stdout
     assert "cost per workflow, journey:" in run.stdout and "billable actions" in run.stdout
+    # Each example journey's cost per user, beside what a hand-written workflow would pay.
+    assert "cost per user of each example journey" in run.stdout
+    assert re.search(r"alice +abandoned-cart +\d+ actions \(hand-written \d+, [\d.]+x\)", run.stdout)
