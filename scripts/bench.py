@@ -68,6 +68,7 @@ from scripts.bench_workflows import BareInput, BareWorkflow
 from scripts.common import run_script, scratch_store
 from scripts.demo import PRICE_PER_MILLION_ACTIONS, play_all
 from scripts.scenarios import IPHONE
+from scripts.timeline import Played
 from service.costs import cost_of
 from tests.helpers.support import EXAMPLES, running_worker, with_nodes
 from workflows.journey import JourneyWorkflow
@@ -231,8 +232,10 @@ async def main(args: argparse.Namespace) -> int:
             finally:
                 await env.shutdown()
             failures += sum(b.failures for b in batches)
-    report(main_batches, memory, server_rss, time.time() - wall0)
-    await example_costs()
+        wall = time.time() - wall0
+        played, _, _ = await play_all(quiet=True)  # while the logs still go to the sink
+    report(main_batches, memory, server_rss, wall)
+    example_costs(played)
     if failures:
         print(f"FAILED: {failures} workflows did not complete as expected")
     delivery = ingestion = 0
@@ -245,10 +248,9 @@ async def main(args: argparse.Namespace) -> int:
     return 1 if failures or delivery or ingestion else 0
 
 
-async def example_costs() -> None:
+def example_costs(played: list[Played]) -> None:
     """What each example journey costs a user, as ``make demo`` plays it (time-skipping server,
     so no JourneyNode upserts), against a hand-written workflow of the same shape."""
-    played, _, _ = await play_all(quiet=True)
     print("\ncost per user of each example journey (make demo's scenarios; hand-written: the same "
           "shape's start, timers,\nactivity attempts and signals, without the journey's upserts and "
           f"local activities; $ at ${PRICE_PER_MILLION_ACTIONS:.0f} per million actions):")
