@@ -46,7 +46,7 @@ from journeys.language.limits import brief
 from journeys.language.models import Journey
 from journeys.store.database import Store
 from journeys.store.outcomes import held_out
-from journeys.store.versions import VERSIONS, keep
+from journeys.store.versions import VERSIONS
 from workflows.journey import JourneyWorkflow
 from workflows.models import (
     INTERPRETER,
@@ -91,7 +91,6 @@ class Router:
     _legacy_known: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
     _legacy_lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False, repr=False)
     _flights: Flights = field(default_factory=Flights, compare=False, repr=False)
-    _versions: dict[str, tuple[Journey, str]] = field(default_factory=dict, compare=False, repr=False)
 
     async def route_event(self, journeys: Sequence[Journey], event: Event) -> list[Routed]:
         """Every journey this event touches: entries start, waits and exits are signalled.
@@ -330,13 +329,10 @@ class Router:
         store = self.versions or self.receipts
         if store is None:
             return {"journey": journey}
-        known = self._versions.get(journey.id)
-        if known is None or known[0] is not journey:
-            version = VERSIONS.add(journey)
-            VERSIONS.use(store)
-            await asyncio.to_thread(keep, store, [journey])
-            known = self._versions[journey.id] = (journey, version)
-        return {"journey_id": journey.id, "version": known[1]}
+        version = VERSIONS.add(journey)
+        if not VERSIONS.is_kept(store, journey.id, version):  # the first time: a write
+            version = await asyncio.to_thread(VERSIONS.kept_in, store, journey)
+        return {"journey_id": journey.id, "version": version}
 
     async def _start(self, journey: Journey, user_id: str, event: Event | None,
                      wid: str, key: str | None = None) -> WorkflowHandle:

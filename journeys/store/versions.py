@@ -65,11 +65,33 @@ class Versions:
         self._known: dict[tuple[str, str], Journey] = {}
         self._stores: list[Store] = []
         self._lock = threading.Lock()
+        self._digests: dict[int, tuple[Journey, str]] = {}  # id(journey): its version
+        self._kept: set[tuple[int, str, str]] = set()  # (id(store), journey id, version)
 
     def add(self, journey: Journey) -> str:
-        """Know ``journey``; its version."""
+        """Know ``journey``; its version (computed once for the same object)."""
+        known = self._digests.get(id(journey))
+        if known is not None and known[0] is journey:
+            return known[1]
         version = version_of(journey)
         self._known[(journey.id, version)] = journey
+        if len(self._digests) > 10_000:  # journeys made on the fly (tests): keep it bounded
+            self._digests.clear()
+        self._digests[id(journey)] = (journey, version)
+        return version
+
+    def is_kept(self, store: Store, journey_id: str, version: str) -> bool:
+        """Did this process keep ``journey_id``'s ``version`` in ``store`` already?"""
+        return (id(store), journey_id, version) in self._kept
+
+    def kept_in(self, store: Store, journey: Journey) -> str:
+        """``journey``'s version, kept in ``store`` (once per process) and looked up there."""
+        version = self.add(journey)
+        key = (id(store), journey.id, version)
+        if key not in self._kept:
+            self.use(store)
+            keep(store, [journey])
+            self._kept.add(key)
         return version
 
     def put(self, journey_id: str, version: str, journey: Journey) -> None:
