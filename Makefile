@@ -22,8 +22,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 
-test: lint docs debs  ## ruff, mypy, the docs site, then every test (the store's on SQLite and on PostgreSQL)
-	url="$$(bash scripts/ci/postgres.sh)" && JOURNEYS_TEST_POSTGRES_URL="$$url" $(BIN)/pytest -q
+# pytest-xdist: the test modules side by side, each module whole on one worker (its servers are
+# module-wide), slowest first (tests/conftest.py orders them). Many tests wait on servers and
+# subprocesses, so more workers than cores pays; TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 3
+TEST_PARALLEL = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
+
+test: lint docs debs  ## ruff, mypy, the docs site, then every test (the store's on SQLite and on PostgreSQL), side by side
+	url="$$(bash scripts/ci/postgres.sh)" && JOURNEYS_TEST_POSTGRES_URL="$$url" $(BIN)/pytest -q $(TEST_PARALLEL)
 
 # The documentation site, in site/: its pages made from the code (the JSON Schema, the rule codes)
 # must be current (`python -m scripts.docs` writes them), and mkdocs builds with --strict.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -171,7 +172,8 @@ async def dev_server(*dynamic_config: str) -> AsyncIterator[WorkflowEnvironment]
     extra = [arg for value in dynamic_config for arg in ("--dynamic-config-value", value)]
     environment = await WorkflowEnvironment.start_local(
         data_converter=data_converter, dev_server_existing_path=binary("temporal"),
-        search_attributes=list(SEARCH_ATTRIBUTES), ui=False, dev_server_log_level="error",
+        port=free_port(), search_attributes=list(SEARCH_ATTRIBUTES), ui=False,
+        dev_server_log_level="error",
         dev_server_extra_args=extra)
     try:
         yield environment
@@ -188,8 +190,38 @@ def taken_port() -> Iterator[int]:
         yield int(taken.getsockname()[1])
 
 
+# Under pytest-xdist (PYTEST_XDIST_WORKER=gw<N>) each worker takes its ports from a block of its
+# own below Linux's ephemeral range (32768-60999): a port handed out and released before the
+# server binds it can then be taken neither by another worker nor by some process's outgoing
+# connection. The start in the block is random, so that two runs at once seldom meet either.
+PORT_BLOCK, PORT_BASE = 500, 20000
+_ports: list[int] = []
+
+
+def _worker_block() -> range | None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        return None
+    start = PORT_BASE + (int(worker[2:]) * PORT_BLOCK) % (32768 - PORT_BASE - PORT_BLOCK)
+    return range(start, start + PORT_BLOCK)
+
+
 def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
+    """A loopback port nothing listens on (bound, then released): from the xdist worker's own
+    block, each port once per run while the block lasts; else any the kernel gives."""
+    block = _worker_block()
+    if block is not None:
+        if not _ports:
+            _ports.append(random.randrange(len(block)))
+        for _ in range(len(block)):
+            port = block[_ports[0] % len(block)]
+            _ports[0] += 1
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
