@@ -52,7 +52,10 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def api(env: WorkflowEnvironment, data_dir: Path, catalog: Path, store: Store) -> Iterator[str]:
     settings = Settings(TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
                         JOURNEYS_TASK_QUEUE=QUEUE, JOURNEYS_DATA_DIR=data_dir, JOURNEYS_DIR=catalog,
-                        JOURNEYS_WRITE_KEY=KEY)
+                        JOURNEYS_WRITE_KEY=KEY,
+                        # Not 10 s: validating the big catalog can take longer on a busy machine
+                        # (pytest-xdist), and what is timed here is /health (the clients wait 60 s).
+                        JOURNEYS_ROUTE_TIMEOUT=50)
     store.profile("nobody")  # the tables exist before anything is locked
     with serving(settings) as url:
         yield url

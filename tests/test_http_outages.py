@@ -242,12 +242,14 @@ async def test_twenty_copies_while_temporal_is_down_then_up_enter_once(
 # --- the command line: `event` and `ingest` exit 1 and name what was not routed ----------------
 
 def _starter(data_dir: Path, catalog: Path, address: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``starter.py ARGS``, given PATIENCE seconds per event at most (a hang fails the test)."""
+    """``starter.py ARGS``, given PATIENCE seconds per event at most (a hang fails the test),
+    plus 30 s for the interpreter's start: seconds of imports on a machine busy with other tests
+    (pytest-xdist)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
     environ |= {"TEMPORAL_ADDRESS": address, "JOURNEYS_DATA_DIR": str(data_dir),
                 "JOURNEYS_TASK_QUEUE": QUEUE, "JOURNEYS_ROUTE_TIMEOUT": str(DEADLINE)}
     return subprocess.run([sys.executable, "starter.py", *args, "--journeys", str(catalog)],
-                          cwd=ROOT, env=environ, capture_output=True, text=True, timeout=PATIENCE * 2)
+                          cwd=ROOT, env=environ, capture_output=True, text=True, timeout=PATIENCE * 2 + 30)
 
 
 @pytest.mark.parametrize("down", ["closed port", "hung server"])

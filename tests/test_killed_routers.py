@@ -61,9 +61,13 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _environ(env: WorkflowEnvironment, data_dir: Path, catalog: Path) -> dict[str, str]:
     variables = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
+    # A deadline of 50 s, not 10: hundreds of events routed at once on a machine busy with other
+    # tests (pytest-xdist) can take longer, and this is about kills, not the deadline (the
+    # clients here wait 60 s).
     return variables | {"TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
                         "JOURNEYS_DATA_DIR": str(data_dir), "JOURNEYS_TASK_QUEUE": QUEUE,
-                        "JOURNEYS_WRITE_KEY": KEY, "JOURNEYS_DIR": str(catalog)}
+                        "JOURNEYS_WRITE_KEY": KEY, "JOURNEYS_DIR": str(catalog),
+                        "JOURNEYS_ROUTE_TIMEOUT": "50"}
 
 
 @contextlib.contextmanager
