@@ -292,7 +292,9 @@ async def test_a_retry_pushes_only_to_the_tokens_that_did_not_answer(
     server, built = fcm
     server.unregistered = {"gone"}
     server.held = {"late"}
-    built = built.model_copy(update={"send_timeout": 0.5})
+    # 2 s: the bound late runs past, and within which down's answers must come (0.5 s was not
+    # enough for a loopback answer on a machine busy with other tests, pytest-xdist).
+    built = built.model_copy(update={"send_timeout": 2.0})
     store.update_profile("ada", {"push_tokens": ["gone", "down", "late"]})
     sender, message = delivery(store, Channel.push, built, retries=1), send_input(Channel.push)
     original = server.answer
