@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from cli.main import main
-from service.runtime import leave
+from telemetry.ending import leave
 
 __all__ = ["main"]
 

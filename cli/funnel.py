@@ -100,25 +100,3 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.out}: cannot write: {exc.strerror or exc}") from None
     print(f"wrote {args.out} ({len(page.encode()) // 1024 + 1} KB)")
     return 0
-
-
-def add_waiting_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-waiting", action="store_true",
-                        help="do not ask Temporal who waits at each node now (store only)")
-
-
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The ``stats`` and ``report`` subcommands."""
-    p = sub.add_parser("stats", help="a journey's funnel: entries, waits, messages, conversions")
-    p.add_argument("journey")
-    p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
-    p.add_argument("--json", action="store_true")
-    add_waiting_flag(p)
-    p.set_defaults(func=cmd_stats)
-
-    p = sub.add_parser("report", help="a journey's funnel as one self-contained HTML page")
-    p.add_argument("journey")
-    p.add_argument("--out", required=True, help="the HTML file to write")
-    p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
-    add_waiting_flag(p)
-    p.set_defaults(func=cmd_report)

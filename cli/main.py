@@ -1,38 +1,61 @@
-"""The command line's parser: every command, and where its code is (this room)."""
+"""The command line's parser: every command, and where its code is (this room).
+
+A command's module is imported when the command runs, not when the parser is built: a command
+loads only what it uses (``validate`` no Temporal client, ``outbox`` no Jinja), and the parser
+itself loads none of them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
-from temporalio.service import RPCError
-
-from cli import funnel as funnel_commands
-from cli import operations as operate_commands
-from cli.catalog import cmd_preview, cmd_schema, cmd_validate
-from cli.events import event_command, ingest_command, profile_command, serve_command
-from cli.records import cmd_inbox, cmd_outbox, cmd_providers, status_command
-from connection import address_of
-from journeys.inputs import described
 from journeys.language.problems import UsageError
-from journeys.settings import Settings, load_settings
 
 DESCRIPTION = "The journeys command line: validate, preview, schema, graph, and the client commands."
 
 
-def _client(command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
-            ) -> Callable[[argparse.Namespace], int]:
+def _command(target: str) -> Any:
+    """``module:function`` of this room, imported now."""
+    module, name = target.split(":")
+    return getattr(importlib.import_module(f"cli.{module}"), name)
+
+
+def _lazy(target: str) -> Callable[[argparse.Namespace], int]:
+    """The command ``module:function``, imported when it runs."""
     def run(args: argparse.Namespace) -> int:
+        result: int = _command(target)(args)
+        return result
+    return run
+
+
+def _client(target: str) -> Callable[[argparse.Namespace], int]:
+    """The client command ``module:function`` (async, given the settings), imported when it runs;
+    a Temporal that cannot be reached is a usage error that names its address."""
+    def run(args: argparse.Namespace) -> int:
+        from temporalio.service import RPCError
+
+        from connection import address_of
+        from journeys.inputs import described
+        from journeys.settings import load_settings
+
         settings = load_settings()
         try:
-            return asyncio.run(command(args, settings))
+            result: int = asyncio.run(_command(target)(args, settings))
+            return result
         except RPCError as exc:
             raise UsageError(f"Temporal at {address_of(settings)}: {described(exc)}") from None
     return run
+
+
+def _add_waiting_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-waiting", action="store_true",
+                        help="do not ask Temporal who waits at each node now (store only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check journey files against every rule")
     p.add_argument("paths", nargs="+", help="journey files or folders")
     p.add_argument("--json", action="store_true", help="print a JSON list of problems")
-    p.set_defaults(func=cmd_validate)
+    p.set_defaults(func=_lazy("catalog:cmd_validate"))
 
     p = sub.add_parser("preview", help="render a node's message for a sample event and profile")
     p.add_argument("file")
@@ -51,16 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--props", help="the event's properties, a JSON object")
     p.add_argument("--profile", help="the profile's properties, a JSON object")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_preview)
+    p.set_defaults(func=_lazy("catalog:cmd_preview"))
 
     p = sub.add_parser("schema", help="print the JSON Schema of the journey format")
-    p.set_defaults(func=cmd_schema)
+    p.set_defaults(func=_lazy("catalog:cmd_schema"))
 
     p = sub.add_parser("graph", help="print a journey as a Mermaid flowchart")
     p.add_argument("file")
     p.add_argument("--stats", action="store_true", help="with the funnel's counts from the store")
-    funnel_commands.add_waiting_flag(p)
-    p.set_defaults(func=funnel_commands.cmd_graph)
+    _add_waiting_flag(p)
+    p.set_defaults(func=_lazy("funnel:cmd_graph"))
 
     p = sub.add_parser("event", help="an event of a user: starts, wakes or ends their journeys")
     p.add_argument("user")
@@ -71,50 +94,97 @@ def build_parser() -> argparse.ArgumentParser:
                                 "default: a new one")
     p.add_argument("--journeys", help="the journey catalog folder (default: $JOURNEYS_DIR)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_client(event_command))
+    p.set_defaults(func=_client("events:event_command"))
 
     p = sub.add_parser("ingest", help="events from a file, one JSON object a line (- for stdin)")
     p.add_argument("file")
     p.add_argument("--concurrency", type=int, default=64, help="events in flight (default 64)")
     p.add_argument("--journeys")
-    p.set_defaults(func=_client(ingest_command))
+    p.set_defaults(func=_client("events:ingest_command"))
 
     p = sub.add_parser("profile", help="set profile properties (may start profile-date journeys)")
     p.add_argument("user")
     p.add_argument("--set", required=True, help="properties: a JSON object, @file or - (stdin)")
     p.add_argument("--journeys")
-    p.set_defaults(func=_client(profile_command))
+    p.set_defaults(func=_client("events:profile_command"))
 
     p = sub.add_parser("serve", help="Segment's HTTP tracking API: track, identify, batch")
     p.add_argument("--host", default="127.0.0.1",
                    help="default 127.0.0.1; another host needs JOURNEYS_WRITE_KEY")
     p.add_argument("--port", type=int, default=8000, help="default 8000")
     p.add_argument("--journeys")
-    p.set_defaults(func=_client(serve_command))
+    p.set_defaults(func=_client("events:serve_command"))
 
     p = sub.add_parser("status", help="the user's journeys: where they are, with which event")
     p.add_argument("user")
     p.add_argument("--journeys")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_client(status_command))
+    p.set_defaults(func=_client("records:status_command"))
 
     p = sub.add_parser("outbox", help="the messages recorded, sent or skipped")
     p.add_argument("--user")
     p.add_argument("--journey")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_outbox)
+    p.set_defaults(func=_lazy("records:cmd_outbox"))
 
-    funnel_commands.add_parsers(sub)  # stats, report
-    operate_commands.add_parsers(sub)  # list, exit, replay, intellinode
+    p = sub.add_parser("stats", help="a journey's funnel: entries, waits, messages, conversions")
+    p.add_argument("journey")
+    p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
+    p.add_argument("--json", action="store_true")
+    _add_waiting_flag(p)
+    p.set_defaults(func=_lazy("funnel:cmd_stats"))
+
+    p = sub.add_parser("report", help="a journey's funnel as one self-contained HTML page")
+    p.add_argument("journey")
+    p.add_argument("--out", required=True, help="the HTML file to write")
+    p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
+    _add_waiting_flag(p)
+    p.set_defaults(func=_lazy("funnel:cmd_report"))
+
+    p = sub.add_parser("list", help="journeys in flight or closed (visibility): node, event, wake-up")
+    p.add_argument("--journey")
+    p.add_argument("--node")
+    p.add_argument("--user")
+    p.add_argument("--status", choices=["running", "closed"])
+    p.add_argument("--limit", type=int, default=50, help="rows at most (default 50)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_lazy("operations:cmd_list"))
+
+    p = sub.add_parser("exit", help="take a user (or everyone: --journey J --all) out now")
+    p.add_argument("user", nargs="?")
+    p.add_argument("--journey", help="only this journey (with --all: required)")
+    p.add_argument("--all", action="store_true", help="everyone in --journey")
+    p.add_argument("--reason", default="no reason given", help="shown in status, outbox and UI")
+    p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_lazy("operations:cmd_exit"))
+
+    p = sub.add_parser("replay", help="replay journeys' histories from the server on this code "
+                                      "(before a deploy); exit 1 if one would break")
+    p.add_argument("--journey")
+    p.add_argument("--limit", type=int, default=100, help="histories at most (default 100)")
+    p.add_argument("--closed-within", type=float, default=24.0, metavar="HOURS",
+                   help="also journeys closed this recently (default 24)")
+    p.set_defaults(func=_lazy("operations:cmd_replay"))
+
+    p = sub.add_parser("intellinode", help="an IntelliNODE's shares; change them live")
+    p.add_argument("journey")
+    p.add_argument("node")
+    change = p.add_mutually_exclusive_group()
+    change.add_argument("--percent", metavar="a=70,b=30", help="fixed shares from now on")
+    change.add_argument("--winner", metavar="PATH", help="everyone down one path from now on")
+    change.add_argument("--reset", action="store_true", help="back to the journey file's mode")
+    p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
+    p.set_defaults(func=_lazy("operations:cmd_intellinode"))
 
     p = sub.add_parser("providers", help="which provider serves each channel, and what is missing")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_providers)
+    p.set_defaults(func=_lazy("records:cmd_providers"))
 
     p = sub.add_parser("inbox", help="a user's in-app inbox (reading never removes)")
     p.add_argument("user")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_inbox)
+    p.set_defaults(func=_lazy("records:cmd_inbox"))
 
     return parser
 

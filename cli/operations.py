@@ -7,7 +7,6 @@ import asyncio
 import json
 import sys
 from datetime import timedelta
-from typing import Any
 
 from rich.progress import Progress
 from temporalio.service import RPCError
@@ -23,44 +22,6 @@ from journeys.validation.catalog import catalog
 from operate.exits import Exited, exit_all, exit_user
 from operate.listing import format_listed, list_journeys
 from operate.replay import replay_journeys
-
-
-def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("list", help="journeys in flight or closed (visibility): node, event, wake-up")
-    p.add_argument("--journey")
-    p.add_argument("--node")
-    p.add_argument("--user")
-    p.add_argument("--status", choices=["running", "closed"])
-    p.add_argument("--limit", type=int, default=50, help="rows at most (default 50)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_list)
-
-    p = sub.add_parser("exit", help="take a user (or everyone: --journey J --all) out now")
-    p.add_argument("user", nargs="?")
-    p.add_argument("--journey", help="only this journey (with --all: required)")
-    p.add_argument("--all", action="store_true", help="everyone in --journey")
-    p.add_argument("--reason", default="no reason given", help="shown in status, outbox and UI")
-    p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_exit)
-
-    p = sub.add_parser("replay", help="replay journeys' histories from the server on this code "
-                                      "(before a deploy); exit 1 if one would break")
-    p.add_argument("--journey")
-    p.add_argument("--limit", type=int, default=100, help="histories at most (default 100)")
-    p.add_argument("--closed-within", type=float, default=24.0, metavar="HOURS",
-                   help="also journeys closed this recently (default 24)")
-    p.set_defaults(func=cmd_replay)
-
-    p = sub.add_parser("intellinode", help="an IntelliNODE's shares; change them live")
-    p.add_argument("journey")
-    p.add_argument("node")
-    change = p.add_mutually_exclusive_group()
-    change.add_argument("--percent", metavar="a=70,b=30", help="fixed shares from now on")
-    change.add_argument("--winner", metavar="PATH", help="everyone down one path from now on")
-    change.add_argument("--reset", action="store_true", help="back to the journey file's mode")
-    p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
-    p.set_defaults(func=cmd_intellinode)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

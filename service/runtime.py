@@ -6,14 +6,10 @@ Not workflow code: imported by ``worker.py``, ``starter.py`` and the tests, neve
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import sys
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NoReturn
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
@@ -22,6 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from connection import binary, client_for, connect, connect_settings
 from journeys.settings import Settings
+from telemetry.ending import leave
 from workflows.journey import JourneyWorkflow
 
 #: Modules the workflow sandbox shares with the worker instead of re-importing per run.
@@ -69,11 +66,3 @@ def journey_worker(client: Client, task_queue: str, activities: Sequence[Callabl
                       activity_executor=executor, workflow_runner=sandbox_runner(), **kwargs)
 
 
-def leave(code: int) -> NoReturn:
-    """Exit with ``code`` at once, without the interpreter's teardown: the Temporal client's
-    Rust threads can abort it (sdk-python #300), turning a finished command into status 134."""
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a reader gone, a stream closed
-            stream.flush()
-    os._exit(code)
