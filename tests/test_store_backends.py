@@ -33,8 +33,10 @@ from journeys.store import migrations, outcomes
 from journeys.store.caps import CapCounter, parse_caps
 from journeys.store.database import OutboxRow, Store
 from journeys.store.intellinode import Allocations, choose, results
-from journeys.store.tables import entries, metadata, path_choices
+from journeys.store.tables import entries, journey_versions, metadata, path_choices
+from journeys.store.versions import Versions, keep, version_of
 from tests.helpers.postgres import fresh_database
+from tests.helpers.support import examples
 
 T = TypeVar("T")
 BACKENDS = ["sqlite", "postgresql"]
@@ -335,3 +337,17 @@ def test_entries_outcomes_and_path_choices_are_recorded_once(stores: list[Store]
 def test_the_store_runs_on_the_dialect_it_was_given(url: str, store: Store) -> None:
     assert store.engine.dialect.name == url.split(":")[0].split("+")[0]
     assert "cap_sends" in inspect(store.engine).get_table_names()
+
+
+def test_a_journey_version_is_kept_once_and_read_by_another_process(stores: list[Store]) -> None:
+    """Four routers keep the same version at once (one row); a worker of another process, with
+    nothing in memory, reads the same definition back; a version no store has is named."""
+    journey = examples()["abandoned-cart"]
+    race(stores, lambda store, i: keep(store, [journey]))
+    with stores[0].engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(journey_versions)).scalar_one() == 1
+    worker = Versions()
+    worker.use(stores[3])
+    assert worker.get("abandoned-cart", version_of(journey)) == journey
+    with pytest.raises(LookupError, match="version ffff"):
+        worker.get("abandoned-cart", "ffff")
