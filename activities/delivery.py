@@ -24,6 +24,7 @@ from activities.models import (
     CancelMessageInput,
     SendMessageInput,
     SendResult,
+    addressed,
     message_of,
     public_reason,
 )
@@ -84,7 +85,7 @@ class Delivery:
     @with_ids
     def cancel_message(self, input: CancelMessageInput) -> SendResult:
         """Settle a send the journey gave up on: cancelled, unless an attempt delivered it."""
-        message = input.message
+        message = addressed(input.message)
         row = OutboxRow(
             idempotency_key=message.idempotency_key, journey_id=message.journey_id,
             user_id=message.user_id, workflow_id=message.workflow_id, node_id=message.node_id,
@@ -115,6 +116,7 @@ class Delivery:
     @activity.defn(name="send_message")
     @with_ids  # journey, user, node, workflow and run ids on every line
     async def send_message(self, input: SendMessageInput) -> SendResult:
+        input = addressed(input)
         result = await _heartbeating(self._send_message(input))
         if input.end is not None and not activity.is_cancelled():
             # The walk ends after this send: its end record rides here (once per entry, so a
@@ -285,5 +287,5 @@ def _result(row: OutboxRow, *, duplicate: bool = False) -> SendResult:
     # outbox row, ``status``, ``outbox`` and ``stats`` say ``kept``.
     status = "delivered" if row.status == "kept" else row.status
     return SendResult(status=status, reason=public_reason(row.reason), duplicate=duplicate,
-                      digest=hashlib.sha256(encoded).hexdigest() if row.content else None,
+                      digest=hashlib.sha256(encoded).hexdigest()[:16] if row.content else None,
                       size=sum(len(text.encode()) for text in row.content.values()))

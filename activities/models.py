@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from temporalio import activity
 
 from journeys.events import Event
 from journeys.language.models import Branch, Channel, EngagementNode, IntelliNode, MessageValue
@@ -17,7 +18,7 @@ class WalkEnd(BaseModel):
     """The entry's end, for the send after which the walk ends to record once it is settled:
     the funnel's end record rides on that send instead of costing a step of its own."""
 
-    run_key: str
+    run_key: str = ""  # interpreter 3: the send's own run_key (see ``addressed``)
     nodes: list[str]  # the nodes the user went through, in order
     paths: list[TakenPath] = Field(default_factory=list)  # the IntelliNODE paths taken
 
@@ -25,9 +26,14 @@ class WalkEnd(BaseModel):
 class SendMessageInput(BaseModel):
     """Render a node's message for a user and deliver it once."""
 
-    idempotency_key: str  # fixed by the workflow before the call: retries reuse it
+    #: Fixed before the call, so that retries reuse it: ``message_key`` of the workflow, the
+    #: entry's run key and the node. Interpreter 3 gives only ``run_key`` and leaves the key and
+    #: the workflow id to the activity, which knows its workflow (``addressed``): history then
+    #: holds neither once per send.
+    idempotency_key: str = ""
     journey_id: str
-    workflow_id: str
+    workflow_id: str = ""
+    run_key: str = ""
     user_id: str
     node_id: str
     channel: Channel
@@ -39,6 +45,26 @@ class SendMessageInput(BaseModel):
     ignore_caps: bool = False  # the journey's ignore_caps: transactional, not capped nor counted
     held_out: bool = False  # the user is in the control group: recorded, never sent
     end: WalkEnd | None = None  # the walk ends after this send: record its end once settled
+
+
+def message_key(workflow_id: str, run_key: str, node_id: str) -> str:
+    """A message's idempotency key: one per workflow, entry and node."""
+    return f"{workflow_id}:{run_key}:{node_id}"
+
+
+def addressed(message: SendMessageInput) -> SendMessageInput:
+    """``message`` with its idempotency key, workflow id and end's run key, which interpreter 3
+    leaves to the activity: the running activity's workflow gives them (the same for each attempt
+    and for the cancel or drop of the same send)."""
+    if message.idempotency_key:
+        return message
+    workflow_id = activity.info().workflow_id
+    if not workflow_id:  # (a standalone activity has none)
+        raise ValueError(f"send of node '{message.node_id}' by run key, outside a workflow")
+    end = message.end.model_copy(update={"run_key": message.run_key}) if message.end else None
+    return message.model_copy(update={
+        "workflow_id": workflow_id, "end": end,
+        "idempotency_key": message_key(workflow_id, message.run_key, message.node_id)})
 
 
 def message_of(input: SendMessageInput) -> dict[str, MessageValue]:
@@ -82,7 +108,7 @@ class SendResult(BaseModel):
                     "capped", "dropped_quiet_hours", "held_out", "unknown", "kept"]
     reason: str | None = None
     content: dict[str, str] = Field(default_factory=dict)  # no longer filled; old histories have it
-    digest: str | None = None  # sha256 of the rendered content, to compare sends
+    digest: str | None = None  # sha256 of the rendered content (its first 16 hex digits), to compare sends
     size: int = 0  # the rendered content's bytes (UTF-8, all fields)
     duplicate: bool = False  # the key was recorded already: nothing was sent this time
     ended: bool = False  # the input's ``end`` is recorded (the workflow records no end of its own)

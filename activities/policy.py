@@ -14,7 +14,7 @@ import structlog
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities.models import SendMessageInput, SendResult, public_reason
+from activities.models import SendMessageInput, SendResult, addressed, public_reason
 from journeys.events import personalization_event
 from journeys.language.models import QuietHours
 from journeys.language.zones import zone
@@ -122,7 +122,7 @@ class Policy:
     @with_ids
     def drop_message(self, input: DropMessageInput) -> SendResult:
         """Record the message ``dropped_quiet_hours`` (once per idempotency key)."""
-        message = input.message
+        message = addressed(input.message)
         event = personalization_event(message.channel, message.event)
         row = OutboxRow(
             idempotency_key=message.idempotency_key, journey_id=message.journey_id,

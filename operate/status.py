@@ -226,8 +226,14 @@ async def _status_of(handle: WorkflowHandle[JourneyWorkflow, JourneyState],
         except (RPCError, WorkflowQueryFailedError) as exc:
             return row.model_copy(update={"note": f"no worker answered the query ({described(exc)})"})
     elif description.status == WorkflowExecutionStatus.COMPLETED:
+        # The query replays the closed run: its whole state, where the result (interpreter 3)
+        # leaves out the event's properties. Without a worker, the result.
         try:
-            state = await handle.result(rpc_timeout=QUERY_TIMEOUT)
+            state = await handle.query(JourneyWorkflow.status, rpc_timeout=QUERY_TIMEOUT) if worker else None
+        except (RPCError, WorkflowQueryFailedError):
+            state = None
+        try:
+            state = state or await handle.result(rpc_timeout=QUERY_TIMEOUT)
         except (RPCError, WorkflowFailureError):
             state = None
     else:  # terminated, failed, timed out, cancelled: Temporal's reason is the exit reason

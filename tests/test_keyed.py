@@ -93,7 +93,10 @@ def handle(env: WorkflowEnvironment, journey: str, user: str,
 
 
 async def closed(h: WorkflowHandle[JourneyWorkflow, JourneyState]) -> JourneyState:
-    return await h.result()
+    """The state of a run once closed, whole (as `status` reads it: the result leaves out the
+    event's properties)."""
+    await h.result()
+    return await h.query(JourneyWorkflow.status)
 
 
 async def at_node(h: WorkflowHandle[JourneyWorkflow, JourneyState], node: str) -> bool:

@@ -55,7 +55,10 @@ def test_every_scenario_has_a_history() -> None:
             # interpreter 2: the journey by version, no patch markers, the end recorded by
             # the last send; a conversion and an exit event; a time-out during an outage
             "interpreter-2-abandoned-cart", "interpreter-2-converted",
-            "interpreter-2-timeout-during-outage"} <= names
+            "interpreter-2-timeout-during-outage",
+            # interpreter 3: sends by run key, a result without the seen event ids
+            "interpreter-3-abandoned-cart", "interpreter-3-converted",
+            "interpreter-3-timeout-during-outage"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         SendResult,
         UpdateProfileInput,
         UpdateProfileResult,
+        message_key,
     )
     from activities.policy import DropMessageInput, QuietHoursInput, QuietHoursResult
     from journeys.events import Event, matches, personalization_event
@@ -74,6 +75,7 @@ class JourneyWorkflow(Waits):
             self.state.seen_event_ids.append(input.entry_event.id)
         self._input = input
         self._v2 = input.interpreter >= 2  # see JourneyInput.interpreter
+        self._v3 = input.interpreter >= 3
         self._end_recorded = False  # the send that ended the walk recorded its end
         # A run that went on as new mid-wait listens again at once: signals may come first.
         state = self.state
@@ -121,7 +123,15 @@ class JourneyWorkflow(Waits):
         state.next_wake = None
         self._details()
         await workflow.wait_condition(workflow.all_handlers_finished)  # an exit's answer first
-        return state
+        return self._result() if self._v3 else state
+
+    def _result(self) -> JourneyState:
+        """Interpreter 3's result: the state without what history holds already or no longer
+        needs, the event's properties (in the input or the signal that brought it) and the ids
+        kept against duplicates (up to 500). A query on the closed run still shows them."""
+        event = self.state.event
+        return self.state.model_copy(update={
+            "seen_event_ids": [], "event": event.model_copy(update={"properties": {}}) if event else None})
 
     @workflow.signal
     def event(self, event: Event) -> None:
@@ -235,13 +245,17 @@ class JourneyWorkflow(Waits):
 
     async def _message(self, node: EngagementNode) -> str | None:
         state, info = self.state, workflow.info()
+        # Interpreter 3 gives the run key; the activity makes the key from its workflow's id.
+        by_key = {"run_key": state.run_key} if self._v3 else {
+            "idempotency_key": message_key(info.workflow_id, state.run_key, node.id),
+            "workflow_id": info.workflow_id}
         message = SendMessageInput(
-            idempotency_key=f"{info.workflow_id}:{state.run_key}:{node.id}",
-            journey_id=self.journey.id, workflow_id=info.workflow_id, user_id=self.user_id,
+            **by_key, journey_id=self.journey.id, user_id=self.user_id,
             node_id=node.id, channel=node.channel, event=state.event, version=self._input.version,
             message=None if self._input.version else node.message,  # by reference if the run is
             ignore_caps=self.journey.ignore_caps, held_out=state.held_out,
-            end=self._outcomes.walk_end() if self._v2 and not node.next and not node.on else None)
+            end=self._outcomes.walk_end(with_run_key=not self._v3)
+            if self._v2 and not node.next and not node.on else None)
         quiet = self.journey.quiet_hours_of(node)
         result = None
         if quiet and self._patched("quiet-hours"):

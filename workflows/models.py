@@ -71,12 +71,13 @@ class JourneyInput(BaseModel):
     #: The interpreter's version, fixed at entry and carried on through continue-as-new. 2: every
     #: change made behind ``workflow.patched`` before it holds without asking (no marker and no
     #: TemporalChangeVersion upsert per run), and the walk's end rides on a send that ends it.
-    #: Runs entered as 1 replay and go on as 1.
+    #: Runs entered as 1 replay and go on as 1. 3: a send gives its run key, not its idempotency
+    #: key and workflow id (the activity makes them), and the result leaves out the seen event ids.
     interpreter: int = 1
 
 
 #: What new entries run (the router sets it).
-INTERPRETER = 2
+INTERPRETER = 3
 
 
 def journey_of(input: JourneyInput) -> Journey:

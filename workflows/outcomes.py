@@ -57,9 +57,11 @@ class Outcomes:
         """Record the conversion as soon as there is one (a run that went on as new carries it)."""
         self._task = asyncio.create_task(self._record_conversion())
 
-    def walk_end(self) -> WalkEnd:
-        """The end record of a walk that ends after the current node (for its send to record)."""
-        return WalkEnd(run_key=self.state.run_key, nodes=list(self.state.path), paths=self._paths())
+    def walk_end(self, with_run_key: bool = True) -> WalkEnd:
+        """The end record of a walk that ends after the current node (for its send to record;
+        without the run key, which interpreter 3's send carries once for both)."""
+        return WalkEnd(run_key=self.state.run_key if with_run_key else "", nodes=list(self.state.path),
+                       paths=self._paths())
 
     async def finish(self, timed_out: bool, end_recorded: bool = False) -> None:
         """Before the run returns: the conversion recorded, the time-out if it timed out, and

@@ -1,6 +1,8 @@
-"""Interpreter 2 (what the router starts): the journey by version, no patch markers, payloads
-without defaults, the funnel's end recorded by the send that ends the walk. On the
-time-skipping server, through the router as users enter; the histories are kept for replay."""
+"""Interpreters 2 and 3 (the router starts 3): the journey by version, no patch markers, payloads
+without defaults, the funnel's end recorded by the send that ends the walk; 3 adds sends by run
+key (the activity makes the idempotency key) and a result without the seen event ids. On the
+time-skipping server, through the router as users enter; the histories are kept for replay
+(interpreter-2-* were recorded by interpreter 2, interpreter-3-* by 3)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import default_providers
-from activities.models import SendResult
+from activities.models import SendResult, message_key
 from connection.converter import data_converter
 from ingestion.router import Router
 from journeys.events import Event
@@ -23,9 +25,10 @@ from journeys.store.database import Store
 from journeys.store.versions import VERSIONS, Versions, keep, version_of
 from service.costs import LOCAL_ACTIVITY_MARKER, cost_of
 from tests.helpers.support import DownProvider, Harness, examples, running_worker, with_nodes
+from workflows.journey import JourneyWorkflow
 from workflows.models import INTERPRETER, JourneyInput
 
-QUEUE = "interpreter-2"
+QUEUE = "interpreters"
 CART = {"product_name": "iPhone 14", "price": 799, "currency": "EUR",
         "product_url": "https://shop.test/iphone14", "product_image": "https://shop.test/iphone14.png"}
 H = timedelta(hours=1)
@@ -60,10 +63,25 @@ async def test_an_entry_holds_its_journey_by_version_and_the_last_send_records_t
     sends = [json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data)
              for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
     assert [("message" in s, "end" in s) for s in sends] == [(False, False)] * 2 + [(False, True)]
+    # By run key: neither the idempotency key nor the workflow id, nor the end's run key.
+    wid = journeys.handle("abandoned-cart", "ada").id
+    assert [s["run_key"] for s in sends] == [state.run_key] * 3
+    assert not any({"idempotency_key", "workflow_id"} & set(s) for s in sends)
+    assert "run_key" not in sends[2]["end"]
+    assert [r.idempotency_key for r in rows] == [
+        message_key(wid, state.run_key, node) for node in ("push-reminder", "push-followup", "email-product")]
+    assert {r.workflow_id for r in rows} == {wid}
+    # The result leaves out the ids kept against duplicates and the event's properties (the
+    # input has them); the query on the closed run still has both.
+    assert state.seen_event_ids == [] and state.event is not None
+    assert (state.event.id, state.event.properties) == ("cart-1", {})
+    queried = await journeys.handle("abandoned-cart", "ada").query(JourneyWorkflow.status)
+    assert queried.seen_event_ids == ["cart-1"] and queried.run_key == state.run_key
+    assert queried.event is not None and queried.event.properties == CART
     [ended] = outcomes.of_journey(journeys.store, "abandoned-cart", kind="ended", user_id="ada")
     assert ended.nodes == state.path and ended.reason is None and ended.node_id == "email-product"
     assert cost_of(history.events).actions == 7  # start, 3 timers, 3 sends: nothing else
-    await journeys.record_history("interpreter-2-abandoned-cart", "abandoned-cart", "ada")
+    await journeys.record_history("interpreter-3-abandoned-cart", "abandoned-cart", "ada")
 
 
 async def test_an_exit_event_records_the_end_with_its_reason(journeys: Harness) -> None:
@@ -80,7 +98,7 @@ async def test_an_exit_event_records_the_end_with_its_reason(journeys: Harness) 
     markers = [e.marker_recorded_event_attributes.marker_name for e in history.events
                if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
     assert markers == [LOCAL_ACTIVITY_MARKER]  # the end's record: no send came after the exit
-    await journeys.record_history("interpreter-2-converted", "abandoned-cart", "bob")
+    await journeys.record_history("interpreter-3-converted", "abandoned-cart", "bob")
 
 
 async def test_a_journey_that_times_out_during_an_outage_records_both(journeys: Harness) -> None:
@@ -96,7 +114,7 @@ async def test_a_journey_that_times_out_during_an_outage_records_both(journeys: 
     assert [(m.node_id, m.status) for m in state.messages] == [("push-reminder", "cancelled")]
     kinds = {o.kind for o in outcomes.of_journey(journeys.store, "cart-short", user_id="cy")}
     assert kinds == {"timed_out", "ended"}
-    await harness.record_history("interpreter-2-timeout-during-outage", "cart-short", "cy")
+    await harness.record_history("interpreter-3-timeout-during-outage", "cart-short", "cy")
 
 
 async def test_a_worker_reads_a_version_it_was_not_given_from_its_store(
