@@ -43,7 +43,7 @@ from journeys.events import personalization_event
 from journeys.language.limits import brief
 from journeys.language.models import Channel
 from journeys.personalization.personalize import MessageRefused, MissingValue, TemplateError, render_message
-from journeys.store import outcomes
+from journeys.store import outcomes, subscriptions
 from journeys.store.caps import CapCounter
 from journeys.store.database import AddressMark, OutboxRow, Store
 from telemetry.logs import count_message, observe_send, with_ids
@@ -52,7 +52,7 @@ __all__ = ["Delivery", "OutgoingMessage", "Provider", "default_providers"]
 
 #: Statuses no attempt changes any more: a retry or a replay finds them and sends nothing.
 FINAL = frozenset({"delivered", "skipped", "failed", "unreachable", "cancelled", "capped",
-                   "dropped_quiet_hours", "held_out", "unknown", "kept"})
+                   "dropped_quiet_hours", "held_out", "unknown", "kept", "unsubscribed"})
 #: How often a send that waits tells Temporal it is alive (the SDK sends at most one heartbeat
 #: per 0.8 x the activity's heartbeat_timeout): a cancel (the user left), a terminate or a
 #: worker's shutdown reaches a send only through its heartbeats. Fast sends send none.
@@ -202,6 +202,12 @@ class Delivery:
             user_id=input.user_id, workflow_id=input.workflow_id, node_id=input.node_id,
             channel=input.channel.value, status="pending",
             event_name=event.name if event else None, event_id=event.id if event else None)
+        # A marketing message to a user unsubscribed from its channel or topic: recorded, not
+        # sent (checked at its first attempt; one under way to its provider is not called back).
+        if known is None and not input.transactional:
+            why = subscriptions.unsubscribed(store, input.user_id, input.channel.value, input.topic)
+            if why:
+                return self._settle(row, "unsubscribed", f"not sent: {why}", log)
         try:
             # A retry delivers what the first attempt rendered: the key fixes the content.
             content = known.content if known else render_message(
@@ -219,7 +225,7 @@ class Delivery:
                                 "not sent: the user is in the journey's control group", log)
         # Caps count each key once: a retry passes again (and one that found the message
         # recorded by an earlier attempt passed them then).
-        if self.caps and not input.ignore_caps and known is None:
+        if self.caps and not (input.ignore_caps or input.transactional) and known is None:
             cap = self.caps.claim(input.user_id, input.channel.value, input.idempotency_key)
             if cap is not None:
                 return self._settle(row.model_copy(update={"content": content}), "capped", cap.reason, log)

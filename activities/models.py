@@ -43,6 +43,10 @@ class SendMessageInput(BaseModel):
     version: str | None = None
     event: Event | None = None
     ignore_caps: bool = False  # the journey's ignore_caps: transactional, not capped nor counted
+    #: The journey's category is transactional: sent whatever the user's subscriptions (and
+    #: not capped); else a user unsubscribed from the channel or ``topic`` is not sent it.
+    transactional: bool = False
+    topic: str | None = None
     held_out: bool = False  # the user is in the control group: recorded, never sent
     end: WalkEnd | None = None  # the walk ends after this send: record its end once settled
 
@@ -105,7 +109,7 @@ class SendResult(BaseModel):
     """
 
     status: Literal["delivered", "skipped", "failed", "unreachable", "cancelled", "pending",
-                    "capped", "dropped_quiet_hours", "held_out", "unknown", "kept"]
+                    "capped", "dropped_quiet_hours", "held_out", "unknown", "kept", "unsubscribed"]
     reason: str | None = None
     content: dict[str, str] = Field(default_factory=dict)  # no longer filled; old histories have it
     digest: str | None = None  # sha256 of the rendered content (its first 16 hex digits), to compare sends

@@ -121,6 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_client("records:status_command"))
 
+    p = sub.add_parser("subscription", help="a user's subscriptions; --unsubscribe or --subscribe "
+                                            "a channel (default every one) or one topic of it")
+    p.add_argument("user")
+    p.add_argument("--channel", help="push, email, sms, ... (default: every channel)")
+    p.add_argument("--topic", help="one topic of the channel (newsletter); default: the whole channel")
+    change = p.add_mutually_exclusive_group()
+    change.add_argument("--unsubscribe", action="store_true")
+    change.add_argument("--subscribe", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_lazy("subscriptions:cmd_subscription"))
+
     p = sub.add_parser("outbox", help="the messages recorded, sent or skipped")
     p.add_argument("--user")
     p.add_argument("--journey")

@@ -9,8 +9,10 @@ import sys
 
 from activities.providers.registry import build_providers, choices, close_providers
 from cli.events import check_user, connect_client
+from cli.subscriptions import describe
 from journeys.inputs import printable, shown
 from journeys.settings import Settings, load_settings
+from journeys.store import subscriptions
 from journeys.store.database import Store
 from journeys.validation.catalog import catalog
 from operate.status import format_status, user_status
@@ -31,6 +33,8 @@ async def status_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"user {printable(args.user)} is in no journey")
     for row in [] if args.json else rows:
         print(format_status(row))
+    if not args.json:  # (starter.py subscription USER --json has them as JSON)
+        print(describe(args.user, await asyncio.to_thread(subscriptions.of_user, store, args.user)))
     return 0
 
 

@@ -46,6 +46,7 @@ from ingestion.readiness import readiness
 from ingestion.requests import MAX_BODY_BYTES as MAX_BODY_BYTES  # the documented limit, here too
 from ingestion.requests import Refused, authorize, check_sender, read_json
 from ingestion.router import Router
+from ingestion.subscriptions_api import add_routes as add_subscription_routes
 from journeys.ingest import BadLine, id_text, parse_identify, parse_item, skip_reason
 from journeys.language.limits import LimitExceeded, brief
 from journeys.language.problems import UsageError
@@ -189,6 +190,8 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
                                   batch=True))
     async def batch(request: Request) -> JSONResponse:
         return await handle(request, _batch_items)
+
+    add_subscription_routes(app, settings, lambda request: request.app.state.parts.store)
 
     @app.get("/health", summary="The API answers (liveness)")
     async def health() -> dict[str, str]:

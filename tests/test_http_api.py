@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from ingestion.http_api import MAX_BODY_BYTES, create_app
 from journeys.settings import Settings
+from journeys.store import subscriptions
 from journeys.store.database import Store
 from tests.helpers.support import dev_server, free_port, run_cli
 
@@ -227,6 +228,30 @@ async def test_a_wrong_or_missing_key_is_401(api: str) -> None:
         assert (await http.get("/health")).status_code == 200  # no key needed
         assert (await http.get("/openapi.json")).json()["paths"].keys() >= {"/v1/track", "/v1/batch"}
         assert (await http.get("/docs")).status_code == 200
+
+
+async def test_a_user_unsubscribed_through_the_api_gets_no_marketing_sms(
+        env: WorkflowEnvironment, api: str, store: Store, worker: None) -> None:
+    change = {"userId": "sid", "channel": "sms", "subscribed": False}
+    response = await _post(api, "/v1/subscriptions", change)
+    assert (response.status_code, response.json()) == (200, {"success": True, "changed": True})
+    response = await _post(api, "/v1/subscriptions", change)  # so already: nothing written
+    assert response.json() == {"success": True, "changed": False}
+    response = await _post(api, "/v1/track", {"userId": "sid", "event": "Added To Cart"})
+    assert response.status_code == 200, response.text
+    await _finished(env, "cart", "sid")
+    [sms] = store.outbox_list(user_id="sid")
+    assert (sms.status, sms.reason) == ("unsubscribed", "not sent: unsubscribed from sms")
+    [audit] = subscriptions.changes(store, "sid")
+    assert (audit.how, audit.source) == ("api", "api 127.0.0.1")
+    # Refused: a wrong channel or topic, an unknown field (400, naming it); no key (401).
+    for body, says in (({**change, "channel": "fax"}, "channel: Input should be"),
+                       ({**change, "topic": "Big News"}, "topic: String should match"),
+                       ({**change, "extra": 1}, "extra: Extra inputs are not permitted")):
+        response = await _post(api, "/v1/subscriptions", body)
+        assert response.status_code == 400 and says in response.json()["errors"][0]["reason"]
+    assert (await _post(api, "/v1/subscriptions", change, key="not-the-key")).status_code == 401
+    assert len(subscriptions.changes(store, "sid")) == 1
 
 
 async def test_a_body_over_500_kb_is_413(api: str) -> None:

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from journeys.events import instance_id
 from journeys.language.models import IntelliNode
 from journeys.store import caps as caps_module
-from journeys.store import migrations, outcomes
+from journeys.store import migrations, outcomes, subscriptions
 from journeys.store.caps import CapCounter, parse_caps
 from journeys.store.database import OutboxRow, Store
 from journeys.store.intellinode import Allocations, choose, results
@@ -351,3 +351,22 @@ def test_a_journey_version_is_kept_once_and_read_by_another_process(stores: list
     assert worker.get("abandoned-cart", version_of(journey)) == journey
     with pytest.raises(LookupError, match="version ffff"):
         worker.get("abandoned-cart", "ffff")
+
+
+def test_a_subscription_changed_at_once_by_many_is_one_row_and_one_change(stores: list[Store]) -> None:
+    # Eight processes unsubscribe the same user at once: one of them changes it, once audited.
+    changed = race(stores, lambda s, i: subscriptions.change(
+        s, "ada", "email", subscribed=False, how="api", source=f"api {i}"))
+    assert changed.count(True) == 1
+    store = stores[0]
+    assert [(c.channel, c.topic, c.subscribed) for c in subscriptions.changes(store, "ada")] == [
+        ("email", "", False)]
+    assert subscriptions.unsubscribed(store, "ada", "email", "newsletter") == "unsubscribed from email"
+    subscriptions.change(store, "ada", "email", subscribed=True, how="cli")
+    subscriptions.change(store, "ada", "email", topic="newsletter", subscribed=False, how="link")
+    assert subscriptions.unsubscribed(store, "ada", "email") is None
+    assert subscriptions.unsubscribed(store, "ada", "email", "newsletter") == (
+        "unsubscribed from email topic 'newsletter'")
+    assert [(s.topic, s.subscribed) for s in subscriptions.of_user(stores[1], "ada")] == [
+        ("", True), ("newsletter", False)]
+    assert len(subscriptions.changes(stores[1], "ada")) == 3

@@ -254,6 +254,7 @@ class JourneyWorkflow(Waits):
             node_id=node.id, channel=node.channel, event=state.event, version=self._input.version,
             message=None if self._input.version else node.message,  # by reference if the run is
             ignore_caps=self.journey.ignore_caps, held_out=state.held_out,
+            transactional=self.journey.transactional, topic=self.journey.topic_of(node),
             end=self._outcomes.walk_end(with_run_key=not self._v3)
             if self._v2 and not node.next and not node.on else None)
         quiet = self.journey.quiet_hours_of(node)

@@ -27,6 +27,9 @@ from journeys.language.durations import Duration, Offset
 NodeId = Annotated[
     str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 EventName = Annotated[str, Field(min_length=1, max_length=200)]
+#: A subscription topic (newsletter, promotions): users unsubscribe from one topic of a channel.
+TOPIC_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+Topic = Annotated[str, Field(min_length=1, max_length=100, pattern=TOPIC_PATTERN)]
 Scalar = str | int | float | bool
 
 
@@ -147,7 +150,8 @@ class DelayNode(_Next):
 MessageValue = str | dict[str, str] | list[str | dict[str, str]]
 
 #: What can become of a message, each a possible ``on`` path of its engagement node.
-OUTCOMES = ("delivered", "failed", "unreachable", "capped", "dropped_quiet_hours", "skipped")
+OUTCOMES = ("delivered", "failed", "unreachable", "capped", "dropped_quiet_hours", "skipped",
+            "unsubscribed")
 
 
 class QuietHours(_Model):
@@ -179,6 +183,9 @@ class EngagementNode(_Next):
         default=None, description="This message's quiet hours, instead of the journey's.")
     ignore_quiet_hours: bool = Field(
         default=False, description="Send whatever the time (a transactional message).")
+    topic: Topic | None = Field(
+        default=None, description="This message's subscription topic, instead of the journey's: "
+                                  "a user unsubscribed from it on this channel is not sent it.")
     on: Annotated[dict[str, NodeId], WithJsonSchema({
         "type": "object", "propertyNames": {"enum": list(OUTCOMES)},
         "additionalProperties": {"type": "string"}})] = Field(
@@ -303,6 +310,13 @@ class Journey(_Model):
     ignore_caps: bool = Field(
         default=False, description="Transactional messages: the frequency caps "
                                    "(JOURNEYS_CAPS) neither hold nor count them.")
+    category: Literal["marketing", "transactional"] = Field(
+        default="marketing", description="marketing: not sent to a user unsubscribed from the "
+        "message's channel or topic (status unsubscribed); transactional (password resets, "
+        "receipts): sent whatever the subscriptions, and neither held nor counted by the caps.")
+    topic: Topic | None = Field(
+        default=None, description="The subscription topic of the journey's messages "
+                                  "(newsletter, promotions); a node may name its own.")
     control_percent: int = Field(
         default=0, ge=0, le=100,
         description="This share of entrants (the same users always, by user id and journey) "
@@ -318,6 +332,14 @@ class Journey(_Model):
             if node.id == node_id:
                 return node
         raise KeyError(node_id)
+
+    def topic_of(self, node: EngagementNode) -> str | None:
+        """The node's subscription topic, else the journey's."""
+        return node.topic or self.topic
+
+    @property
+    def transactional(self) -> bool:
+        return self.category == "transactional"
 
     def quiet_hours_of(self, node: EngagementNode) -> QuietHours | None:
         """The node's own quiet hours, else the journey's (none if the node ignores them)."""

@@ -47,7 +47,7 @@ RULES: dict[str, str] = {
     "goal-within-without-goals": "`goal_within` is set but the journey has no `goals`",
     "unknown-outcome": (
         "an `on` path names no outcome of a send (delivered, failed, unreachable, capped, "
-        "dropped_quiet_hours, skipped)"
+        "dropped_quiet_hours, skipped, unsubscribed)"
     ),
     "unknown-entry-key": (
         "`entry_key` is not a property of the entry event's schema; an entry event with no schema (in the "

@@ -171,3 +171,28 @@ journey_versions = Table(
     Column("definition", Text, nullable=False),  # the definition, as JSON
     Column("at", Moment(), nullable=False),  # when a process first read it
 )
+
+#: Each user's subscription to a channel ('' topic: the channel as a whole) or to one topic of it
+#: (journeys.store.subscriptions): a marketing message is not sent to a user unsubscribed from
+#: its channel or its topic. No row: subscribed.
+subscriptions = Table(
+    "subscriptions", metadata,
+    Column("user_id", String(200), primary_key=True),
+    Column("channel", String(20), primary_key=True),
+    Column("topic", String(100), primary_key=True),
+    Column("subscribed", Boolean, nullable=False),
+    Column("at", Moment(), nullable=False),  # when it last changed
+)
+#: Every change of a subscription, never removed: when, how (api, cli, link, sms, ...) and from
+#: where (an operator, an API client's address, an inbound message's number: what the way in knows).
+subscription_changes = Table(
+    "subscription_changes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", String(200), nullable=False, index=True),
+    Column("channel", String(20), nullable=False),
+    Column("topic", String(100), nullable=False),
+    Column("subscribed", Boolean, nullable=False),
+    Column("how", String(20), nullable=False),
+    Column("source", String(200)),
+    Column("at", Moment(), nullable=False),
+)

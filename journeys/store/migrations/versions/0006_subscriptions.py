@@ -1,0 +1,48 @@
+"""Subscriptions per user, channel and topic, and their audit (journeys.store.subscriptions).
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-03
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    offline = op.get_context().as_sql
+    if not offline and "subscriptions" in sa.inspect(op.get_bind()).get_table_names():
+        return  # a database made by create_all at this release has them already
+    op.create_table(
+        "subscriptions",
+        sa.Column("user_id", sa.String(200), primary_key=True),
+        sa.Column("channel", sa.String(20), primary_key=True),
+        sa.Column("topic", sa.String(100), primary_key=True),
+        sa.Column("subscribed", sa.Boolean(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
+        "subscription_changes",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("user_id", sa.String(200), nullable=False),
+        sa.Column("channel", sa.String(20), nullable=False),
+        sa.Column("topic", sa.String(100), nullable=False),
+        sa.Column("subscribed", sa.Boolean(), nullable=False),
+        sa.Column("how", sa.String(20), nullable=False),
+        sa.Column("source", sa.String(200), nullable=True),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_subscription_changes_user_id", "subscription_changes", ["user_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_subscription_changes_user_id", table_name="subscription_changes")
+    op.drop_table("subscription_changes")
+    op.drop_table("subscriptions")
