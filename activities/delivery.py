@@ -42,6 +42,7 @@ from activities.providers.outbox import OutboxProvider
 from journeys.events import personalization_event
 from journeys.language.limits import brief
 from journeys.language.models import Channel
+from journeys.links import Links
 from journeys.personalization.personalize import MessageRefused, MissingValue, TemplateError, render_message
 from journeys.store import outcomes, subscriptions
 from journeys.store.caps import CapCounter
@@ -74,8 +75,9 @@ class Delivery:
 
     def __init__(self, store: Store, providers: Mapping[Channel, Provider] | None = None,
                  send_timeout: float = 30.0, caps: CapCounter | None = None,
-                 unknown_retries: int = 2) -> None:
+                 unknown_retries: int = 2, links: Links | None = None) -> None:
         self.store = store
+        self.links = links  # a marketing email's unsubscribe link (none: the templates have none)
         self.providers = dict(providers or default_providers())
         self.send_timeout = send_timeout
         self.caps = caps  # JOURNEYS_CAPS, checked and counted at send time
@@ -135,7 +137,8 @@ class Delivery:
         provider = self.providers[input.channel]
         message = OutgoingMessage(
             idempotency_key=input.idempotency_key, journey_id=input.journey_id, node_id=input.node_id,
-            user_id=input.user_id, channel=input.channel, content=stored.content, profile=profile)
+            user_id=input.user_id, channel=input.channel, content=stored.content, profile=profile,
+            unsubscribe_url=self._unsubscribe_url(input))
         ledger = Ledger(marks, self.unknown_retries)
         started = time.monotonic()
         try:
@@ -210,8 +213,10 @@ class Delivery:
                 return self._settle(row, "unsubscribed", f"not sent: {why}", log)
         try:
             # A retry delivers what the first attempt rendered: the key fixes the content.
+            link = self._unsubscribe_url(input)
             content = known.content if known else render_message(
-                input.channel, message_of(input), profile, event.properties if event else None)
+                input.channel, message_of(input), profile, event.properties if event else None,
+                {"unsubscribe_url": link} if link else None)
         # The value's name, the template's words or the url go in the outbox row only (DETAIL).
         except MissingValue as exc:  # the data: skip it
             return self._settle(row, "skipped", "not sent: missing value", log, detail=str(exc))
@@ -233,6 +238,12 @@ class Delivery:
         if stored.status in FINAL:
             return _result(stored, duplicate=True)
         return stored, profile, store.send_marks(input.idempotency_key) if known else {}
+
+    def _unsubscribe_url(self, input: SendMessageInput) -> str | None:
+        """A marketing email's one-click unsubscribe link: from its channel, or its topic."""
+        if self.links is None or input.channel != Channel.email or input.transactional:
+            return None
+        return self.links.unsubscribe_url(input.user_id, input.channel.value, input.topic or "")
 
     def _settle(self, row: OutboxRow, status: str, reason: str,
                 log: structlog.typing.FilteringBoundLogger, detail: str = "") -> SendResult:

@@ -23,8 +23,12 @@ from journeys.personalization.personalize import (
     render,
     render_message,
 )
+from journeys.validation.rules import journey_links
 from journeys.validation.scope import sources_by_node
 from journeys.validation.validate import UNREADABLE, exit_status, validate_file, validate_paths
+
+#: What ``preview`` shows for a marketing email's ``unsubscribe_url``.
+PREVIEW_LINK = "https://journeys.example/u/PREVIEW-TOKEN"  # (a send makes the user's own)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -64,8 +68,10 @@ def cmd_preview(args: argparse.Namespace) -> int:
     profile = json_object(args.profile, "--profile")
     try:
         if isinstance(node, EngagementNode):
+            # A marketing email's unsubscribe link: a stand-in.
+            links = {name: PREVIEW_LINK for name in journey_links(journey, node)}
             fields = render_message(node.channel, node.message, profile,
-                                    personalization_event(node.channel, event))
+                                    personalization_event(node.channel, event), links)
         elif isinstance(node, ProfileUpdateNode):
             fields = {}
             for prop, source in node.set.items():

@@ -50,6 +50,7 @@ from ingestion.subscriptions_api import add_routes as add_subscription_routes
 from journeys.ingest import BadLine, id_text, parse_identify, parse_item, skip_reason
 from journeys.language.limits import LimitExceeded, brief
 from journeys.language.problems import UsageError
+from journeys.links import Links, links_of
 from journeys.settings import Settings
 from journeys.store.database import Store
 
@@ -118,6 +119,7 @@ class _Parts:
     client: Client
     store: Store
     ingestion: Ingestion
+    links: Links  # the links in messages (unsubscribe), signed as the workers sign them
 
 
 def create_app(settings: Settings, journeys_dir: str | Path | None = None,
@@ -138,7 +140,8 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
                         send_timeout=settings.send_timeout)
         ingestion = Ingestion(router, store, folder, deadline=settings.route_timeout)
         await asyncio.to_thread(ingestion.index)  # validated once, now; again when a file changes
-        app.state.parts = _Parts(client, store, ingestion)
+        links = await asyncio.to_thread(links_of, store, settings.public_url, settings.link_secret)
+        app.state.parts = _Parts(client, store, ingestion, links)
         try:
             yield
         finally:
@@ -191,7 +194,7 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
     async def batch(request: Request) -> JSONResponse:
         return await handle(request, _batch_items)
 
-    add_subscription_routes(app, settings, lambda request: request.app.state.parts.store)
+    add_subscription_routes(app, settings, lambda request: request.app.state.parts)
 
     @app.get("/health", summary="The API answers (liveness)")
     async def health() -> dict[str, str]:

@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from journeys.language.problems import UsageError
 from journeys.numbers import whole_number
 
+#: Where ``serve`` answers by default (JOURNEYS_PUBLIC_URL's default).
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
@@ -34,6 +37,19 @@ class Settings(BaseSettings):
                     "(journey-<journey>-<user>); turn off once none of them runs.")
 
     write_key: str | None = Field(default=None, alias="JOURNEYS_WRITE_KEY")
+    # --- links in messages (one-click unsubscribe), answered by `serve` without the write key --
+    public_url: str = Field(
+        default=DEFAULT_PUBLIC_URL, alias="JOURNEYS_PUBLIC_URL",
+        description="The address at which users reach `serve` (https://journeys.shop.example): "
+                    "the start of the unsubscribe links in messages.")
+    link_secret: str | None = Field(
+        default=None, alias="JOURNEYS_LINK_SECRET",
+        description="The secret that signs the links in messages; default: one made once and "
+                    "kept in the store (every process sharing the store agrees on it).")
+    unsubscribe_mailto: str | None = Field(
+        default=None, alias="JOURNEYS_UNSUBSCRIBE_MAILTO",
+        description="An address for List-Unsubscribe's mailto, beside the link: its messages "
+                    "(the token in the subject) are the operator's to act on.")
     route_timeout: float = Field(
         default=10.0, gt=0, le=300, alias="JOURNEYS_ROUTE_TIMEOUT",
         description="Seconds an HTTP request, or an event of `event` and `ingest`, may take to "
@@ -120,6 +136,24 @@ class Settings(BaseSettings):
         from journeys.egress import parse_networks
 
         parse_networks(value)  # a network that cannot be read stops the worker at start
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"'{value}' is not an http(s) address without a query "
+                             "(https://journeys.shop.example)")
+        return value.rstrip("/")
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _mailto(cls, value: str | None) -> str | None:
+        if value is not None and (value.count("@") != 1 or any(c in value for c in " \t\r\n<>,;?")):
+            raise ValueError(f"'{value}' is not an email address")
         return value
 
     @model_validator(mode="after")

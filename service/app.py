@@ -27,6 +27,7 @@ from connection import address_of, namespace_of
 from ingestion.serving import api_settings, bind, start_api
 from journeys.egress import LOOPBACK
 from journeys.language.problems import UsageError
+from journeys.links import links_of
 from journeys.settings import Settings
 from journeys.store.caps import caps_setting
 from journeys.store.database import Store
@@ -143,7 +144,9 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
                                 build_activities(store, providers, settings.send_timeout,
                                                  caps_setting(settings.caps),
                                                  settings.intellinode_refresh,
-                                                 settings.send_unknown_retries), executor,
+                                                 settings.send_unknown_retries,
+                                                 links_of(store, settings.public_url,
+                                                          settings.link_secret)), executor,
                                 graceful_shutdown_timeout=timedelta(seconds=5),
                                 deployment_config=deployment(settings))
         running = asyncio.create_task(worker.run())

@@ -27,6 +27,7 @@ class OutgoingMessage(BaseModel):
     channel: Channel
     content: dict[str, str]  # the rendered fields (title, body, subject, html, text, url ...)
     profile: dict[str, Any] = Field(default_factory=dict)  # addresses: email, phone, tokens ...
+    unsubscribe_url: str | None = None  # a marketing email's one-click unsubscribe (journeys.links)
 
 
 class Outcome(BaseModel):

@@ -86,14 +86,21 @@ def loopback(host: str) -> bool:
         return False
 
 
-def build_email(message: OutgoingMessage, sender: str, to: str) -> EmailMessage:
-    """The MIME message: multipart/alternative when both text and html are given."""
+def build_email(message: OutgoingMessage, sender: str, to: str, mailto: str | None = None) -> EmailMessage:
+    """The MIME message: multipart/alternative when both text and html are given. A marketing
+    email carries its one-click unsubscribe (RFC 8058), and ``mailto`` beside it if given (the
+    link's token in the subject: the mailbox's owner acts on it)."""
     email = EmailMessage()
     email["From"] = sender
     email["To"] = to
     email["Subject"] = _subject(message.content.get("subject", ""))
     email["Date"] = formatdate(localtime=False, usegmt=True)
     email["Message-ID"] = message_id(message.idempotency_key)
+    if message.unsubscribe_url:
+        token = message.unsubscribe_url.rsplit("/", 1)[-1]
+        also = f", <mailto:{mailto}?subject=unsubscribe%20{token}>" if mailto else ""
+        email["List-Unsubscribe"] = f"<{message.unsubscribe_url}>{also}"
+        email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     text, html = message.content.get("text"), message.content.get("html")
     if text is not None or html is None:
         email.set_content(text or "")
@@ -149,6 +156,7 @@ class SmtpProvider:
                              f"would cross the network in clear to '{self.host}'; use starttls or "
                              "tls (none only for a server on this machine)")
         self._local_hostname: str | None = None
+        self.unsubscribe_mailto = settings.unsubscribe_mailto
 
     async def deliver(self, message: OutgoingMessage) -> Outcome:
         to = address(message.profile.get("email"))
@@ -156,7 +164,7 @@ class SmtpProvider:
             return unreachable("no email address in the profile" if not message.profile.get("email")
                                else "the profile's email is not an address")
         try:
-            email = build_email(message, self.sender, to)
+            email = build_email(message, self.sender, to, self.unsubscribe_mailto)
         except Unsendable as exc:
             return failed(str(exc))
         except ValueError as exc:  # a header the email package refuses: no retry changes it

@@ -99,8 +99,10 @@ def check_template(source: str) -> None:
         raise TemplateSyntaxError(f"cannot compile: {type(exc).__name__}", 1) from None
 
 
-#: The only variables a journey template may read.
+#: The only variables a journey template may read ...
 VARIABLES = frozenset({"profile", "event"})
+#: ... and a marketing email's, its one-click unsubscribe link (journeys.links).
+LINK_VARIABLES = frozenset({"unsubscribe_url"})
 
 
 @lru_cache(maxsize=4096)
@@ -110,7 +112,8 @@ def _parse(source: str, expression: bool) -> nodes.Template:
     return PLAIN.parse("{{ " + source + " }}" if expression else source)
 
 
-def unknown_variables(source: str, *, expression: bool = False) -> list[str]:
+def unknown_variables(source: str, *, expression: bool = False,
+                      allowed: frozenset[str] = frozenset()) -> list[str]:
     """Variables other than ``profile`` and ``event`` that ``source`` reads (Jinja's globals,
     ``self`` and ``loop`` outside a loop included: templates do not see them).
 
@@ -118,9 +121,9 @@ def unknown_variables(source: str, *, expression: bool = False) -> list[str]:
     """
     tree = _parse(source, expression)
     if expression:  # an expression declares nothing: every name it loads is undeclared
-        names = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"} - VARIABLES
+        names = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"} - VARIABLES - allowed
     else:  # a template's own {% set %} and loop variables are declared: Jinja's analysis
-        names = meta.find_undeclared_variables(tree) - VARIABLES
+        names = meta.find_undeclared_variables(tree) - VARIABLES - allowed
     if any(name.name == "self" for name in tree.find_all(nodes.Name)):
         names.add("self")  # Jinja's template reference, which meta does not report
     return sorted(names)
@@ -283,15 +286,17 @@ def _content_type(rendered: Mapping[str, str]) -> str | None:
 
 
 def render_message(channel: Channel, message: Mapping[str, MessageValue],
-                   profile: Mapping[str, Any], event: Mapping[str, Any] | None) -> dict[str, str]:
-    """Render every field of a message, then check it may be sent.
+                   profile: Mapping[str, Any], event: Mapping[str, Any] | None,
+                   links: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Render every field of a message (``links``: LINK_VARIABLES the message has), then check
+    it may be sent.
 
     Raises :class:`MissingValue` (naming the field) or :class:`TemplateError`: not sent;
     :class:`MessageRefused`: rendered, but unsafe or too large to send.
     """
     channel = Channel(channel)
     budget = MAX_MESSAGE_BYTES[channel]
-    variables = context(profile, event)
+    variables = {**context(profile, event), **(links or {})}
     fields = list(message_fields(message))
     if channel == Channel.webhook:  # the Content-Type header says how to render the body
         fields.sort(key=lambda item: item[0] == "body")

@@ -196,3 +196,11 @@ subscription_changes = Table(
     Column("source", String(200)),
     Column("at", Moment(), nullable=False),
 )
+#: Secrets every process sharing the store agrees on, made once (journeys.store.secrets): the
+#: key of the links in messages, unless JOURNEYS_LINK_SECRET gives one.
+secrets = Table(
+    "secrets", metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", String(200), nullable=False),  # hex
+    Column("at", Moment(), nullable=False),
+)

@@ -24,6 +24,7 @@ from journeys.language.models import (
 )
 from journeys.language.zones import zone
 from journeys.personalization.personalize import (
+    LINK_VARIABLES,
     check_expressions,
     check_template,
     message_fields,
@@ -175,7 +176,7 @@ def node_rules(journey: Journey) -> Iterator[Finding]:
         elif isinstance(node, IntelliNode):
             yield from _intellinode(journey, node)
         elif isinstance(node, EngagementNode):
-            yield from _message(node)
+            yield from _message(node, links=journey_links(journey, node))
         elif isinstance(node, ProfileUpdateNode):
             for prop, source in node.set.items():
                 yield from _template(node.id, f"set.{prop}", source)
@@ -226,7 +227,13 @@ def _intellinode(journey: Journey, node: IntelliNode) -> Iterator[Finding]:
                f"two paths are known as '{name}': give each a different 'name'")
 
 
-def _message(node: EngagementNode) -> Iterator[Finding]:
+def journey_links(journey: Journey, node: EngagementNode) -> frozenset[str]:
+    """The link variables ``node``'s templates may read: a marketing email's unsubscribe link."""
+    marketing_email = node.channel == "email" and not journey.transactional
+    return LINK_VARIABLES if marketing_email else frozenset()
+
+
+def _message(node: EngagementNode, links: frozenset[str]) -> Iterator[Finding]:
     required, optional = CHANNEL_FIELDS[node.channel]
     for name in sorted(required - node.message.keys()):
         yield (node.id, f"message.{name}", "missing-message-field",
@@ -238,24 +245,28 @@ def _message(node: EngagementNode) -> Iterator[Finding]:
     if node.channel == "email" and not {"html", "text"} & node.message.keys():
         yield node.id, "message.html", "missing-message-field", "an email needs 'html' or 'text'"
     for field, source in message_fields(node.message):
-        yield from _template(node.id, f"message.{field}", source)
+        yield from _template(node.id, f"message.{field}", source, links)
 
 
-def _template(node_id: str, field: str, source: str) -> Iterator[Finding]:
+def _template(node_id: str, field: str, source: str,
+              links: frozenset[str] = frozenset()) -> Iterator[Finding]:
     try:
         check_template(source)
     except TemplateSyntaxError as exc:
         yield node_id, field, "template-syntax", f"line {exc.lineno}: {exc.message}"
     else:
-        yield from _variables(node_id, field, source)
+        yield from _variables(node_id, field, source, links=links)
 
 
-def _variables(node_id: str, field: str, source: str, *, expression: bool = False) -> Iterator[Finding]:
+def _variables(node_id: str, field: str, source: str, *, expression: bool = False,
+               links: frozenset[str] = frozenset()) -> Iterator[Finding]:
     unsafe = unsafe_attributes(source, expression=expression)
     if unsafe:
         yield (node_id, field, "unsafe-attribute",
                f"{', '.join(repr(a) for a in unsafe)}: the sandbox refuses attributes starting "
                "with '_' and Python's internals (a property so named: event['_name'])")
-    for name in unknown_variables(source, expression=expression):
+    for name in unknown_variables(source, expression=expression, allowed=links):
+        why = (" (a marketing email's templates read 'unsubscribe_url' too)"
+               if name in LINK_VARIABLES else "")
         yield (node_id, field, "unknown-variable",
-               f"'{name}' is not a variable here: templates read 'profile' and 'event'")
+               f"'{name}' is not a variable here: templates read 'profile' and 'event'{why}")

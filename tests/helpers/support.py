@@ -30,6 +30,7 @@ from ingestion.router import route_event
 from journeys.events import Event, Routed, workflow_id
 from journeys.language.loader import journey_files, load_file
 from journeys.language.models import Channel, Journey
+from journeys.links import Links
 from journeys.store.database import OutboxRow, Store
 from journeys.store.versions import VERSIONS
 from service.runtime import binary, journey_worker
@@ -148,10 +149,10 @@ class DownProvider:
 async def running_worker(client: Client, store: Store, task_queue: str,
                          providers: Mapping[Channel, Provider] | None = None,
                          send_timeout: float = 30.0, intellinode_refresh: float = 300.0,
-                         **options: Any) -> AsyncIterator[Worker]:
+                         links: Links | None = None, **options: Any) -> AsyncIterator[Worker]:
     with ThreadPoolExecutor(max_workers=8) as executor:
         activities = build_activities(store, providers, send_timeout,
-                                      intellinode_refresh=intellinode_refresh)
+                                      intellinode_refresh=intellinode_refresh, links=links)
         worker = journey_worker(client, task_queue, activities, executor, **options)
         async with worker:
             yield worker

@@ -1,4 +1,5 @@
-"""Subscriptions per user, channel and topic, and their audit (journeys.store.subscriptions).
+"""Subscriptions per user, channel and topic, and their audit (journeys.store.subscriptions);
+secrets shared by the processes of a store (journeys.store.secrets).
 
 Revision ID: 0006
 Revises: 0005
@@ -40,9 +41,16 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_subscription_changes_user_id", "subscription_changes", ["user_id"])
+    op.create_table(
+        "secrets",
+        sa.Column("name", sa.String(100), primary_key=True),
+        sa.Column("value", sa.String(200), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("secrets")
     op.drop_index("ix_subscription_changes_user_id", table_name="subscription_changes")
     op.drop_table("subscription_changes")
     op.drop_table("subscriptions")
