@@ -42,7 +42,7 @@ from activities.providers.outbox import OutboxProvider
 from journeys.events import personalization_event
 from journeys.language.limits import brief
 from journeys.language.models import Channel
-from journeys.links import Links
+from journeys.links import Links, Message, tracked_html, tracking_id
 from journeys.personalization.personalize import MessageRefused, MissingValue, TemplateError, render_message
 from journeys.store import outcomes, subscriptions
 from journeys.store.caps import CapCounter
@@ -214,9 +214,9 @@ class Delivery:
         try:
             # A retry delivers what the first attempt rendered: the key fixes the content.
             link = self._unsubscribe_url(input)
-            content = known.content if known else render_message(
+            content = known.content if known else self._tracked(input, render_message(
                 input.channel, message_of(input), profile, event.properties if event else None,
-                {"unsubscribe_url": link} if link else None)
+                {"unsubscribe_url": link} if link else None))
         # The value's name, the template's words or the url go in the outbox row only (DETAIL).
         except MissingValue as exc:  # the data: skip it
             return self._settle(row, "skipped", "not sent: missing value", log, detail=str(exc))
@@ -243,7 +243,16 @@ class Delivery:
         """A marketing email's one-click unsubscribe link: from its channel, or its topic."""
         if self.links is None or input.channel != Channel.email or input.transactional:
             return None
-        return self.links.unsubscribe_url(input.user_id, input.channel.value, input.topic or "")
+        return self.links.url("unsubscribe", _bound(input))
+
+    def _tracked(self, input: SendMessageInput, content: dict[str, str]) -> dict[str, str]:
+        """An email's html with its clicks and opens tracked (as the node says)."""
+        if (self.links is None or input.channel != Channel.email or "html" not in content
+                or not (input.track_clicks or input.track_opens)):
+            return content
+        html = tracked_html(content["html"], self.links, _bound(input), clicks=input.track_clicks,
+                            opens=input.track_opens)
+        return {**content, "html": html}
 
     def _settle(self, row: OutboxRow, status: str, reason: str,
                 log: structlog.typing.FilteringBoundLogger, detail: str = "") -> SendResult:
@@ -257,6 +266,12 @@ class Delivery:
         log.warning(f"message {stored.status}")  # the reason may quote values: in the outbox
         log.debug("message reason", reason=stored.reason)
         return _result(stored)
+
+
+def _bound(input: SendMessageInput) -> Message:
+    """What the links of ``input``'s message are bound to."""
+    return Message(input.user_id, input.channel.value, input.topic or "",
+                   tracking_id(input.idempotency_key), input.journey_id, input.node_id)
 
 
 def _time_left() -> float | None:

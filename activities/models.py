@@ -47,6 +47,8 @@ class SendMessageInput(BaseModel):
     #: not capped); else a user unsubscribed from the channel or ``topic`` is not sent it.
     transactional: bool = False
     topic: str | None = None
+    track_opens: bool = True  # an email's opens and clicks are counted (journeys.links)
+    track_clicks: bool = True
     held_out: bool = False  # the user is in the control group: recorded, never sent
     end: WalkEnd | None = None  # the walk ends after this send: record its end once settled
 

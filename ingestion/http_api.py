@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client
 
 from connection import connect_settings
+from ingestion.engagement_api import add_routes as add_engagement_routes
 from ingestion.failures import problem_of
 from ingestion.pipeline import Ingestion
 from ingestion.readiness import readiness
@@ -195,6 +196,7 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
         return await handle(request, _batch_items)
 
     add_subscription_routes(app, settings, lambda request: request.app.state.parts)
+    add_engagement_routes(app, settings, lambda request: request.app.state.parts)
 
     @app.get("/health", summary="The API answers (liveness)")
     async def health() -> dict[str, str]:

@@ -24,9 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ingestion.requests import Refused, authorize, check_sender, read_json
 from journeys.language.models import Channel, Topic
-from journeys.links import UNSUBSCRIBE_PATH, Links, Unsubscribe
+from journeys.links import UNSUBSCRIBE_PATH, Links, Message
 from journeys.settings import Settings
-from journeys.store import subscriptions
+from journeys.store import engagements, subscriptions
 from journeys.store.database import Store
 
 #: The one-click POST's body (RFC 8058); a larger body is no unsubscribe of ours.
@@ -102,18 +102,18 @@ def add_routes(app: FastAPI, settings: Settings, parts_of: Any) -> None:
             subscribed=item.subscribed, how="api", source=source)
         return JSONResponse({"success": True, "changed": changed})
 
-    def checked(request: Request, token: str) -> Unsubscribe | HTMLResponse:
+    def checked(request: Request, token: str) -> Message | HTMLResponse:
         if not limit.allows(request.client.host if request.client else "-"):
-            return _page(429, "Too many requests", "Try again in a minute.", {"Retry-After": "60"})
+            return page(429, "Too many requests", "Try again in a minute.", {"Retry-After": "60"})
         found = parts_of(request).links.read_unsubscribe(token)
-        return found or _page(404, "This link is not valid", "Nothing was changed.")
+        return found or page(404, "This link is not valid", "Nothing was changed.")
 
     @app.get(UNSUBSCRIBE_PATH + "{token}", include_in_schema=False)
-    async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
+    async def unsubscribepage(request: Request, token: str) -> HTMLResponse:
         found = checked(request, token)
         if isinstance(found, HTMLResponse):
             return found
-        return _page(200, f"Unsubscribe from {_what(found)}?",
+        return page(200, f"Unsubscribe from {_what(found)}?",
                      '<form method="post"><button type="submit" name="confirm" value="yes">'
                      'Unsubscribe</button></form>', raw=True)
 
@@ -126,19 +126,23 @@ def add_routes(app: FastAPI, settings: Settings, parts_of: Any) -> None:
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_LINK_BODY:
-                return _page(413, "Too large", "Nothing was changed.")
+                return page(413, "Too large", "Nothing was changed.")
         source = "one-click" if body.strip() == ONE_CLICK else "page"
-        await asyncio.to_thread(subscriptions.change, parts_of(request).store, found.user_id,
-                                found.channel, topic=found.topic, subscribed=False, how="link",
-                                source=source)
-        return _page(200, f"You are unsubscribed from {_what(found)}", "")
+        store = parts_of(request).store
+        await asyncio.to_thread(subscriptions.change, store, found.user_id, found.channel,
+                                topic=found.topic, subscribed=False, how="link", source=source)
+        if found.message:  # the link of a message: counted for its node
+            await asyncio.to_thread(
+                engagements.record, store, found.message, "unsubscribed", journey_id=found.journey_id,
+                node_id=found.node_id, user_id=found.user_id, channel=found.channel)
+        return page(200, f"You are unsubscribed from {_what(found)}", "")
 
 
-def _what(found: Unsubscribe) -> str:
+def _what(found: Message) -> str:
     return f"{found.channel} messages on {found.topic}" if found.topic else f"{found.channel} messages"
 
 
-def _page(status: int, title: str, text: str, headers: dict[str, str] | None = None,
+def page(status: int, title: str, text: str, headers: dict[str, str] | None = None,
           raw: bool = False) -> HTMLResponse:
     body = text if raw else f"<p>{html.escape(text)}</p>"
     return HTMLResponse(

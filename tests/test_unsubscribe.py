@@ -23,9 +23,9 @@ from activities.providers.smtp import SmtpProvider, build_email
 from ingestion.http_api import create_app
 from ingestion.subscriptions_api import RateLimit
 from journeys.language.models import Channel, Journey
-from journeys.links import Links, Unsubscribe, links_of
+from journeys.links import Links, links_of
 from journeys.settings import Settings
-from journeys.store import subscriptions
+from journeys.store import engagements, subscriptions
 from journeys.store.database import Store
 from tests.helpers.support import Harness, free_port, running_worker
 from tests.test_smtp import Recorder, settings_for
@@ -111,8 +111,10 @@ async def test_one_click_unsubscribes_from_marketing_email_and_not_from_receipts
     html = body.get_content()
     footer = html.split('href="', 1)[1].split('"', 1)[0]
     links = links_of(journeys.store, api)
-    assert footer.startswith(f"{api}/u/") and links.read_unsubscribe(footer.rsplit("/", 1)[1]) == (
-        links.read_unsubscribe(link.rsplit("/", 1)[1])) == Unsubscribe("ada", "email", "")
+    bound = links.read_unsubscribe(link.rsplit("/", 1)[1])
+    assert footer.startswith(f"{api}/u/") and links.read_unsubscribe(footer.rsplit("/", 1)[1]) == bound
+    assert bound is not None and (bound.user_id, bound.channel, bound.topic, bound.journey_id,
+                                  bound.node_id) == ("ada", "email", "", "news", "email-news")
     # A receipt carries no unsubscribe header.
     await journeys.send("ada", "Ordered")
     await journeys.result("receipt", "ada")
@@ -139,6 +141,7 @@ async def test_one_click_unsubscribes_from_marketing_email_and_not_from_receipts
     assert subscriptions.unsubscribed(journeys.store, "ada", "email") == "unsubscribed from email"
     [change] = subscriptions.changes(journeys.store, "ada")
     assert (change.how, change.source, change.subscribed) == ("link", "one-click", False)
+    assert engagements.counts(journeys.store, "news") == {"email-news": {"unsubscribed": 1}}
 
     # The next marketing email is not sent; a receipt still is.
     sent = len(handler.received)

@@ -244,7 +244,7 @@ class JourneyWorkflow(Waits):
             self._sending -= 1
 
     async def _message(self, node: EngagementNode) -> str | None:
-        state, info = self.state, workflow.info()
+        state, info, track = self.state, workflow.info(), self.journey.track_of(node)
         # Interpreter 3 gives the run key; the activity makes the key from its workflow's id.
         by_key = {"run_key": state.run_key} if self._v3 else {
             "idempotency_key": message_key(info.workflow_id, state.run_key, node.id),
@@ -255,6 +255,7 @@ class JourneyWorkflow(Waits):
             message=None if self._input.version else node.message,  # by reference if the run is
             ignore_caps=self.journey.ignore_caps, held_out=state.held_out,
             transactional=self.journey.transactional, topic=self.journey.topic_of(node),
+            track_opens=track.opens, track_clicks=track.clicks,
             end=self._outcomes.walk_end(with_run_key=not self._v3)
             if self._v2 and not node.next and not node.on else None)
         quiet = self.journey.quiet_hours_of(node)

@@ -173,6 +173,13 @@ class QuietHours(_Model):
         return check_time_of_day(value) if isinstance(value, str) else value
 
 
+class Track(_Model):
+    """What is tracked of an email: opens (a 1x1 image) and clicks (each link through a redirect)."""
+
+    opens: bool = Field(default=True, description="Count opens (an image in the html).")
+    clicks: bool = Field(default=True, description="Count clicks (each http(s) link redirects).")
+
+
 class EngagementNode(_Next):
     """Send a message on a channel; every message field is a Jinja2 template."""
 
@@ -186,6 +193,7 @@ class EngagementNode(_Next):
     topic: Topic | None = Field(
         default=None, description="This message's subscription topic, instead of the journey's: "
                                   "a user unsubscribed from it on this channel is not sent it.")
+    track: Track | None = Field(default=None, description="This email's tracking, instead of the journey's.")
     on: Annotated[dict[str, NodeId], WithJsonSchema({
         "type": "object", "propertyNames": {"enum": list(OUTCOMES)},
         "additionalProperties": {"type": "string"}})] = Field(
@@ -317,6 +325,8 @@ class Journey(_Model):
     topic: Topic | None = Field(
         default=None, description="The subscription topic of the journey's messages "
                                   "(newsletter, promotions); a node may name its own.")
+    track: Track = Field(default_factory=Track, description="What is tracked of its emails: "
+                         "opens and clicks (both by default); a node may say its own.")
     control_percent: int = Field(
         default=0, ge=0, le=100,
         description="This share of entrants (the same users always, by user id and journey) "
@@ -332,6 +342,10 @@ class Journey(_Model):
             if node.id == node_id:
                 return node
         raise KeyError(node_id)
+
+    def track_of(self, node: EngagementNode) -> Track:
+        """The node's own tracking, else the journey's."""
+        return node.track or self.track
 
     def topic_of(self, node: EngagementNode) -> str | None:
         """The node's subscription topic, else the journey's."""

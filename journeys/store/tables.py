@@ -204,3 +204,18 @@ secrets = Table(
     Column("value", String(200), nullable=False),  # hex
     Column("at", Moment(), nullable=False),
 )
+#: What users did with messages (journeys.store.engagements): one row per message (its
+#: tracking id) and kind (opened, clicked, unsubscribed), counted once however often it happens.
+engagements = Table(
+    "engagements", metadata,
+    Column("message", String(32), primary_key=True),
+    Column("kind", String(20), primary_key=True),
+    Column("journey_id", String(200), nullable=False, index=True),
+    Column("node_id", String(100), nullable=False),
+    Column("user_id", String(200), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("machine", Boolean, nullable=False),  # every one so far a machine's (a mail proxy's open)
+    Column("count", Integer, nullable=False),
+    Column("first_at", Moment(), nullable=False),
+    Column("last_at", Moment(), nullable=False),
+)

@@ -1,5 +1,6 @@
 """Subscriptions per user, channel and topic, and their audit (journeys.store.subscriptions);
-secrets shared by the processes of a store (journeys.store.secrets).
+secrets shared by the processes of a store (journeys.store.secrets); what users did with
+messages (journeys.store.engagements).
 
 Revision ID: 0006
 Revises: 0005
@@ -48,8 +49,25 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     )
 
+    op.create_table(
+        "engagements",
+        sa.Column("message", sa.String(32), primary_key=True),
+        sa.Column("kind", sa.String(20), primary_key=True),
+        sa.Column("journey_id", sa.String(200), nullable=False),
+        sa.Column("node_id", sa.String(100), nullable=False),
+        sa.Column("user_id", sa.String(200), nullable=False),
+        sa.Column("channel", sa.String(20), nullable=False),
+        sa.Column("machine", sa.Boolean(), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_engagements_journey_id", "engagements", ["journey_id"])
+
 
 def downgrade() -> None:
+    op.drop_index("ix_engagements_journey_id", table_name="engagements")
+    op.drop_table("engagements")
     op.drop_table("secrets")
     op.drop_index("ix_subscription_changes_user_id", table_name="subscription_changes")
     op.drop_table("subscription_changes")
