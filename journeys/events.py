@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from journeys.language.models import (
     ActionNode,
     Channel,
     DateTimeNode,
+    EngagementNode,
     InactionNode,
     Journey,
     Scalar,
@@ -74,10 +76,31 @@ def waits_on_profile(journey: Journey, changed: Iterable[str]) -> bool:
                for node in journey.nodes)
 
 
+#: The events of what a user did with a message (the first by a person of each message).
+MESSAGE_OPENED, MESSAGE_CLICKED = "Message Opened", "Message Clicked"
+
+
+def tracking_id(idempotency_key: str) -> str:
+    """A message's id in its links and engagement events (``message_id``): its idempotency
+    key's digest (the key names the user)."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+
+
+def engagement_events(node: EngagementNode) -> dict[str, str]:
+    """The events a node's ``on_engagement`` waits for, each with the path it takes."""
+    engage = node.on_engagement
+    if engage is None:
+        return {}
+    found = {MESSAGE_CLICKED: engage.clicked, MESSAGE_OPENED: engage.opened}
+    return {name: target for name, target in found.items() if target is not None}
+
+
 def listens_to(journey: Journey) -> frozenset[str]:
     """Events a running journey may wait on or exit on (it is signalled only for these)."""
     names: set[str] = set(journey.exit_when) | set(journey.goals)
     for node in journey.nodes:
+        if isinstance(node, EngagementNode):
+            names |= engagement_events(node).keys()
         if isinstance(node, InactionNode):
             names.add(node.not_event)
         if isinstance(node, ActionNode | DateTimeNode) and node.event and node.id != journey.entry:

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Literal
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from journeys.events import tracking_id as tracking_id  # (where the workflow reads it too)
+
 if TYPE_CHECKING:
     from journeys.store.database import Store
 
@@ -32,12 +34,6 @@ MAX_URL = 2000
 UNSUBSCRIBE_PATH, CLICK_PATH, OPEN_PATH = "/u/", "/c/", "/o/"
 Purpose = Literal["unsubscribe", "click", "open"]
 _CODES: dict[Purpose, str] = {"unsubscribe": "u", "click": "c", "open": "o"}
-
-
-def tracking_id(idempotency_key: str) -> str:
-    """A message's id in links and engagement events: its idempotency key's digest (the key
-    names the user)."""
-    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ SUB_ROOMS: dict[str, set[str]] = {
 SHARED: dict[str, set[str]] = {
     "journeys.numbers": set(),
     "journeys.egress": set(),
-    "journeys.links": {"journeys.store"},
+    "journeys.links": {"journeys.store", "journeys.events"},
     "journeys.events": {"journeys.language"},
     "journeys.inputs": {"journeys.language"},
     "journeys.ingest": {"journeys.language", "journeys.events", "journeys.inputs"},

@@ -60,7 +60,9 @@ def test_every_scenario_has_a_history() -> None:
             "interpreter-3-abandoned-cart", "interpreter-3-converted",
             "interpreter-3-timeout-during-outage",
             # a marketing email to a user unsubscribed from email takes its unsubscribed path
-            "unsubscribed-path"} <= names
+            "unsubscribed-path",
+            # an email's click (through serve's redirect) takes on_engagement's clicked path
+            "engagement-clicked"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -7,13 +7,11 @@ while a transactional one is; forged and altered tokens change nothing."""
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
@@ -27,7 +25,7 @@ from journeys.links import Links, links_of
 from journeys.settings import Settings
 from journeys.store import engagements, subscriptions
 from journeys.store.database import Store
-from tests.helpers.support import Harness, free_port, running_worker
+from tests.helpers.support import Harness, free_port, running_worker, serving
 from tests.test_smtp import Recorder, settings_for
 
 QUEUE = "unsubscribe"
@@ -61,25 +59,13 @@ def smtp() -> Iterator[tuple[Recorder, LoopbackController]]:
 def api(env: WorkflowEnvironment, data_dir: Path, store: Store) -> Iterator[str]:
     """``serve``'s app on a loopback port: its links read with the store's own secret."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     settings = Settings(JOURNEYS_DATA_DIR=data_dir, JOURNEYS_TASK_QUEUE=QUEUE, JOURNEYS_DIR=data_dir,
-                        JOURNEYS_WRITE_KEY="key", JOURNEYS_PUBLIC_URL=url)
+                        JOURNEYS_WRITE_KEY="key", JOURNEYS_PUBLIC_URL=f"http://127.0.0.1:{port}")
 
     async def client() -> object:
         return env.client
-    app = create_app(settings, connect_client=client)  # type: ignore[arg-type]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            threading.Event().wait(0.05)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(settings, connect_client=client), port) as url:  # type: ignore[arg-type]
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         message_key,
     )
     from activities.policy import DropMessageInput, QuietHoursInput, QuietHoursResult
-    from journeys.events import Event, matches, personalization_event
+    from journeys.events import Event, engagement_events, matches, personalization_event, tracking_id
     from journeys.language.durations import format_duration
     from journeys.language.models import (
         ActionNode,
@@ -80,7 +80,8 @@ class JourneyWorkflow(Waits):
         # A run that went on as new mid-wait listens again at once: signals may come first.
         state = self.state
         self._waiting: tuple[frozenset[str], dict[str, Scalar]] | None = (
-            (frozenset({state.waiting_for}), state.waiting_where) if state.waiting_for else None)
+            (frozenset(state.waiting_any or [state.waiting_for]), state.waiting_where)
+            if state.waiting_for else None)
         self._caught: Event | None = None
         self._resume_wake = state.next_wake if input.resume_mid_wait else None
         self._resuming = input.resume_mid_wait
@@ -245,6 +246,12 @@ class JourneyWorkflow(Waits):
 
     async def _message(self, node: EngagementNode) -> str | None:
         state, info, track = self.state, workflow.info(), self.journey.track_of(node)
+        engage = bool(engagement_events(node)) and self._patched("on-engagement")
+        if engage and self._resuming and state.messages and state.messages[-1].node_id == node.id:
+            return await self._engaged(node)  # went on as new while it waited: sent already
+        if engage:  # listening from before the send: a click may come before its result
+            key = message_key(info.workflow_id, state.run_key, node.id)
+            self._listen(list(engagement_events(node)), {"message_id": tracking_id(key)})
         # Interpreter 3 gives the run key; the activity makes the key from its workflow's id.
         by_key = {"run_key": state.run_key} if self._v3 else {
             "idempotency_key": message_key(info.workflow_id, state.run_key, node.id),
@@ -257,7 +264,7 @@ class JourneyWorkflow(Waits):
             transactional=self.journey.transactional, topic=self.journey.topic_of(node),
             track_opens=track.opens, track_clicks=track.clicks,
             end=self._outcomes.walk_end(with_run_key=not self._v3)
-            if self._v2 and not node.next and not node.on else None)
+            if self._v2 and not node.next and not node.on and not engage else None)
         quiet = self.journey.quiet_hours_of(node)
         result = None
         if quiet and self._patched("quiet-hours"):
@@ -274,6 +281,10 @@ class JourneyWorkflow(Waits):
         state.messages.append(SentMessage(
             node_id=node.id, channel=node.channel.value, status=result.status, reason=result.reason,
             event_name=event.name if event else None, event_id=event.id if event else None))
+        if engage and result.status == "delivered":
+            return await self._engaged(node)
+        if engage:  # not delivered: nothing to wait for
+            self._waiting, state.waiting_for, state.waiting_where, state.waiting_any = None, None, {}, []
         target = node.on.get(result.status)  # the path of what happened, else next
         self._end_recorded = result.ended
         return target if target and self._patched("outcome-paths") else node.next

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from journeys.events import Event
+    from journeys.events import Event, engagement_events
     from journeys.language.durations import format_duration
-    from journeys.language.models import Journey, Scalar
+    from journeys.language.models import EngagementNode, Journey, Scalar
     from workflows.models import JourneyInput, JourneyState, details
 
 
@@ -31,19 +31,40 @@ class Waits:
     async def _wait_for(self, name: str, where: dict[str, Scalar], within: timedelta | None,
                         node_id: str) -> Event | None:
         """Wait for an event that arrives from now on; None if the wait ends first."""
-        # A run resumed mid-wait may have caught its event in its very first task already.
-        self._waiting = (frozenset({name}), where)
-        if not self._resuming:
-            self._caught = None
-        self.state.waiting_for, self.state.waiting_where = name, where
+        self._listen([name], where)
         limit = f" up to {format_duration(within)}" if within else ""
+        return await self._caught_within(within, f"wait{limit} for '{name}' ({node_id})")
+
+    def _listen(self, names: list[str], where: dict[str, Scalar]) -> None:
+        """Catch the first event of ``names`` that matches ``where`` from now on (a wait that
+        :meth:`_caught_within` ends)."""
+        self._waiting = (frozenset(names), where)
+        if not self._resuming:  # a run resumed mid-wait may have caught it in its first task
+            self._caught = None
+        self.state.waiting_for, self.state.waiting_where = names[0], where
+        self.state.waiting_any = names if len(names) > 1 else []
+
+    async def _caught_within(self, within: timedelta | None, summary: str) -> Event | None:
+        """The event :meth:`_listen` caught, waiting up to ``within``; None if the wait ends first."""
         try:
-            await self._sleep(within, f"wait{limit} for '{name}' ({node_id})",
-                              until=lambda: self._caught is not None)
+            await self._sleep(within, summary, until=lambda: self._caught is not None)
         finally:
             self._waiting = None
-            self.state.waiting_for, self.state.waiting_where = None, {}
+            self.state.waiting_for, self.state.waiting_where, self.state.waiting_any = None, {}, []
         return self._caught
+
+    async def _engaged(self, node: EngagementNode) -> str | None:
+        """After a delivered message: the path of what the user did with it first (a click or an
+        open, as events of its ``message_id``), else ``otherwise`` (or next) after ``within``."""
+        engage = node.on_engagement
+        assert engage is not None
+        paths = engagement_events(node)
+        what = " or ".join(name.removeprefix("Message ").lower() for name in paths)
+        caught = await self._caught_within(
+            engage.within, f"wait up to {format_duration(engage.within)} for {what} ({node.id})")
+        if caught is None:
+            return engage.otherwise or node.next
+        return paths[caught.name]
 
     async def _sleep(self, duration: timedelta | None, summary: str,
                      until: Callable[[], bool] = lambda: False) -> None:

@@ -86,7 +86,9 @@ def edge_label(node: Node, field: str, index: int) -> str:
         return f"{path.name or f'path {index + 1}'}{pct}"
     if isinstance(node, SplitNode):
         return node.branches[index].when if field.startswith("branches") else "otherwise"
-    if isinstance(node, EngagementNode) and node.on:
+    if isinstance(node, EngagementNode) and field.startswith("on_engagement."):
+        return field.removeprefix("on_engagement.")  # clicked, opened, otherwise
+    if isinstance(node, EngagementNode) and (node.on or node.on_engagement):
         return field.removeprefix("on.") if field.startswith("on.") else "otherwise"
     return ""
 

@@ -180,6 +180,16 @@ class Track(_Model):
     clicks: bool = Field(default=True, description="Count clicks (each http(s) link redirects).")
 
 
+class OnEngagement(_Model):
+    """After a delivered message: wait for what the user does with it; the first that happens wins."""
+
+    clicked: NodeId | None = Field(default=None, description="The node after a click in the message.")
+    opened: NodeId | None = Field(default=None, description="The node after it is opened.")
+    within: Duration = Field(description="How long to wait for it (a durable timer).")
+    otherwise: NodeId | None = Field(
+        default=None, description="The node when neither happens in time (default: next).")
+
+
 class EngagementNode(_Next):
     """Send a message on a channel; every message field is a Jinja2 template."""
 
@@ -194,6 +204,9 @@ class EngagementNode(_Next):
         default=None, description="This message's subscription topic, instead of the journey's: "
                                   "a user unsubscribed from it on this channel is not sent it.")
     track: Track | None = Field(default=None, description="This email's tracking, instead of the journey's.")
+    on_engagement: OnEngagement | None = Field(
+        default=None, description="Branch on what the user does with the delivered message: "
+                                  "clicked, opened, or otherwise after within.")
     on: Annotated[dict[str, NodeId], WithJsonSchema({
         "type": "object", "propertyNames": {"enum": list(OUTCOMES)},
         "additionalProperties": {"type": "string"}})] = Field(
@@ -212,6 +225,10 @@ class EngagementNode(_Next):
         yield from super().targets()
         for outcome, target in self.on.items():
             yield f"on.{outcome}", target
+        if self.on_engagement:
+            for kind in ("clicked", "opened", "otherwise"):
+                if (target := getattr(self.on_engagement, kind)) is not None:
+                    yield f"on_engagement.{kind}", target
 
 
 class ProfileUpdateNode(_Next):

@@ -18,7 +18,8 @@ from journeys.store.database import Store
 from journeys.store.tables import engagements
 
 Kind = Literal["opened", "clicked", "unsubscribed"]
-#: The event a person's first engagement of each kind is, for the user's journeys.
+#: The event a person's first engagement of each kind is, for the user's journeys
+#: (journeys.events.MESSAGE_OPENED and MESSAGE_CLICKED: the store imports no events).
 EVENTS: dict[str, str] = {"opened": "Message Opened", "clicked": "Message Clicked"}
 
 
@@ -54,11 +55,12 @@ def counts(store: Store, journey_id: str) -> dict[str, dict[str, int]]:
     return found
 
 
-def clickers(store: Store, journey_id: str) -> set[str]:
-    """The users who clicked a message of the journey."""
+def clickers(store: Store, journey_id: str) -> dict[str, set[str]]:
+    """Per node: the users who clicked its message (a person's click)."""
+    found: dict[str, set[str]] = {}
     with store.engine.connect() as conn:
-        return set(conn.execute(select(engagements.c.user_id).where(
-            engagements.c.journey_id == journey_id, engagements.c.kind == "clicked",
-            engagements.c.machine.is_(False))).scalars())
-
-
+        for node_id, user_id in conn.execute(select(engagements.c.node_id, engagements.c.user_id).where(
+                engagements.c.journey_id == journey_id, engagements.c.kind == "clicked",
+                engagements.c.machine.is_(False))):
+            found.setdefault(node_id, set()).add(user_id)
+    return found

@@ -177,6 +177,7 @@ def node_rules(journey: Journey) -> Iterator[Finding]:
             yield from _intellinode(journey, node)
         elif isinstance(node, EngagementNode):
             yield from _message(node, links=journey_links(journey, node))
+            yield from _on_engagement(journey, node)
         elif isinstance(node, ProfileUpdateNode):
             for prop, source in node.set.items():
                 yield from _template(node.id, f"set.{prop}", source)
@@ -231,6 +232,33 @@ def journey_links(journey: Journey, node: EngagementNode) -> frozenset[str]:
     """The link variables ``node``'s templates may read: a marketing email's unsubscribe link."""
     marketing_email = node.channel == "email" and not journey.transactional
     return LINK_VARIABLES if marketing_email else frozenset()
+
+
+#: The channels whose opens and clicks come back: email's links and image, the app's reports.
+ENGAGED_CHANNELS = frozenset({"email", "push", "web_push", "in_app", "web_popup", "app_inbox"})
+
+
+def _on_engagement(journey: Journey, node: EngagementNode) -> Iterator[Finding]:
+    engage = node.on_engagement
+    if engage is None:
+        return
+    if node.channel not in ENGAGED_CHANNELS:
+        yield (node.id, "on_engagement", "bad-value",
+               f"{_article(node.channel)} {node.channel} message reports no opens or clicks to branch "
+               f"on (channels that do: {', '.join(sorted(ENGAGED_CHANNELS))})")
+    if engage.clicked is None and engage.opened is None:
+        yield node.id, "on_engagement", "bad-value", "on_engagement needs 'clicked' or 'opened'"
+    if "delivered" in node.on:
+        yield (node.id, "on.delivered", "bad-value",
+               "a delivered message takes on_engagement's paths: 'on.delivered' would never be taken")
+    track = journey.track_of(node)
+    for kind, tracked in (("clicked", track.clicks), ("opened", track.opens)):
+        if node.channel == "email" and getattr(engage, kind) and not tracked:
+            yield (node.id, f"on_engagement.{kind}", "bad-value",
+                   f"the email's {'clicks' if kind == 'clicked' else 'opens'} are not tracked "
+                   "(track), so this path is never taken")
+    if engage.within.total_seconds() <= 0:
+        yield node.id, "on_engagement.within", "bad-value", "'within' must be longer than 0"
 
 
 def _message(node: EngagementNode, links: frozenset[str]) -> Iterator[Finding]:
