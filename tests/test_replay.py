@@ -14,9 +14,11 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from connection.converter import data_converter
+from journeys.events import instance_id
 from service.runtime import sandbox_runner
 from tests.helpers.support import recorded_versions
 from workflows.journey import JourneyWorkflow
+from workflows.models import JourneyInput
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -71,5 +73,15 @@ async def test_history_replays(path: Path) -> None:
     replayer = Replayer(workflows=[JourneyWorkflow], data_converter=data_converter,
                         workflow_runner=sandbox_runner())
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
+    history = WorkflowHistory(recorded_id(history), history.events)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
+
+
+def recorded_id(history: WorkflowHistory) -> str:
+    """The workflow id the run had (its input names its journey, user and key): a run's choices
+    may depend on it (an engagement wait listens for its message's id, made from it)."""
+    payload = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
+    given = JourneyInput.model_validate_json(payload.data)
+    journey_id = given.journey_id or (given.journey.id if given.journey else "unknown")
+    return instance_id(journey_id, given.user_id, given.entry_key)
