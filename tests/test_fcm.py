@@ -12,6 +12,7 @@ import pytest
 
 from activities.providers import OutgoingMessage, TransientError
 from activities.providers.fcm import FcmProvider, build, missing
+from journeys.events import tracking_id
 from journeys.language.models import Channel
 from journeys.language.problems import UsageError
 from journeys.settings import Settings
@@ -104,7 +105,8 @@ async def test_delivered_with_signed_grant_bearer_and_body(setup: Setup) -> None
     assert send.json() == {"message": {
         "token": "tok-1",
         "notification": {"title": "Still thinking it over?", "body": "Your iPhone 14 waits."},
-        "data": {"deep_link": "https://shop.test/p", "idempotency_key": KEY}}}
+        "data": {"deep_link": "https://shop.test/p", "idempotency_key": KEY,
+                 "message_id": tracking_id(KEY)}}}
 
 
 async def test_image_sent_and_absent_fields_left_out(setup: Setup) -> None:
@@ -112,7 +114,7 @@ async def test_image_sent_and_absent_fields_left_out(setup: Setup) -> None:
     await push.deliver(setup.message(["tok-1"], body="Hi", image="https://shop.test/i.png"))
     assert setup.fcm.sends()[0].json()["message"] == {
         "token": "tok-1", "notification": {"body": "Hi", "image": "https://shop.test/i.png"},
-        "data": {"idempotency_key": KEY}}
+        "data": {"idempotency_key": KEY, "message_id": tracking_id(KEY)}}
 
 
 async def test_access_token_is_cached_until_it_expires(setup: Setup) -> None:

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from activities.providers import OutgoingMessage, TransientError, webpush
 from activities.providers.registry import VENDORS
 from journeys.egress import LOOPBACK
+from journeys.events import tracking_id
 from journeys.language.models import Channel
 from journeys.settings import Settings
 
@@ -194,7 +195,8 @@ async def test_delivered_payload_decrypts_and_vapid_verifies(service: PushServic
     assert outcome.status == "delivered", outcome.reason
     assert outcome.provider_message_id == f"{service.origin}/message/ada-laptop-1"
     assert service.received == [{"title": "Still thinking it over?", "body": "The iPhone 14 is waiting.",
-                                 "url": "https://shop.test/p", "idempotency_key": message.idempotency_key}]
+                                 "url": "https://shop.test/p", "idempotency_key": message.idempotency_key,
+                                 "message_id": tracking_id(message.idempotency_key)}]
     assert len(profiles.profiles["ada"]["web_push_subscriptions"]) == 1
 
 

@@ -33,6 +33,7 @@ from activities.providers import (
 )
 from activities.providers.http import Clients, Refused, Reply, attempt, request
 from activities.providers.ledger import Ledger, current
+from journeys.events import tracking_id
 from journeys.language.models import Channel
 from journeys.language.problems import UsageError
 from journeys.settings import Settings
@@ -164,7 +165,8 @@ def _payload(message: OutgoingMessage, token: str) -> dict[str, Any]:
     """FCM's message for one token: absent or empty fields are left out."""
     content = message.content
     notification = {k: content[k] for k in ("title", "body", "image") if content.get(k)}
-    data = {"idempotency_key": message.idempotency_key}
+    # message_id: what the app reports opens and clicks with (Message Opened / Message Clicked).
+    data = {"idempotency_key": message.idempotency_key, "message_id": tracking_id(message.idempotency_key)}
     if content.get("deep_link"):
         data["deep_link"] = content["deep_link"]
     fields: dict[str, Any] = {"token": token, "data": data}

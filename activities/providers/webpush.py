@@ -40,6 +40,7 @@ from activities.providers.fcm import IN_FLIGHT, newest
 from activities.providers.http import retry_after_seconds, tls_failure
 from activities.providers.ledger import Ledger, current
 from journeys.egress import Refused as EgressRefused
+from journeys.events import tracking_id
 from journeys.language.models import Channel
 from journeys.settings import Settings
 
@@ -132,11 +133,13 @@ def topic(idempotency_key: str) -> str:
 
 def payload(message: OutgoingMessage) -> bytes:
     """What the service worker receives: it shows title and body, opens url, and should use the
-    idempotency key as the notification's ``tag`` so a repeated push replaces, not stacks."""
+    idempotency key as the notification's ``tag`` so a repeated push replaces, not stacks; it
+    reports a click with ``message_id`` (Message Clicked)."""
     content = message.content
     return json.dumps({"title": content.get("title", ""), "body": content.get("body", ""),
                        "url": content.get("url") or None,
-                       "idempotency_key": message.idempotency_key},
+                       "idempotency_key": message.idempotency_key,
+                       "message_id": tracking_id(message.idempotency_key)},
                       ensure_ascii=False, separators=(",", ":")).encode()
 
 
