@@ -48,6 +48,7 @@ from ingestion.requests import MAX_BODY_BYTES as MAX_BODY_BYTES  # the documente
 from ingestion.requests import Refused, authorize, check_sender, read_json
 from ingestion.router import Router
 from ingestion.subscriptions_api import add_routes as add_subscription_routes
+from ingestion.twilio_api import add_routes as add_twilio_routes
 from journeys.ingest import BadLine, id_text, parse_identify, parse_item, skip_reason
 from journeys.language.limits import LimitExceeded, brief
 from journeys.language.problems import UsageError
@@ -197,6 +198,7 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
 
     add_subscription_routes(app, settings, lambda request: request.app.state.parts)
     add_engagement_routes(app, settings, lambda request: request.app.state.parts)
+    add_twilio_routes(app, settings, lambda request: request.app.state.parts)
 
     @app.get("/health", summary="The API answers (liveness)")
     async def health() -> dict[str, str]:

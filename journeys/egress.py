@@ -202,3 +202,13 @@ class Policy:
     def check(self, ip: IPAddress) -> None:
         if rule := refusal(ip, self.allowed):
             raise Refused(rule)
+
+
+def is_loopback(host: str) -> bool:
+    """Is ``host`` this machine (a literal loopback address, or localhost)?"""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

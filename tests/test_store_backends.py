@@ -130,6 +130,7 @@ def _create_all_database(engine: Engine) -> None:
     this one from before the caps and outbox.provider_message_id (release 0.1's outbox)."""
     with engine.begin() as conn:
         metadata.create_all(conn, tables=[t for name, t in metadata.tables.items() if name != "cap_sends"])
+        conn.exec_driver_sql("DROP INDEX ix_outbox_provider_message_id")  # (an index of 0006 on it)
         conn.exec_driver_sql("ALTER TABLE outbox DROP COLUMN provider_message_id")
         conn.exec_driver_sql("INSERT INTO outbox (idempotency_key, journey_id, user_id, workflow_id, "
                              "node_id, channel, status, content, created_at, updated_at) VALUES ('k', 'j', "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import re
 import socket
 from email.errors import MessageError
@@ -31,6 +30,7 @@ from activities.providers import (
 )
 from activities.providers.http import tls_failure
 from activities.providers.ledger import current
+from journeys.egress import is_loopback
 from journeys.language.models import Channel
 from journeys.language.problems import UsageError
 from journeys.settings import Settings
@@ -74,16 +74,6 @@ def _subject(text: str) -> str:
     if found:
         raise Unsendable(f"the subject holds a control character (U+{ord(found[0]):04X})")
     return _one_line(text)
-
-
-def loopback(host: str) -> bool:
-    """Is ``host`` this machine (a literal loopback address, or localhost)?"""
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def build_email(message: OutgoingMessage, sender: str, to: str, mailto: str | None = None) -> EmailMessage:
@@ -150,7 +140,7 @@ class SmtpProvider:
         several = len(getaddresses([settings.email_from])) != 1
         if self.envelope_from is None or several or any(ch < " " for ch in settings.email_from):
             raise UsageError(f"JOURNEYS_EMAIL_FROM: '{settings.email_from}' is not an email address")
-        if settings.smtp_tls == "none" and self.username and not loopback(self.host):
+        if settings.smtp_tls == "none" and self.username and not is_loopback(self.host):
             # AUTH PLAIN in clear text would hand the password to anyone on the path.
             raise UsageError(f"JOURNEYS_SMTP_TLS=none with JOURNEYS_SMTP_USERNAME: the password "
                              f"would cross the network in clear to '{self.host}'; use starttls or "

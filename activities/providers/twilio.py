@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -24,6 +25,7 @@ from activities.providers import (
 )
 from activities.providers.http import Clients, Refused, Reply, attempt, request
 from activities.providers.ledger import current
+from journeys.egress import is_loopback
 from journeys.language.models import Channel
 from journeys.settings import Settings
 
@@ -76,9 +78,12 @@ def build(settings: Settings, profiles: ProfileEditor, channel: Channel) -> Twil
     sid, token = settings.twilio_account_sid, settings.twilio_auth_token
     if not (sid and token and sender):
         raise ValueError(f"Twilio needs {', '.join(missing(settings, channel))}")
+    # Twilio reports each message's fate to serve, if it can reach it (not this machine).
+    public = urlsplit(settings.public_url).hostname or ""
+    callback = None if is_loopback(public) else f"{settings.public_url}/twilio/status"
     return TwilioProvider(
         account_sid=sid, auth_token=token, sender=sender, channel=channel,
-        base_url=settings.twilio_url, timeout=settings.send_timeout)
+        base_url=settings.twilio_url, timeout=settings.send_timeout, status_callback=callback)
 
 
 def _address(number: str, whatsapp: bool) -> str:
@@ -102,8 +107,9 @@ class TwilioProvider:
     name = "twilio"
 
     def __init__(self, *, account_sid: str, auth_token: str, sender: str, channel: Channel,
-                 base_url: str, timeout: float) -> None:
+                 base_url: str, timeout: float, status_callback: str | None = None) -> None:
         self.whatsapp = channel == Channel.whatsapp
+        self.status_callback = status_callback
         self.sender = _address(sender, self.whatsapp)
         self.url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
         self.auth = httpx.BasicAuth(account_sid, auth_token)
@@ -127,6 +133,8 @@ class TwilioProvider:
         if control:
             return failed(f"the text holds a control character ({control})")
         form = {"To": _address(number, self.whatsapp), "From": self.sender, "Body": text}
+        if self.status_callback:
+            form["StatusCallback"] = self.status_callback
         what = "Twilio WhatsApp" if self.whatsapp else "Twilio SMS"
         ledger = current()
         settled = ledger.settled(number)  # an earlier attempt's answer, or too many unanswered

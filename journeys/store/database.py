@@ -29,7 +29,8 @@ from journeys.store import migrations
 from journeys.store.tables import entries, event_receipts, inbox, outbox, profiles, send_addresses
 
 OutboxStatus = Literal["pending", "delivered", "skipped", "failed", "unreachable", "cancelled",
-                       "capped", "dropped_quiet_hours", "held_out", "unknown", "kept", "unsubscribed"]
+                       "capped", "dropped_quiet_hours", "held_out", "unknown", "kept", "unsubscribed",
+                       "delivered_to_device", "undelivered"]
 
 #: Whether an event id was seen before for a journey and user: "new" (this router claims it
 #: first), "earlier" (a copy was claimed and not yet routed: in flight elsewhere, or its router

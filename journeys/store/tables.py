@@ -59,7 +59,7 @@ outbox = Table(
     Column("event_name", String(200)),
     Column("event_id", String(200)),
     Column("provider", String(50)),
-    Column("provider_message_id", String(200)),  # the vendor's id of what it accepted
+    Column("provider_message_id", String(200), index=True),  # the vendor's id of what it accepted
     Column("created_at", Moment(), nullable=False),
     Column("updated_at", Moment(), nullable=False),
 )
@@ -151,6 +151,7 @@ send_addresses = Table(
     Column("unanswered", Integer, nullable=False),  # requests that left and got no answer
     Column("provider_message_id", String(200)),
     Column("updated_at", Moment(), nullable=False),
+    Index("ix_send_addresses_address", "address"),  # who a number that writes back is
 )
 #: Every event a version of a journey listened to (exit_when, waits, goals), by journey id, kept
 #: when its file changes: runs that entered an earlier version keep getting their events.

@@ -1,6 +1,7 @@
 """Subscriptions per user, channel and topic, and their audit (journeys.store.subscriptions);
 secrets shared by the processes of a store (journeys.store.secrets); what users did with
-messages (journeys.store.engagements).
+messages (journeys.store.engagements); indexes to find a message by its vendor's id and a user
+by an address that writes back (journeys.store.callbacks).
 
 Revision ID: 0006
 Revises: 0005
@@ -21,7 +22,8 @@ depends_on = None
 def upgrade() -> None:
     offline = op.get_context().as_sql
     if not offline and "subscriptions" in sa.inspect(op.get_bind()).get_table_names():
-        return  # a database made by create_all at this release has them already
+        _indexes()  # a database made by create_all at this release: all but what it lacked
+        return
     op.create_table(
         "subscriptions",
         sa.Column("user_id", sa.String(200), primary_key=True),
@@ -63,9 +65,22 @@ def upgrade() -> None:
         sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_engagements_journey_id", "engagements", ["journey_id"])
+    _indexes()
+
+
+def _indexes() -> None:
+    """The indexes on the tables of earlier revisions, unless there already."""
+    offline = op.get_context().as_sql
+    inspector = None if offline else sa.inspect(op.get_bind())
+    for name, table, column in (("ix_outbox_provider_message_id", "outbox", "provider_message_id"),
+                                ("ix_send_addresses_address", "send_addresses", "address")):
+        if inspector is None or name not in {i["name"] for i in inspector.get_indexes(table)}:
+            op.create_index(name, table, [column])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_send_addresses_address", table_name="send_addresses")
+    op.drop_index("ix_outbox_provider_message_id", table_name="outbox")
     op.drop_index("ix_engagements_journey_id", table_name="engagements")
     op.drop_table("engagements")
     op.drop_table("secrets")
