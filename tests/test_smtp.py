@@ -27,6 +27,7 @@ from journeys.language.loader import load_file
 from journeys.language.models import Channel
 from journeys.language.problems import UsageError
 from journeys.settings import Settings
+from journeys.store.bounces import Bounces
 from journeys.store.database import Store
 from tests.helpers.processes import TASK_QUEUE, WorkerProcess
 from tests.helpers.support import ROOT, free_port
@@ -341,3 +342,29 @@ async def _attempt(env: Any, sender: Any, message: Any) -> Any:
         return await env.run(sender.send_message, message)
     except TransientError:
         return None
+
+
+async def test_an_address_refused_for_good_is_not_tried_again(tmp_path: Path) -> None:
+    """A 5xx to RCPT is remembered (by digest, per channel): the next message to the address is
+    unreachable at once, without a connection; another address is still sent to."""
+    class RefuseAda(Recorder):
+        async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                              rcpt_options: list[str]) -> str:
+            if address == "ada@example.com" and not self.received:
+                return "550 5.1.1 No such user here"  # (asked again, it would take it)
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+    store = Store(f"sqlite:///{tmp_path / 'journeys.db'}")
+    handler = RefuseAda()
+    for controller in server(handler):
+        provider = SmtpProvider(settings_for(controller.hostname, controller.port), Bounces(store))
+        assert (await provider.deliver(outgoing())).status == "failed"
+        again = await provider.deliver(outgoing(key="journey/cart/ada:entry-2:email-product"))
+        assert (again.status, again.reason) == (
+            "unreachable", "the address bounced before (SMTP recipient refused: 550 5.1.1)")
+        other = await provider.deliver(outgoing(key="journey/cart/bo:e1:email", email="bo@example.com"))
+        assert other.status == "delivered", other.reason
+    assert [env.rcpt_tos for env, _ in handler.received] == [["bo@example.com"]]
+    assert Bounces(store).known("email", "ADA@example.com ") is not None  # as the address, any case
+    store.engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from activities.providers import OutgoingMessage, TransientError
 from activities.providers.twilio import TwilioProvider, build, missing
 from journeys.language.models import Channel
 from journeys.settings import Settings
+from journeys.store.database import Store
 from tests.helpers.support import free_port
 from tests.helpers.vendors import Answer, FakeTwilio, assert_words_kept_out, serving, twilio_error
 
@@ -183,3 +185,23 @@ async def test_newlines_and_tabs_in_a_text_are_sent(twilio: FakeTwilio) -> None:
     text = "Your cart waits:\r\n\tiPhone 14\nsee you"
     assert (await provider(twilio.url).deliver(message(text=text))).status == "delivered"
     assert twilio.received[0].form()["Body"] == text
+
+
+async def test_a_number_twilio_calls_invalid_or_unsubscribed_is_not_tried_again(
+        twilio: FakeTwilio, tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'journeys.db'}")
+    sms = build(settings(twilio.url), store, Channel.sms)
+    OPENED.append(sms)
+    twilio.script.append(twilio_error(400, 21610, "Attempt to send to unsubscribed recipient"))
+    assert (await sms.deliver(message())).status == "failed"
+    again = await sms.deliver(message().model_copy(update={"idempotency_key": "journey/a/ada:e2:sms"}))
+    assert (again.status, again.reason) == (
+        "unreachable", "the number bounced before (Twilio answered 400, error 21610)")
+    assert len(twilio.received) == 1  # the second message made no call
+    # A failure that says nothing of the number is not remembered.
+    twilio.script.append(twilio_error(400, 21602, "Message body is required."))
+    other = message(phone="+14155550111").model_copy(update={"idempotency_key": "journey/a/bo:e1:sms"})
+    assert (await sms.deliver(other)).status == "failed"
+    assert (await sms.deliver(other.model_copy(update={"idempotency_key": "journey/a/bo:e2:sms"}))
+            ).status == "delivered"
+    store.engine.dispose()

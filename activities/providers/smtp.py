@@ -34,6 +34,7 @@ from journeys.egress import is_loopback
 from journeys.language.models import Channel
 from journeys.language.problems import UsageError
 from journeys.settings import Settings
+from journeys.store.bounces import Bounces, bounces_of
 
 MESSAGE_ID_DOMAIN = "journeys"
 
@@ -129,8 +130,9 @@ class SmtpProvider:
 
     name = "smtp"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, bounces: Bounces | None = None) -> None:
         assert settings.smtp_host and settings.email_from, "missing() said what is needed"
+        self.bounces = bounces  # addresses whose server refused them for good: not tried again
         self.host, self.port, self.timeout = settings.smtp_host, settings.smtp_port, settings.send_timeout
         self.username, self.password = settings.smtp_username, settings.smtp_password
         self.use_tls, self.start_tls = settings.smtp_tls == "tls", settings.smtp_tls == "starttls"
@@ -163,6 +165,8 @@ class SmtpProvider:
         settled = ledger.settled(to)  # an earlier attempt's answer, or too many unanswered
         if settled is not None:
             return settled
+        if self.bounces and (why := await asyncio.to_thread(self.bounces.known, "email", to)):
+            return unreachable(f"the address bounced before ({why})")
         try:
             async with asyncio.timeout(self.timeout):  # the whole attempt, not each command
                 if self._local_hostname is None:  # getfqdn may wait on DNS: once, off the loop
@@ -175,7 +179,10 @@ class SmtpProvider:
                     await client.send_message(email, sender=self.envelope_from, recipients=[to])
         except aiosmtplib.SMTPRecipientsRefused as exc:
             ledger.answered(to, "answered")
-            return self._refused(exc.recipients[0] if exc.recipients else None, "recipient refused")
+            outcome = self._refused(exc.recipients[0] if exc.recipients else None, "recipient refused")
+            if self.bounces:  # a 5xx to RCPT: the address is refused for good
+                await asyncio.to_thread(self.bounces.remember, "email", to, outcome.reason or "")
+            return outcome
         except aiosmtplib.SMTPAuthenticationError as exc:
             # The worker's credentials, not this message: retry until an operator fixes them.
             raise TransientError("SMTP authentication failed", detail=_answer(exc)) from None
@@ -210,4 +217,4 @@ def missing(settings: Settings, channel: Channel) -> list[str]:
 
 
 def build(settings: Settings, profiles: ProfileEditor, channel: Channel) -> SmtpProvider:
-    return SmtpProvider(settings)
+    return SmtpProvider(settings, bounces_of(profiles))

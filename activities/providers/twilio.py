@@ -8,6 +8,7 @@ was lost (a timeout after Twilio accepted) is retried, and may send the text twi
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ from activities.providers.ledger import current
 from journeys.egress import is_loopback
 from journeys.language.models import Channel
 from journeys.settings import Settings
+from journeys.store.bounces import Bounces, bounces_of
 
 _WHATSAPP = "whatsapp:"
 #: E.164: a plus, a country code (no leading 0), at most 15 digits in all.
@@ -36,6 +38,11 @@ E164 = re.compile(r"\+[1-9]\d{6,14}")
 _SEPARATORS = re.compile(r"[ \-.()]")
 #: Control characters a text message must not carry (newline and tab may; CR is a newline's).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+#: Twilio's errors that say a number will never take a message: not a valid number (21211),
+#: the recipient unsubscribed from the sender (21610).
+BOUNCES = frozenset({21211, 21610})
 
 
 def phone_number(value: object, whatsapp: bool) -> str | None:
@@ -83,7 +90,8 @@ def build(settings: Settings, profiles: ProfileEditor, channel: Channel) -> Twil
     callback = None if is_loopback(public) else f"{settings.public_url}/twilio/status"
     return TwilioProvider(
         account_sid=sid, auth_token=token, sender=sender, channel=channel,
-        base_url=settings.twilio_url, timeout=settings.send_timeout, status_callback=callback)
+        base_url=settings.twilio_url, timeout=settings.send_timeout, status_callback=callback,
+        bounces=bounces_of(profiles))
 
 
 def _address(number: str, whatsapp: bool) -> str:
@@ -107,8 +115,10 @@ class TwilioProvider:
     name = "twilio"
 
     def __init__(self, *, account_sid: str, auth_token: str, sender: str, channel: Channel,
-                 base_url: str, timeout: float, status_callback: str | None = None) -> None:
+                 base_url: str, timeout: float, status_callback: str | None = None,
+                 bounces: Bounces | None = None) -> None:
         self.whatsapp = channel == Channel.whatsapp
+        self.channel, self.bounces = channel.value, bounces
         self.status_callback = status_callback
         self.sender = _address(sender, self.whatsapp)
         self.url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
@@ -140,6 +150,8 @@ class TwilioProvider:
         settled = ledger.settled(number)  # an earlier attempt's answer, or too many unanswered
         if settled is not None:
             return settled
+        if self.bounces and (why := await asyncio.to_thread(self.bounces.known, self.channel, number)):
+            return unreachable(f"the number bounced before ({why})")
         try:
             async with attempt(self.timeout, what):
                 reply = await request(self.clients, "POST", self.url, data=form, auth=self.auth,
@@ -161,4 +173,7 @@ class TwilioProvider:
         # 400 (a bad number, an opted-out user), 401/403, 404: Twilio's code is the reason, its
         # words ("The 'To' number +1415... is not valid") the debug log's.
         summary, detail = _error(reply)
+        body = reply.json()
+        if self.bounces and isinstance(body, dict) and body.get("code") in BOUNCES:
+            await asyncio.to_thread(self.bounces.remember, self.channel, number, summary)
         return failed(summary, detail=detail)

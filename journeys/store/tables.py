@@ -220,3 +220,12 @@ engagements = Table(
     Column("first_at", Moment(), nullable=False),
     Column("last_at", Moment(), nullable=False),
 )
+#: Addresses that bounced for good (an SMTP 5xx to RCPT, Twilio 21211 or 21610), by channel and
+#: digest (journeys.store.bounces): later messages to them are unreachable without a call.
+bounces = Table(
+    "bounces", metadata,
+    Column("channel", String(20), primary_key=True),
+    Column("address", String(64), primary_key=True),  # sha256 of the address, hex
+    Column("reason", String(200), nullable=False),
+    Column("at", Moment(), nullable=False),
+)

@@ -1,7 +1,8 @@
 """Subscriptions per user, channel and topic, and their audit (journeys.store.subscriptions);
 secrets shared by the processes of a store (journeys.store.secrets); what users did with
 messages (journeys.store.engagements); indexes to find a message by its vendor's id and a user
-by an address that writes back (journeys.store.callbacks).
+by an address that writes back (journeys.store.callbacks); addresses that bounced for good
+(journeys.store.bounces).
 
 Revision ID: 0006
 Revises: 0005
@@ -65,6 +66,13 @@ def upgrade() -> None:
         sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_engagements_journey_id", "engagements", ["journey_id"])
+    op.create_table(
+        "bounces",
+        sa.Column("channel", sa.String(20), primary_key=True),
+        sa.Column("address", sa.String(64), primary_key=True),
+        sa.Column("reason", sa.String(200), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    )
     _indexes()
 
 
@@ -79,6 +87,7 @@ def _indexes() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("bounces")
     op.drop_index("ix_send_addresses_address", table_name="send_addresses")
     op.drop_index("ix_outbox_provider_message_id", table_name="outbox")
     op.drop_index("ix_engagements_journey_id", table_name="engagements")
