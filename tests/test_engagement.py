@@ -19,6 +19,8 @@ from activities.providers.mailsink import LoopbackController
 from activities.providers.smtp import SmtpProvider
 from ingestion import engagement_api
 from ingestion.http_api import create_app
+from journeys.funnel.graph import to_mermaid
+from journeys.funnel.report import render_report
 from journeys.funnel.stats import format_stats, journey_stats
 from journeys.language.models import Channel, Journey
 from journeys.links import Message, links_of
@@ -187,9 +189,21 @@ def _bound() -> Message:
                    url="https://shop.example/")
 
 
-async def test_stats_show_opens_and_clicks_with_rates(journeys: Harness) -> None:
+async def test_stats_graph_and_report_show_opens_clicks_and_unsubscribes(
+        journeys: Harness, smtp: tuple[Recorder, LoopbackController], api: str) -> None:
+    await emailed(journeys, smtp, "fay")  # she unsubscribes through the email's header link
+    handler, _ = smtp
+    [link] = [m["List-Unsubscribe"][1:-1] for _, m in handler.received if m["To"] == "fay@example.com"]
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.post(link, content=b"List-Unsubscribe=One-Click")).status_code == 200
+    await journeys.result("promo", "fay")
     stats = journey_stats(journeys.store, PROMO)
     [node] = [n for n in stats.nodes if n.node_id == "email-offer"]
-    assert node.engagement == {"clicked": 1, "opened": 1}  # (bob's machine open, then his own)
+    # ada clicked, bob opened (after a proxy's fetch), fay unsubscribed; 5 delivered
+    assert node.engagement == {"clicked": 1, "opened": 1, "unsubscribed": 1}
     shown = format_stats(stats)
-    assert "opened 1 (25%), clicked 1 (25%)" in shown, shown
+    assert "opened 1 (20%), clicked 1 (20%), unsubscribed 1 (20%)" in shown, shown
+    assert "clicked 1" in to_mermaid(PROMO, stats) and "unsubscribed 1" in to_mermaid(PROMO, stats)
+    page = render_report(journeys.store, PROMO, stats)
+    assert "<h2>Messages, opens and clicks</h2>" in page
+    assert "<td>1 (20%)</td><td>1 (20%)</td><td>1 (20%)</td>" in page

@@ -99,6 +99,8 @@ def counts(node: NodeStats) -> str:
     if node.waiting_now:
         parts.append(f"waiting {node.waiting_now}")
     parts += [f"{status.replace('_', ' ')} {n}" for status, n in sorted(node.messages.items())]
+    parts += [f"{kind} {node.engagement[kind]}" for kind in ("opened", "clicked", "unsubscribed")
+              if node.engagement.get(kind)]
     parts += [f"{what} {n}" for what, n in (("converted", node.conversions), ("exits", node.exits),
                                              ("timed out", node.timed_out)) if n]
     return ", ".join(parts)

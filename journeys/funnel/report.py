@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 
 from journeys.funnel.report_svg import COLORS, MAX_LAYERS, MAX_ROW, funnel_svg, graph_svg, shares_svg
-from journeys.funnel.stats import Group, JourneyStats
-from journeys.language.models import IntelliNode, Journey
+from journeys.funnel.stats import Group, JourneyStats, NodeStats
+from journeys.language.models import EngagementNode, IntelliNode, Journey
 from journeys.store import intellinode
 from journeys.store.database import Store
 from journeys.store.tables import path_choices
@@ -99,6 +99,32 @@ def intellinode_section(store: Store, journey: Journey, node: IntelliNode, stats
             + shares_svg(node.id, names, series, bucket, changes))
 
 
+def messages_section(journey: Journey, stats: JourneyStats) -> str:
+    """Each engagement node's messages and what users did with them (rates of the delivered)."""
+    sent = {n.id: n for n in journey.nodes if isinstance(n, EngagementNode)}
+    rows = []
+    for node in stats.nodes:
+        if node.node_id not in sent or not node.messages:
+            continue
+        seen = node.engagement
+        opened, clicked, left = (_of_delivered(node, kind) for kind in ("opened", "clicked", "unsubscribed"))
+        statuses = ", ".join(f"{status.replace('_', ' ')} {n}" for status, n in sorted(node.messages.items()))
+        rows.append(f"<tr><td>{_e(node.node_id)}</td><td>{_e(sent[node.node_id].channel.value)}</td>"
+                    f"<td>{_e(statuses)}</td><td>{opened}</td><td>{clicked}</td>"
+                    f"<td>{left}</td><td>{seen.get('machine_opened', 0)}</td>"
+                    f"<td>{node.clicked_converted}</td></tr>")
+    if not rows:
+        return '<p class="muted">No message was sent yet.</p>'
+    return ("<table><tr><th>node</th><th>channel</th><th>messages</th><th>opened</th><th>clicked</th>"
+            "<th>unsubscribed</th><th>machine opens only</th><th>clicked, then converted</th></tr>"
+            f"{''.join(rows)}</table>")
+
+
+def _of_delivered(node: NodeStats, kind: str) -> str:
+    n = node.engagement.get(kind, 0)
+    return f"{n} ({n / node.delivered:.0%})" if node.delivered else str(n)
+
+
 def _span(bucket: timedelta) -> str:
     hours = int(bucket.total_seconds() // 3600)
     return f"{hours} h" if hours < 24 else f"{hours // 24} d"
@@ -131,6 +157,11 @@ stands for the others.</p>
 <p class="muted">Users who entered each node (blue), with the conversions of users who were
 at it (green).</p>
 {funnel_svg(journey, stats)}
+<h2>Messages, opens and clicks</h2>
+<p class="muted">Each message once: opened and clicked by a person (an open in the first
+seconds after sending is a mail proxy's: machine opens only), unsubscribed through its link;
+rates of the delivered.</p>
+{messages_section(journey, stats)}
 <h2>IntelliNODE shares over time</h2>
 {sections or '<p class="muted">This journey has no IntelliNODE.</p>'}
 </body></html>
