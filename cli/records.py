@@ -10,6 +10,7 @@ import sys
 from activities.providers.registry import build_providers, choices, close_providers
 from cli.events import check_user, connect_client
 from cli.subscriptions import describe
+from journeys.events import tracking_id
 from journeys.inputs import printable, shown
 from journeys.settings import Settings, load_settings
 from journeys.store import subscriptions
@@ -77,8 +78,10 @@ def cmd_providers(args: argparse.Namespace) -> int:
 def cmd_inbox(args: argparse.Namespace) -> int:
     """The user's in-app inbox (in_app, web_popup, app_inbox messages), oldest first."""
     messages = Store(load_settings().store_url).inbox_list(args.user)
-    if args.json:
-        print(json.dumps([m.model_dump(mode="json") for m in messages], indent=2, ensure_ascii=False))
+    if args.json:  # message_id: what the app reports opens and clicks with (Message Opened ...)
+        print(json.dumps([{**m.model_dump(mode="json", exclude={"idempotency_key"}),
+                           "message_id": tracking_id(m.idempotency_key)} for m in messages],
+                         indent=2, ensure_ascii=False))
         return 0
     for m in messages:
         text = m.content.get("title") or m.content.get("body", "")

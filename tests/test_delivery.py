@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.delivery import OutgoingMessage, default_providers
 from activities.providers import Outcome, delivered
 from activities.providers.registry import build_providers
+from journeys.events import tracking_id
 from journeys.language.models import Channel
 from journeys.settings import Settings
 from journeys.store.database import Store
@@ -48,6 +49,9 @@ async def test_online_channels_land_in_the_inbox(env: WorkflowEnvironment, store
     assert message["node_id"] == "inbox-nudge" and message["channel"] == "app_inbox"
     assert message["content"]["body"] == "Hi Ida, a complete profile gets better picks."
     assert rows["inbox-nudge"].provider_message_id == str(message["id"])
+    # The id the app reports an open or click with (Message Opened), naming no user.
+    assert message["message_id"] == tracking_id(rows["inbox-nudge"].idempotency_key)
+    assert "idempotency_key" not in message
     again = await asyncio.to_thread(starter, data_dir, "inbox", "ida")  # reading never removes
     assert "onboarding-inaction/inbox-nudge app_inbox  Your profile" in again.stdout
 

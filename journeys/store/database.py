@@ -100,6 +100,7 @@ class InboxMessage(BaseModel):
     channel: str
     content: dict[str, str]
     created_at: datetime
+    idempotency_key: str = ""  # (its message_id, journeys.events.tracking_id, is what the app reports)
 
 
 def _now() -> datetime:
