@@ -14,21 +14,18 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from activities.delivery import default_providers
 from activities.providers.mailsink import LoopbackController
-from activities.providers.smtp import SmtpProvider
 from ingestion import engagement_api
-from ingestion.http_api import create_app
 from journeys.funnel.graph import to_mermaid
 from journeys.funnel.report import render_report
 from journeys.funnel.stats import format_stats, journey_stats
-from journeys.language.models import Channel, Journey
+from journeys.language.models import Journey
 from journeys.links import Message, links_of
-from journeys.settings import Settings
 from journeys.store import engagements
 from journeys.store.database import Store
-from tests.helpers.support import Harness, eventually, free_port, running_worker, serving
-from tests.test_smtp import Recorder, settings_for
+from tests.helpers.mailed import mail_worker, public_api, smtp_sink
+from tests.helpers.support import Harness, eventually
+from tests.test_smtp import Recorder
 from workflows.journey import JourneyWorkflow
 
 QUEUE = "engagement"
@@ -54,37 +51,23 @@ PROMO = Journey.model_validate({
 
 @pytest.fixture(scope="module")
 def smtp() -> Iterator[tuple[Recorder, LoopbackController]]:
-    handler = Recorder()
-    controller = LoopbackController(handler)
-    controller.start()
-    yield handler, controller
-    controller.stop()
+    with smtp_sink() as sink:
+        yield sink
 
 
 @pytest.fixture(scope="module")
-def api(env: WorkflowEnvironment, data_dir: Path, store: Store,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def api(env: WorkflowEnvironment, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``serve``'s app with the journey in its catalog: the engagement events route to it."""
     catalog = tmp_path_factory.mktemp("catalog")
     (catalog / "promo.json").write_text(PROMO.model_dump_json())
-    port = free_port()
-    settings = Settings(JOURNEYS_DATA_DIR=data_dir, JOURNEYS_TASK_QUEUE=QUEUE, JOURNEYS_DIR=catalog,
-                        JOURNEYS_WRITE_KEY="key", JOURNEYS_PUBLIC_URL=f"http://127.0.0.1:{port}",
-                        JOURNEYS_LEGACY_IDS=False)
-
-    async def client() -> object:
-        return env.client
-    with serving(create_app(settings, connect_client=client), port) as url:  # type: ignore[arg-type]
+    with public_api(env, data_dir, QUEUE, catalog) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 async def journeys(env: WorkflowEnvironment, store: Store, api: str,
                    smtp: tuple[Recorder, LoopbackController]) -> AsyncIterator[Harness]:
-    _, controller = smtp
-    email = SmtpProvider(settings_for(controller.hostname, controller.port))
-    async with running_worker(env.client, store, QUEUE, {**default_providers(), Channel.email: email},
-                              links=links_of(store, api)):
+    async with mail_worker(env, store, QUEUE, smtp[1], api):
         yield Harness(env, store, [PROMO], QUEUE)
 
 

@@ -15,13 +15,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import default_providers
 from activities.providers.twilio import build
-from ingestion.http_api import create_app
 from ingestion.twilio_api import signature
 from journeys.language.models import Channel, Journey
 from journeys.settings import Settings
 from journeys.store import subscriptions
 from journeys.store.database import Store
-from tests.helpers.support import Harness, free_port, running_worker, serving
+from tests.helpers.serving import serving
+from tests.helpers.support import Harness, running_worker
 from tests.helpers.vendors import FakeTwilio
 from tests.helpers.vendors import serving as vendor
 
@@ -57,8 +57,7 @@ def twilio() -> Iterator[FakeTwilio]:
 def api(env: WorkflowEnvironment, data_dir: Path, twilio: FakeTwilio) -> Iterator[str]:
     async def client() -> object:
         return env.client
-    app = create_app(settings_for(twilio.url, data_dir), connect_client=client)  # type: ignore[arg-type]
-    with serving(app, free_port()) as url:
+    with serving(settings_for(twilio.url, data_dir), connect_client=client) as url:
         yield url
 
 

@@ -17,16 +17,16 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.providers import OutgoingMessage
 from activities.providers.mailsink import LoopbackController
-from activities.providers.smtp import SmtpProvider, build_email
-from ingestion.http_api import create_app
+from activities.providers.smtp import build_email
 from ingestion.subscriptions_api import RateLimit
 from journeys.language.models import Channel, Journey
 from journeys.links import Links, links_of
 from journeys.settings import Settings
 from journeys.store import engagements, subscriptions
 from journeys.store.database import Store
-from tests.helpers.support import Harness, free_port, running_worker, serving
-from tests.test_smtp import Recorder, settings_for
+from tests.helpers.mailed import mail_worker, public_api, smtp_sink
+from tests.helpers.support import Harness
+from tests.test_smtp import Recorder
 
 QUEUE = "unsubscribe"
 NEWS = Journey.model_validate({
@@ -48,34 +48,21 @@ RECEIPT = Journey.model_validate({
 
 @pytest.fixture(scope="module")
 def smtp() -> Iterator[tuple[Recorder, LoopbackController]]:
-    handler = Recorder()
-    controller = LoopbackController(handler)
-    controller.start()
-    yield handler, controller
-    controller.stop()
+    with smtp_sink() as sink:
+        yield sink
 
 
 @pytest.fixture(scope="module")
-def api(env: WorkflowEnvironment, data_dir: Path, store: Store) -> Iterator[str]:
-    """``serve``'s app on a loopback port: its links read with the store's own secret."""
-    port = free_port()
-    settings = Settings(JOURNEYS_DATA_DIR=data_dir, JOURNEYS_TASK_QUEUE=QUEUE, JOURNEYS_DIR=data_dir,
-                        JOURNEYS_WRITE_KEY="key", JOURNEYS_PUBLIC_URL=f"http://127.0.0.1:{port}")
-
-    async def client() -> object:
-        return env.client
-    with serving(create_app(settings, connect_client=client), port) as url:  # type: ignore[arg-type]
+def api(env: WorkflowEnvironment, data_dir: Path) -> Iterator[str]:
+    """``serve``'s app: its links read with the store's own secret, as the worker's are made."""
+    with public_api(env, data_dir, QUEUE, data_dir) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 async def journeys(env: WorkflowEnvironment, store: Store, api: str,
                    smtp: tuple[Recorder, LoopbackController]) -> AsyncIterator[Harness]:
-    _, controller = smtp
-    email = SmtpProvider(settings_for(controller.hostname, controller.port))
-    # The worker signs with the store's secret too (no JOURNEYS_LINK_SECRET): the API reads them.
-    async with running_worker(env.client, store, QUEUE, {Channel.email: email},
-                              links=links_of(store, api)):
+    async with mail_worker(env, store, QUEUE, smtp[1], api):
         yield Harness(env, store, [NEWS, RECEIPT], QUEUE)
 
 

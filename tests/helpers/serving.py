@@ -4,8 +4,9 @@ its own (its own event loop, its own Temporal client made in its lifespan)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import uvicorn
@@ -17,10 +18,13 @@ from tests.helpers.support import free_port
 
 
 @contextmanager
-def serving(settings: Settings) -> Iterator[str]:
-    """The API for ``settings`` on a loopback port, for the block: its base URL."""
-    port = free_port()
-    server = uvicorn.Server(api_config(create_app(settings), settings, host="127.0.0.1", port=port))
+def serving(settings: Settings, *, port: int | None = None,
+            connect_client: Callable[[], Awaitable[Any]] | None = None) -> Iterator[str]:
+    """The API for ``settings`` on a loopback port (``port``, else a free one), for the block:
+    its base URL. ``connect_client``: its Temporal client (default: from the settings)."""
+    port = port or free_port()
+    app = create_app(settings, connect_client=connect_client)
+    server = uvicorn.Server(api_config(app, settings, host="127.0.0.1", port=port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -254,31 +254,3 @@ def parked_catalog(folder: Path, journey_id: str, event: str) -> Path:
     (folder / f"{journey_id}.json").write_text(json.dumps(journey))
     return folder
 
-
-@contextmanager
-def serving(app: Any, port: int) -> Iterator[str]:
-    """``app`` (an ASGI app: ``serve``'s) on uvicorn on a loopback port, in a thread of its own
-    (its own event loop); its base URL once it answers /health."""
-    import threading
-
-    import httpx
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):  # until it answers
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if not thread.is_alive():
-            raise RuntimeError("the API did not start")
-        threading.Event().wait(0.05)
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
