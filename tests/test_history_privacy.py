@@ -17,6 +17,7 @@ import binascii
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,8 +96,9 @@ async def server(request: pytest.FixtureRequest,
 
 
 async def test_history_query_and_result_hold_codes_only(
-        server: tuple[str, WorkflowEnvironment], store: Store) -> None:
+        server: tuple[str, WorkflowEnvironment], tmp_path: Path) -> None:
     kind, env = server
+    store = Store(f"sqlite:///{tmp_path / 'journeys.db'}")  # each server's own: no bounce known
     with serving(WebhookReceiver(SECRET)) as receiver, serving(FakeTwilio(SID, TOKEN)) as twilio:
         echo = {"error": "We could not process",
                 "received": {"to": EMAIL, "text": f"Hi {FIRST}, your code {COUPON}"}}
