@@ -120,6 +120,15 @@ class SendResult(BaseModel):
     ended: bool = False  # the input's ``end`` is recorded (the workflow records no end of its own)
 
 
+class TriggerJourneyInput(BaseModel):
+    """Enter the user into another journey with this event (ingestion.triggers routes it)."""
+
+    journey_id: str  # the journey to enter
+    user_id: str
+    node_id: str  # the trigger_journey node
+    event: Event | None = None
+
+
 class UpdateProfileInput(BaseModel):
     user_id: str
     node_id: str

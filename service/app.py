@@ -25,6 +25,7 @@ from activities.providers.mailsink import MailSink, start_dev_sink
 from activities.providers.registry import build_providers, choices, close_providers
 from connection import address_of, namespace_of
 from ingestion.serving import api_settings, bind, start_api
+from ingestion.triggers import Triggers
 from journeys.egress import LOOPBACK
 from journeys.language.problems import UsageError
 from journeys.links import links_of
@@ -140,13 +141,14 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
     with ThreadPoolExecutor(max_workers=activity_threads, thread_name_prefix="activity") as executor:
         providers = build_providers(settings, store)
         _log_providers(settings)
-        worker = journey_worker(client, settings.task_queue,
-                                build_activities(store, providers, settings.send_timeout,
-                                                 caps_setting(settings.caps),
-                                                 settings.intellinode_refresh,
-                                                 settings.send_unknown_retries,
-                                                 links_of(store, settings.public_url,
-                                                          settings.link_secret)), executor,
+        activities = build_activities(store, providers, settings.send_timeout,
+                                      caps_setting(settings.caps), settings.intellinode_refresh,
+                                      settings.send_unknown_retries,
+                                      links_of(store, settings.public_url, settings.link_secret))
+        # trigger_journey nodes enter the catalog's journeys (ingestion routes the event).
+        triggers = Triggers(store, settings.journeys_dir, send_timeout=settings.send_timeout)
+        worker = journey_worker(client, settings.task_queue, [*activities, triggers.trigger_journey],
+                                executor,
                                 graceful_shutdown_timeout=timedelta(seconds=5),
                                 deployment_config=deployment(settings))
         running = asyncio.create_task(worker.run())

@@ -64,7 +64,9 @@ def test_every_scenario_has_a_history() -> None:
             # a marketing email to a user unsubscribed from email takes its unsubscribed path
             "unsubscribed-path",
             # an email's click (through serve's redirect) takes on_engagement's clicked path
-            "engagement-clicked"} <= names
+            "engagement-clicked",
+            # a trigger_journey node entered the user into another journey (an activity)
+            "trigger-journey"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

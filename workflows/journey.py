@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         ResolveDateResult,
         SendMessageInput,
         SendResult,
+        TriggerJourneyInput,
         UpdateProfileInput,
         UpdateProfileResult,
         message_key,
@@ -43,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         QuietHours,
         Scalar,
         SplitNode,
+        TriggerJourneyNode,
     )
     from telemetry.logs import journey_entered, journey_exited
     from workflows.exits import ExitRequest, ExitResult
@@ -94,6 +96,7 @@ class JourneyWorkflow(Waits):
             "delay": self._delay, "engagement": self._engagement,
             "profile_update": self._profile_update, "split": self._split,
             "intellinode": self._intellinode, "exit": self._exit_node,
+            "trigger_journey": self._trigger_journey,
         }
 
     @workflow.run
@@ -404,6 +407,12 @@ class JourneyWorkflow(Waits):
 
     async def _exit_node(self, node: Node) -> str | None:
         return None
+
+    async def _trigger_journey(self, node: TriggerJourneyNode) -> str | None:
+        await self._control("trigger_journey", TriggerJourneyInput(
+            journey_id=node.journey, user_id=self.user_id, node_id=node.id, event=self.state.event),
+            str, f"enter journey {node.journey}")
+        return node.next
 
     # --- bookkeeping ------------------------------------------------------------------------
 

@@ -18,12 +18,14 @@ from journeys.language.models import (
     Node,
     ProfileUpdateNode,
     SplitNode,
+    TriggerJourneyNode,
 )
 
 # Mermaid shapes: segments are stadiums, delays hexagons, decisions rhombi, sends rectangles.
 _SHAPES = {"action": ("([", "])"), "inaction": ("([", "])"), "date_time": ("([", "])"),
            "delay": ("{{", "}}"), "split": ("{", "}"), "intellinode": ("{", "}"),
-           "exit": ("((", "))"), "engagement": ("[", "]"), "profile_update": ("[/", "/]")}
+           "exit": ("((", "))"), "engagement": ("[", "]"), "profile_update": ("[/", "/]"),
+           "trigger_journey": ("[[", "]]")}
 
 
 def _key(node_id: str) -> str:
@@ -74,6 +76,8 @@ def describe(node: Node) -> str:
         return f"IntelliNODE ({node.mode})"
     if isinstance(node, SplitNode):
         return "split"
+    if isinstance(node, TriggerJourneyNode):
+        return f"enter journey {node.journey}"
     return "exit"
 
 

@@ -276,6 +276,14 @@ class SplitNode(_Node):
         yield "otherwise", self.otherwise
 
 
+class TriggerJourneyNode(_Next):
+    """Enter the user into another journey, with the current personalization event as its
+    entry event (CleverTap's Journey Trigger); once per entry."""
+
+    type: Literal["trigger_journey"]
+    journey: NodeId = Field(description="The journey to enter the user into (its id, in the same catalog).")
+
+
 class ExitNode(_Node):
     type: Literal["exit"]
 
@@ -289,6 +297,7 @@ Node = Annotated[
     | ProfileUpdateNode
     | IntelliNode
     | SplitNode
+    | TriggerJourneyNode
     | ExitNode,
     Field(discriminator="type"),
 ]

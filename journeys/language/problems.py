@@ -23,6 +23,12 @@ RULES: dict[str, str] = {
     "duplicate-key": (
         "a key is given twice in one mapping (YAML, with both lines; or JSON): only the last would count"
     ),
+    "unknown-journey": "a `trigger_journey` node names a journey that is not in its folder (or not valid)",
+    "trigger-event": (
+        "a `trigger_journey` node's target does not enter on the event that personalizes the node (or "
+        "no event reaches the node): the user could not enter it"
+    ),
+    "trigger-cycle": "`trigger_journey` nodes lead from a journey back to itself",
     "duplicate-journey": (
         "a journey has the id of an earlier file of its folder (files in name order); events could not tell "
         "them apart"

@@ -15,6 +15,7 @@ from pathlib import Path
 from journeys.language.loader import CATALOG_NAMES, SUFFIXES, journey_files, load_catalog, read_document
 from journeys.language.models import Journey
 from journeys.language.problems import Problem
+from journeys.validation.triggers import triggers_checked
 from journeys.validation.validate import UNREADABLE, Result, duplicate_journeys, validate_file
 
 #: (name, size, mtime_ns, inode) of each file the catalog was read from: an edit, or a file
@@ -82,8 +83,8 @@ def load(folder: str | Path) -> Catalog:
     files = list(journey_files([folder]))  # raises UsageError for a missing folder
     schemas, catalog_problems = load_catalog(folder)
     # The event catalog's problems are its own: a journey is not broken by them.
-    results: list[Result] = duplicate_journeys(
-        [validate_file(path, (schemas, [])) for path in files if path != folder])
+    results: list[Result] = triggers_checked(duplicate_journeys(
+        [validate_file(path, (schemas, [])) for path in files if path != folder]))
     broken: dict[str, list[Problem]] = {}
     if folder in files:  # a folder that could not be listed: no journey at all
         broken[str(folder)] = validate_file(folder, ({}, []))[1]

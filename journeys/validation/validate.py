@@ -79,7 +79,9 @@ def validate_paths(paths: Iterable[str | Path]) -> list[Result]:
         if path.parent not in catalogs:  # read each folder's event catalog once
             catalogs[path.parent] = load_catalog(path.parent)
         results.append(validate_file(path, catalogs[path.parent]))
-    return duplicate_journeys(results)
+    from journeys.validation.triggers import triggers_checked  # (it reads this module's Result)
+
+    return triggers_checked(duplicate_journeys(results))
 
 
 def exit_status(results: Iterable[Result]) -> int:

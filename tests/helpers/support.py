@@ -27,6 +27,7 @@ from activities.delivery import OutgoingMessage, Provider
 from activities.providers import Outcome
 from connection.converter import data_converter
 from ingestion.router import route_event
+from ingestion.triggers import Triggers
 from journeys.events import Event, Routed, workflow_id
 from journeys.language.loader import journey_files, load_file
 from journeys.language.models import Channel, Journey
@@ -149,10 +150,15 @@ class DownProvider:
 async def running_worker(client: Client, store: Store, task_queue: str,
                          providers: Mapping[Channel, Provider] | None = None,
                          send_timeout: float = 30.0, intellinode_refresh: float = 300.0,
-                         links: Links | None = None, **options: Any) -> AsyncIterator[Worker]:
+                         links: Links | None = None, catalog_dir: Path | None = None,
+                         **options: Any) -> AsyncIterator[Worker]:
+    """A journey worker; with ``catalog_dir``, its trigger_journey nodes enter that folder's
+    journeys (started without search attributes, as the Harness starts them)."""
     with ThreadPoolExecutor(max_workers=8) as executor:
         activities = build_activities(store, providers, send_timeout,
                                       intellinode_refresh=intellinode_refresh, links=links)
+        if catalog_dir is not None:
+            activities.append(Triggers(store, catalog_dir, search_attributes=False).trigger_journey)
         worker = journey_worker(client, task_queue, activities, executor, **options)
         async with worker:
             yield worker
