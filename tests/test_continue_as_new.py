@@ -14,7 +14,8 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 
-from journeys.events import Event, workflow_id
+from activities.models import message_key
+from journeys.events import Event, tracking_id, workflow_id
 from journeys.language.models import Journey
 from journeys.store.database import Store
 from tests.helpers.support import Harness, dev_server, eventually, running_worker
@@ -66,8 +67,9 @@ async def test_many_events_during_a_wait_continue_as_new_and_the_wait_goes_on(jo
     assert row.content["body"] == "Pixel 9 is on your wishlist"
 
 
-async def _fresh_run_timers(journeys: Harness, first_run: str | None) -> list[timedelta]:
-    handle = journeys.handle("wishlist-wait", "max")
+async def _fresh_run_timers(journeys: Harness, first_run: str | None, journey_id: str = "wishlist-wait",
+                            user: str = "max") -> list[timedelta]:
+    handle = journeys.handle(journey_id, user)
     if (await handle.describe()).run_id == first_run:
         return []
     history = await handle.fetch_history()
@@ -94,3 +96,38 @@ async def test_a_resumed_wait_takes_an_event_from_its_first_task(journeys: Harne
         start_signal="event", start_signal_args=[wished])
     state = await journeys.result("wishlist-wait", "yan")
     assert [(m.node_id, m.event_id) for m in state.messages] == [("push", "wish-2")]
+
+
+NUDGE = Journey.model_validate({
+    "id": "nudge-engaged", "name": "Nudge, then what they did with it", "entry": "viewed",
+    "nodes": [
+        {"id": "viewed", "type": "action", "event": "Viewed Product", "next": "push"},
+        {"id": "push", "type": "engagement", "channel": "push", "message": {"body": "Look"},
+         "on_engagement": {"clicked": "thanks", "within": "10m", "otherwise": "missed"}},
+        {"id": "thanks", "type": "engagement", "channel": "push", "message": {"body": "Thanks"}},
+        {"id": "missed", "type": "engagement", "channel": "push", "message": {"body": "Missed"}},
+    ]})
+
+
+async def test_an_engagement_wait_goes_on_as_new_without_sending_again(journeys: Harness) -> None:
+    """Many events during on_engagement's wait: the fresh run waits on (no second send), and
+    this message's click, when it comes, takes the clicked path."""
+    nudge = Harness(journeys.env, journeys.store, [NUDGE], QUEUE, search_attributes=True)
+    await nudge.send("ivy", "Viewed Product", event_id="ivy-view")
+    handle = nudge.handle("nudge-engaged", "ivy")
+    first_run = (await handle.describe()).run_id
+
+    async def waiting() -> JourneyState | None:
+        state = await handle.query(JourneyWorkflow.status)
+        return state if state.waiting_for == "Message Clicked" else None
+    state = await eventually(waiting)
+    assert state is not None
+    mine = tracking_id(message_key(handle.id, state.run_key, "push"))
+    for i in range(30):  # clicks of other messages: not this one's
+        await nudge.send("ivy", "Message Clicked", {"message_id": f"{i:032x}"}, event_id=f"other-{i}")
+    assert await eventually(lambda: _fresh_run_timers(nudge, first_run, "nudge-engaged", "ivy"))
+    await nudge.send("ivy", "Message Clicked", {"message_id": mine}, event_id=f"clicked-{mine}")
+    done = await nudge.result("nudge-engaged", "ivy")
+    assert done.path == ["viewed", "push", "thanks"]
+    assert [(m.node_id, m.status) for m in done.messages] == [("push", "delivered"), ("thanks", "delivered")]
+    assert [r.node_id for r in journeys.outbox("ivy")] == ["push", "thanks"]  # the push went out once
