@@ -39,10 +39,10 @@ from activities.providers import (
 )
 from activities.providers.ledger import Ledger, using
 from activities.providers.outbox import OutboxProvider
-from journeys.events import personalization_event
+from journeys.events import personalization_event, tracking_id
 from journeys.language.limits import brief
 from journeys.language.models import Channel
-from journeys.links import Links, Message, tracked_html, tracking_id
+from journeys.links import Links, Message, tracked_html
 from journeys.personalization.personalize import MessageRefused, MissingValue, TemplateError, render_message
 from journeys.store import outcomes, subscriptions
 from journeys.store.caps import CapCounter

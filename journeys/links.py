@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Literal
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from journeys.events import tracking_id as tracking_id  # (where the workflow reads it too)
-
 if TYPE_CHECKING:
     from journeys.store.database import Store
 

@@ -24,7 +24,7 @@ from journeys.links import Message, links_of
 from journeys.store import engagements
 from journeys.store.database import Store
 from tests.helpers.mailed import mail_worker, public_api, smtp_sink
-from tests.helpers.support import Harness, eventually
+from tests.helpers.support import Harness, eventually, run_cli
 from tests.test_smtp import Recorder
 from workflows.journey import JourneyWorkflow
 
@@ -56,10 +56,15 @@ def smtp() -> Iterator[tuple[Recorder, LoopbackController]]:
 
 
 @pytest.fixture(scope="module")
-def api(env: WorkflowEnvironment, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("catalog")
+    (folder / "promo.json").write_text(PROMO.model_dump_json())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def api(env: WorkflowEnvironment, data_dir: Path, catalog: Path) -> Iterator[str]:
     """``serve``'s app with the journey in its catalog: the engagement events route to it."""
-    catalog = tmp_path_factory.mktemp("catalog")
-    (catalog / "promo.json").write_text(PROMO.model_dump_json())
     with public_api(env, data_dir, QUEUE, catalog) as url:
         yield url
 
@@ -190,3 +195,18 @@ async def test_stats_graph_and_report_show_opens_clicks_and_unsubscribes(
     page = render_report(journeys.store, PROMO, stats)
     assert "<h2>Messages, opens and clicks</h2>" in page
     assert "<td>1 (20%)</td><td>1 (20%)</td><td>1 (20%)</td>" in page
+
+
+def test_the_commands_show_them(env: WorkflowEnvironment, data_dir: Path, catalog: Path,
+                                tmp_path: Path) -> None:
+    """``stats``, ``graph --stats`` and ``report`` as a user runs them, on the module's store."""
+    where = ["--journeys", str(catalog), "--no-waiting"]
+    stats = run_cli(env, data_dir, QUEUE, "stats", "promo", *where)
+    assert stats.returncode == 0, stats.stderr
+    assert "delivered 5; opened 1 (20%), clicked 1 (20%), unsubscribed 1 (20%)" in stats.stdout
+    graph = run_cli(env, data_dir, QUEUE, "graph", str(catalog / "promo.json"), "--stats", "--no-waiting")
+    assert graph.returncode == 0 and "opened 1, clicked 1, unsubscribed 1" in graph.stdout, graph.stderr
+    out = tmp_path / "promo.html"
+    report = run_cli(env, data_dir, QUEUE, "report", "promo", "--out", str(out), *where)
+    assert report.returncode == 0, report.stderr
+    assert "<td>1 (20%)</td><td>1 (20%)</td><td>1 (20%)</td>" in out.read_text()

@@ -16,13 +16,13 @@ its addresses are retried, at most once more per kill.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 from activities.providers import Outcome, delivered, failed, unknown, unreachable
 from journeys.store.database import AddressMark
+from journeys.store.tables import address_digest
 
 #: An address's answer that no retry changes.
 FINAL = frozenset({"delivered", "failed", "unreachable"})
@@ -30,7 +30,7 @@ FINAL = frozenset({"delivered", "failed", "unreachable"})
 
 def digest(address: str) -> str:
     """The address as the ledger keeps it: no token or number in the store twice."""
-    return hashlib.sha256(address.encode()).hexdigest()
+    return address_digest(address)
 
 
 class Ledger:

@@ -3,13 +3,12 @@ and who a number that writes back is (Twilio's inbound messages, STOP and START)
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 
 from journeys.store.database import OutboxStatus, Store
-from journeys.store.tables import outbox, send_addresses
+from journeys.store.tables import address_digest, outbox, send_addresses
 
 #: What a delivered message may become once the vendor knows more.
 AFTER_DELIVERY: frozenset[str] = frozenset({"delivered", "delivered_to_device", "undelivered"})
@@ -32,7 +31,7 @@ def settle_later(store: Store, provider_message_id: str, status: OutboxStatus,
 
 def user_of_address(store: Store, address: str) -> str | None:
     """The user last messaged at ``address`` (a phone number as it was sent to), if any."""
-    digest = hashlib.sha256(address.encode()).hexdigest()  # as the send's ledger keeps it
+    digest = address_digest(address)  # as the send's ledger keeps it
     with store.engine.connect() as conn:
         found = conn.execute(
             select(outbox.c.user_id).join(send_addresses, send_addresses.c.idempotency_key

@@ -8,6 +8,7 @@ repository's root); tests/test_store_backends.py checks the two agree.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -141,6 +142,11 @@ cap_sends = Table(
     Column("sent_at", Moment(), nullable=False),
     Index("ix_cap_sends_user_sent", "user_id", "sent_at"),
 )
+def address_digest(address: str) -> str:
+    """An address (a push token, a phone, a URL) as ``send_addresses`` keeps it."""
+    return hashlib.sha256(address.encode()).hexdigest()
+
+
 #: What each address of a message (a push token, a phone, a URL; by digest) answered, across
 #: attempts: a retry skips the addresses that answered, and counts the tries left unanswered.
 send_addresses = Table(
