@@ -279,6 +279,7 @@ class JourneyWorkflow(Waits):
                     **ACTIVITY_OPTIONS)
         result = result or await self._send(node, message)
         if result is None:  # the journey's time ran out before the send could start
+            self._stop_listening()
             return None
         event = personalization_event(node.channel, state.event)
         state.messages.append(SentMessage(
@@ -287,7 +288,7 @@ class JourneyWorkflow(Waits):
         if engage and result.status == "delivered":
             return await self._engaged(node)
         if engage:  # not delivered: nothing to wait for
-            self._waiting, state.waiting_for, state.waiting_where, state.waiting_any = None, None, {}, []
+            self._stop_listening()
         target = node.on.get(result.status)  # the path of what happened, else next
         self._end_recorded = result.ended
         return target if target and self._patched("outcome-paths") else node.next

@@ -49,9 +49,13 @@ class Waits:
         try:
             await self._sleep(within, summary, until=lambda: self._caught is not None)
         finally:
-            self._waiting = None
-            self.state.waiting_for, self.state.waiting_where, self.state.waiting_any = None, {}, []
+            self._stop_listening()
         return self._caught
+
+    def _stop_listening(self) -> None:
+        """No event is waited for any more (what :meth:`_listen` began)."""
+        self._waiting = None
+        self.state.waiting_for, self.state.waiting_where, self.state.waiting_any = None, {}, []
 
     async def _engaged(self, node: EngagementNode) -> str | None:
         """After a delivered message: the path of what the user did with it first (a click or an
