@@ -69,10 +69,14 @@ async def test_worker_serves_project_and_sdk_metrics_on_one_endpoint(tmp_path: P
         async def scraped() -> Samples:
             text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
             samples = parse(text)
-            return samples if value(samples, EXITED, journey_id=journey.id) else []
+            # Both exported: the journey's exit is counted before the run completes, the
+            # SDK's completion after it (each on the exporter's interval).
+            done = value(samples, EXITED, journey_id=journey.id) and value(
+                samples, "temporal_workflow_completed", task_queue=TASK_QUEUE)
+            return samples if done else []
 
         samples = await eventually(scraped)  # metrics are exported on an interval
-        assert samples, "journeys_exited never showed on the endpoint"
+        assert samples, "journeys_exited or temporal_workflow_completed never showed on the endpoint"
         assert await worker.stop(signal.SIGTERM) == 0, worker.output()
     finally:
         worker.kill()
