@@ -120,6 +120,37 @@ class SendResult(BaseModel):
     ended: bool = False  # the input's ``end`` is recorded (the workflow records no end of its own)
 
 
+class AudiencePageInput(BaseModel):
+    """Enter the next page of an audience journey's segment (ingestion.audiences)."""
+
+    journey_id: str
+    fired: datetime  # the occurrence: when its schedule fired (the start's identity, the segment's now)
+    after: str | None = None  # the last user id of the pages before
+
+
+class AudienceCounts(BaseModel):
+    """What became of an audience occurrence's users so far."""
+
+    matched: int = 0  # in the segment
+    started: int = 0  # entered the journey
+    already_in: int = 0  # in it already (or entered by this occurrence before a restart)
+    skipped: int = 0  # not entered: its re-entry rule says no (they did it before)
+
+    def plus(self, other: AudienceCounts) -> AudienceCounts:
+        return AudienceCounts(**{name: getattr(self, name) + getattr(other, name)
+                                 for name in type(self).model_fields})
+
+
+class AudiencePage(BaseModel):
+    """One page entered: its counts, its last user id (the cursor), and whether it was the last;
+    ``problem``: why nothing was entered (the journey left the catalog, or is no audience)."""
+
+    counts: AudienceCounts = Field(default_factory=AudienceCounts)
+    last: str | None = None
+    done: bool = True
+    problem: str | None = None
+
+
 class TriggerJourneyInput(BaseModel):
     """Enter the user into another journey with this event (ingestion.triggers routes it)."""
 

@@ -132,6 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_lazy("subscriptions:cmd_subscription"))
 
+    p = sub.add_parser("audience", help="an audience journey: its schedule and occurrences; --count "
+                                         "the users its segment matches now; pause, resume, trigger, cancel")
+    p.add_argument("journey")
+    p.add_argument("--journeys", help="the journey folder (default: JOURNEYS_DIR)")
+    what = p.add_mutually_exclusive_group()
+    for flag, words in (("--count", "how many users the segment matches now, and the query's time"),
+                        ("--pause", "pause the schedule"), ("--resume", "resume the schedule"),
+                        ("--trigger", "run an occurrence now"),
+                        ("--cancel", "cancel the running occurrence (users it entered go on)")):
+        what.add_argument(flag, action="store_true", help=words)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_client("audience:audience_command"))
+
     p = sub.add_parser("outbox", help="the messages recorded, sent or skipped")
     p.add_argument("--user")
     p.add_argument("--journey")

@@ -140,7 +140,8 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
         store = Store(settings.store_url)
         router = Router(client, settings.task_queue, receipts=store, legacy_ids=settings.legacy_ids,
                         send_timeout=settings.send_timeout)
-        ingestion = Ingestion(router, store, folder, deadline=settings.route_timeout)
+        ingestion = Ingestion(router, store, folder, deadline=settings.route_timeout,
+                              behaviour_days=settings.behaviour_days)
         await asyncio.to_thread(ingestion.index)  # validated once, now; again when a file changes
         links = await asyncio.to_thread(links_of, store, settings.public_url, settings.link_secret)
         app.state.parts = _Parts(client, store, ingestion, links)

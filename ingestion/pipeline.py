@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ingestion import listens, retired
+from ingestion.counting import RETENTION_DAYS, Counting
 from ingestion.failures import NotRouted
 from ingestion.index import Index
 from ingestion.retired import Retired
@@ -38,10 +39,13 @@ class Ingestion:
     """A process's way in: the catalog of ``folder`` (with its index), the store, the router."""
 
     def __init__(self, router: Router, store: Store, folder: str | Path,
-                 recheck: float = RECHECK_SECONDS, deadline: float | None = None) -> None:
+                 recheck: float = RECHECK_SECONDS, deadline: float | None = None,
+                 behaviour_days: int = RETENTION_DAYS) -> None:
         """``deadline``: the seconds an event or profile update may take to route
-        (``JOURNEYS_ROUTE_TIMEOUT``), over which it fails with :class:`NotRouted`."""
+        (``JOURNEYS_ROUTE_TIMEOUT``), over which it fails with :class:`NotRouted`.
+        ``behaviour_days``: how long what users did is kept (``JOURNEYS_BEHAVIOUR_DAYS``)."""
         self.router, self.store, self.folder, self.recheck = router, store, folder, recheck
+        self.counting = Counting(store, behaviour_days)
         self.deadline = deadline
         self._catalog: Catalog | None = None
         self._index = Index.of(())
@@ -155,11 +159,13 @@ class Ingestion:
         self._look = None
 
     async def track(self, event: Event, profile: dict[str, Any] | None = None) -> list[Routed]:
-        """Merge ``profile`` into the user's (first: the journey sees it), then route the event:
-        entries start, waits and exits are signalled; set profile dates may start journeys."""
+        """Merge ``profile`` into the user's (first: the journey sees it), count the event (what
+        segments ask of), then route it: entries start, waits and exits are signalled; set
+        profile dates may start journeys."""
         check_event(event)
         index = await self.current()
         async with self._bounded():
+            await self.counting.count(event)
             if profile:
                 await asyncio.to_thread(self.store.update_profile, event.user_id, profile)
             routed = await self.router.route_event(index.for_event(event.name), event)

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -180,7 +181,22 @@ class Router:
                            action="duplicate")]
         return results
 
-    async def _claimed(self, journey: Journey, event: Event, entry: bool) -> list[Routed]:
+    async def enter(self, journey: Journey, event: Event, start_delay: timedelta | None) -> Routed:
+        """Enter the user into ``journey`` with ``event`` (an audience occurrence's: its id is the
+        occurrence), after ``start_delay``; a user already in it is left as they are ("running").
+        Once per event id, as any entry (its receipt)."""
+        async def route(recover: bool) -> list[Routed]:
+            try:
+                return [await self.start(journey, event.user_id, event, recover=recover,
+                                         start_delay=start_delay, join=False)]
+            except Exception as exc:
+                return [_failed(journey, event.user_id, exc, _instance_of(journey, event))]
+        [routed] = (await self._claimed(journey, event, True, route) if self.receipts is not None
+                    else await route(False))
+        return routed
+
+    async def _claimed(self, journey: Journey, event: Event, entry: bool,
+                       route: Callable[[bool], Awaitable[list[Routed]]] | None = None) -> list[Routed]:
         receipts, user = self.receipts, event.user_id
         assert receipts is not None
         # In a thread: another process holding SQLite's write lock must not stall the loop.
@@ -191,7 +207,8 @@ class Router:
         if state == "done":  # routed already: a copy (a client's retry, a file ingested again)
             return [Routed(journey_id=journey.id, workflow_id=_instance_of(journey, event),
                            action="duplicate")]
-        results = await self._guarded(journey, event, entry, recover=state == "earlier")
+        recover = state == "earlier"
+        results = await (route(recover) if route else self._guarded(journey, event, entry, recover=recover))
         if results and all(r.action != "failed" for r in results):
             try:  # only now may a copy be answered "duplicate"
                 await asyncio.to_thread(receipts.settle_event, journey.id, user, event.id)
@@ -266,13 +283,15 @@ class Router:
 
     async def start(self, journey: Journey, user_id: str, event: Event | None,
                     profile: list[str] | None = None, *, key: str | None = None,
-                    recover: bool = False) -> Routed:
+                    recover: bool = False, start_delay: timedelta | None = None,
+                    join: bool = True) -> Routed:
         """Start the user's journey with ``event`` in its input: one round trip to Temporal.
 
         The id-reuse policy encodes ``reentry``. A user already in the journey gets the event as
         a signal; if their run ends in between, the start is tried again. ``key``: the instance
         of a keyed journey (release 0.1 had none: no legacy id to look for). ``recover``: a copy
         of ``event`` was claimed before and never settled; the run it entered is looked for first.
+        ``start_delay``: the run begins then; ``join`` False: a running journey is left as it is.
         """
         legacy, running = await self._legacy(journey, user_id) if key is None else (None, False)
         if legacy is not None and running:  # an entry of release 0.1 still runs: it gets the event
@@ -291,7 +310,7 @@ class Router:
                           action="started" if entered else "duplicate")
         for _ in range(START_ATTEMPTS):
             try:
-                handle = await self._start(journey, user_id, event, wid, key)
+                handle = await self._start(journey, user_id, event, wid, key, start_delay)
             except WorkflowAlreadyStartedError:  # a closed run, and reentry: never
                 return Routed(journey_id=journey.id, workflow_id=wid, action="not-reentered")
             # The funnel's entries (stats), and for a keyed journey the list of the user's
@@ -301,7 +320,7 @@ class Router:
                 await self._record(journey, wid, handle.result_run_id, user_id)
             if started(handle):
                 return Routed(journey_id=journey.id, workflow_id=wid, action="started")
-            if event is None and not profile:
+            if (event is None and not profile) or not join:
                 return Routed(journey_id=journey.id, workflow_id=wid, action="running")
             try:
                 if event is not None:
@@ -335,7 +354,8 @@ class Router:
         return {"journey_id": journey.id, "version": version}
 
     async def _start(self, journey: Journey, user_id: str, event: Event | None,
-                     wid: str, key: str | None = None) -> WorkflowHandle:
+                     wid: str, key: str | None = None,
+                     start_delay: timedelta | None = None) -> WorkflowHandle:
         # JourneyKey only on keyed instances: a cluster without it still runs unkeyed journeys.
         pairs: list[SearchAttributePair[str]] = [
             SearchAttributePair(JOURNEY_ID, journey.id), SearchAttributePair(USER_ID, user_id),
@@ -352,7 +372,8 @@ class Router:
             id=wid, task_queue=self.task_queue, id_reuse_policy=REUSE[journey.reentry],
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=attributes, static_summary=f"{journey.name}: user {user_id}{keyed}",
-            static_details=f"journey `{journey.id}`, entered at `{journey.entry}`")
+            static_details=f"journey `{journey.id}`, entered at `{journey.entry}`",
+            start_delay=start_delay)
 
     async def signal(self, journey: Journey, event: Event) -> Routed | None:
         """Pass an event to the user's running journey, if there is one."""

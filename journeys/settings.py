@@ -50,6 +50,18 @@ class Settings(BaseSettings):
         default=None, alias="JOURNEYS_UNSUBSCRIBE_MAILTO",
         description="An address for List-Unsubscribe's mailto, beside the link: its messages "
                     "(the token in the subject) are the operator's to act on.")
+    behaviour_days: int = Field(
+        default=400, ge=1, le=3660, alias="JOURNEYS_BEHAVIOUR_DAYS",
+        description="Days of what users did (counts per event and day) kept for segments; older "
+                    "ones are pruned daily.")
+    audience_rate: float = Field(
+        default=100.0, gt=0, le=10_000, alias="JOURNEYS_AUDIENCE_RATE",
+        description="Users an audience journey's occurrence enters per second, at most (the "
+                    "journeys that events start meanwhile keep their pace).")
+    audience_page: int = Field(
+        default=500, ge=1, le=10_000, alias="JOURNEYS_AUDIENCE_PAGE",
+        description="Users an audience run reads and enters per activity (its heartbeats "
+                    "resume a page mid-way).")
     route_timeout: float = Field(
         default=10.0, gt=0, le=300, alias="JOURNEYS_ROUTE_TIMEOUT",
         description="Seconds an HTTP request, or an event of `event` and `ingest`, may take to "

@@ -24,6 +24,7 @@ from activities import build_activities
 from activities.providers.mailsink import MailSink, start_dev_sink
 from activities.providers.registry import build_providers, choices, close_providers
 from connection import address_of, namespace_of
+from ingestion.audiences import Audiences, keep_schedules
 from ingestion.serving import api_settings, bind, start_api
 from ingestion.triggers import Triggers
 from journeys.egress import LOOPBACK
@@ -147,7 +148,11 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
                                       links_of(store, settings.public_url, settings.link_secret))
         # trigger_journey nodes enter the catalog's journeys (ingestion routes the event).
         triggers = Triggers(store, settings.journeys_dir, send_timeout=settings.send_timeout)
-        worker = journey_worker(client, settings.task_queue, [*activities, triggers.trigger_journey],
+        # Audience journeys: their occurrences enter a segment's users, paced.
+        audiences = Audiences(store, settings.journeys_dir, rate=settings.audience_rate,
+                              page_size=settings.audience_page, send_timeout=settings.send_timeout)
+        worker = journey_worker(client, settings.task_queue,
+                                [*activities, triggers.trigger_journey, *audiences.activities],
                                 executor,
                                 graceful_shutdown_timeout=timedelta(seconds=5),
                                 deployment_config=deployment(settings))
@@ -157,7 +162,8 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
                  task_queue=settings.task_queue, data_dir=str(settings.data_dir),
                  deployment=settings.deployment_name, build_id=settings.build_id,
                  metrics_address=metrics_address)
-        watched: set[asyncio.Future[Any]] = {running, asyncio.create_task(stop.wait())}
+        watched: set[asyncio.Future[Any]] = {running, asyncio.create_task(stop.wait()),
+                                             asyncio.create_task(keep_schedules(client, settings))}
         if server:
             watched.add(asyncio.create_task(server.process.wait()))
         api = await start_api(client, settings, api_socket, show_key) if api_socket else None

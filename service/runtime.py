@@ -19,6 +19,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from connection import binary, client_for, connect, connect_settings
 from journeys.settings import Settings
 from telemetry.ending import leave
+from workflows.audience import AudienceWorkflow, PruneBehaviourWorkflow
 from workflows.journey import JourneyWorkflow
 
 #: Modules the workflow sandbox shares with the worker instead of re-importing per run.
@@ -27,7 +28,7 @@ __all__ = ["binary", "client_for", "connect", "connect_settings", "deployment",
 
 PASSTHROUGH = ("journeys", "activities", "workflows", "telemetry", "pydantic", "pydantic_core", "jinja2",
                "markupsafe", "sqlalchemy", "yaml")
-WORKFLOWS = [JourneyWorkflow]
+WORKFLOWS = [JourneyWorkflow, AudienceWorkflow, PruneBehaviourWorkflow]
 #: Activities one worker runs at once (sends are async: they need no thread each).
 SENDS_IN_FLIGHT = 64
 

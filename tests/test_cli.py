@@ -220,7 +220,7 @@ def test_schema(runs: dict[str, Run]) -> None:
     assert set(schema["required"]) == {"id", "name", "entry", "nodes"}
     mapping = schema["properties"]["nodes"]["items"]["discriminator"]["mapping"]
     assert set(mapping) == {"action", "inaction", "date_time", "delay", "engagement",
-                            "profile_update", "intellinode", "split", "trigger_journey", "exit"}
+                            "profile_update", "intellinode", "split", "trigger_journey", "segment", "exit"}
     delay = schema["$defs"]["DelayNode"]["properties"]["duration"]
     assert delay["type"] == "string" and re.match(delay["pattern"], "15h")
 

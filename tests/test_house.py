@@ -34,6 +34,7 @@ SUB_ROOMS: dict[str, set[str]] = {
     "journeys.validation": {"journeys.language", "journeys.personalization"},
     "journeys.store": {"journeys.language", "journeys.numbers"},
     "journeys.funnel": {"journeys.language", "journeys.store", "journeys.inputs"},
+    "journeys.audience": {"journeys.language", "journeys.store"},
 }
 #: The domain's shared modules (at its top level), and what of the domain each may import.
 SHARED: dict[str, set[str]] = {

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         ProfileUpdateNode,
         QuietHours,
         Scalar,
+        SegmentNode,
         SplitNode,
         TriggerJourneyNode,
     )
@@ -96,7 +97,7 @@ class JourneyWorkflow(Waits):
             "delay": self._delay, "engagement": self._engagement,
             "profile_update": self._profile_update, "split": self._split,
             "intellinode": self._intellinode, "exit": self._exit_node,
-            "trigger_journey": self._trigger_journey,
+            "trigger_journey": self._trigger_journey, "segment": self._segment,
         }
 
     @workflow.run
@@ -192,6 +193,11 @@ class JourneyWorkflow(Waits):
                 self._leave(f"did not do '{node.event}' in time")
             return node.timeout_next
         self.state.event = caught  # a later action node replaces the personalization event
+        return node.next
+
+    async def _segment(self, node: SegmentNode) -> str | None:
+        # An audience's entry: its event only names the occurrence; templates get no event.
+        self.state.event = None
         return node.next
 
     async def _inaction(self, node: InactionNode) -> str | None:

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from journeys.language.durations import Duration, Offset
+from journeys.language.segments import Did, DidNot, ProfileCondition, Schedule
 
 NodeId = Annotated[
     str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
@@ -284,6 +285,17 @@ class TriggerJourneyNode(_Next):
     journey: NodeId = Field(description="The journey to enter the user into (its id, in the same catalog).")
 
 
+class SegmentNode(_Next):
+    """An audience journey's entry: the users in the segment (every condition holds) enter on
+    its schedule (CleverTap's Past Behaviour, Braze's scheduled canvas)."""
+
+    type: Literal["segment"]
+    profile: list[ProfileCondition] = Field(default_factory=list, max_length=20)
+    did: list[Did] = Field(default_factory=list, max_length=10)
+    did_not: list[DidNot] = Field(default_factory=list, max_length=10)
+    schedule: Schedule
+
+
 class ExitNode(_Node):
     type: Literal["exit"]
 
@@ -298,10 +310,11 @@ Node = Annotated[
     | IntelliNode
     | SplitNode
     | TriggerJourneyNode
+    | SegmentNode
     | ExitNode,
     Field(discriminator="type"),
 ]
-SEGMENT_TYPES = frozenset({"action", "inaction", "date_time"})
+SEGMENT_TYPES = frozenset({"action", "inaction", "date_time", "segment"})
 
 
 class EventSchema(_Model):

@@ -41,7 +41,16 @@ RULES: dict[str, str] = {
     # the graph
     "duplicate-id": "two nodes share an id",
     "unknown-entry": "`entry` names no node",
-    "entry-not-segment": "the entry node is not an action, inaction or date_time node",
+    "entry-not-segment": "the entry node is not an action, inaction, date_time or segment node",
+    "segment-mid-journey": "a `segment` node is not the journey's entry: a segment says who enters",
+    "segment-event": (
+        "a segment's `did` or `did_not` event has no schema in the journey's `events` or the folder's "
+        "catalog: a misspelt name would match nobody, silently"
+    ),
+    "segment-window": (
+        "a segment's `in_last` is not whole days (what users did is counted per day), or a profile "
+        "condition cannot hold (`at_least` above `at_most` for one property)"
+    ),
     "unknown-target": "a `next` (or branch) names no node",
     "cycle": "the nodes form a loop",
     "unreachable": "no path from the entry leads to the node",

@@ -12,7 +12,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, Date, DateTime, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -234,4 +234,25 @@ bounces = Table(
     Column("address", String(64), primary_key=True),  # sha256 of the address, hex
     Column("reason", String(200), nullable=False),
     Column("at", Moment(), nullable=False),
+)
+#: What users did, kept small (journeys.store.behaviour): per user, event name and UTC day, how
+#: many times and the first and last time; not the events themselves. Segments read it
+#: (journeys.audience): by user (the primary key) and by event and day (``behaviour_by_event``).
+behaviour = Table(
+    "behaviour", metadata,
+    Column("user_id", String(200), primary_key=True),
+    Column("event", String(200), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("first_at", Moment(), nullable=False),
+    Column("last_at", Moment(), nullable=False),
+    Index("behaviour_by_event", "event", "day", "user_id"),
+)
+#: The event ids counted lately, so that a copy of an event (a client's retry) counts once; kept
+#: for journeys.store.behaviour.COUNTED_DAYS days (by the day it was counted) and pruned with the rest.
+behaviour_counted = Table(
+    "behaviour_counted", metadata,
+    Column("user_id", String(200), primary_key=True),
+    Column("event_id", String(200), primary_key=True),
+    Column("day", Date, nullable=False, index=True),
 )

@@ -56,6 +56,10 @@ class Catalog:
         lines += [f"  {path}: its last good version routes until it is fixed" for path in self.kept]
         return "\n".join([*lines, *(f"  {problem}" for problem in self.problems)])
 
+    def claimed(self, journey_id: str) -> bool:
+        """Does a broken file still say it is ``journey_id`` (an edit under way, not a removal)?"""
+        return any(_claims(path, journey_id) for path in self.broken)
+
     def why_not(self, journey_id: str) -> str:
         """Why ``journey_id`` routes no event here, naming its file where one still claims it:
         the warning beside users who are still in it (``status``, the router's log)."""

@@ -54,7 +54,7 @@ def graph_rules(journey: Journey) -> Iterator[Finding]:
         yield (journey.entry, "type", "entry-not-segment",
                f"the entry node is {_article(journey.entry_node.type)} {journey.entry_node.type} "
                "node: a journey starts at an "
-               "action, inaction or date_time node")
+               "action, inaction, date_time or segment node")
     for node in journey.nodes:
         for field, target in node.targets():
             if target not in seen:

@@ -23,6 +23,7 @@ from journeys.language.models import (
     Journey,
     Node,
     ProfileUpdateNode,
+    SegmentNode,
     SplitNode,
 )
 from journeys.personalization.personalize import (
@@ -91,6 +92,8 @@ def _outgoing(node: Node, incoming: frozenset[Source], entry: bool,
             out = frozenset({Source(node.id, None)})
         else:
             out = waits.after(incoming, node.id, _FOREVER)
+    elif isinstance(node, SegmentNode):  # an audience's entry carries no event (as a profile date)
+        out = frozenset({Source(node.id, None)})
     elif isinstance(node, DelayNode):
         out = waits.after(incoming, node.id, node.duration)
     else:

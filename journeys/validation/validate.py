@@ -9,6 +9,7 @@ from journeys.language.loader import EventCatalog, Loaded, journey_files, load_c
 from journeys.language.problems import Problem
 from journeys.validation.rules import entry_key_rules, graph_rules, node_rules
 from journeys.validation.scope import personalization_rules
+from journeys.validation.segments import segment_rules
 
 #: A file as validated: what was loaded, and all its problems (empty: valid).
 Result = tuple[Loaded, list[Problem]]
@@ -26,6 +27,7 @@ def validate_loaded(loaded: Loaded) -> list[Problem]:
         findings = list(graph_rules(journey))
         findings += node_rules(journey)
         findings += entry_key_rules(journey, loaded.catalog)
+        findings += segment_rules(journey, loaded.catalog)
         # The event analysis walks the graph, so it needs a sound one.
         if not any(code in {"duplicate-id", "unknown-entry", "unknown-target", "cycle"}
                    for _, _, code, _ in findings):

@@ -26,6 +26,7 @@ from activities import build_activities
 from activities.delivery import OutgoingMessage, Provider
 from activities.providers import Outcome
 from connection.converter import data_converter
+from ingestion.audiences import Audiences
 from ingestion.router import route_event
 from ingestion.triggers import Triggers
 from journeys.events import Event, Routed, workflow_id
@@ -151,6 +152,7 @@ async def running_worker(client: Client, store: Store, task_queue: str,
                          providers: Mapping[Channel, Provider] | None = None,
                          send_timeout: float = 30.0, intellinode_refresh: float = 300.0,
                          links: Links | None = None, catalog_dir: Path | None = None,
+                         audience_options: Mapping[str, Any] | None = None,
                          **options: Any) -> AsyncIterator[Worker]:
     """A journey worker; with ``catalog_dir``, its trigger_journey nodes enter that folder's
     journeys (started without search attributes, as the Harness starts them)."""
@@ -159,6 +161,8 @@ async def running_worker(client: Client, store: Store, task_queue: str,
                                       intellinode_refresh=intellinode_refresh, links=links)
         if catalog_dir is not None:
             activities.append(Triggers(store, catalog_dir, search_attributes=False).trigger_journey)
+            activities += Audiences(store, catalog_dir, search_attributes=False,
+                                    **(audience_options or {})).activities
         worker = journey_worker(client, task_queue, activities, executor, **options)
         async with worker:
             yield worker
