@@ -110,8 +110,9 @@ class Audiences:
                         search_attributes=self.search_attributes, send_timeout=self.send_timeout)
         read = moments.reading(node.schedule, input.fired)
         pace = _Pace(self.rate)
-        for start in range(done, len(members), IN_FLIGHT):
-            chunk = members[start:start + IN_FLIGHT]
+        step = max(1, min(IN_FLIGHT, int(self.rate)))  # a heartbeat a second at most apart
+        for start in range(done, len(members), step):
+            chunk = members[start:start + step]
             routed = await asyncio.gather(*(self._enter(router, journey, node, m, input.fired, read, pace)
                                             for m in chunk))
             counts = counts.plus(_counted(routed))

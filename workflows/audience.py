@@ -24,7 +24,7 @@ SCHEDULED_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 #: Pages per run before it goes on as new (its history stays short whatever the audience's size).
 PAGES_PER_RUN = 100
 #: A page's activity: it heartbeats after every few starts; a silent one is retried elsewhere.
-PAGE_HEARTBEAT = timedelta(seconds=30)
+PAGE_HEARTBEAT = timedelta(seconds=10)
 
 
 class AudienceInput(BaseModel):
