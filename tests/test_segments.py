@@ -52,7 +52,8 @@ def people(store: Store) -> Store:
     store.update_profile("eve", {"plan": "pro", "vip": True, "age": 30.5})
     events = [did("ann", f"a{i}", "Video Watched", i) for i in range(3)] + [
         did("ann", "a-old", "Video Watched", 40), did("bob", "b0", "Video Watched"),
-        *(did("cid", f"c{i}", "Video Watched") for i in range(3)), did("cid", "c-paid", "Subscription Paid", 2),
+        *(did("cid", f"c{i}", "Video Watched") for i in range(3)),
+        did("cid", "c-paid", "Subscription Paid", 2),
         *(did("dee", f"d{i}", "Video Watched", 1) for i in range(5))]
     assert behaviour.count(store, events, 400, now=NOW) == len(events)
     return store
@@ -134,13 +135,15 @@ def test_local_time_occurrences_fire_a_day_ahead_and_each_user_enters_at_their_h
     assert moments.offset(daily) == timedelta(hours=19)  # 09:00 in UTC+14 is 19:00 UTC the day before
     read = moments.reading(daily, datetime(2026, 12, 2, 19, 0, 7, tzinfo=UTC))
     assert read == datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
-    assert moments.entry_moment(daily, read, "Pacific/Kiritimati", None) == datetime(2026, 12, 2, 19, 0, tzinfo=UTC)
-    assert moments.entry_moment(daily, read, "America/Los_Angeles", None) == datetime(2026, 12, 3, 17, 0, tzinfo=UTC)
-    assert moments.entry_moment(daily, read, "Nowhere/Land", "Europe/Paris") == datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+    def utc(day: int, hour: int) -> datetime:
+        return datetime(2026, 12, day, hour, 0, tzinfo=UTC)
+    assert moments.entry_moment(daily, read, "Pacific/Kiritimati", None) == utc(2, 19)
+    assert moments.entry_moment(daily, read, "America/Los_Angeles", None) == utc(3, 17)
+    assert moments.entry_moment(daily, read, "Nowhere/Land", "Europe/Paris") == utc(3, 8)
     assert moments.entry_moment(Schedule(every="1d", at="09:00"), read, "Europe/Paris", None) is None
     once = Schedule(at="2026-12-24T09:00", local_time=True)
-    assert moments.fires_once_at(once) == datetime(2026, 12, 23, 19, 0, tzinfo=UTC)
-    assert moments.fires_once_at(Schedule(at="2026-12-24T09:00:00+01:00")) == datetime(2026, 12, 24, 8, 0, tzinfo=UTC)
+    assert moments.fires_once_at(once) == utc(23, 19)
+    assert moments.fires_once_at(Schedule(at="2026-12-24T09:00:00+01:00")) == utc(24, 8)
 
 
 @pytest.mark.parametrize(("given", "message"), [
