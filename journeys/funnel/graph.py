@@ -17,6 +17,7 @@ from journeys.language.models import (
     Journey,
     Node,
     ProfileUpdateNode,
+    SegmentNode,
     SplitNode,
     TriggerJourneyNode,
 )
@@ -25,7 +26,7 @@ from journeys.language.models import (
 _SHAPES = {"action": ("([", "])"), "inaction": ("([", "])"), "date_time": ("([", "])"),
            "delay": ("{{", "}}"), "split": ("{", "}"), "intellinode": ("{", "}"),
            "exit": ("((", "))"), "engagement": ("[", "]"), "profile_update": ("[/", "/]"),
-           "trigger_journey": ("[[", "]]")}
+           "trigger_journey": ("[[", "]]"), "segment": ("([", "])")}
 
 
 def _key(node_id: str) -> str:
@@ -78,7 +79,22 @@ def describe(node: Node) -> str:
         return "split"
     if isinstance(node, TriggerJourneyNode):
         return f"enter journey {node.journey}"
+    if isinstance(node, SegmentNode):
+        return f"segment: {segment_words(node)}"
     return "exit"
+
+
+def segment_words(node: SegmentNode) -> str:
+    """A segment and its schedule in a marketer's words."""
+    words = [f"{c.property} {c.rule()[0].replace('_', ' ')} {c.rule()[1]}" for c in node.profile]
+    words += [f"did {c.event} {c.at_least}+ in {format_duration(c.in_last)}" for c in node.did]
+    words += [f"not {c.event} in {format_duration(c.in_last)}" for c in node.did_not]
+    schedule = node.schedule
+    when = (f"cron {schedule.cron}" if schedule.cron else
+            f"every {format_duration(schedule.every)}" + (f" at {schedule.at}" if schedule.at else "")
+            if schedule.every else f"once at {schedule.at}")
+    local = " local time" if schedule.local_time else ""
+    return f"{', '.join(words) or 'everyone'}; {when}{local}"
 
 
 def edge_label(node: Node, field: str, index: int) -> str:

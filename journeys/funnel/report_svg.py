@@ -18,7 +18,8 @@ BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 230, 84, 36, 64, 20
 SIDE = 150  # room beside the outer boxes for their edges' labels
 COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1")
 _FILL = {"engagement": "#e8f0fb", "intellinode": "#fdf0e3", "split": "#fdf0e3", "delay": "#eef6ec",
-         "exit": "#f6e6e6", "profile_update": "#f1ecf6", "trigger_journey": "#f1ecf6"}
+         "exit": "#f6e6e6", "profile_update": "#f1ecf6", "trigger_journey": "#f1ecf6",
+         "segment": "#eef3f8"}
 
 
 def _e(text: object) -> str:

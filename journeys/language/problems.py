@@ -45,7 +45,7 @@ RULES: dict[str, str] = {
     "segment-mid-journey": "a `segment` node is not the journey's entry: a segment says who enters",
     "segment-event": (
         "a segment's `did` or `did_not` event has no schema in the journey's `events` or the folder's "
-        "catalog: a misspelt name would match nobody, silently"
+        "catalog, where there are schemas: a misspelt name would match nobody, silently"
     ),
     "segment-window": (
         "a segment's `in_last` is not whole days (what users did is counted per day), or a profile "
