@@ -35,12 +35,13 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
+from temporalio.common import Priority
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.models import AudienceCounts, AudiencePage, AudiencePageInput
 from ingestion.router import Router
 from journeys.audience import moments, segment
-from journeys.events import Event
+from journeys.events import PRIORITY_AUDIENCE_RUN, Event, fairness_key
 from journeys.language.models import Journey, SegmentNode
 from journeys.language.segments import Schedule as JourneySchedule
 from journeys.settings import Settings
@@ -180,7 +181,9 @@ def schedule_of(journey: Journey, node: SegmentNode, task_queue: str, page_secon
         action=ScheduleActionStartWorkflow(
             AudienceWorkflow.run, AudienceInput(journey_id=journey.id, page_seconds=page_seconds),
             id=schedule_id(journey.id), task_queue=task_queue,
-            static_summary=f"{journey.name}: audience"),
+            static_summary=f"{journey.name}: audience",
+            priority=Priority(priority_key=PRIORITY_AUDIENCE_RUN,
+                              fairness_key=fairness_key(schedule_id(journey.id)))),
         spec=spec_of(node.schedule),
         # An occurrence still entering users when the next is due: the next waits for it.
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.BUFFER_ONE),

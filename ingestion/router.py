@@ -20,6 +20,7 @@ from temporalio.client import (
     WorkflowHandle,
 )
 from temporalio.common import (
+    Priority,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -35,9 +36,11 @@ from journeys.events import (
     Event,
     Routed,
     entry_key,
+    fairness_key,
     instance_id,
     legacy_workflow_id,
     listens_to,
+    priority_of,
     starts,
     starts_on_profile,
     waits_on_profile,
@@ -373,7 +376,9 @@ class Router:
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=attributes, static_summary=f"{journey.name}: user {user_id}{keyed}",
             static_details=f"journey `{journey.id}`, entered at `{journey.entry}`",
-            start_delay=start_delay)
+            start_delay=start_delay,
+            # Served by kind (transactional first, a broadcast's users last), fairly among journeys.
+            priority=Priority(priority_key=priority_of(journey), fairness_key=fairness_key(journey.id)))
 
     async def signal(self, journey: Journey, event: Event) -> Routed | None:
         """Pass an event to the user's running journey, if there is one."""

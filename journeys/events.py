@@ -154,6 +154,28 @@ def workflow_id(journey_id: str, user_id: str) -> str:
     return f"{WORKFLOW_ID_PREFIX}{journey_id}/{user_id}"
 
 
+#: Task-queue priority keys (1 is served first): a password reset before an abandoned cart's push,
+#: and both before a broadcast's users; the broadcast's own run last of all.
+PRIORITY_TRANSACTIONAL, PRIORITY_EVENT, PRIORITY_AUDIENCE, PRIORITY_AUDIENCE_RUN = 1, 2, 4, 5
+
+
+def priority_of(journey: Journey) -> int:
+    """The priority key of ``journey``'s runs: its own ``priority``, else by kind."""
+    if journey.priority is not None:
+        return journey.priority
+    if journey.transactional:
+        return PRIORITY_TRANSACTIONAL
+    return PRIORITY_AUDIENCE if journey.entry_node.type == "segment" else PRIORITY_EVENT
+
+
+def fairness_key(name: str) -> str:
+    """A fairness key (Temporal takes at most 64 bytes): the name, or its start and digest."""
+    raw = name.encode()
+    if len(raw) <= 64:
+        return name
+    return f"{raw[:40].decode(errors='ignore')}~{hashlib.sha256(raw).hexdigest()[:16]}"
+
+
 def instance_id(journey_id: str, user_id: str, key: str | None = None) -> str:
     """The workflow id of a user's journey: ``journey/{j}/{u}``, or for a keyed journey's instance
     ``journey/{j}/{u}/{key}`` with the user and the key escaped (``%`` and ``/`` as ``%25`` and

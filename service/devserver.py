@@ -236,6 +236,8 @@ async def start_dev_server(settings: Settings, *, ui: bool = True, timeout: floa
                 "--log-level", "error", "--log-format", "json"]
         args += [arg for pragma in SQLITE_PRAGMAS for arg in ("--sqlite-pragma", pragma)]
         args += [arg for key in SEARCH_ATTRIBUTES for arg in ("--search-attribute", f"{key.name}=Keyword")]
+        # Task-queue priority is on by default; fairness (per journey) is switched on here.
+        args += ["--dynamic-config-value", "matching.enableFairness=true"]
         if namespace_of(settings) != "default":
             args += ["--namespace", namespace_of(settings)]
         args += ["--ui-port", str(port + 1000)] if ui else ["--headless"]

@@ -25,6 +25,7 @@ from temporalio.client import ScheduleIntervalSpec
 from temporalio.testing import WorkflowEnvironment
 
 from ingestion.audiences import AUDIENCE_EVENT, PRUNE_SCHEDULE, schedule_id, sync_schedules
+from journeys.events import PRIORITY_AUDIENCE, PRIORITY_AUDIENCE_RUN
 from journeys.store import behaviour
 from journeys.store.database import Store
 from journeys.store.tables import entries
@@ -239,6 +240,14 @@ async def test_local_time_enters_each_user_at_their_hour(env: WorkflowEnvironmen
         assert described.execution_time is not None
         late = (described.execution_time - expected).total_seconds()
         assert abs(late) < 5, (user, described.execution_time, expected)
+        # A broadcast's users are served after the journeys that events start, fairly by journey.
+        priority = described.raw_description.workflow_execution_info.priority
+        assert (priority.priority_key, priority.fairness_key) == (PRIORITY_AUDIENCE, "local-all")
+    schedule = await env.client.get_schedule_handle(schedule_id("local-all")).describe()
+    [occurrence] = schedule.info.recent_actions
+    run = await env.client.get_workflow_handle(getattr(occurrence.action, "workflow_id", "")).describe()
+    priority = run.raw_description.workflow_execution_info.priority
+    assert (priority.priority_key, priority.fairness_key) == (PRIORITY_AUDIENCE_RUN, "audience/local-all")
 
 
 async def test_a_worker_killed_mid_run_starts_nobody_twice_and_misses_nobody(

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import func, select
 
 from journeys.audience import moments, segment
-from journeys.language.models import SegmentNode
+from journeys.events import PRIORITY_EVENT, PRIORITY_TRANSACTIONAL, fairness_key, priority_of
+from journeys.language.models import Journey, SegmentNode
 from journeys.language.segments import Schedule
 from journeys.store import behaviour
 from journeys.store.database import Store
@@ -158,3 +159,16 @@ def test_local_time_occurrences_fire_a_day_ahead_and_each_user_enters_at_their_h
 def test_a_schedule_that_cannot_run_is_refused(given: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         Schedule.model_validate(given)
+
+
+def test_priority_goes_by_kind_unless_the_journey_says() -> None:
+    def made(**fields: Any) -> Journey:
+        return Journey.model_validate({"id": "j", "name": "J", "entry": "e", **fields, "nodes": [
+            {"id": "e", "type": "action", "event": "E"} if "entry_type" not in fields else
+            {"id": "e", "type": "segment", "schedule": {"every": "1d"}}]})
+    assert priority_of(made(category="transactional")) == PRIORITY_TRANSACTIONAL == 1
+    assert priority_of(made()) == PRIORITY_EVENT == 2
+    assert priority_of(made(priority=5)) == 5
+    assert fairness_key("j" * 64) == "j" * 64
+    long = fairness_key("j" * 100)
+    assert len(long.encode()) <= 64 and long != fairness_key("j" * 99 + "k")

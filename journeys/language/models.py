@@ -366,6 +366,10 @@ class Journey(_Model):
                                   "(newsletter, promotions); a node may name its own.")
     track: Track = Field(default_factory=Track, description="What is tracked of its emails: "
                          "opens and clicks (both by default); a node may say its own.")
+    priority: int | None = Field(
+        default=None, ge=1, le=5,
+        description="Its runs' task-queue priority, 1 (first) to 5; default: 1 for transactional "
+                    "journeys, 2 for those events start, 4 for audience journeys.")
     control_percent: int = Field(
         default=0, ge=0, le=100,
         description="This share of entrants (the same users always, by user id and journey) "
