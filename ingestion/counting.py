@@ -28,7 +28,10 @@ class Counting:
         self._writer: asyncio.Task[None] | None = None
 
     async def count(self, event: Event) -> None:
-        """Count ``event``; returns once it is written (raises what the store raised)."""
+        """Count ``event``; returns once it is written (raises what the store raised). With a
+        retention of 0 days nothing is counted (no audience journeys in this deployment)."""
+        if self.retention_days == 0:
+            return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((event, done))
         if self._writer is None:

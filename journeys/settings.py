@@ -51,9 +51,10 @@ class Settings(BaseSettings):
         description="An address for List-Unsubscribe's mailto, beside the link: its messages "
                     "(the token in the subject) are the operator's to act on.")
     behaviour_days: int = Field(
-        default=400, ge=1, le=3660, alias="JOURNEYS_BEHAVIOUR_DAYS",
+        default=400, ge=0, le=3660, alias="JOURNEYS_BEHAVIOUR_DAYS",
         description="Days of what users did (counts per event and day) kept for segments; older "
-                    "ones are pruned daily.")
+                    "ones are pruned daily. 0: nothing is counted (segments' did and did_not "
+                    "then match nobody, and did_not everybody).")
     audience_rate: float = Field(
         default=100.0, gt=0, le=10_000, alias="JOURNEYS_AUDIENCE_RATE",
         description="Users an audience journey's occurrence enters per second, at most (the "

@@ -21,8 +21,9 @@ Throughput, three kinds, each a batch of ``--ingest-users`` users, one event eac
   (signal-with-start), ``--ingest-concurrency`` at a time (an ``asyncio.Semaphore``), of
   ``scripts.bench_ingest_workflows.BareParkWorkflow``, which parks on a condition.
 
-``--ingest-breakdown`` adds ingest with search attributes off, and ingest without event
-receipts (``Router(receipts=None)``), to show what each costs.
+``--ingest-breakdown`` adds ingest with search attributes off, ingest without event receipts
+(``Router(receipts=None)``), and ingest without counting events (``JOURNEYS_BEHAVIOUR_DAYS=0``),
+to show what each costs.
 
 Per second = events / (first send to the last client call's return); to idle = events / (first
 send until the worker process and the dev server are idle: every entry has parked). The
@@ -106,7 +107,11 @@ async def measure(args: argparse.Namespace) -> int:
                         "no-sa": Ingestion(Router(env.client, JOURNEY_QUEUE, search_attributes=False,
                                                   receipts=store, legacy_ids=True), store, folder),
                         "no-rcpt": Ingestion(Router(env.client, JOURNEY_QUEUE, legacy_ids=True),
-                                             store, folder)} if args.ingest_breakdown else {}
+                                             store, folder),
+                        # What counting every event (segments' behaviour) costs ingest.
+                        "no-count": Ingestion(Router(env.client, JOURNEY_QUEUE, receipts=store,
+                                                     legacy_ids=True), store, folder,
+                                              behaviour_days=0)} if args.ingest_breakdown else {}
                     bench = Bench(env.client, store, worker, ingestion, variants, http,
                                   args.ingest_concurrency, args.ingest_batch)
                     runs, pings, failures = await _rounds(bench, args, warmup)

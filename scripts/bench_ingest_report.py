@@ -59,7 +59,7 @@ def summary(runs: list[Run], pings: list[Ping]) -> None:
     """Print the figures and the ratios (of medians over the rounds)."""
     kinds = {"bare": "bare signal-with-start loop", "ingest": "ingest (ingestion.files)",
              "http": "POST /v1/batch", "no-sa": "ingest, search attributes off",
-             "no-rcpt": "ingest, no event receipts"}
+             "no-rcpt": "ingest, no event receipts", "no-count": "ingest, no event counts"}
     kinds = {k: v for k, v in kinds.items() if any(r.kind == k for r in runs)}
     of = {k: [r for r in runs if r.kind == k] for k in kinds}
     rates = {k: statistics.median(r.rate for r in of[k]) for k in kinds}

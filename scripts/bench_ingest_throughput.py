@@ -40,7 +40,7 @@ IDLE_SHARE = 0.15
 
 @dataclass
 class Run:
-    kind: str  # "bare", "ingest", "http"; with --ingest-breakdown "no-sa", "no-rcpt"
+    kind: str  # "bare", "ingest", "http"; with --ingest-breakdown "no-sa", "no-rcpt", "no-count"
     label: str
     events: int
     seconds: float  # first send to the last client call's return
