@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint docs debs bench bench-scale drill clean
+.PHONY: run demo test lint docs debs bench bench-scale drill drill-audience clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -61,6 +61,9 @@ bench-scale: $(STAMP)  ## report and validate on 5,000-node journeys: seconds, p
 
 drill: $(STAMP)  ## the load drill: 20,000 parked users, restarts, a SIGKILL (under 15 minutes)
 	$(BIN)/python -m scripts.drill
+
+drill-audience: $(STAMP)  ## a broadcast to ~47,500 of 100,000 users on SQLite and PostgreSQL, a SIGKILL mid-run, priority against none
+	$(BIN)/python -m scripts.drill_audience
 
 .PHONY: screenshots
 screenshots: $(STAMP) debs  ## the docs' Temporal UI screenshots (docs/ui-*.png), by hand

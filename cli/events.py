@@ -86,6 +86,7 @@ def _name_hint(name: str, journeys: list[Journey]) -> str | None:
 
 def _ingestion(client: Client, settings: Settings, store: Store, folder: str | None) -> Ingestion:
     router = Router(client, settings.task_queue, receipts=store, legacy_ids=settings.legacy_ids,
+                    priority=settings.task_priority,
                     send_timeout=settings.send_timeout)
     return Ingestion(router, store, folder or settings.journeys_dir, deadline=settings.route_timeout,
                      behaviour_days=settings.behaviour_days)

@@ -84,8 +84,9 @@ class Audiences:
 
     def __init__(self, store: Store, journeys_dir: str | Path, *, rate: float = 100.0,
                  page_size: int = 500, search_attributes: bool = True,
-                 send_timeout: float | None = None) -> None:
+                 send_timeout: float | None = None, priority: bool = True) -> None:
         self.store, self.journeys_dir, self.rate, self.page_size = store, journeys_dir, rate, page_size
+        self.priority = priority
         self.search_attributes, self.send_timeout = search_attributes, send_timeout
 
     @property
@@ -108,7 +109,8 @@ class Audiences:
         done, counts = (int(details[0]), AudienceCounts.model_validate(details[1])) if details \
             else (0, AudienceCounts())
         router = Router(activity.client(), activity.info().task_queue, receipts=self.store,
-                        search_attributes=self.search_attributes, send_timeout=self.send_timeout)
+                        search_attributes=self.search_attributes, send_timeout=self.send_timeout,
+                        priority=self.priority)
         read = moments.reading(node.schedule, input.fired)
         pace = _Pace(self.rate)
         step = max(1, min(IN_FLIGHT, int(self.rate)))  # a heartbeat a second at most apart
@@ -175,15 +177,16 @@ def spec_of(schedule: JourneySchedule) -> ScheduleSpec:
         minute=[ScheduleRange(at.minute)], second=[ScheduleRange(at.second)])])
 
 
-def schedule_of(journey: Journey, node: SegmentNode, task_queue: str, page_seconds: float) -> Schedule:
+def schedule_of(journey: Journey, node: SegmentNode, task_queue: str, page_seconds: float,
+                priority: bool = True) -> Schedule:
     once = node.schedule.once is not None
+    ranked = Priority(priority_key=PRIORITY_AUDIENCE_RUN, fairness_key=fairness_key(schedule_id(journey.id)))
     return Schedule(
         action=ScheduleActionStartWorkflow(
             AudienceWorkflow.run, AudienceInput(journey_id=journey.id, page_seconds=page_seconds),
             id=schedule_id(journey.id), task_queue=task_queue,
             static_summary=f"{journey.name}: audience",
-            priority=Priority(priority_key=PRIORITY_AUDIENCE_RUN,
-                              fairness_key=fairness_key(schedule_id(journey.id)))),
+            priority=ranked if priority else Priority()),
         spec=spec_of(node.schedule),
         # An occurrence still entering users when the next is due: the next waits for it.
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.BUFFER_ONE),
@@ -192,7 +195,7 @@ def schedule_of(journey: Journey, node: SegmentNode, task_queue: str, page_secon
 
 
 async def sync_schedules(client: Client, found: Catalog, task_queue: str, *, page_seconds: float,
-                         retention_days: int) -> dict[str, str]:
+                         retention_days: int, priority: bool = True) -> dict[str, str]:
     """Create, update and delete the audience schedules to match ``found`` (and the daily prune);
     returns what was done per schedule id. A schedule keeps its state (paused, actions left);
     a journey that left the catalog loses its schedule (its running users go on), unless its
@@ -200,7 +203,7 @@ async def sync_schedules(client: Client, found: Catalog, task_queue: str, *, pag
     done: dict[str, str] = {}
     wanted = {schedule_id(j.id): (j, node) for j in found.journeys if (node := audience_of(j))}
     for sid, (journey, node) in wanted.items():
-        done[sid] = await _upsert(client, sid, schedule_of(journey, node, task_queue, page_seconds))
+        done[sid] = await _upsert(client, sid, schedule_of(journey, node, task_queue, page_seconds, priority))
     done[PRUNE_SCHEDULE] = await _upsert(client, PRUNE_SCHEDULE, Schedule(
         action=ScheduleActionStartWorkflow(PruneBehaviourWorkflow.run,
                                            PruneInput(retention_days=retention_days),
@@ -256,7 +259,8 @@ async def keep_schedules(client: Client, settings: Settings) -> None:
             if found is not synced:
                 await sync_schedules(client, found, settings.task_queue,
                                      page_seconds=page_seconds(settings),
-                                     retention_days=settings.behaviour_days)
+                                     retention_days=settings.behaviour_days,
+                                     priority=settings.task_priority)
                 synced, failed = found, ""
         except Exception as exc:
             if repr(exc) != failed:

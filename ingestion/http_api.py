@@ -139,6 +139,7 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
         client = await (connect_client or default_client)()
         store = Store(settings.store_url)
         router = Router(client, settings.task_queue, receipts=store, legacy_ids=settings.legacy_ids,
+                        priority=settings.task_priority,
                         send_timeout=settings.send_timeout)
         ingestion = Ingestion(router, store, folder, deadline=settings.route_timeout,
                               behaviour_days=settings.behaviour_days)

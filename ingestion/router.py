@@ -86,6 +86,7 @@ class Router:
     receipts: Store | None = None
     legacy_ids: bool = False
     send_timeout: float | None = None  # JOURNEYS_SEND_TIMEOUT, pinned in each entry
+    priority: bool = True  # JOURNEYS_TASK_PRIORITY: runs carry a priority and a fairness key
     #: Where journey versions are kept (journeys.store.versions), if not in ``receipts``: a run
     #: then holds its journey's id and version. With neither, it holds the whole definition.
     versions: Store | None = None
@@ -378,7 +379,8 @@ class Router:
             static_details=f"journey `{journey.id}`, entered at `{journey.entry}`",
             start_delay=start_delay,
             # Served by kind (transactional first, a broadcast's users last), fairly among journeys.
-            priority=Priority(priority_key=priority_of(journey), fairness_key=fairness_key(journey.id)))
+            priority=Priority(priority_key=priority_of(journey), fairness_key=fairness_key(journey.id))
+            if self.priority else Priority())
 
     async def signal(self, journey: Journey, event: Event) -> Routed | None:
         """Pass an event to the user's running journey, if there is one."""

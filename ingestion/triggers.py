@@ -24,9 +24,9 @@ class Triggers:
     """The activity, with the worker's store and journey folder bound in."""
 
     def __init__(self, store: Store, journeys_dir: str | Path, *, search_attributes: bool = True,
-                 send_timeout: float | None = None) -> None:
+                 send_timeout: float | None = None, priority: bool = True) -> None:
         self.store, self.journeys_dir = store, journeys_dir
-        self.search_attributes, self.send_timeout = search_attributes, send_timeout
+        self.search_attributes, self.send_timeout, self.priority = search_attributes, send_timeout, priority
 
     @activity.defn(name="trigger_journey")
     @with_ids
@@ -39,7 +39,8 @@ class Triggers:
         if target is None:
             return f"not entered: journey '{input.journey_id}' is not in the catalog"
         router = Router(activity.client(), activity.info().task_queue, receipts=self.store,
-                        search_attributes=self.search_attributes, send_timeout=self.send_timeout)
+                        search_attributes=self.search_attributes, send_timeout=self.send_timeout,
+                        priority=self.priority)
         routed = await router.route_event([target], input.event)
         failed = [r for r in routed if r.action == "failed"]
         if failed:  # Temporal or the store: the activity's retries try again

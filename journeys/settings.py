@@ -55,6 +55,10 @@ class Settings(BaseSettings):
         description="Days of what users did (counts per event and day) kept for segments; older "
                     "ones are pruned daily. 0: nothing is counted (segments' did and did_not "
                     "then match nobody, and did_not everybody).")
+    task_priority: bool = Field(
+        default=True, alias="JOURNEYS_TASK_PRIORITY",
+        description="Runs carry a task-queue priority (transactional first, a broadcast's users "
+                    "last) and their journey as fairness key; false: none (a server without them).")
     audience_rate: float = Field(
         default=100.0, gt=0, le=10_000, alias="JOURNEYS_AUDIENCE_RATE",
         description="Users an audience journey's occurrence enters per second, at most (the "

@@ -147,10 +147,12 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
                                       settings.send_unknown_retries,
                                       links_of(store, settings.public_url, settings.link_secret))
         # trigger_journey nodes enter the catalog's journeys (ingestion routes the event).
-        triggers = Triggers(store, settings.journeys_dir, send_timeout=settings.send_timeout)
+        triggers = Triggers(store, settings.journeys_dir, send_timeout=settings.send_timeout,
+                            priority=settings.task_priority)
         # Audience journeys: their occurrences enter a segment's users, paced.
         audiences = Audiences(store, settings.journeys_dir, rate=settings.audience_rate,
-                              page_size=settings.audience_page, send_timeout=settings.send_timeout)
+                              page_size=settings.audience_page, send_timeout=settings.send_timeout,
+                              priority=settings.task_priority)
         worker = journey_worker(client, settings.task_queue,
                                 [*activities, triggers.trigger_journey, *audiences.activities],
                                 executor,

@@ -30,7 +30,15 @@ from journeys.store import behaviour
 from journeys.store.database import Store
 from journeys.store.tables import entries
 from journeys.validation.catalog import catalog
-from tests.helpers.support import ROOT, dev_server, eventually, run_cli, running_worker
+from tests.helpers.support import (
+    HISTORIES,
+    ROOT,
+    dev_server,
+    eventually,
+    keep_version,
+    run_cli,
+    running_worker,
+)
 from workflows.models import JourneyInput
 
 QUEUE = "audiences"
@@ -166,6 +174,9 @@ async def test_a_one_time_schedule_enters_the_segment_once(env: WorkflowEnvironm
         assert description.schedule.state.remaining_actions == 0  # it fired, and never again
         assert await eventually(lambda: _occurrences(env, "once", "completed"), timeout=20)
     assert runs(store, "once") == Counter(dict.fromkeys(users, 1))
+    occurrence = getattr(description.info.recent_actions[0].action, "workflow_id", "")
+    await record(env, "audience-occurrence", occurrence)  # for tests/test_replay.py
+    await record(env, "segment-entry", f"journey/once/{users[0]}")
     shown = await cli(env, data_dir, folder, "audience", "once")
     assert "audience journey 'once': schedule active; next: none" in shown.stdout
     assert f"completed  matched {len(users)}, started {len(users)}, already in 0" in shown.stdout
@@ -285,6 +296,17 @@ async def test_a_worker_killed_mid_run_starts_nobody_twice_and_misses_nobody(
             first.kill()
     assert runs(store, "killed") == Counter(dict.fromkeys(users, 1))  # each once: nobody twice
     assert pushed(store, "killed") == Counter(dict.fromkeys(users, 1))
+
+
+async def record(env: WorkflowEnvironment, name: str, wid: str) -> None:
+    """Keep a run's history for the replay test (JOURNEYS_RECORD_HISTORIES=1 rewrites it)."""
+    path = HISTORIES / f"{name}.json"
+    if os.environ.get("JOURNEYS_RECORD_HISTORIES") or not path.exists():
+        history = await env.client.get_workflow_handle(wid).fetch_history()
+        path.write_text(history.to_json())
+        started = history.events[0].workflow_execution_started_event_attributes
+        if started.workflow_type.name == "JourneyWorkflow":
+            keep_version(history)
 
 
 async def until(check: Any, timeout: float) -> bool:

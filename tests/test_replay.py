@@ -17,6 +17,7 @@ from connection.converter import data_converter
 from journeys.events import instance_id
 from service.runtime import sandbox_runner
 from tests.helpers.support import recorded_versions
+from workflows.audience import AudienceWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.models import JourneyInput
 
@@ -66,13 +67,15 @@ def test_every_scenario_has_a_history() -> None:
             # an email's click (through serve's redirect) takes on_engagement's clicked path
             "engagement-clicked",
             # a trigger_journey node entered the user into another journey (an activity)
-            "trigger-journey"} <= names
+            "trigger-journey",
+            # an audience journey's occurrence paged its segment, and a user it entered
+            "audience-occurrence", "segment-entry"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
     recorded_versions()  # the definitions runs of interpreter 2 entered by version
-    replayer = Replayer(workflows=[JourneyWorkflow], data_converter=data_converter,
+    replayer = Replayer(workflows=[JourneyWorkflow, AudienceWorkflow], data_converter=data_converter,
                         workflow_runner=sandbox_runner())
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
     history = WorkflowHistory(recorded_id(history), history.events)
@@ -83,7 +86,9 @@ async def test_history_replays(path: Path) -> None:
 def recorded_id(history: WorkflowHistory) -> str:
     """The workflow id the run had (its input names its journey, user and key): a run's choices
     may depend on it (an engagement wait listens for its message's id, made from it)."""
-    payload = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
-    given = JourneyInput.model_validate_json(payload.data)
+    started = history.events[0].workflow_execution_started_event_attributes
+    if started.workflow_type.name != "JourneyWorkflow":  # (an audience's run reads no id)
+        return history.workflow_id
+    given = JourneyInput.model_validate_json(started.input.payloads[0].data)
     journey_id = given.journey_id or (given.journey.id if given.journey else "unknown")
     return instance_id(journey_id, given.user_id, given.entry_key)

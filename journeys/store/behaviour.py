@@ -17,16 +17,12 @@ from typing import Any
 
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
-from sqlalchemy.sql.expression import Insert
 
 from journeys.store.database import Store
-from journeys.store.tables import Table, behaviour, behaviour_counted
+from journeys.store.tables import behaviour, behaviour_counted
 
 #: How long an event id is remembered as counted: a copy of an event later than this counts again.
 COUNTED_DAYS = 7
-#: Rows per statement (SQLite binds at most 32,766 parameters in one).
-_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -51,22 +47,20 @@ def count(store: Store, events: Iterable[Did], retention_days: int,
             seen.setdefault((did.user_id, did.event_id), did)
     if not seen:
         return 0
+    statements = _statements(store)
     with store.engine.begin() as conn:
-        new: list[Did] = []
-        keys = list(seen)
-        for i in range(0, len(keys), _CHUNK):
-            rows = [{"user_id": u, "event_id": e, "day": now.date()} for u, e in keys[i:i + _CHUNK]]
-            statement = _insert(conn, behaviour_counted).values(rows).on_conflict_do_nothing()
-            inserted = conn.execute(statement.returning(behaviour_counted.c.user_id,
-                                                        behaviour_counted.c.event_id))
-            new += [seen[(u, e)] for u, e in inserted]
-        _add(conn, new)
+        # One cached statement for every batch (executemany; RETURNING the rows it inserted).
+        inserted = conn.execute(statements[0], [{"user_id": u, "event_id": e, "day": now.date()}
+                                                for u, e in seen])
+        new = [seen[(u, e)] for u, e in inserted]
+        if new:
+            conn.execute(statements[1], _days(new))
     return len(new)
 
 
-def _add(conn: Connection, new: Sequence[Did]) -> None:
-    """Add ``new`` to the day counts: one upsert per chunk of (user, event, day), in key order
-    (two batches at once on PostgreSQL lock rows in the same order: no deadlock)."""
+def _days(new: Sequence[Did]) -> list[dict[str, Any]]:
+    """``new`` as rows of day counts, in key order (two batches at once on PostgreSQL lock rows
+    in the same order: no deadlock)."""
     days: dict[tuple[str, str, date], list[Any]] = {}
     for did in new:
         at = did.time.astimezone(UTC)
@@ -75,27 +69,32 @@ def _add(conn: Connection, new: Sequence[Did]) -> None:
             days[key] = [1, at, at]
         else:
             row[0], row[1], row[2] = row[0] + 1, min(row[1], at), max(row[2], at)
-    keys = sorted(days)
-    for i in range(0, len(keys), _CHUNK):
-        rows = [{"user_id": u, "event": n, "day": d, "count": days[(u, n, d)][0],
-                 "first_at": days[(u, n, d)][1], "last_at": days[(u, n, d)][2]}
-                for u, n, d in keys[i:i + _CHUNK]]
-        statement = _insert(conn, behaviour).values(rows)
-        taken = statement.excluded
-        conn.execute(statement.on_conflict_do_update(
+    return [{"user_id": u, "event": n, "day": d, "count": c, "first_at": first, "last_at": last}
+            for (u, n, d), (c, first, last) in sorted(days.items())]
+
+
+_STATEMENTS: dict[str, tuple[Any, Any]] = {}
+
+
+def _statements(store: Store) -> tuple[Any, Any]:
+    """The dialect's two statements, made once: mark ids counted (ON CONFLICT DO NOTHING,
+    RETURNING those it inserted), and add to the day counts (ON CONFLICT DO UPDATE)."""
+    dialect = store.engine.dialect.name
+    if dialect not in _STATEMENTS:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        mark = insert(behaviour_counted).on_conflict_do_nothing().returning(
+            behaviour_counted.c.user_id, behaviour_counted.c.event_id)
+        add = insert(behaviour)
+        taken = add.excluded
+        add = add.on_conflict_do_update(
             index_elements=[behaviour.c.user_id, behaviour.c.event, behaviour.c.day],
             set_={"count": behaviour.c.count + taken.count,
                   "first_at": case((taken.first_at < behaviour.c.first_at, taken.first_at),
                                    else_=behaviour.c.first_at),
                   "last_at": case((taken.last_at > behaviour.c.last_at, taken.last_at),
-                                  else_=behaviour.c.last_at)}))
-
-
-def _insert(conn: Connection, table: Table) -> Any:
-    """The dialect's INSERT (it has ON CONFLICT on both)."""
-    made: Insert = (postgresql.insert(table) if conn.dialect.name == "postgresql"
-                    else sqlite.insert(table))
-    return made
+                                  else_=behaviour.c.last_at)})
+        _STATEMENTS[dialect] = (mark, add)
+    return _STATEMENTS[dialect]
 
 
 def prune(store: Store, retention_days: int, now: datetime | None = None) -> tuple[int, int]:

@@ -1,0 +1,383 @@
+"""The audience drill: a broadcast to a large segment, as a user runs it, with a SIGKILL mid-run.
+
+    python -m scripts.drill_audience [--profiles 100000] [--active-days 12] [--rate 200]
+                                     [--database sqlite|postgresql|both] [--pings 2] [--no-compare]
+
+Per database (SQLite in the data dir; PostgreSQL at JOURNEYS_TEST_POSTGRES_URL or
+scripts/ci/postgres.sh):
+
+1. ``--profiles`` profiles, each with a year of behaviour counts (``--active-days`` random days,
+   one to three "Viewed Product" a day, some "Charged"); the even users viewed twice in the last
+   30 days, 1 in 20 of them also bought: the segment (plan not pro, viewed 2+ in 30 days, bought
+   nothing in 30 days) holds about 47.5 % of them. Bytes of behaviour per user and per active day.
+2. ``starter.py audience broadcast --count``: how many match, and the query's time.
+3. ``worker.py --dev`` (the worker, its dev server, the schedules), ``JOURNEYS_AUDIENCE_RATE=--rate``.
+   An event-triggered journey ("Ping" > push) gets ``--pings`` events a second for 20 s while
+   idle: its event-to-first-send latency (the outbox row's time - the event's).
+4. ``starter.py audience broadcast --trigger``: the occurrence enters the segment's users; pings go
+   on meanwhile. Halfway the worker is SIGKILLed and started again. Checks: every user of the
+   segment entered exactly once (nobody twice, nobody missed). Start rate, worker and server CPU
+   per started user, the pings' p50/p99 during the broadcast against idle.
+5. Unless ``--no-compare``: the same broadcast again (``reentry: after_exit``) with
+   ``JOURNEYS_TASK_PRIORITY=false``, for the pings' p99 without priority.
+
+Not part of ``make test`` (``make drill-audience``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, insert, select, text
+
+from ingestion.pipeline import Ingestion
+from ingestion.router import Router
+from journeys.audience import segment
+from journeys.events import Event
+from journeys.language.models import SegmentNode
+from journeys.store.database import Store
+from journeys.store.tables import behaviour, entries, outbox, profiles
+from journeys.validation.catalog import catalog
+from scripts.bench_measure import machine
+from scripts.common import cpu_seconds, run_script, script_parser
+from tests.helpers.processes import TASK_QUEUE, WorkerProcess, temporal_servers
+from tests.helpers.support import ROOT, free_port
+
+BROADCAST, PING_JOURNEY = "broadcast", "ping"
+CATALOG = """events:
+  Viewed Product: {properties: [product_name]}
+  Charged: {properties: [amount]}
+  Ping: {properties: []}
+"""
+JOURNEYS = {
+    BROADCAST: """id: broadcast
+name: Drill broadcast
+entry: lapsed
+reentry: after_exit
+nodes:
+  - id: lapsed
+    type: segment
+    profile: [{property: plan, is_not: pro}]
+    did: [{event: Viewed Product, at_least: 2, in_last: 30d}]
+    did_not: [{event: Charged, in_last: 30d}]
+    schedule: {every: 1d, at: "04:00"}
+    next: push
+  - id: push
+    type: engagement
+    channel: push
+    message: {body: "We miss you, {{ profile.first_name | default('friend') }}"}
+""",
+    PING_JOURNEY: """id: ping
+name: Drill ping
+entry: pinged
+nodes:
+  - id: pinged
+    type: action
+    event: Ping
+    next: push
+  - id: push
+    type: engagement
+    channel: push
+    message: {body: "Pong"}
+"""}
+
+
+def say(label: str, line: str) -> None:
+    print(f"{label:<9} {line}", flush=True)
+
+
+def seed(store: Store, n: int, active_days: int) -> tuple[int, int]:
+    """The profiles and a year of behaviour; returns (behaviour rows, active user-days)."""
+    rng, today = random.Random(7), datetime.now(UTC).replace(microsecond=0)
+    rows: list[dict[str, object]] = []
+    days = 0
+    with store.engine.begin() as conn:
+        conn.execute(insert(profiles), [{"user_id": f"u{i:06d}", "updated_at": today, "properties": {
+            "plan": "free", "first_name": f"User {i}", "timezone": "Europe/Paris"}} for i in range(n)])
+    for i in range(n):
+        user = f"u{i:06d}"
+        back = set(rng.sample(range(31, 365), active_days))
+        if i % 2 == 0:
+            back |= {rng.randrange(0, 30), rng.randrange(0, 30)}
+        for ago in back:
+            at = today - timedelta(days=ago)
+            rows.append({"user_id": user, "event": "Viewed Product", "day": at.date(),
+                         "count": 1 if ago < 30 else rng.randint(1, 3), "first_at": at, "last_at": at})
+        if i % 40 == 0:  # 1 in 20 of the even users bought lately
+            at = today - timedelta(days=rng.randrange(0, 30))
+            rows.append({"user_id": user, "event": "Charged", "day": at.date(), "count": 1,
+                         "first_at": at, "last_at": at})
+        days += len(back)
+        if len(rows) >= 20_000:
+            _insert(store, rows)
+            rows = []
+    _insert(store, rows)
+    with store.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(behaviour)).scalar_one()
+    return int(total), days
+
+
+def _insert(store: Store, rows: list[dict[str, object]]) -> None:
+    # Rows of one user and day can meet (a view in the last 30 days on an older active day): merged.
+    merged: dict[tuple[object, object, object], dict[str, object]] = {}
+    for row in rows:
+        key = (row["user_id"], row["event"], row["day"])
+        if key in merged:
+            merged[key]["count"] = int(merged[key]["count"]) + int(row["count"])  # type: ignore[call-overload]
+        else:
+            merged[key] = row
+    if merged:
+        with store.engine.begin() as conn:
+            conn.execute(insert(behaviour), list(merged.values()))
+
+
+def behaviour_bytes(store: Store, data_dir: Path) -> int:
+    """Bytes the behaviour table and its indexes take."""
+    with store.engine.connect() as conn:
+        if store.engine.dialect.name == "postgresql":
+            return int(conn.execute(text("SELECT pg_total_relation_size('behaviour')")).scalar_one())
+        try:
+            return int(conn.execute(text(
+                "SELECT SUM(pgsize) FROM dbstat WHERE name IN ('behaviour', 'behaviour_by_event', "
+                "'sqlite_autoindex_behaviour_1')")).scalar_one() or 0)
+        except Exception:  # no dbstat in this SQLite: the file's growth is all we know
+            return -1
+
+
+class Run:
+    """One database's drill: its data dir, store, worker processes and the pings' ingestion."""
+
+    def __init__(self, tmp: Path, url: str | None, args: argparse.Namespace) -> None:
+        self.tmp, self.args = tmp, args
+        self.data_dir, self.folder = tmp / "data", tmp / "journeys"
+        self.data_dir.mkdir()
+        self.folder.mkdir()
+        (self.folder / "event-catalog.yaml").write_text(CATALOG)
+        for name, body in JOURNEYS.items():
+            (self.folder / f"{name}.yaml").write_text(body)
+        self.url = url or f"sqlite:///{self.data_dir / 'journeys.db'}"
+        self.store = Store(self.url)
+        self.port = free_port()
+        self.workers: list[WorkerProcess] = []
+        self.cpu: dict[int, float] = {}  # last CPU seconds seen per worker and server pid
+
+    def env(self, priority: bool) -> dict[str, str]:
+        return {"JOURNEYS_DIR": str(self.folder), "JOURNEYS_DATABASE_URL": self.url,
+                "JOURNEYS_AUDIENCE_RATE": str(self.args.rate),
+                "JOURNEYS_TASK_PRIORITY": "true" if priority else "false"}
+
+    async def start_worker(self, priority: bool) -> None:
+        worker = WorkerProcess(self.data_dir, self.port, f"worker-{len(self.workers) + 1}",
+                               overrides=self.env(priority))
+        self.workers.append(worker)
+        self.client = await worker.ready(timeout=120)
+        self.router = Router(self.client, TASK_QUEUE, receipts=self.store, search_attributes=True,
+                             priority=priority)
+        self.ingestion = Ingestion(self.router, self.store, self.folder)
+
+    def sample_cpu(self) -> None:
+        pids = [w.process.pid for w in self.workers if w.process.poll() is None]
+        pids += temporal_servers(self.data_dir)
+        for pid in pids:
+            self.cpu[pid] = max(self.cpu.get(pid, 0.0), cpu_seconds(pid))
+
+    def cpu_split(self) -> tuple[float, float]:
+        """(worker, server) CPU seconds seen so far."""
+        workers = {w.process.pid for w in self.workers}
+        return (sum(v for p, v in self.cpu.items() if p in workers),
+                sum(v for p, v in self.cpu.items() if p not in workers))
+
+    def starter(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
+        env |= {"TEMPORAL_ADDRESS": f"127.0.0.1:{self.port}", "JOURNEYS_DATA_DIR": str(self.data_dir),
+                "JOURNEYS_TASK_QUEUE": TASK_QUEUE, **self.env(True)}
+        return subprocess.run([sys.executable, "starter.py", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    async def ping(self, label: str, seconds: float, until: asyncio.Event | None = None) -> list[float]:
+        """Pings at --pings a second (open loop) for ``seconds`` or until ``until``; their
+        event-to-first-send latencies in seconds."""
+        sent: dict[str, float] = {}
+        tracked: list[asyncio.Future[object]] = []
+        k, started = 0, time.time()
+        while time.time() - started < seconds and not (until and until.is_set()):
+            user = f"ping-{label}-{k}"
+            sent[user] = time.time()
+            event = Event(id=f"{user}-e", name="Ping", user_id=user, time=datetime.now(UTC))
+            tracked.append(asyncio.ensure_future(self.ingestion.track(event)))
+            k += 1
+            await asyncio.sleep(max(0.0, started + k / self.args.pings - time.time()))
+        await asyncio.gather(*tracked, return_exceptions=True)
+        deadline = time.time() + 120
+        found: dict[str, float] = {}
+        query = select(outbox.c.user_id, outbox.c.created_at).where(
+            outbox.c.journey_id == PING_JOURNEY, outbox.c.user_id.in_(list(sent)))
+        while time.time() < deadline and len(found) < len(sent):
+            with self.store.engine.connect() as conn:
+                found = {u: at.timestamp() for u, at in conn.execute(query)}
+            await asyncio.sleep(0.5)
+        return [found[u] - sent[u] for u in sent if u in found]
+
+    def entered(self) -> Counter[str]:
+        with self.store.engine.connect() as conn:
+            return Counter(u for (u,) in conn.execute(select(entries.c.user_id).where(
+                entries.c.journey_id == BROADCAST)))
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+        for pid in temporal_servers(self.data_dir):
+            os.kill(pid, signal.SIGKILL)
+        self.store.engine.dispose()
+
+
+def entry(run: Run) -> SegmentNode:
+    node = next(j for j in catalog(run.folder).journeys if j.id == BROADCAST).entry_node
+    assert isinstance(node, SegmentNode)
+    return node
+
+
+def quantiles(latencies: Sequence[float]) -> str:
+    if not latencies:
+        return "no pings answered"
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return f"p50 {statistics.median(ordered) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms ({len(ordered)} pings)"
+
+
+def p99(latencies: Sequence[float]) -> float:
+    ordered = sorted(latencies) or [float("nan")]
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+async def broadcast(run: Run, label: str, kill: bool) -> tuple[list[float], int, float]:
+    """An occurrence of the broadcast, pinged meanwhile (SIGKILL and restart halfway if ``kill``);
+    returns the pings' latencies, the users entered and the seconds it took."""
+    before = sum(run.entered().values())
+    matching = segment.count(run.store, entry(run))[0]
+    done = asyncio.Event()
+    pinging = asyncio.ensure_future(run.ping(label, 3600, done))
+    started = time.monotonic()
+    shown = run.starter("audience", BROADCAST, "--trigger")
+    if shown.returncode != 0:
+        raise RuntimeError(shown.stderr)
+    killed = not kill
+    while sum(run.entered().values()) - before < matching:
+        run.sample_cpu()
+        if not killed and sum(run.entered().values()) - before >= matching // 2:
+            run.workers[-1].process.send_signal(signal.SIGKILL)
+            run.workers[-1].process.wait(10)
+            say("kill", f"worker SIGKILLed with {sum(run.entered().values()) - before} of {matching} entered")
+            await run.start_worker(priority=label != "no-priority")
+            killed = True
+        if time.monotonic() - started > 7200:
+            raise RuntimeError("the broadcast did not finish in 2 hours")
+        await asyncio.sleep(1)
+    seconds = time.monotonic() - started
+    run.sample_cpu()
+    done.set()
+    return await pinging, sum(run.entered().values()) - before, seconds
+
+
+async def drill(database: str, url: str | None, args: argparse.Namespace) -> list[str]:
+    failed: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="journeys-drill-audience-") as name:
+        run = Run(Path(name), url, args)
+        try:
+            started = time.monotonic()
+            rows, days = seed(run.store, args.profiles, args.active_days)
+            size = behaviour_bytes(run.store, run.data_dir)
+            say("seed", f"{database}: {args.profiles} profiles, {rows} behaviour rows in "
+                        f"{time.monotonic() - started:.0f} s; behaviour "
+                        + (f"{size / args.profiles:.0f} bytes a user, {size / days:.0f} a user's active day"
+                           if size > 0 else "bytes: no dbstat here"))
+            counted = run.starter("audience", BROADCAST, "--count")
+            say("count", counted.stdout.strip() or counted.stderr.strip())
+            await run.start_worker(priority=True)
+            idle = await run.ping("idle", 20)
+            say("idle", f"ping journey, event to first send: {quantiles(idle)}")
+            run.sample_cpu()
+            worker0, server0 = run.cpu_split()
+            pings, started_users, seconds = await broadcast(run, "priority", kill=True)
+            worker1, server1 = run.cpu_split()
+            say("run", f"{started_users} users entered in {seconds:.0f} s ({started_users / seconds:.1f}/s, "
+                       f"a SIGKILL and restart included); CPU per user: worker "
+                       f"{(worker1 - worker0) / started_users * 1000:.1f} ms, server "
+                       f"{(server1 - server0) / started_users * 1000:.1f} ms")
+            say("pings", f"during the broadcast, with priority: {quantiles(pings)}; "
+                         f"{p99(pings) / p99(idle):.1f}x the idle p99")
+            want = set(segment.members(run.store, entry(run)))
+            got = run.entered()
+            twice = [u for u, n in got.items() if n > 1]
+            missed = want - set(got)
+            ok = not twice and not missed
+            say("check", f"nobody entered twice ({len(twice)}), nobody missed ({len(missed)}) "
+                         f"{'ok' if ok else 'FAILED'}")
+            if not ok:
+                failed.append(f"{database}: exactly once")
+            if not args.no_compare:
+                await asyncio.sleep(5)
+                run.workers[-1].kill()
+                await run.start_worker(priority=False)
+                plain, entered, took = await broadcast(run, "no-priority", kill=False)
+                say("compare", f"the same broadcast without priority ({entered} users, {took:.0f} s): "
+                               f"pings {quantiles(plain)}; {p99(plain) / p99(idle):.1f}x the idle p99")
+        finally:
+            run.close()
+    return failed
+
+
+def postgres() -> str:
+    url = os.environ.get("JOURNEYS_TEST_POSTGRES_URL")
+    if url:
+        return url
+    found = subprocess.run(["bash", "scripts/ci/postgres.sh"], cwd=ROOT, capture_output=True, text=True)
+    if not found.stdout.strip():
+        raise SystemExit(f"no PostgreSQL: {found.stderr.strip()}")
+    return found.stdout.strip()
+
+
+async def main(args: argparse.Namespace) -> int:
+    print(f"audience drill: {args.profiles} profiles, {args.active_days} active days each, "
+          f"rate {args.rate}/s\n{machine()}", flush=True)
+    failed: list[str] = []
+    if args.database in {"sqlite", "both"}:
+        failed += await drill("SQLite", None, args)
+    if args.database in {"postgresql", "both"}:
+        from tests.helpers.postgres import fresh_database
+        os.environ.setdefault("JOURNEYS_TEST_POSTGRES_URL", postgres())
+        with fresh_database("journeys_drill_audience") as url:
+            failed += await drill("PostgreSQL", url, args)
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
+        return 1
+    print("all checks passed")
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = script_parser("python -m scripts.drill_audience", __doc__)
+    parser.add_argument("--profiles", type=int, default=100_000)
+    parser.add_argument("--active-days", type=int, default=12, help="active days a year per user")
+    parser.add_argument("--rate", type=float, default=200.0, help="JOURNEYS_AUDIENCE_RATE")
+    parser.add_argument("--pings", type=float, default=2.0, help="ping events a second")
+    parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--no-compare", action="store_true", help="skip the run without priority")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    run_script(main(parse_args()))
