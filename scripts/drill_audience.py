@@ -18,8 +18,9 @@ scripts/ci/postgres.sh):
    on meanwhile. Halfway the worker is SIGKILLed and started again. Checks: every user of the
    segment entered exactly once (nobody twice, nobody missed). Start rate, worker and server CPU
    per started user, the pings' p50/p99 during the broadcast against idle.
-5. Unless ``--no-compare``: the same broadcast again (``reentry: after_exit``) with
-   ``JOURNEYS_TASK_PRIORITY=false``, for the pings' p99 without priority.
+5. Unless ``--no-compare``: the same broadcast twice more (``reentry: after_exit``), without a
+   kill: with priority, then with ``JOURNEYS_TASK_PRIORITY=false``; the pings' p99 of each
+   against the idle p99.
 
 Not part of ``make test`` (``make drill-audience``).
 """
@@ -42,7 +43,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, insert, select, text
+from temporalio.client import ScheduleDescription, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
+from activities.models import AudienceCounts
+from ingestion.audiences import schedule_id
 from ingestion.pipeline import Ingestion
 from ingestion.router import Router
 from journeys.audience import segment
@@ -55,6 +60,7 @@ from scripts.bench_measure import machine
 from scripts.common import cpu_seconds, run_script, script_parser
 from tests.helpers.processes import TASK_QUEUE, WorkerProcess, temporal_servers
 from tests.helpers.support import ROOT, free_port
+from workflows.audience import AudienceWorkflow
 
 BROADCAST, PING_JOURNEY = "broadcast", "ping"
 CATALOG = """events:
@@ -231,6 +237,20 @@ class Run:
             await asyncio.sleep(0.5)
         return [found[u] - sent[u] for u in sent if u in found]
 
+    async def schedule(self) -> ScheduleDescription:
+        return await self.client.get_schedule_handle(schedule_id(BROADCAST)).describe()
+
+    async def occurrence(self, known: set[datetime]) -> AudienceCounts | None:
+        """The counts of the newest occurrence not in ``known``, once it has completed."""
+        for action in (await self.schedule()).info.recent_actions:
+            wid = getattr(action.action, "workflow_id", None)
+            if action.scheduled_at in known or wid is None:
+                continue
+            handle = self.client.get_workflow_handle_for(AudienceWorkflow.run, wid)
+            if (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED:
+                return await handle.result()
+        return None
+
     def entered(self) -> Counter[str]:
         with self.store.engine.connect() as conn:
             return Counter(u for (u,) in conn.execute(select(entries.c.user_id).where(
@@ -263,19 +283,20 @@ def p99(latencies: Sequence[float]) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
-async def broadcast(run: Run, label: str, kill: bool) -> tuple[list[float], int, float]:
+async def broadcast(run: Run, label: str, kill: bool) -> tuple[list[float], AudienceCounts, float]:
     """An occurrence of the broadcast, pinged meanwhile (SIGKILL and restart halfway if ``kill``);
-    returns the pings' latencies, the users entered and the seconds it took."""
+    returns the pings' latencies, the occurrence's counts and the seconds it took."""
     before = sum(run.entered().values())
     matching = segment.count(run.store, entry(run))[0]
     done = asyncio.Event()
-    pinging = asyncio.ensure_future(run.ping(label, 3600, done))
+    pinging = asyncio.ensure_future(run.ping(f"{label}-{time.monotonic():.0f}", 3600, done))
     started = time.monotonic()
+    known = {a.scheduled_at for a in (await run.schedule()).info.recent_actions}
     shown = run.starter("audience", BROADCAST, "--trigger")
     if shown.returncode != 0:
         raise RuntimeError(shown.stderr)
-    killed = not kill
-    while sum(run.entered().values()) - before < matching:
+    killed, counts = not kill, None
+    while counts is None:
         run.sample_cpu()
         if not killed and sum(run.entered().values()) - before >= matching // 2:
             run.workers[-1].process.send_signal(signal.SIGKILL)
@@ -286,10 +307,14 @@ async def broadcast(run: Run, label: str, kill: bool) -> tuple[list[float], int,
         if time.monotonic() - started > 7200:
             raise RuntimeError("the broadcast did not finish in 2 hours")
         await asyncio.sleep(1)
+        try:
+            counts = await run.occurrence(known)
+        except RPCError:  # the worker (and its server) restarting
+            counts = None
     seconds = time.monotonic() - started
     run.sample_cpu()
     done.set()
-    return await pinging, sum(run.entered().values()) - before, seconds
+    return await pinging, counts, seconds
 
 
 async def drill(database: str, url: str | None, args: argparse.Namespace) -> list[str]:
@@ -311,14 +336,16 @@ async def drill(database: str, url: str | None, args: argparse.Namespace) -> lis
             say("idle", f"ping journey, event to first send: {quantiles(idle)}")
             run.sample_cpu()
             worker0, server0 = run.cpu_split()
-            pings, started_users, seconds = await broadcast(run, "priority", kill=True)
+            pings, counts, seconds = await broadcast(run, "priority", kill=True)
+            started_users = counts.started
             worker1, server1 = run.cpu_split()
+            say("run", f"occurrence: matched {counts.matched}, started {counts.started}, already in "
+                       f"{counts.already_in}, skipped {counts.skipped}")
             say("run", f"{started_users} users entered in {seconds:.0f} s ({started_users / seconds:.1f}/s, "
                        f"a SIGKILL and restart included); CPU per user: worker "
                        f"{(worker1 - worker0) / started_users * 1000:.1f} ms, server "
                        f"{(server1 - server0) / started_users * 1000:.1f} ms")
-            say("pings", f"during the broadcast, with priority: {quantiles(pings)}; "
-                         f"{p99(pings) / p99(idle):.1f}x the idle p99")
+            say("pings", f"during it (a SIGKILL and restart included): {quantiles(pings)}")
             want = set(segment.members(run.store, entry(run)))
             got = run.entered()
             twice = [u for u, n in got.items() if n > 1]
@@ -328,13 +355,16 @@ async def drill(database: str, url: str | None, args: argparse.Namespace) -> lis
                          f"{'ok' if ok else 'FAILED'}")
             if not ok:
                 failed.append(f"{database}: exactly once")
-            if not args.no_compare:
-                await asyncio.sleep(5)
-                run.workers[-1].kill()
-                await run.start_worker(priority=False)
-                plain, entered, took = await broadcast(run, "no-priority", kill=False)
-                say("compare", f"the same broadcast without priority ({entered} users, {took:.0f} s): "
-                               f"pings {quantiles(plain)}; {p99(plain) / p99(idle):.1f}x the idle p99")
+            if not args.no_compare:  # the same broadcast again, no kill: with priority, then without
+                for priority in (True, False):
+                    await asyncio.sleep(10)  # the last one's journeys end: they may enter again
+                    run.workers[-1].kill()
+                    await run.start_worker(priority=priority)
+                    label = "priority" if priority else "no-priority"
+                    plain, again, took = await broadcast(run, label, kill=False)
+                    say("compare", f"{label}: {again.started} users entered ({again.already_in} still "
+                                   f"in) in {took:.0f} s; pings {quantiles(plain)}, "
+                                   f"{p99(plain) / p99(idle):.1f}x the idle p99")
         finally:
             run.close()
     return failed
