@@ -2,6 +2,7 @@
 
     python -m scripts.drill_audience [--profiles 100000] [--active-days 12] [--rate 200]
                                      [--database sqlite|postgresql|both] [--pings 2] [--no-compare]
+                                     [--count-only]
 
 Per database (SQLite in the data dir; PostgreSQL at JOURNEYS_TEST_POSTGRES_URL or
 scripts/ci/postgres.sh):
@@ -331,6 +332,8 @@ async def drill(database: str, url: str | None, args: argparse.Namespace) -> lis
                            if size > 0 else "bytes: no dbstat here"))
             counted = run.starter("audience", BROADCAST, "--count")
             say("count", counted.stdout.strip() or counted.stderr.strip())
+            if args.count_only:
+                return failed
             await run.start_worker(priority=True)
             idle = await run.ping("idle", 20)
             say("idle", f"ping journey, event to first send: {quantiles(idle)}")
@@ -405,7 +408,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=200.0, help="JOURNEYS_AUDIENCE_RATE")
     parser.add_argument("--pings", type=float, default=2.0, help="ping events a second")
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
-    parser.add_argument("--no-compare", action="store_true", help="skip the run without priority")
+    parser.add_argument("--no-compare", action="store_true", help="skip the runs without a kill")
+    parser.add_argument("--count-only", action="store_true",
+                        help="seed and count only: bytes and the segment query's time, no worker")
     return parser.parse_args(argv)
 
 
