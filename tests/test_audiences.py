@@ -286,8 +286,9 @@ async def test_a_worker_killed_mid_run_starts_nobody_twice_and_misses_nobody(
         second = worker()
         try:
             assert await until(lambda: _equal(runs(store, "killed"), users), timeout=90)
-            assert await eventually(lambda: _occurrences(env, "killed", "completed"),
-                            timeout=30)
+            assert await eventually(lambda: _occurrences(env, "killed", "completed"), timeout=30)
+            # Every journey it started sends its push once (those of the killed worker too).
+            assert await until(lambda: _equal(pushed(store, "killed"), users), timeout=60)
         finally:
             second.terminate()
             second.wait(20)
