@@ -4,8 +4,9 @@ catalog (journeys.audience asks the store; workflows.audience pages).
 
 Each page's users enter as any entry does (ingestion.router: receipts, re-entry, start delay),
 with an event whose id is the occurrence: a page entered again (a retried activity, a worker
-killed mid-page) enters nobody twice. Starts are paced (``JOURNEYS_AUDIENCE_RATE``) so that a
-broadcast leaves Temporal room for the journeys that events start meanwhile.
+killed mid-page) enters nobody twice. Starts are paced (ingestion.pacing: at most
+``JOURNEYS_AUDIENCE_RATE``, slower while Temporal is slow) so that a broadcast leaves Temporal room
+for the journeys that events start meanwhile.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +39,7 @@ from temporalio.common import Priority
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.models import AudienceCounts, AudiencePage, AudiencePageInput
+from ingestion.pacing import Pacing
 from ingestion.router import Router
 from journeys.audience import moments, segment
 from journeys.events import PRIORITY_AUDIENCE_RUN, Event, fairness_key
@@ -57,8 +58,6 @@ AUDIENCE_EVENT = "Audience Entered"
 #: Schedule ids: one per audience journey, and the daily prune.
 PREFIX = "audience/"
 PRUNE_SCHEDULE = "journeys/prune-behaviour"
-#: Starts under way at once within a page (their rate is JOURNEYS_AUDIENCE_RATE).
-IN_FLIGHT = 16
 #: How often the worker looks at the catalog for a change of its audience journeys (seconds).
 SCHEDULES_RECHECK = 5.0
 
@@ -84,9 +83,11 @@ class Audiences:
 
     def __init__(self, store: Store, journeys_dir: str | Path, *, rate: float = 100.0,
                  page_size: int = 500, search_attributes: bool = True,
-                 send_timeout: float | None = None, priority: bool = True) -> None:
+                 send_timeout: float | None = None, priority: bool = True,
+                 yield_delay: float = 0.05) -> None:
         self.store, self.journeys_dir, self.rate, self.page_size = store, journeys_dir, rate, page_size
-        self.priority = priority
+        self.priority, self.yield_delay = priority, yield_delay
+        self._paces: dict[str, Pacing] = {}  # per journey: a page goes on at the pace the last ended
         self.search_attributes, self.send_timeout = search_attributes, send_timeout
 
     @property
@@ -112,24 +113,30 @@ class Audiences:
                         search_attributes=self.search_attributes, send_timeout=self.send_timeout,
                         priority=self.priority)
         read = moments.reading(node.schedule, input.fired)
-        pace = _Pace(self.rate)
-        step = max(1, min(IN_FLIGHT, int(self.rate)))  # a heartbeat a second at most apart
-        for start in range(done, len(members), step):
-            chunk = members[start:start + step]
+        pace = self._paces.setdefault(journey.id, Pacing(self.rate, self.yield_delay))
+        start = done
+        while start < len(members):
+            chunk = members[start:start + pace.batch]  # about a second's worth: heartbeats stay close
             routed = await asyncio.gather(*(self._enter(router, journey, node, m, input.fired, read, pace)
                                             for m in chunk))
+            start += len(chunk)
             counts = counts.plus(_counted(routed))
-            activity.heartbeat(start + len(chunk), counts.model_dump())
+            activity.heartbeat(start, counts.model_dump())
+            pace.adapt()
+        log.info("audience page entered", extra={"journey_id": journey.id, "users": len(members) - done,
+                                                 "rate": round(pace.rate, 1)})
         return AudiencePage(counts=counts, last=members[-1].user_id if members else input.after,
                             done=len(members) < self.page_size)
 
     async def _enter(self, router: Router, journey: Journey, node: SegmentNode,
-                     member: segment.Member, fired: datetime, read: datetime, pace: _Pace) -> str:
+                     member: segment.Member, fired: datetime, read: datetime, pace: Pacing) -> str:
         await pace.wait()
         at = moments.entry_moment(node.schedule, read, member.timezone, journey.timezone)
         delay = at - datetime.now(UTC) if at is not None else None
+        began = asyncio.get_running_loop().time()
         routed = await router.enter(journey, occurrence_event(journey.id, member.user_id, fired),
                                     delay if delay is not None and delay > timedelta(0) else None)
+        pace.took(asyncio.get_running_loop().time() - began)
         if routed.action == "failed":  # Temporal or the store: the page is retried from its heartbeat
             raise RuntimeError(f"{member.user_id}: {routed.error or 'not entered'}")
         return routed.action
@@ -145,19 +152,6 @@ def _counted(actions: Sequence[str]) -> AudienceCounts:
         matched=len(actions), started=sum(a == "started" for a in actions),
         already_in=sum(a in {"running", "duplicate", "signalled"} for a in actions),
         skipped=sum(a == "not-reentered" for a in actions))
-
-
-class _Pace:
-    """At most ``rate`` starts a second, shared by the starts of one page."""
-
-    def __init__(self, rate: float) -> None:
-        self.interval, self.next = 1.0 / rate, time.monotonic()
-
-    async def wait(self) -> None:
-        now = time.monotonic()
-        at, self.next = max(self.next, now), max(self.next, now) + self.interval
-        if at > now:
-            await asyncio.sleep(at - now)
 
 
 # --- the schedules ------------------------------------------------------------------------------
@@ -243,8 +237,9 @@ async def _upsert(client: Client, sid: str, schedule: Schedule) -> str:
 
 
 def page_seconds(settings: Settings) -> float:
-    """How long a page's activity may take: its starts at the pace, thrice over, and two minutes."""
-    return settings.audience_page / settings.audience_rate * 3 + 120
+    """How long a page's activity may take: its starts at the slowest pace (one a second, as a
+    slow cluster makes it), twice over, and two minutes (its heartbeats find a lost worker)."""
+    return settings.audience_page / min(1.0, settings.audience_rate) * 2 + 120
 
 
 async def keep_schedules(client: Client, settings: Settings) -> None:

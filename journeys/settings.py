@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         default=100.0, gt=0, le=10_000, alias="JOURNEYS_AUDIENCE_RATE",
         description="Users an audience journey's occurrence enters per second, at most (the "
                     "journeys that events start meanwhile keep their pace).")
+    audience_delay: float = Field(
+        default=0.05, ge=0, le=60, alias="JOURNEYS_AUDIENCE_DELAY",
+        description="Seconds of queueing an audience run may add to Temporal's answers before it "
+                    "slows down (its rate adapts, up to JOURNEYS_AUDIENCE_RATE); 0: always at "
+                    "JOURNEYS_AUDIENCE_RATE.")
     audience_page: int = Field(
         default=500, ge=1, le=10_000, alias="JOURNEYS_AUDIENCE_PAGE",
         description="Users an audience run reads and enters per activity (its heartbeats "

@@ -1,8 +1,8 @@
 """The audience drill: a broadcast to a large segment, as a user runs it, with a SIGKILL mid-run.
 
     python -m scripts.drill_audience [--profiles 100000] [--active-days 12] [--rate 200]
-                                     [--database sqlite|postgresql|both] [--pings 2] [--no-compare]
-                                     [--count-only]
+                                     [--delay 0.05] [--database sqlite|postgresql|both] [--pings 2]
+                                     [--no-compare | --compare-only] [--count-only]
 
 Per database (SQLite in the data dir; PostgreSQL at JOURNEYS_TEST_POSTGRES_URL or
 scripts/ci/postgres.sh):
@@ -12,13 +12,15 @@ scripts/ci/postgres.sh):
    30 days, 1 in 20 of them also bought: the segment (plan not pro, viewed 2+ in 30 days, bought
    nothing in 30 days) holds about 47.5 % of them. Bytes of behaviour per user and per active day.
 2. ``starter.py audience broadcast --count``: how many match, and the query's time.
-3. ``worker.py --dev`` (the worker, its dev server, the schedules), ``JOURNEYS_AUDIENCE_RATE=--rate``.
+3. ``worker.py --dev`` (the worker, its dev server, the schedules), ``JOURNEYS_AUDIENCE_RATE=--rate``,
+   ``JOURNEYS_AUDIENCE_DELAY=--delay`` (0: the fixed rate, no adapting).
    An event-triggered journey ("Ping" > push) gets ``--pings`` events a second for 20 s while
    idle: its event-to-first-send latency (the outbox row's time - the event's).
 4. ``starter.py audience broadcast --trigger``: the occurrence enters the segment's users; pings go
    on meanwhile. Halfway the worker is SIGKILLed and started again. Checks: every user of the
    segment entered exactly once (nobody twice, nobody missed). Start rate, worker and server CPU
-   per started user, the pings' p50/p99 during the broadcast against idle.
+   per started user, the pings' p50/p99 during the broadcast against idle. ``--compare-only``
+   skips this one.
 5. Unless ``--no-compare``: the same broadcast twice more (``reentry: after_exit``), without a
    kill: with priority, then with ``JOURNEYS_TASK_PRIORITY=false``; the pings' p99 of each
    against the idle p99.
@@ -184,6 +186,7 @@ class Run:
     def env(self, priority: bool) -> dict[str, str]:
         return {"JOURNEYS_DIR": str(self.folder), "JOURNEYS_DATABASE_URL": self.url,
                 "JOURNEYS_AUDIENCE_RATE": str(self.args.rate),
+                "JOURNEYS_AUDIENCE_DELAY": str(self.args.delay),
                 "JOURNEYS_TASK_PRIORITY": "true" if priority else "false"}
 
     async def start_worker(self, priority: bool) -> None:
@@ -337,40 +340,51 @@ async def drill(database: str, url: str | None, args: argparse.Namespace) -> lis
             await run.start_worker(priority=True)
             idle = await run.ping("idle", 20)
             say("idle", f"ping journey, event to first send: {quantiles(idle)}")
-            run.sample_cpu()
-            worker0, server0 = run.cpu_split()
-            pings, counts, seconds = await broadcast(run, "priority", kill=True)
-            started_users = counts.started
-            worker1, server1 = run.cpu_split()
-            say("run", f"occurrence: matched {counts.matched}, started {counts.started}, already in "
-                       f"{counts.already_in}, skipped {counts.skipped}")
-            say("run", f"{started_users} users entered in {seconds:.0f} s ({started_users / seconds:.1f}/s, "
-                       f"a SIGKILL and restart included); CPU per user: worker "
-                       f"{(worker1 - worker0) / started_users * 1000:.1f} ms, server "
-                       f"{(server1 - server0) / started_users * 1000:.1f} ms")
-            say("pings", f"during it (a SIGKILL and restart included): {quantiles(pings)}")
-            want = set(segment.members(run.store, entry(run)))
-            got = run.entered()
-            twice = [u for u, n in got.items() if n > 1]
-            missed = want - set(got)
-            ok = not twice and not missed
-            say("check", f"nobody entered twice ({len(twice)}), nobody missed ({len(missed)}) "
-                         f"{'ok' if ok else 'FAILED'}")
-            if not ok:
-                failed.append(f"{database}: exactly once")
+            if not args.compare_only:
+                failed += await killed_run(run, database)
             if not args.no_compare:  # the same broadcast again, no kill: with priority, then without
                 for priority in (True, False):
                     await asyncio.sleep(10)  # the last one's journeys end: they may enter again
                     run.workers[-1].kill()
                     await run.start_worker(priority=priority)
                     label = "priority" if priority else "no-priority"
+                    run.sample_cpu()
+                    worker0, server0 = run.cpu_split()
                     plain, again, took = await broadcast(run, label, kill=False)
+                    worker1, server1 = run.cpu_split()
+                    per = max(1, again.started)
                     say("compare", f"{label}: {again.started} users entered ({again.already_in} still "
-                                   f"in) in {took:.0f} s; pings {quantiles(plain)}, "
+                                   f"in) in {took:.0f} s ({again.started / took:.1f}/s; CPU per user: "
+                                   f"worker {(worker1 - worker0) / per * 1000:.1f} ms, server "
+                                   f"{(server1 - server0) / per * 1000:.1f} ms); pings {quantiles(plain)}, "
                                    f"{p99(plain) / p99(idle):.1f}x the idle p99")
         finally:
             run.close()
     return failed
+
+
+async def killed_run(run: Run, database: str) -> list[str]:
+    """The first broadcast, its worker SIGKILLed halfway: everybody entered exactly once."""
+    run.sample_cpu()
+    worker0, server0 = run.cpu_split()
+    pings, counts, seconds = await broadcast(run, "priority", kill=True)
+    started_users = counts.started
+    worker1, server1 = run.cpu_split()
+    say("run", f"occurrence: matched {counts.matched}, started {counts.started}, already in "
+               f"{counts.already_in}, skipped {counts.skipped}")
+    say("run", f"{started_users} users entered in {seconds:.0f} s ({started_users / seconds:.1f}/s, "
+               f"a SIGKILL and restart included); CPU per user: worker "
+               f"{(worker1 - worker0) / started_users * 1000:.1f} ms, server "
+               f"{(server1 - server0) / started_users * 1000:.1f} ms")
+    say("pings", f"during it (a SIGKILL and restart included): {quantiles(pings)}")
+    want = set(segment.members(run.store, entry(run)))
+    got = run.entered()
+    twice = [u for u, n in got.items() if n > 1]
+    missed = want - set(got)
+    ok = not twice and not missed
+    say("check", f"nobody entered twice ({len(twice)}), nobody missed ({len(missed)}) "
+                 f"{'ok' if ok else 'FAILED'}")
+    return [] if ok else [f"{database}: exactly once"]
 
 
 def postgres() -> str:
@@ -408,7 +422,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=200.0, help="JOURNEYS_AUDIENCE_RATE")
     parser.add_argument("--pings", type=float, default=2.0, help="ping events a second")
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--delay", type=float, default=0.05,
+                        help="JOURNEYS_AUDIENCE_DELAY (0: the fixed --rate)")
     parser.add_argument("--no-compare", action="store_true", help="skip the runs without a kill")
+    parser.add_argument("--compare-only", action="store_true", help="skip the run with a kill")
     parser.add_argument("--count-only", action="store_true",
                         help="seed and count only: bytes and the segment query's time, no worker")
     return parser.parse_args(argv)

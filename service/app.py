@@ -152,7 +152,7 @@ async def _serve(client: Client, settings: Settings, store: Store, stop: asyncio
         # Audience journeys: their occurrences enter a segment's users, paced.
         audiences = Audiences(store, settings.journeys_dir, rate=settings.audience_rate,
                               page_size=settings.audience_page, send_timeout=settings.send_timeout,
-                              priority=settings.task_priority)
+                              priority=settings.task_priority, yield_delay=settings.audience_delay)
         worker = journey_worker(client, settings.task_queue,
                                 [*activities, triggers.trigger_journey, *audiences.activities],
                                 executor,
