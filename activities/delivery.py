@@ -44,7 +44,7 @@ from journeys.language.limits import brief
 from journeys.language.models import Channel
 from journeys.links import Links, Message, tracked_html
 from journeys.personalization.personalize import MessageRefused, MissingValue, TemplateError, render_message
-from journeys.store import outcomes, subscriptions
+from journeys.store import catalogs, outcomes, subscriptions
 from journeys.store.caps import CapCounter
 from journeys.store.database import AddressMark, OutboxRow, Store
 from telemetry.logs import count_message, observe_send, with_ids
@@ -216,7 +216,8 @@ class Delivery:
             link = self._unsubscribe_url(input)
             content = known.content if known else self._tracked(input, render_message(
                 input.channel, message_of(input), profile, event.properties if event else None,
-                {"unsubscribe_url": link} if link else None))
+                {"unsubscribe_url": link} if link else None,
+                items=lambda keys: catalogs.lookup(store, keys)))  # the items as they are now
         # The value's name, the template's words or the url go in the outbox row only (DETAIL).
         except MissingValue as exc:  # the data: skip it
             return self._settle(row, "skipped", "not sent: missing value", log, detail=str(exc))

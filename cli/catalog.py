@@ -1,6 +1,8 @@
 """The authoring commands of ``starter.py``: validate, preview, schema, graph.
 
-They read journey files only: no Temporal, no store, so a marketer can run them anywhere.
+They read journey files only: no Temporal, no store, so a marketer can run them anywhere
+(``preview`` reads the catalog items its message names from ``--catalog`` files, else from the
+local store if there is one).
 """
 
 from __future__ import annotations
@@ -8,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 from journeys.events import personalization_event
 from journeys.funnel.graph import to_mermaid
@@ -16,6 +20,7 @@ from journeys.inputs import json_object
 from journeys.language.loader import load_file
 from journeys.language.models import EngagementNode, Journey, ProfileUpdateNode
 from journeys.language.problems import UsageError
+from journeys.personalization.lookups import Fetch
 from journeys.personalization.personalize import (
     MessageRefused,
     MissingValue,
@@ -23,6 +28,7 @@ from journeys.personalization.personalize import (
     render,
     render_message,
 )
+from journeys.settings import load_settings
 from journeys.validation.rules import journey_links
 from journeys.validation.scope import sources_by_node
 from journeys.validation.validate import UNREADABLE, exit_status, validate_file, validate_paths
@@ -71,7 +77,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
             # A marketing email's unsubscribe link: a stand-in.
             links = {name: PREVIEW_LINK for name in journey_links(journey, node)}
             fields = render_message(node.channel, node.message, profile,
-                                    personalization_event(node.channel, event), links)
+                                    personalization_event(node.channel, event), links,
+                                    items=preview_items(args.catalog or [], args.catalog_key))
         elif isinstance(node, ProfileUpdateNode):
             fields = {}
             for prop, source in node.set.items():
@@ -91,6 +98,39 @@ def cmd_preview(args: argparse.Namespace) -> int:
         for field, text in fields.items():
             print(f"{field}: {text}")
     return 0
+
+
+def preview_items(files: list[str], key: str) -> Fetch:
+    """The catalog items preview renders with: those of ``--catalog NAME=FILE`` if given, else
+    the local store's (if it exists: preview makes none)."""
+    from journeys.items import read_items
+    from journeys.store import catalogs
+
+    if files:
+        items: dict[tuple[str, str], dict[str, Any]] = {}
+        for given in files:
+            name, sep, file = given.partition("=")
+            if not sep or not name or not file:
+                raise UsageError(f"--catalog {given}: write NAME=FILE (products=products.csv)")
+            try:
+                for row in read_items(file, key):
+                    if row.item is not None:
+                        items[(name, str(row.item_id))] = row.item
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"--catalog {given}: {exc}") from None
+        return lambda keys: {k: items[k] for k in keys if k in items}
+    settings = load_settings()
+    if settings.database_url is None and not (settings.data_dir / "journeys.db").is_file():
+        return lambda keys: {}
+    from journeys.store.database import Store
+
+    def from_store(keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        store = Store(settings.store_url)
+        try:
+            return catalogs.lookup(store, keys)
+        finally:
+            store.engine.dispose()
+    return from_store
 
 
 def journey_schema() -> dict[str, object]:

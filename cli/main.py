@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--event", help="the personalization event's name")
     p.add_argument("--props", help="the event's properties, a JSON object")
     p.add_argument("--profile", help="the profile's properties, a JSON object")
+    p.add_argument("--catalog", action="append", metavar="NAME=FILE",
+                   help="items the message's catalog() reads, from a file (default: the local store's)")
+    p.add_argument("--catalog-key", default="id", help="the items' id field in those files (default id)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_lazy("catalog:cmd_preview"))
 
@@ -131,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     change.add_argument("--subscribe", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_lazy("subscriptions:cmd_subscription"))
+
+    p = sub.add_parser("catalog", help="catalogs of items templates read (catalog('products', id)): "
+                                        "import NAME FILE --key FIELD, list, show NAME [ID]")
+    p.add_argument("action", choices=("import", "list", "show"))
+    p.add_argument("name", nargs="?", help="the catalog (import, show)")
+    p.add_argument("file", nargs="?", help="import: a .csv, .json or .ndjson file; show: an item's id")
+    p.add_argument("--key", default="id", help="import: the field that is each item's id (default id)")
+    p.add_argument("--journeys", help="import: the journey folder whose catalog file types CSV columns "
+                                      "(default: JOURNEYS_DIR)")
+    p.add_argument("--after", help="show: items after this id")
+    p.add_argument("--limit", type=int, default=100, help="show: items a page (default 100)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_lazy("catalogs:cmd_catalog"))
 
     p = sub.add_parser("audience", help="an audience journey: its schedule and occurrences; --count "
                                          "the users its segment matches now; pause, resume, trigger, cancel")

@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client
 
 from connection import connect_settings
+from ingestion.catalogs_api import add_routes as add_catalog_routes
 from ingestion.engagement_api import add_routes as add_engagement_routes
 from ingestion.failures import problem_of
 from ingestion.pipeline import Ingestion
@@ -200,6 +201,7 @@ def create_app(settings: Settings, journeys_dir: str | Path | None = None,
 
     add_subscription_routes(app, settings, lambda request: request.app.state.parts)
     add_engagement_routes(app, settings, lambda request: request.app.state.parts)
+    add_catalog_routes(app, settings, lambda request: request.app.state.parts)
     add_twilio_routes(app, settings, lambda request: request.app.state.parts)
 
     @app.get("/health", summary="The API answers (liveness)")

@@ -43,6 +43,7 @@ SHARED: dict[str, set[str]] = {
     "journeys.links": {"journeys.store", "journeys.events"},
     "journeys.events": {"journeys.language"},
     "journeys.inputs": {"journeys.language"},
+    "journeys.items": set(),
     "journeys.ingest": {"journeys.language", "journeys.events", "journeys.inputs"},
     "journeys.settings": {"journeys.language", "journeys.store", "journeys.egress", "journeys.numbers"},
 }

@@ -16,7 +16,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node
 
 from journeys.language import limits
-from journeys.language.models import EventSchema, Journey
+from journeys.language.models import CatalogSchema, EventSchema, Journey
 from journeys.language.problems import Problem, UsageError
 
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -269,6 +269,20 @@ def _problem(path: str, raw: Any, error: Any) -> Problem:
                    code=_CODES.get(kind, "bad-value"), message=message)
 
 
+class Schemas(dict[str, EventSchema]):
+    """A folder's event schemas by event name, and ``catalogs``: its catalogs' item fields."""
+
+    def __init__(self, events: dict[str, EventSchema] | None = None,
+                 catalogs: dict[str, CatalogSchema] | None = None) -> None:
+        super().__init__(events or {})
+        self.catalogs: dict[str, CatalogSchema] = catalogs or {}
+
+
+def catalogs_of(schemas: dict[str, EventSchema]) -> dict[str, CatalogSchema]:
+    """The folder's catalogs that ``schemas`` carries (none in a plain dict)."""
+    return schemas.catalogs if isinstance(schemas, Schemas) else {}
+
+
 #: The event schemas of a folder, and the problems of its event catalog file.
 EventCatalog = tuple[dict[str, EventSchema], list[Problem]]
 
@@ -283,12 +297,24 @@ def load_catalog(folder: Path) -> EventCatalog:
                 raw = read_document(path)
             except ReadError as exc:
                 return {}, [exc.problem]
-            events = raw.get("events", raw) if isinstance(raw, dict) else raw
+            sections = isinstance(raw, dict) and ("events" in raw or "catalogs" in raw)
+            events = raw.get("events") or {} if sections else raw
             if not isinstance(events, dict):
                 return {}, [Problem(file=str(path), node=None, field="events", code="bad-value",
                                     message="a catalog maps event names to their properties")]
-            catalog: dict[str, EventSchema] = {}
+            catalog = Schemas()
             problems: list[Problem] = []
+            items = raw.get("catalogs") or {} if sections else {}
+            if not isinstance(items, dict):
+                problems.append(Problem(file=str(path), node=None, field="catalogs", code="bad-value",
+                                        message="'catalogs' maps catalog names to their fields"))
+                items = {}
+            for name, fields in items.items():
+                try:
+                    catalog.catalogs[str(name)] = CatalogSchema.model_validate(fields or {})
+                except ValidationError as exc:
+                    problems.extend(_problem(str(path), raw, {**e, "loc": ("catalogs", name, *e["loc"])})
+                                    for e in exc.errors())
             for event, schema in events.items():
                 try:
                     catalog[str(event)] = EventSchema.model_validate(schema or {})
@@ -316,7 +342,7 @@ def load_document(raw: Any, path: str, catalog: dict[str, EventSchema] | None = 
             file=path, node=None, field=None, code="too-large",
             message=f"the journey is {size} bytes as JSON (the form each user's workflow carries), "
                     f"over the limit of {limits.MAX_JOURNEY_BYTES} bytes")])
-    return Loaded(path, journey, [], dict(catalog or {}))
+    return Loaded(path, journey, [], catalog if isinstance(catalog, Schemas) else dict(catalog or {}))
 
 
 def load_file(path: Path, catalog: EventCatalog | None = None) -> Loaded:

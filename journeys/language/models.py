@@ -333,6 +333,21 @@ class EventSchema(_Model):
         return value
 
 
+class CatalogSchema(_Model):
+    """The fields of a catalog's items (``catalog('products', id).price``); templates may only
+    read these. A type (number, integer, boolean) also types a CSV import's column."""
+
+    fields: Annotated[dict[str, str], WithJsonSchema({"anyOf": [
+        {"type": "object", "additionalProperties": {"type": "string"}},
+        {"type": "array", "items": {"type": "string"}}]})] = Field(
+        default_factory=dict, description="Field names, or a mapping of name to type.")
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _names_only(cls, value: Any) -> Any:
+        return {str(name): "any" for name in value} if isinstance(value, list) else value
+
+
 class Journey(_Model):
     """A journey definition, pinned in each user's workflow when they enter."""
 
@@ -348,6 +363,9 @@ class Journey(_Model):
                                   "(default: as long as the user is in the journey).")
     timeout: Duration | None = None
     events: dict[str, EventSchema] = Field(default_factory=dict)
+    catalogs: dict[str, CatalogSchema] = Field(
+        default_factory=dict, description="The catalogs templates read, with their items' fields "
+                                          "(beside the folder's catalog file's).")
     timezone: str | None = Field(
         default=None, min_length=1, max_length=64,
         description="An IANA timezone (Europe/Paris): quiet hours' clock for users whose "

@@ -37,6 +37,7 @@ from jinja2.sandbox import (
 from journeys.language.limits import MAX_MESSAGE_BYTES
 from journeys.language.models import Channel, MessageValue
 from journeys.personalization.bounds import MAX_RENDER_OUTPUT, OutputTooLong, start_clock, stop_clock, tick
+from journeys.personalization.lookups import FUNCTION, Fetch, Lookups, Recorder, calls_catalog
 from journeys.personalization.sandbox import HTML, JSON, PLAIN, Sandbox, Scope, _UndefinedName
 
 
@@ -103,6 +104,8 @@ def check_template(source: str) -> None:
 VARIABLES = frozenset({"profile", "event"})
 #: ... and a marketing email's, its one-click unsubscribe link (journeys.links).
 LINK_VARIABLES = frozenset({"unsubscribe_url"})
+#: ... and a message's catalog items (journeys.personalization.lookups), not a split's.
+MESSAGE_FUNCTIONS = frozenset({FUNCTION})
 
 
 @lru_cache(maxsize=4096)
@@ -287,17 +290,21 @@ def _content_type(rendered: Mapping[str, str]) -> str | None:
 
 def render_message(channel: Channel, message: Mapping[str, MessageValue],
                    profile: Mapping[str, Any], event: Mapping[str, Any] | None,
-                   links: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Render every field of a message (``links``: LINK_VARIABLES the message has), then check
-    it may be sent.
+                   links: Mapping[str, str] | None = None, items: Fetch | None = None) -> dict[str, str]:
+    """Render every field of a message (``links``: LINK_VARIABLES the message has; ``items``
+    fetches the catalog items it names: without it, every item is missing), then check it may
+    be sent.
 
     Raises :class:`MissingValue` (naming the field) or :class:`TemplateError`: not sent;
     :class:`MessageRefused`: rendered, but unsafe or too large to send.
     """
     channel = Channel(channel)
     budget = MAX_MESSAGE_BYTES[channel]
-    variables = {**context(profile, event), **(links or {})}
+    lookups = Lookups(items)
+    variables = {**context(profile, event), **(links or {}), FUNCTION: lookups}
     fields = list(message_fields(message))
+    if any(calls_catalog(source) for _, source in fields):
+        _prefetch([source for _, source in fields], variables, lookups)
     if channel == Channel.webhook:  # the Content-Type header says how to render the body
         fields.sort(key=lambda item: item[0] == "body")
     rendered: dict[str, str] = {}
@@ -326,6 +333,20 @@ def render_message(channel: Channel, message: Mapping[str, MessageValue],
     in_order = {field: rendered[field] for field, _ in message_fields(message)}
     _check_message(channel, in_order)
     return in_order
+
+
+def _prefetch(sources: Sequence[str], variables: dict[str, Any], lookups: Lookups) -> None:
+    """The items the message names, in one query: found by a dry render of each field that
+    calls ``catalog()`` (journeys.personalization.lookups); its failures are the real render's."""
+    recorder = Recorder(lookups)
+    dry = {**variables, FUNCTION: recorder}
+    for source in sources:
+        if calls_catalog(source):
+            try:
+                _render(source, dry, "plain", MAX_RENDER_OUTPUT)
+            except (OutputTooLong, *_TEMPLATE_ERRORS):
+                pass
+    lookups.prefetch(recorder.asked)
 
 
 # --- what may not be sent ---------------------------------------------------------------------

@@ -256,3 +256,12 @@ behaviour_counted = Table(
     Column("event_id", String(200), primary_key=True),
     Column("day", Date, nullable=False, index=True),
 )
+#: Catalogs of items keyed by id (products, stores, offers: journeys.store.catalogs), read by
+#: ``catalog('products', id)`` in templates when a message is sent.
+catalog_items = Table(
+    "catalog_items", metadata,
+    Column("catalog", String(100), primary_key=True),
+    Column("item_id", String(200), primary_key=True),
+    Column("item", JSON, nullable=False),
+    Column("updated_at", Moment(), nullable=False),
+)

@@ -25,6 +25,7 @@ from journeys.language.models import (
 from journeys.language.zones import zone
 from journeys.personalization.personalize import (
     LINK_VARIABLES,
+    MESSAGE_FUNCTIONS,
     check_expressions,
     check_template,
     message_fields,
@@ -273,7 +274,7 @@ def _message(node: EngagementNode, links: frozenset[str]) -> Iterator[Finding]:
     if node.channel == "email" and not {"html", "text"} & node.message.keys():
         yield node.id, "message.html", "missing-message-field", "an email needs 'html' or 'text'"
     for field, source in message_fields(node.message):
-        yield from _template(node.id, f"message.{field}", source, links)
+        yield from _template(node.id, f"message.{field}", source, links | MESSAGE_FUNCTIONS)
 
 
 def _template(node_id: str, field: str, source: str,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from journeys.language.loader import EventCatalog, Loaded, journey_files, load_catalog, load_file
 from journeys.language.problems import Problem
+from journeys.validation.catalogs import catalog_rules
 from journeys.validation.rules import entry_key_rules, graph_rules, node_rules
 from journeys.validation.scope import personalization_rules
 from journeys.validation.segments import segment_rules
@@ -28,6 +29,7 @@ def validate_loaded(loaded: Loaded) -> list[Problem]:
         findings += node_rules(journey)
         findings += entry_key_rules(journey, loaded.catalog)
         findings += segment_rules(journey, loaded.catalog)
+        findings += catalog_rules(journey, loaded.catalog)
         # The event analysis walks the graph, so it needs a sound one.
         if not any(code in {"duplicate-id", "unknown-entry", "unknown-target", "cycle"}
                    for _, _, code, _ in findings):
