@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 
 from journeys.events import Event
-from journeys.language.models import Branch, Channel, EngagementNode, IntelliNode, MessageValue
+from journeys.language.messages import MessageValue
+from journeys.language.models import Branch, Channel, EngagementNode, IntelliNode
 from journeys.store.outcomes import TakenPath
 from journeys.store.versions import VERSIONS
 

@@ -94,7 +94,8 @@ def test_csv_json_and_ndjson_give_their_items_and_say_why_rows_are_refused(tmp_p
     assert rows[4].item == {"sku": "p5", "name": "Mug", "price": 4.5}  # an empty cell: no field
     json_file = tmp_path / "products.json"
     json_file.write_text(json.dumps([{"id": 7, "name": "Seven"}, "eight"]))
-    assert [(r.item_id, r.refused) for r in read_items(json_file, "id")] == [(7, None), (None, "not an object")]
+    assert [(r.item_id, r.refused) for r in read_items(json_file, "id")] == [
+        (7, None), (None, "not an object")]
     ndjson = tmp_path / "products.ndjson"
     ndjson.write_text('{"id": "a"}\n\n{oops\n{"name": "no id"}\n')
     assert [(r.where, r.refused) for r in read_items(ndjson, "id")] == [
@@ -146,9 +147,9 @@ def test_a_missing_item_is_a_missing_value_and_default_applies() -> None:
         render_message(Channel.push, {"body": "{{ catalog('products', event.id).name }}"}, {},
                        {"id": "gone"}, items=fetch)
     assert missing.value.variable == "catalog('products', 'gone').name" and missing.value.field == "body"
-    assert render_message(Channel.push, {"body": "{{ catalog('products', 'gone').name | default('our pick') }}"},
-                          {}, None, items=fetch) == {"body": "our pick"}
-    with pytest.raises(MissingValue, match="event.id"):  # no id in the event: the id is missing
+    body = "{{ catalog('products', 'gone').name | default('our pick') }}"
+    assert render_message(Channel.push, {"body": body}, {}, None, items=fetch) == {"body": "our pick"}
+    with pytest.raises(MissingValue, match=r"event\.id"):  # no id in the event: the id is missing
         render_message(Channel.push, {"body": "{{ catalog('products', event.id).name }}"}, {}, {},
                        items=fetch)
 
@@ -177,7 +178,8 @@ nodes:
   - id: push
     type: engagement
     channel: push
-    message: {body: "{{ catalog('products', event.product_id).name }} {{ catalog('product', 1).name }} {{ catalog('products', event.product_id)['colour'] }} {{ catalog(event.product_id, 1) }}"}
+    message: {body: "{{ catalog('products', event.product_id).name }} {{ catalog('product', 1).name }}
+      {{ catalog('products', event.product_id)['colour'] }} {{ catalog(event.product_id, 1) }}"}
     next: split
   - id: split
     type: split
@@ -187,9 +189,10 @@ nodes:
 """)
     [(_, problems)] = validate_paths([tmp_path / "cart.yaml"])
     found = sorted((p.node, p.field, p.code) for p in problems)
-    assert found == [("push", "message.body", "unknown-catalog"), ("push", "message.body", "unknown-catalog"),
-                     ("push", "message.body", "unknown-catalog-field"),
-                     ("set", "set.last", "unknown-variable"), ("split", "branches[0].when", "unknown-variable")]
+    body = ("push", "message.body")
+    assert found == [(*body, "unknown-catalog"), (*body, "unknown-catalog"), (*body, "unknown-catalog-field"),
+                     ("set", "set.last", "unknown-variable"),
+                     ("split", "branches[0].when", "unknown-variable")]
 
 
 def test_catalog_import_upserts_and_counts_what_it_refused(tmp_path: Path) -> None:

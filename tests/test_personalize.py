@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from jinja2.exceptions import TemplateSyntaxError
 
-from journeys.language.models import Channel, MessageValue
+from journeys.language.messages import MessageValue
+from journeys.language.models import Channel
 from journeys.personalization.personalize import (
     MissingValue,
     TemplateError,

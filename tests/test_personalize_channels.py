@@ -14,7 +14,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.delivery import Delivery
 from activities.models import SendMessageInput
-from journeys.language.models import Channel, MessageValue
+from journeys.language.messages import MessageValue
+from journeys.language.models import Channel
 from journeys.personalization.personalize import (
     MessageRefused,
     TemplateError,

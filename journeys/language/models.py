@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from journeys.language.durations import Duration, Offset
+from journeys.language.messages import Locale, Message, Variant, read_locales, versions
 from journeys.language.segments import Did, DidNot, ProfileCondition, Schedule
 
 NodeId = Annotated[
@@ -148,7 +149,6 @@ class DelayNode(_Next):
     duration: Duration
 
 
-MessageValue = str | dict[str, str] | list[str | dict[str, str]]
 
 #: What can become of a message, each a possible ``on`` path of its engagement node.
 OUTCOMES = ("delivered", "failed", "unreachable", "capped", "dropped_quiet_hours", "skipped",
@@ -192,11 +192,19 @@ class OnEngagement(_Model):
 
 
 class EngagementNode(_Next):
-    """Send a message on a channel; every message field is a Jinja2 template."""
+    """Send a message on a channel; every message field is a Jinja2 template. The message may hold
+    versions by locale (``message: {default: ..., fr: ...}``), or the node content variants."""
 
     type: Literal["engagement"]
     channel: Channel
-    message: dict[str, MessageValue]
+    message: Message = Field(default_factory=dict, description=(
+        "The message's fields; or its versions by locale: {default: {...}, fr: {...}, pt-BR: {...}} "
+        "(the user's profile locale or language chooses: pt-BR, then pt, then default)."))
+    locales: dict[Locale, Message] = Field(
+        default_factory=dict, description="The versions by locale (written as message.fr ...).")
+    variants: list[Variant] = Field(
+        default_factory=list, description="Content variants instead of one message: one chosen per "
+                                          "user by weight, the same each time (starter.py variants).")
     quiet_hours: QuietHours | None = Field(
         default=None, description="This message's quiet hours, instead of the journey's.")
     ignore_quiet_hours: bool = Field(
@@ -220,7 +228,11 @@ class EngagementNode(_Next):
         # YAML 1.1 reads an unquoted `on` key as the boolean true.
         if isinstance(data, dict) and True in data and "on" not in data:
             data = {("on" if key is True else key): value for key, value in data.items()}
-        return data
+        return read_locales(data)
+
+    def versions(self) -> Iterator[tuple[str, Message]]:
+        """Every version it may send, by the field path of its problems (journeys.language.messages)."""
+        return versions(self.message, self.locales, self.variants)
 
     def targets(self) -> Iterator[tuple[str, str]]:
         yield from super().targets()

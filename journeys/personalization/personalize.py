@@ -35,7 +35,8 @@ from jinja2.sandbox import (
 )
 
 from journeys.language.limits import MAX_MESSAGE_BYTES
-from journeys.language.models import Channel, MessageValue
+from journeys.language.messages import MessageValue
+from journeys.language.models import Channel
 from journeys.personalization.bounds import MAX_RENDER_OUTPUT, OutputTooLong, start_clock, stop_clock, tick
 from journeys.personalization.lookups import FUNCTION, Fetch, Lookups, Recorder, calls_catalog
 from journeys.personalization.sandbox import HTML, JSON, PLAIN, Sandbox, Scope, _UndefinedName
