@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -25,7 +25,7 @@ from activities.models import (
     SendMessageInput,
     SendResult,
     addressed,
-    message_of,
+    node_of,
     public_reason,
 )
 from activities.providers import (
@@ -43,8 +43,9 @@ from journeys.events import personalization_event, tracking_id
 from journeys.language.limits import brief
 from journeys.language.models import Channel
 from journeys.links import Links, Message, tracked_html
+from journeys.personalization.choice import DEFAULT, Chosen, choose
 from journeys.personalization.personalize import MessageRefused, MissingValue, TemplateError, render_message
-from journeys.store import catalogs, outcomes, subscriptions
+from journeys.store import catalogs, outcomes, subscriptions, variants
 from journeys.store.caps import CapCounter
 from journeys.store.database import AddressMark, OutboxRow, Store
 from telemetry.logs import count_message, observe_send, with_ids
@@ -200,11 +201,14 @@ class Delivery:
         if known and known.status in FINAL:
             return _result(known, duplicate=True)
         event = personalization_event(input.channel, input.event)
+        # The user's version: their variant (or the winner) and locale; a retry keeps the first's.
+        chosen = content_of(input, profile, lambda journey, node: variants.winner(store, journey, node))
         row = OutboxRow(
             idempotency_key=input.idempotency_key, journey_id=input.journey_id,
             user_id=input.user_id, workflow_id=input.workflow_id, node_id=input.node_id,
             channel=input.channel.value, status="pending",
-            event_name=event.name if event else None, event_id=event.id if event else None)
+            event_name=event.name if event else None, event_id=event.id if event else None,
+            locale=chosen.locale, variant=chosen.variant)
         # A marketing message to a user unsubscribed from its channel or topic: recorded, not
         # sent (checked at its first attempt; one under way to its provider is not called back).
         if known is None and not input.transactional:
@@ -215,7 +219,7 @@ class Delivery:
             # A retry delivers what the first attempt rendered: the key fixes the content.
             link = self._unsubscribe_url(input)
             content = known.content if known else self._tracked(input, render_message(
-                input.channel, message_of(input), profile, event.properties if event else None,
+                input.channel, chosen.message, profile, event.properties if event else None,
                 {"unsubscribe_url": link} if link else None,
                 items=lambda keys: catalogs.lookup(store, keys)))  # the items as they are now
         # The value's name, the template's words or the url go in the outbox row only (DETAIL).
@@ -311,6 +315,17 @@ def _ended(input: SendMessageInput) -> outcomes.Outcome:
         paths=input.end.paths, held_out=input.held_out, at=datetime.now(UTC), nodes=input.end.nodes)
 
 
+def content_of(input: SendMessageInput, profile: Mapping[str, Any],
+               winner: Callable[[str, str], str | None]) -> Chosen:
+    """The templates ``input`` sends: its own, or its node's in its journey's version, in the
+    user's variant (``winner(journey, node)``: the one everyone gets, if any) and locale."""
+    if input.message is not None:
+        return Chosen(input.message, DEFAULT, None)
+    node = node_of(input)
+    won = winner(input.journey_id, node.id) if node.variants else None
+    return choose(node, profile, input.journey_id, input.user_id, won)
+
+
 def _result(row: OutboxRow, *, duplicate: bool = False) -> SendResult:
     """What the workflow learns of a send: status, the reason's code and a digest, never the
     content nor the reason's detail."""
@@ -320,5 +335,6 @@ def _result(row: OutboxRow, *, duplicate: bool = False) -> SendResult:
     # outbox row, ``status``, ``outbox`` and ``stats`` say ``kept``.
     status = "delivered" if row.status == "kept" else row.status
     return SendResult(status=status, reason=public_reason(row.reason), duplicate=duplicate,
+                      variant=row.variant,
                       digest=hashlib.sha256(encoded).hexdigest()[:16] if row.content else None,
                       size=sum(len(text.encode()) for text in row.content.values()))

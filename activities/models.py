@@ -74,16 +74,14 @@ def addressed(message: SendMessageInput) -> SendMessageInput:
         "idempotency_key": message_key(workflow_id, message.run_key, message.node_id)})
 
 
-def message_of(input: SendMessageInput) -> dict[str, MessageValue]:
-    """The templates ``input`` sends: its own, or its node's in its journey's version."""
-    if input.message is not None:
-        return input.message
+def node_of(input: SendMessageInput) -> EngagementNode:
+    """The node ``input`` sends, in its journey's version (the history need not copy it)."""
     if input.version is None:
         raise ValueError(f"send {input.idempotency_key}: neither a message nor a version")
     node = VERSIONS.get(input.journey_id, input.version).node(input.node_id)
     if not isinstance(node, EngagementNode):
         raise ValueError(f"node '{input.node_id}' of journey '{input.journey_id}' sends nothing")
-    return node.message
+    return node
 
 
 class CancelMessageInput(BaseModel):
@@ -119,6 +117,7 @@ class SendResult(BaseModel):
     size: int = 0  # the rendered content's bytes (UTF-8, all fields)
     duplicate: bool = False  # the key was recorded already: nothing was sent this time
     ended: bool = False  # the input's ``end`` is recorded (the workflow records no end of its own)
+    variant: str | None = None  # the content variant sent (its node has variants), in history too
 
 
 class AudiencePageInput(BaseModel):

@@ -20,6 +20,7 @@ from journeys.inputs import json_object
 from journeys.language.loader import load_file
 from journeys.language.models import EngagementNode, Journey, ProfileUpdateNode
 from journeys.language.problems import UsageError
+from journeys.personalization.choice import DEFAULT, choose
 from journeys.personalization.lookups import Fetch
 from journeys.personalization.personalize import (
     MessageRefused,
@@ -76,7 +77,14 @@ def cmd_preview(args: argparse.Namespace) -> int:
         if isinstance(node, EngagementNode):
             # A marketing email's unsubscribe link: a stand-in.
             links = {name: PREVIEW_LINK for name in journey_links(journey, node)}
-            fields = render_message(node.channel, node.message, profile,
+            if args.variant and args.variant not in {v.name for v in node.variants}:
+                raise UsageError(f"{args.file}: node '{node.id}' has no variant '{args.variant}'")
+            chosen = choose(node, profile, journey.id, "preview", args.variant, args.locale)
+            if (node.variants or chosen.locale != DEFAULT) and not args.json:
+                print(f"(version: {f'variant {chosen.variant}, ' if chosen.variant else ''}"
+                      f"locale {chosen.locale})")
+            profile = {**profile, "locale": args.locale} if args.locale else profile
+            fields = render_message(node.channel, chosen.message, profile,
                                     personalization_event(node.channel, event), links,
                                     items=preview_items(args.catalog or [], args.catalog_key))
         elif isinstance(node, ProfileUpdateNode):

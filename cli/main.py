@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--event", help="the personalization event's name")
     p.add_argument("--props", help="the event's properties, a JSON object")
     p.add_argument("--profile", help="the profile's properties, a JSON object")
+    p.add_argument("--locale", help="the user's locale (fr, pt-BR): its version and formats")
+    p.add_argument("--variant", help="a content variant by name (default: the one a user 'preview' gets)")
     p.add_argument("--catalog", action="append", metavar="NAME=FILE",
                    help="items the message's catalog() reads, from a file (default: the local store's)")
     p.add_argument("--catalog-key", default="id", help="the items' id field in those files (default id)")

@@ -87,6 +87,7 @@ RULES: dict[str, str] = {
     "event-in-online-channel": "in_app, web_popup and app_inbox cannot use event personalization",
     "event-delay-too-long": "a delay of 24h or more lies between the event's node and its use",
     "unknown-event-property": "a template reads an event property the event's schema lacks",
+    "locale-missing-field": "a message's version for a locale lacks a field its default version has",
     "unknown-catalog": ("`catalog()` does not name a catalog in quotes, or names one the journey "
                         "and its folder do not declare (`catalogs:`)"),
     "unknown-catalog-field": "a template reads a field of a catalog's items that its declaration lacks",

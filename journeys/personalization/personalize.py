@@ -38,6 +38,7 @@ from journeys.language.limits import MAX_MESSAGE_BYTES
 from journeys.language.messages import MessageValue
 from journeys.language.models import Channel
 from journeys.personalization.bounds import MAX_RENDER_OUTPUT, OutputTooLong, start_clock, stop_clock, tick
+from journeys.personalization.formats import format_context
 from journeys.personalization.lookups import FUNCTION, Fetch, Lookups, Recorder, calls_catalog
 from journeys.personalization.sandbox import HTML, JSON, PLAIN, Sandbox, Scope, _UndefinedName
 
@@ -210,7 +211,8 @@ def check_expressions(sources: Sequence[str]) -> dict[int, TemplateSyntaxError]:
 def context(profile: Mapping[str, Any], event: Mapping[str, Any] | None) -> dict[str, Any]:
     """The variables a template sees. Without an event, ``event.x`` is a missing value; a null
     anywhere in the data is a missing value too."""
-    return {"profile": Scope("profile", profile), "event": Scope("event", event or {})}
+    return {"profile": Scope("profile", profile), "event": Scope("event", event or {}),
+            **format_context(profile)}  # the filters' locale and zone (journeys.personalization.formats)
 
 
 def _render(source: str, variables: dict[str, Any], mode: str, limit: int) -> str:

@@ -37,6 +37,7 @@ from journeys.personalization.bounds import (
     size,
     tick,
 )
+from journeys.personalization.formats import FORMAT_FILTERS
 
 # --- the values templates see ----------------------------------------------------------------
 
@@ -241,7 +242,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         super().__init__(undefined=Missing, optimized=False, keep_trailing_newline=True, **options)
         self.globals.clear()  # range, lipsum, cycler, ...: templates see profile and event only
         self.filters = {name: _guard_filter(name, func)
-                        for name, func in {**FILTERS, "tojson": tojson}.items()}
+                        for name, func in {**FILTERS, "tojson": tojson, **FORMAT_FILTERS}.items()}
 
     tick = staticmethod(tick)
     new_buffer = _Buffer

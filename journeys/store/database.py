@@ -79,6 +79,8 @@ class OutboxRow(BaseModel):
     event_id: str | None = None
     provider: str | None = None
     provider_message_id: str | None = None
+    locale: str | None = None  # the version sent: its locale key, or "default"
+    variant: str | None = None  # the content variant, if its node has variants
     created_at: datetime | None = None
 
 

@@ -61,6 +61,8 @@ outbox = Table(
     Column("event_id", String(200)),
     Column("provider", String(50)),
     Column("provider_message_id", String(200), index=True),  # the vendor's id of what it accepted
+    Column("locale", String(35)),  # the message's version: its locale key, or "default" (0008)
+    Column("variant", String(50)),  # the content variant it was, if its node has variants (0008)
     Column("created_at", Moment(), nullable=False),
     Column("updated_at", Moment(), nullable=False),
 )
@@ -264,4 +266,15 @@ catalog_items = Table(
     Column("item_id", String(200), primary_key=True),
     Column("item", JSON, nullable=False),
     Column("updated_at", Moment(), nullable=False),
+)
+#: Live changes to an engagement node's content variants (``starter.py variants``): the latest
+#: applies; a winner sends everyone that variant, none goes back to the weights.
+variant_settings = Table(
+    "variant_settings", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("journey_id", String(200), nullable=False),
+    Column("node_id", String(200), nullable=False),
+    Column("winner", String(50)),
+    Column("at", Moment(), nullable=False),
+    Index("variant_settings_by_node", "journey_id", "node_id", "id"),
 )

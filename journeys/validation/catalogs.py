@@ -22,10 +22,11 @@ def catalog_rules(journey: Journey, catalog: dict[str, EventSchema]) -> Iterator
     for node in journey.nodes:
         if not isinstance(node, EngagementNode):
             continue
-        for field, source in message_fields(node.message):
-            if calls_catalog(source):
-                for problem in _calls(source, declared):
-                    yield node.id, f"message.{field}", problem[0], problem[1]
+        for path, message in node.versions():
+            for field, source in message_fields(message):
+                if calls_catalog(source):
+                    for code, text in _calls(source, declared):
+                        yield node.id, f"{path}.{field}", code, text
 
 
 def _calls(source: str, declared: Mapping[str, CatalogSchema]) -> Iterator[tuple[str, str]]:

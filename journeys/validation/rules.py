@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from jinja2.exceptions import TemplateSyntaxError
 
+from journeys.language.messages import Message
 from journeys.language.models import (
     CHANNEL_FIELDS,
     OUTCOMES,
@@ -32,6 +33,7 @@ from journeys.personalization.personalize import (
     unknown_variables,
     unsafe_attributes,
 )
+from journeys.validation.messages import variant_rules
 
 #: (node id or None, field or None, code, message)
 Finding = tuple[str | None, str | None, str, str]
@@ -263,18 +265,24 @@ def _on_engagement(journey: Journey, node: EngagementNode) -> Iterator[Finding]:
 
 
 def _message(node: EngagementNode, links: frozenset[str]) -> Iterator[Finding]:
+    yield from variant_rules(node)
+    for path, message in node.versions():
+        yield from _fields(node, path, message)
+        for field, source in message_fields(message):
+            yield from _template(node.id, f"{path}.{field}", source, links | MESSAGE_FUNCTIONS)
+
+
+def _fields(node: EngagementNode, path: str, message: Message) -> Iterator[Finding]:
     required, optional = CHANNEL_FIELDS[node.channel]
-    for name in sorted(required - node.message.keys()):
-        yield (node.id, f"message.{name}", "missing-message-field",
+    for name in sorted(required - message.keys()):
+        yield (node.id, f"{path}.{name}", "missing-message-field",
                f"{_article(node.channel)} {node.channel} message needs '{name}'")
-    for name in sorted(node.message.keys() - required - optional):
-        yield (node.id, f"message.{name}", "unknown-message-field",
+    for name in sorted(message.keys() - required - optional):
+        yield (node.id, f"{path}.{name}", "unknown-message-field",
                f"{_article(node.channel)} {node.channel} message has no '{name}' "
                f"(fields: {', '.join(sorted(required | optional))})")
-    if node.channel == "email" and not {"html", "text"} & node.message.keys():
-        yield node.id, "message.html", "missing-message-field", "an email needs 'html' or 'text'"
-    for field, source in message_fields(node.message):
-        yield from _template(node.id, f"message.{field}", source, links | MESSAGE_FUNCTIONS)
+    if node.channel == "email" and not {"html", "text"} & message.keys():
+        yield node.id, f"{path}.html", "missing-message-field", "an email needs 'html' or 'text'"
 
 
 def _template(node_id: str, field: str, source: str,

@@ -133,8 +133,9 @@ def sources_by_node(journey: Journey) -> dict[str, frozenset[Source]]:
 
 def _uses(node: Node) -> Iterator[tuple[str, EventUse]]:
     if isinstance(node, EngagementNode):
-        for field, source in message_fields(node.message):
-            yield f"message.{field}", template_event_use(source)
+        for path, message in node.versions():
+            for field, source in message_fields(message):
+                yield f"{path}.{field}", template_event_use(source)
     elif isinstance(node, ProfileUpdateNode):
         for prop, source in node.set.items():
             yield f"set.{prop}", template_event_use(source)
