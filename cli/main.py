@@ -219,6 +219,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
     p.set_defaults(func=_lazy("operations:cmd_intellinode"))
 
+    p = sub.add_parser("variants", help="a node's content variants side by side; --winner sends "
+                                         "everyone one from now on")
+    p.add_argument("journey")
+    p.add_argument("node")
+    change = p.add_mutually_exclusive_group()
+    change.add_argument("--winner", metavar="NAME", help="everyone gets this variant from now on")
+    change.add_argument("--reset", action="store_true", help="back to the variants' weights")
+    p.add_argument("--journeys", help="the catalog folder (default JOURNEYS_DIR)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_lazy("variants:cmd_variants"))
+
     p = sub.add_parser("providers", help="which provider serves each channel, and what is missing")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_lazy("records:cmd_providers"))

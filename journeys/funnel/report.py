@@ -120,6 +120,23 @@ def messages_section(journey: Journey, stats: JourneyStats) -> str:
             f"{''.join(rows)}</table>")
 
 
+def variants_section(stats: JourneyStats) -> str:
+    """Each node's content variants side by side (journeys.funnel.variants)."""
+    tables = []
+    for found in stats.variants:
+        rows = "".join(
+            f"<tr><td>{_e(v.name)}{' (winner)' if v.name == found.winner else ''}</td><td>{v.weight}</td>"
+            f"<td>{v.sent}</td><td>{v.delivered}</td><td>{v.opened}</td><td>{v.clicked}</td>"
+            f"<td>{v.converted}</td><td>{'-' if v.rate is None else f'{v.rate:.1%}'}</td>"
+            f"<td>{'-' if v.low is None else f'{v.low:.1%} to {v.high:.1%}'}</td>"
+            f"<td>{'-' if v.best is None else f'{v.best:.0%}'}</td></tr>" for v in found.variants)
+        tables.append(f"<h3>{_e(found.node_id)}</h3><table><tr><th>variant</th><th>weight</th>"
+                      "<th>sent</th><th>delivered</th><th>opened</th><th>clicked</th><th>converted</th>"
+                      "<th>rate</th><th>95 % interval</th><th>chance best</th></tr>"
+                      f"{rows}</table>")
+    return "".join(tables) or '<p class="muted">This journey has no content variants.</p>'
+
+
 def _of_delivered(node: NodeStats, kind: str) -> str:
     n = node.engagement.get(kind, 0)
     return f"{n} ({n / node.delivered:.0%})" if node.delivered else str(n)
@@ -162,6 +179,10 @@ at it (green).</p>
 seconds after sending is a mail proxy's: machine opens only), unsubscribed through its link;
 rates of the delivered.</p>
 {messages_section(journey, stats)}
+<h2>Content variants</h2>
+<p class="muted">Users per variant; the rate is of the delivered who converted, its interval
+Wilson's; the chance that each is the best, from the rates' Beta posteriors.</p>
+{variants_section(stats)}
 <h2>IntelliNODE shares over time</h2>
 {sections or '<p class="muted">This journey has no IntelliNODE.</p>'}
 </body></html>

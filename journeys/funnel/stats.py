@@ -17,8 +17,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import bindparam, func, select, union_all
 
 from journeys.funnel.counts import walked
+from journeys.funnel.variants import NodeVariants, format_variants, variant_stats
 from journeys.inputs import printable
-from journeys.language.models import IntelliNode, Journey
+from journeys.language.models import EngagementNode, IntelliNode, Journey
 from journeys.store import engagements, intellinode
 from journeys.store.database import Store
 from journeys.store.tables import entries, outbox, outcomes
@@ -97,6 +98,7 @@ class JourneyStats(BaseModel):
     paths: dict[str, int] = Field(default_factory=dict)  # "node: path" -> conversions
     edges: list[EdgeStats] = Field(default_factory=list)
     intellinodes: list[IntelliStats] = Field(default_factory=list)
+    variants: list[NodeVariants] = Field(default_factory=list)  # nodes with content variants
 
 
 # Entries per workflow id: those the routers recorded, or the entries whose end the journey
@@ -155,7 +157,9 @@ def journey_stats(store: Store, journey: Journey, waiting: Mapping[str, int] | N
                         timed_out=sum(timed_out.values()), nodes=nodes, paths=dict(paths),
                         edges=edges, intellinodes=[path_stats(store, journey, node)
                                                    for node in journey.nodes
-                                                   if isinstance(node, IntelliNode)])
+                                                   if isinstance(node, IntelliNode)],
+                        variants=[variant_stats(store, journey, node) for node in journey.nodes
+                                  if isinstance(node, EngagementNode) and node.variants])
 
 
 def path_stats(store: Store, journey: Journey, node: IntelliNode) -> IntelliStats:
@@ -231,6 +235,8 @@ def format_stats(stats: JourneyStats) -> str:
             converted = "-" if p.rate is None else f"{p.rate:.1%}"
             lines.append(f"    {printable(p.path):<20} -> {p.next:<20} entered {p.entered:>6}, converted "
                          f"{p.converted:>6} ({converted}), share now {p.share:.0%}")
+    for found in stats.variants:
+        lines += format_variants(found)
     taken = [e for e in stats.edges if e.users]
     if taken:
         lines.append("  edges: " + ", ".join(f"{e.source} -> {e.target} {e.users}" for e in taken))
