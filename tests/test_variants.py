@@ -23,6 +23,7 @@ from journeys.language.models import EngagementNode, Journey
 from journeys.personalization.choice import choose, pick_locale, pick_variant
 from journeys.store.database import OutboxRow, Store
 from tests.helpers.support import ROOT, Harness
+from tests.test_audiences import record
 
 QUEUE = "variants"
 PRICE = "{{ event.price | currency('EUR') }} ({{ event.at | date('long') }})"
@@ -101,7 +102,7 @@ async def test_each_user_gets_their_locales_version_and_formats(journeys: Harnes
 
 
 async def test_variants_split_users_are_recorded_and_a_winner_takes_over(
-        journeys: Harness, data_dir: Path, tmp_path: Path) -> None:
+        journeys: Harness, env: WorkflowEnvironment, data_dir: Path, tmp_path: Path) -> None:
     users = [f"v{i:02d}" for i in range(24)]
     for user in users:
         await journeys.send(user, "Added To Wishlist", {"price": 10})
@@ -119,6 +120,7 @@ async def test_variants_split_users_are_recorded_and_a_winner_takes_over(
     results = [json.loads(e.activity_task_completed_event_attributes.result.payloads[0].data)
                for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED]
     assert rows[users[0]].variant in [r.get("variant") for r in results if isinstance(r, dict)]
+    await record(env, "content-variant", f"journey/tested/{users[0]}")
     # A user who comes again gets the same variant.
     await journeys.send(users[1], "Added To Wishlist", {"price": 12})
     await journeys.result("tested", users[1])
