@@ -61,7 +61,8 @@ def _stats(args: argparse.Namespace, settings: Settings, journey: Journey) -> Jo
     return journey_stats(Store(settings.store_url), journey, waiting)
 
 
-def _from_catalog(journey_id: str, folder: str | None, settings: Settings) -> Journey:
+def from_catalog(journey_id: str, folder: str | None, settings: Settings) -> Journey:
+    """The journey of the folder's catalog (its broken files named on stderr), or a usage error."""
     found = catalog(folder or settings.journeys_dir)
     if warning := found.warning():
         print(warning, file=sys.stderr)
@@ -73,7 +74,7 @@ def _from_catalog(journey_id: str, folder: str | None, settings: Settings) -> Jo
 
 def cmd_stats(args: argparse.Namespace) -> int:
     settings = load_settings()
-    stats = _stats(args, settings, _from_catalog(args.journey, args.journeys, settings))
+    stats = _stats(args, settings, from_catalog(args.journey, args.journeys, settings))
     print(stats.model_dump_json(indent=2) if args.json else shown(format_stats(stats)))
     return 0
 
@@ -91,7 +92,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     settings = load_settings()
-    journey = _from_catalog(args.journey, args.journeys, settings)
+    journey = from_catalog(args.journey, args.journeys, settings)
     stats = _stats(args, settings, journey)
     page = render_report(Store(settings.store_url), journey, stats)
     try:

@@ -11,6 +11,7 @@ from datetime import timedelta
 from rich.progress import Progress
 from temporalio.service import RPCError
 
+from cli.funnel import from_catalog
 from connection import address_of, client_for
 from journeys.inputs import described, printable, shown
 from journeys.language.problems import UsageError
@@ -112,12 +113,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_intellinode(args: argparse.Namespace) -> int:
     """Change an IntelliNODE live (from the next user on), or show its shares and results."""
     settings = load_settings()
-    found = catalog(args.journeys or settings.journeys_dir)
-    if warning := found.warning():  # a broken file: named, skipped
-        print(warning, file=sys.stderr)
-    journey = next((j for j in found.journeys if j.id == args.journey), None)
-    if journey is None:
-        raise UsageError(f"no journey {args.journey!r} in the catalog")
+    journey = from_catalog(args.journey, args.journeys, settings)
     print(shown(intellinode.apply(Store(settings.store_url), journey, args.node,
                                   percent=args.percent, winner=args.winner, reset=args.reset)))
     return 0

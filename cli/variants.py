@@ -7,25 +7,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
+from cli.funnel import from_catalog
 from journeys.funnel.variants import format_variants, variant_stats
-from journeys.inputs import printable
-from journeys.language.problems import UsageError
 from journeys.settings import load_settings
 from journeys.store import variants
 from journeys.store.database import Store
-from journeys.validation.catalog import catalog
 
 
 def cmd_variants(args: argparse.Namespace) -> int:
     settings = load_settings()
-    found = catalog(args.journeys or settings.journeys_dir)
-    if warning := found.warning():  # a broken file: named, skipped
-        print(warning, file=sys.stderr)
-    journey = next((j for j in found.journeys if j.id == args.journey), None)
-    if journey is None:
-        raise UsageError(f"no journey {printable(args.journey)!r} in the catalog")
+    journey = from_catalog(args.journey, args.journeys, settings)
     node = variants.node_with_variants(journey, args.node)
     store = Store(settings.store_url)
     try:

@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from journeys.funnel.stats import format_stats, journey_stats
 from journeys.funnel.variants import chances_best, wilson
+from journeys.language.messages import Message
 from journeys.language.models import EngagementNode, Journey
 from journeys.personalization.choice import choose, pick_locale, pick_variant
 from journeys.store.database import OutboxRow, Store
@@ -56,7 +57,7 @@ def journeys(env: WorkflowEnvironment, store: Store, worker: None) -> Harness:
 
 
 def test_a_locale_falls_back_to_its_language_then_the_default() -> None:
-    locales = {"fr": {}, "pt": {}, "pt-BR": {}}
+    locales: dict[str, Message] = {"fr": {}, "pt": {}, "pt-BR": {}}
     assert [pick_locale(locales, tag) for tag in ("fr-CA", "pt_BR", "PT-br", "pt-PT", "de", None)] == [
         "fr", "pt-BR", "pt-BR", "pt", None, None]
 
@@ -68,7 +69,8 @@ def test_a_variant_is_the_users_each_time_by_weight_and_the_winner_takes_over() 
     assert 900 < picked["a"] < 1100 and picked["a"] + picked["b"] == 2000
     assert {pick_variant(node.variants, "tested", "push", "u7").name for _ in range(5)} == {
         pick_variant(node.variants, "tested", "push", "u7").name}
-    assert {pick_variant(node.variants, "tested", "push", f"u{i}", winner="b").name for i in range(50)} == {"b"}
+    won = {pick_variant(node.variants, "tested", "push", f"u{i}", winner="b").name for i in range(50)}
+    assert won == {"b"}
     chosen = choose(node, {"language": "fr"}, "tested", "push", winner="b")
     assert (chosen.variant, chosen.locale, chosen.message) == ("b", "fr", {"body": "B fr: {{ event.price }}"})
 
@@ -138,11 +140,11 @@ async def test_variants_split_users_are_recorded_and_a_winner_takes_over(
 
     # starter.py variants --winner b: everyone gets b from now on.
     (tmp_path / "tested.yaml").write_text(json.dumps(TESTED.model_dump(mode="json", exclude_defaults=True)))
-    env = {"PATH": "/usr/bin:/bin", "JOURNEYS_DATA_DIR": str(data_dir), "JOURNEYS_DIR": str(tmp_path)}
+    environ = {"PATH": "/usr/bin:/bin", "JOURNEYS_DATA_DIR": str(data_dir), "JOURNEYS_DIR": str(tmp_path)}
 
     def variants(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "starter.py", "variants", "tested", "push", *args],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+                              cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
     won = await asyncio.to_thread(variants, "--winner", "b")
     assert won.returncode == 0, won.stderr
     assert "winner b: everyone gets it" in won.stdout and " winner b\n" in won.stdout + "\n"
