@@ -224,3 +224,41 @@ def test_catalog_import_upserts_and_counts_what_it_refused(tmp_path: Path) -> No
     assert missing.returncode == 2 and "has no item 'p9'" in missing.stderr
     bad = starter("import", "bad name!", str(file))
     assert bad.returncode == 2 and "letters, digits" in bad.stderr
+
+
+def test_variant_stats_are_counted_by_the_database(store: Store) -> None:
+    """journeys.funnel.variants' queries, on SQLite and PostgreSQL: distinct users per variant
+    delivered, opened (a person's), clicked and converted (outside the control group)."""
+    from journeys.funnel.variants import variant_stats
+    from journeys.language.models import EngagementNode, Journey
+    from journeys.store import engagements, outcomes, variants
+    from journeys.store.database import OutboxRow
+
+    journey = Journey.model_validate({
+        "id": "t", "name": "T", "entry": "e", "goals": ["Charged"], "nodes": [
+            {"id": "e", "type": "action", "event": "E", "next": "p"},
+            {"id": "p", "type": "engagement", "channel": "push", "variants": [
+                {"name": "a", "message": {"body": "a"}}, {"name": "b", "message": {"body": "b"}}]}]})
+    node = journey.node("p")
+    assert isinstance(node, EngagementNode)
+    plan = {"u1": ("a", "delivered"), "u2": ("a", "delivered"), "u3": ("a", "failed"),
+            "u4": ("b", "delivered"), "u5": ("b", "kept"), "u6": ("b", "held_out")}
+    for user, (variant, status) in plan.items():
+        row = OutboxRow(idempotency_key=f"k-{user}", journey_id="t", user_id=user, workflow_id=f"w-{user}",
+                        node_id="p", channel="push", status="pending", variant=variant, locale="default")
+        store.outbox_claim(row)
+        store.outbox_finish(row.idempotency_key, status)  # type: ignore[arg-type]
+    engagements.record(store, "m1", "opened", journey_id="t", node_id="p", user_id="u1", channel="push")
+    engagements.record(store, "m2", "opened", journey_id="t", node_id="p", user_id="u2", channel="push",
+                       machine=True)
+    engagements.record(store, "m4", "clicked", journey_id="t", node_id="p", user_id="u4", channel="push")
+    for user, held in (("u1", False), ("u4", False), ("u5", False), ("u6", True)):
+        outcomes.record(store, outcomes.Outcome(journey_id="t", run_key=f"r-{user}", kind="converted",
+                                                user_id=user, workflow_id=f"w-{user}", held_out=held))
+    variants.set_winner(store, journey, "p", "b")
+    found = variant_stats(store, journey, node)
+    assert found.winner == "b"
+    got = {v.name: (v.sent, v.delivered, v.opened, v.clicked, v.converted) for v in found.variants}
+    assert got == {"a": (3, 2, 1, 0, 1), "b": (2, 2, 0, 1, 2)}
+    a, b = found.variants
+    assert a.rate == 0.5 and b.rate == 1.0 and a.best is not None and b.best is not None and b.best > a.best

@@ -17,6 +17,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
+from journeys.funnel.report import render_report
 from journeys.funnel.stats import format_stats, journey_stats
 from journeys.funnel.variants import chances_best, wilson
 from journeys.language.messages import Message
@@ -137,6 +138,8 @@ async def test_variants_split_users_are_recorded_and_a_winner_takes_over(
     assert by_name["a"].converted == sum(rows[u].variant == "a" for u in buyers)
     assert all(v.best is not None and v.low is not None for v in found.variants)
     assert "variants of push:" in format_stats(stats)
+    page = render_report(journeys.store, TESTED, stats)
+    assert "<h3>push</h3>" in page and "<th>chance best</th>" in page
 
     # starter.py variants --winner b: everyone gets b from now on.
     (tmp_path / "tested.yaml").write_text(json.dumps(TESTED.model_dump(mode="json", exclude_defaults=True)))
