@@ -1,7 +1,7 @@
 """The audience drill: a broadcast to a large segment, as a user runs it, with a SIGKILL mid-run.
 
     python -m scripts.drill_audience [--profiles 100000] [--active-days 12] [--rate 200]
-                                     [--delay 0.05] [--database sqlite|postgresql|both] [--pings 2]
+                                     [--delay 0.02] [--database sqlite|postgresql|both] [--pings 2]
                                      [--no-compare | --compare-only] [--count-only]
 
 Per database (SQLite in the data dir; PostgreSQL at JOURNEYS_TEST_POSTGRES_URL or
@@ -14,7 +14,7 @@ scripts/ci/postgres.sh):
 2. ``starter.py audience broadcast --count``: how many match, and the query's time.
 3. ``worker.py --dev`` (the worker, its dev server, the schedules), ``JOURNEYS_AUDIENCE_RATE=--rate``,
    ``JOURNEYS_AUDIENCE_DELAY=--delay`` (0: the fixed rate, no adapting).
-   An event-triggered journey ("Ping" > push) gets ``--pings`` events a second for 20 s while
+   An event-triggered journey ("Ping" > push) gets ``--pings`` events a second for 60 s while
    idle: its event-to-first-send latency (the outbox row's time - the event's).
 4. ``starter.py audience broadcast --trigger``: the occurrence enters the segment's users; pings go
    on meanwhile. Halfway the worker is SIGKILLed and started again. Checks: every user of the
@@ -338,7 +338,7 @@ async def drill(database: str, url: str | None, args: argparse.Namespace) -> lis
             if args.count_only:
                 return failed
             await run.start_worker(priority=True)
-            idle = await run.ping("idle", 20)
+            idle = await run.ping("idle", 60)  # 120 pings: a p99 of more than the slowest two
             say("idle", f"ping journey, event to first send: {quantiles(idle)}")
             if not args.compare_only:
                 failed += await killed_run(run, database)
@@ -422,7 +422,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=200.0, help="JOURNEYS_AUDIENCE_RATE")
     parser.add_argument("--pings", type=float, default=2.0, help="ping events a second")
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
-    parser.add_argument("--delay", type=float, default=0.05,
+    parser.add_argument("--delay", type=float, default=0.02,
                         help="JOURNEYS_AUDIENCE_DELAY (0: the fixed --rate)")
     parser.add_argument("--no-compare", action="store_true", help="skip the runs without a kill")
     parser.add_argument("--compare-only", action="store_true", help="skip the run with a kill")
