@@ -89,7 +89,7 @@ def _csv(text: str, key: str, types: Mapping[str, str]) -> Iterator[Row]:
             continue
         try:
             item = {name: _cell(value, types.get(name, "string")) for name, value in row.items()
-                    if value != "" or name == key}
+                    if value not in ("", None) or name == key}  # a short row: its missing cells are no fields
         except ValueError as exc:
             yield Row(where, refused=str(exc))
             continue
