@@ -20,21 +20,14 @@ from journeys.personalization.personalize import MissingValue, TemplateError, re
 from journeys.store import catalogs
 from journeys.store.database import Store
 from journeys.validation.validate import validate_paths
-from tests.helpers.postgres import fresh_database
+from tests.helpers.postgres import store_on
 from tests.helpers.support import ROOT
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        made = Store(f"sqlite:///{tmp_path}/journeys.db")
+    with store_on(request.param, tmp_path, "journeys_catalogs") as made:
         yield made
-        made.engine.dispose()
-        return
-    with fresh_database("journeys_catalogs") as url:
-        made = Store(url)
-        yield made
-        made.engine.dispose()
 
 
 def test_items_are_added_replaced_merged_looked_up_and_deleted(store: Store) -> None:

@@ -21,22 +21,15 @@ from journeys.store import behaviour
 from journeys.store.database import Store
 from journeys.store.tables import behaviour as behaviour_table
 from journeys.store.tables import behaviour_counted
-from tests.helpers.postgres import fresh_database
+from tests.helpers.postgres import store_on
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        made = Store(f"sqlite:///{tmp_path}/journeys.db")
+    with store_on(request.param, tmp_path, "journeys_segments") as made:
         yield made
-        made.engine.dispose()
-        return
-    with fresh_database("journeys_segments") as url:
-        made = Store(url)
-        yield made
-        made.engine.dispose()
 
 
 def did(user: str, event_id: str, name: str, days_ago: float = 0) -> behaviour.Did:

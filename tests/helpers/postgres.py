@@ -14,10 +14,12 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, make_url
 
+from journeys.store.database import Store
 from tests.helpers.support import ROOT
 
 SCRIPT = ROOT / "scripts" / "ci" / "postgres.sh"
@@ -63,3 +65,22 @@ def fresh_database(prefix: str = "journeys_t") -> Iterator[str]:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.dispose()
+
+
+@contextmanager
+def store_on(kind: str, tmp_path: Path, prefix: str) -> Iterator[Store]:
+    """A fresh store on ``kind`` ("sqlite": a file in ``tmp_path``; "postgresql": a database of
+    its own), disposed of afterwards: for a fixture parametrized over both."""
+    if kind == "sqlite":
+        made = Store(f"sqlite:///{tmp_path}/journeys.db")
+        try:
+            yield made
+        finally:
+            made.engine.dispose()
+        return
+    with fresh_database(prefix) as url:
+        made = Store(url)
+        try:
+            yield made
+        finally:
+            made.engine.dispose()
