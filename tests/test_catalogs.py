@@ -255,3 +255,12 @@ def test_variant_stats_are_counted_by_the_database(store: Store) -> None:
     assert got == {"a": (3, 2, 1, 0, 1), "b": (2, 2, 0, 1, 2)}
     a, b = found.variants
     assert a.rate == 0.5 and b.rate == 1.0 and a.best is not None and b.best is not None and b.best > a.best
+
+
+def test_a_csv_row_shorter_than_the_header_has_no_fields_for_its_missing_cells(tmp_path: Path) -> None:
+    file = tmp_path / "short.csv"
+    file.write_text("id,name,price\np1,Mug\np2\n,Pen\n")
+    rows = list(read_items(file, "id", {"price": "number"}))
+    assert [(r.item_id, r.item, r.refused) for r in rows] == [
+        ("p1", {"id": "p1", "name": "Mug"}, None), ("p2", {"id": "p2"}, None),
+        (None, None, "no 'id' (the key field)")]
