@@ -25,6 +25,7 @@ from activities.models import (
     SendMessageInput,
     SendResult,
     addressed,
+    event_of,
     node_of,
     public_reason,
 )
@@ -197,10 +198,14 @@ class Delivery:
         """The message claimed in the outbox (pending) with its content, and the profile; or the
         result of a send that ends here: recorded already, skipped, refused or capped."""
         store = self.store
-        known, profile = store.send_context(input.idempotency_key, input.user_id)
+        named = (input.journey_id, input.kept_event) if input.kept_event else None
+        known, profile, kept = store.send_context(input.idempotency_key, input.user_id, named)
         if known and known.status in FINAL:
             return _result(known, duplicate=True)
         event = personalization_event(input.channel, input.event)
+        if personalization_event(input.channel, input.kept_event):  # named, and of use here
+            event = event_of(input.event, input.kept_event, input.journey_id, input.user_id,
+                             store.kept_event, kept)
         # The user's version: their variant (or the winner) and locale; a retry keeps the first's.
         chosen = content_of(input, profile, lambda journey, node: variants.winner(store, journey, node))
         row = OutboxRow(

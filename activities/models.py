@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -43,6 +44,8 @@ class SendMessageInput(BaseModel):
     message: dict[str, MessageValue] | None = None
     version: str | None = None
     event: Event | None = None
+    #: Interpreter 4: the entry event by its id, kept with its receipt (``event_of`` reads it).
+    kept_event: str | None = None
     ignore_caps: bool = False  # the journey's ignore_caps: transactional, not capped nor counted
     #: The journey's category is transactional: sent whatever the user's subscriptions (and
     #: not capped); else a user unsubscribed from the channel or ``topic`` is not sent it.
@@ -82,6 +85,27 @@ def node_of(input: SendMessageInput) -> EngagementNode:
     if not isinstance(node, EngagementNode):
         raise ValueError(f"node '{input.node_id}' of journey '{input.journey_id}' sends nothing")
     return node
+
+
+class KeptEventMissing(Exception):
+    """An activity names an entry event that its store does not keep: a worker on another store
+    than the router's. Retried (the message waits, visibly), never sent without it."""
+
+
+def event_of(event: Event | None, kept_event: str | None, journey_id: str | None, user_id: str,
+             read: Callable[[str, str, str], dict[str, Any] | None],
+             kept: dict[str, Any] | None = None) -> Event | None:
+    """An activity's personalization event: ``event``, or (interpreter 4) the entry event named
+    ``kept_event`` that the journey's receipt keeps, read with ``read(journey, user, event id)``
+    (``kept``: read already)."""
+    if kept_event is None or journey_id is None:
+        return event
+    found = kept if kept is not None else read(journey_id, user_id, kept_event)
+    if found is None:
+        raise KeptEventMissing(
+            f"the entry event '{kept_event}' of journey '{journey_id}' is not in this worker's store "
+            "(does it use the router's JOURNEYS_DATABASE_URL?)")
+    return Event.model_validate(found)
 
 
 class CancelMessageInput(BaseModel):
@@ -158,6 +182,8 @@ class TriggerJourneyInput(BaseModel):
     user_id: str
     node_id: str  # the trigger_journey node
     event: Event | None = None
+    kept_event: str | None = None  # interpreter 4: the event by id (``event_of``) ...
+    kept_in: str | None = None  # ... kept by this journey's receipt (the triggering one)
 
 
 class UpdateProfileInput(BaseModel):
@@ -165,6 +191,8 @@ class UpdateProfileInput(BaseModel):
     node_id: str
     set: dict[str, str]
     event: Event | None = None
+    kept_event: str | None = None  # interpreter 4: the event by id (``event_of``) ...
+    kept_in: str | None = None  # ... kept by this journey's receipt
 
 
 class UpdateProfileResult(BaseModel):
@@ -181,6 +209,8 @@ class ChooseBranchInput(BaseModel):
     branches: list[Branch]
     otherwise: str
     event: Event | None = None
+    kept_event: str | None = None  # interpreter 4: the event by id (``event_of``) ...
+    kept_in: str | None = None  # ... kept by this journey's receipt
 
 
 class ChoosePathInput(BaseModel):
@@ -199,6 +229,8 @@ class ResolveDateInput(BaseModel):
     node_id: str
     now: datetime  # workflow time: the time-skipping server's clock, not the wall clock
     event: Event | None = None
+    kept_event: str | None = None  # interpreter 4: the event by id (``event_of``) ...
+    kept_in: str | None = None  # ... kept by this journey's receipt
     date_property: str | None = None
     profile_property: str | None = None
     offset: timedelta = timedelta(0)

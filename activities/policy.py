@@ -14,7 +14,7 @@ import structlog
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities.models import SendMessageInput, SendResult, addressed, public_reason
+from activities.models import SendMessageInput, SendResult, addressed, event_of, public_reason
 from journeys.events import personalization_event
 from journeys.language.models import QuietHours
 from journeys.language.zones import zone
@@ -123,7 +123,9 @@ class Policy:
     def drop_message(self, input: DropMessageInput) -> SendResult:
         """Record the message ``dropped_quiet_hours`` (once per idempotency key)."""
         message = addressed(input.message)
-        event = personalization_event(message.channel, message.event)
+        event = personalization_event(message.channel, event_of(
+            message.event, message.kept_event, message.journey_id, message.user_id,
+            self.store.kept_event))
         row = OutboxRow(
             idempotency_key=message.idempotency_key, journey_id=message.journey_id,
             user_id=message.user_id, workflow_id=message.workflow_id, node_id=message.node_id,

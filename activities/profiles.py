@@ -15,7 +15,9 @@ from activities.models import (
     ResolveDateResult,
     UpdateProfileInput,
     UpdateProfileResult,
+    event_of,
 )
+from journeys.events import Event
 from journeys.language.limits import LimitExceeded, brief
 from journeys.language.zones import zone
 from journeys.personalization.personalize import MissingValue, TemplateError, evaluate, render
@@ -83,11 +85,16 @@ class Controllers:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    def _event(self, input: UpdateProfileInput | ChooseBranchInput | ResolveDateInput) -> Event | None:
+        return event_of(input.event, input.kept_event, input.kept_in, input.user_id,
+                        self.store.kept_event)
+
     @activity.defn(name="update_profile")
     @with_ids
     def update_profile(self, input: UpdateProfileInput) -> UpdateProfileResult:
         profile = self.store.profile(input.user_id)
-        event = input.event.properties if input.event else None
+        found = self._event(input)
+        event = found.properties if found else None
         written: dict[str, Any] = {}
         skipped: dict[str, str] = {}
         for prop, template in input.set.items():
@@ -113,7 +120,8 @@ class Controllers:
         false too: retrying could never make it hold, and the user must not be stuck.
         """
         profile = self.store.profile(input.user_id)
-        event = input.event.properties if input.event else None
+        found = self._event(input)
+        event = found.properties if found else None
         for i, branch in enumerate(input.branches):
             try:
                 if evaluate(branch.when, profile, event):
@@ -133,7 +141,8 @@ class Controllers:
         if input.profile_property:
             name, value = f"profile.{input.profile_property}", profile.get(input.profile_property)
         else:
-            props = input.event.properties if input.event else {}
+            found = self._event(input)
+            props = found.properties if found else {}
             name, value = f"event.{input.date_property}", props.get(input.date_property or "")
         if value is None:
             return ResolveDateResult(reason=f"{name} is missing")

@@ -203,16 +203,21 @@ class Router:
                        route: Callable[[bool], Awaitable[list[Routed]]] | None = None) -> list[Routed]:
         receipts, user = self.receipts, event.user_id
         assert receipts is not None
+        # An entry event's claim keeps it (interpreter 4): the run's activities name it, and
+        # read it there, instead of each copying it into history.
+        keep = entry and route is None
         # In a thread: another process holding SQLite's write lock must not stall the loop.
         try:
-            state = await asyncio.to_thread(receipts.claim_event, journey.id, user, event.id)
+            state = await asyncio.to_thread(receipts.claim_event, journey.id, user, event.id,
+                                            _kept_form(event) if keep else None)
         except Exception as exc:
             return [_failed(journey, user, exc, _instance_of(journey, event))]
         if state == "done":  # routed already: a copy (a client's retry, a file ingested again)
             return [Routed(journey_id=journey.id, workflow_id=_instance_of(journey, event),
                            action="duplicate")]
-        recover = state == "earlier"
-        results = await (route(recover) if route else self._guarded(journey, event, entry, recover=recover))
+        recover = state == "earlier"  # (its claim kept the earlier copy: this one is not kept)
+        results = await (route(recover) if route else self._guarded(
+            journey, event, entry, recover=recover, kept=keep and not recover))
         if results and all(r.action != "failed" for r in results):
             try:  # only now may a copy be answered "duplicate"
                 await asyncio.to_thread(receipts.settle_event, journey.id, user, event.id)
@@ -221,27 +226,28 @@ class Router:
         return results
 
     async def _guarded(self, journey: Journey, event: Event, entry: bool, *,
-                       recover: bool) -> list[Routed]:
-        """Route; a failure in this journey is reported (the others still get the event)."""
+                       recover: bool, kept: bool = False) -> list[Routed]:
+        """Route; a failure in this journey is reported (the others still get the event).
+        ``kept``: the event's claim keeps it, for the run to name (interpreter 4)."""
         user = event.user_id
         try:
             if journey.entry_key is not None:
-                return await self._keyed(journey, event, entry, recover)
+                return await self._keyed(journey, event, entry, recover, kept)
             if entry:
-                return [await self.start(journey, user, event, recover=recover)]
+                return [await self.start(journey, user, event, recover=recover, kept=kept)]
             result = await self.signal(journey, event)
             return [result] if result else []
         except Exception as exc:
             return [_failed(journey, user, exc, _instance_of(journey, event))]
 
     async def _keyed(self, journey: Journey, event: Event, entry: bool,
-                     recover: bool = False) -> list[Routed]:
+                     recover: bool = False, kept: bool = False) -> list[Routed]:
         """A keyed journey: an event with the key reaches (or starts) its key's instance only;
         one without it reaches every instance of the user, and cannot start one."""
         key, user = entry_key(journey, event), event.user_id
         if key is not None:
             if entry:
-                return [await self.start(journey, user, event, key=key, recover=recover)]
+                return [await self.start(journey, user, event, key=key, recover=recover, kept=kept)]
             signalled = await self._signal_id(journey, instance_id(journey.id, user, key),
                                               JourneyWorkflow.event, event)
             return [signalled] if signalled else []
@@ -288,7 +294,7 @@ class Router:
     async def start(self, journey: Journey, user_id: str, event: Event | None,
                     profile: list[str] | None = None, *, key: str | None = None,
                     recover: bool = False, start_delay: timedelta | None = None,
-                    join: bool = True) -> Routed:
+                    join: bool = True, kept: bool = False) -> Routed:
         """Start the user's journey with ``event`` in its input: one round trip to Temporal.
 
         The id-reuse policy encodes ``reentry``. A user already in the journey gets the event as
@@ -296,6 +302,7 @@ class Router:
         of a keyed journey (release 0.1 had none: no legacy id to look for). ``recover``: a copy
         of ``event`` was claimed before and never settled; the run it entered is looked for first.
         ``start_delay``: the run begins then; ``join`` False: a running journey is left as it is.
+        ``kept``: this copy's claim keeps ``event`` in the store: the run's activities name it.
         """
         legacy, running = await self._legacy(journey, user_id) if key is None else (None, False)
         if legacy is not None and running:  # an entry of release 0.1 still runs: it gets the event
@@ -314,7 +321,8 @@ class Router:
                           action="started" if entered else "duplicate")
         for _ in range(START_ATTEMPTS):
             try:
-                handle = await self._start(journey, user_id, event, wid, key, start_delay)
+                handle = await self._start(journey, user_id, event, wid, key, start_delay,
+                                           kept=kept)
             except WorkflowAlreadyStartedError:  # a closed run, and reentry: never
                 return Routed(journey_id=journey.id, workflow_id=wid, action="not-reentered")
             # The funnel's entries (stats), and for a keyed journey the list of the user's
@@ -359,7 +367,7 @@ class Router:
 
     async def _start(self, journey: Journey, user_id: str, event: Event | None,
                      wid: str, key: str | None = None,
-                     start_delay: timedelta | None = None) -> WorkflowHandle:
+                     start_delay: timedelta | None = None, *, kept: bool = False) -> WorkflowHandle:
         # JourneyKey only on keyed instances: a cluster without it still runs unkeyed journeys.
         pairs: list[SearchAttributePair[str]] = [
             SearchAttributePair(JOURNEY_ID, journey.id), SearchAttributePair(USER_ID, user_id),
@@ -372,7 +380,8 @@ class Router:
             JourneyWorkflow.run,
             JourneyInput(**await self._pinned(journey), user_id=user_id, entry_event=event,
                          search_attributes=self.search_attributes, send_timeout=self.send_timeout,
-                         entry_key=key, interpreter=INTERPRETER),
+                         entry_key=key, interpreter=INTERPRETER,
+                         kept_event=event.id if kept and event is not None else None),
             id=wid, task_queue=self.task_queue, id_reuse_policy=REUSE[journey.reentry],
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=attributes, static_summary=f"{journey.name}: user {user_id}{keyed}",
@@ -443,6 +452,11 @@ async def describe(handle: WorkflowHandle) -> WorkflowExecutionDescription | Non
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
+
+
+def _kept_form(event: Event) -> dict[str, Any]:
+    """An entry event as its claim keeps it (JSON; read back by ``activities.models.event_of``)."""
+    return event.model_dump(mode="json")
 
 
 def _logged(routed: list[Routed], user_id: str, event_name: str | None) -> None:

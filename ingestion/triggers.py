@@ -13,7 +13,7 @@ from pathlib import Path
 
 from temporalio import activity
 
-from activities.models import TriggerJourneyInput
+from activities.models import TriggerJourneyInput, event_of
 from ingestion.router import Router
 from journeys.store.database import Store
 from journeys.validation.catalog import catalog
@@ -32,7 +32,9 @@ class Triggers:
     @with_ids
     async def trigger_journey(self, input: TriggerJourneyInput) -> str:
         """What became of the entry: started, duplicate (entered already), or why not."""
-        if input.event is None:
+        event = await asyncio.to_thread(event_of, input.event, input.kept_event, input.kept_in,
+                                        input.user_id, self.store.kept_event)
+        if event is None:
             return "not entered: no event to enter with"
         found = await asyncio.to_thread(catalog, self.journeys_dir)
         target = next((j for j in found.journeys if j.id == input.journey_id), None)
@@ -41,7 +43,7 @@ class Triggers:
         router = Router(activity.client(), activity.info().task_queue, receipts=self.store,
                         search_attributes=self.search_attributes, send_timeout=self.send_timeout,
                         priority=self.priority)
-        routed = await router.route_event([target], input.event)
+        routed = await router.route_event([target], event)
         failed = [r for r in routed if r.action == "failed"]
         if failed:  # Temporal or the store: the activity's retries try again
             raise RuntimeError(failed[0].error or "not routed")

@@ -158,9 +158,10 @@ def test_data_errors_are_template_errors(exc: Exception) -> None:
 class _ExplodingStore(Store):
     """A profile whose value raises CancelledError when the template reads it (a shutdown)."""
 
-    def send_context(self, idempotency_key: str, user_id: str) -> tuple[OutboxRow | None, dict[str, Any]]:
-        known, _ = super().send_context(idempotency_key, user_id)
-        return known, {"name": Exploding(CancelledError("worker shutting down"))}
+    def send_context(self, idempotency_key: str, user_id: str, kept: tuple[str, str] | None = None
+                     ) -> tuple[OutboxRow | None, dict[str, Any], dict[str, Any] | None]:
+        known, _, properties = super().send_context(idempotency_key, user_id, kept)
+        return known, {"name": Exploding(CancelledError("worker shutting down"))}, properties
 
 
 async def test_a_cancelled_send_is_not_recorded_skipped(tmp_path: Path) -> None:

@@ -28,7 +28,8 @@ def test_a_claim_of_an_earlier_release_hides_nothing(tmp_path: Path) -> None:
     """Release 0.4 kept a router's token in ``state``: such a claim is "earlier", whatever its age."""
     store = Store(f"sqlite:///{tmp_path / 'j.db'}")
     with store.engine.begin() as conn:
-        conn.exec_driver_sql("INSERT INTO event_receipts VALUES ('j', 'ada', 'evt-2', "
+        conn.exec_driver_sql("INSERT INTO event_receipts (journey_id, user_id, event_id, state, "
+                             "created_at) VALUES ('j', 'ada', 'evt-2', "
                              "'4f1c0e6a9b7d4c2e8f0a1b2c3d4e5f60', CURRENT_TIMESTAMP)")
     assert store.claim_event("j", "ada", "evt-2") == "earlier"
 

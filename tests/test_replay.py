@@ -62,6 +62,10 @@ def test_every_scenario_has_a_history() -> None:
             # interpreter 3: sends by run key, a result without the seen event ids
             "interpreter-3-abandoned-cart", "interpreter-3-converted",
             "interpreter-3-timeout-during-outage",
+            # interpreter 4: the entry event by its id (kept with its receipt), no event in
+            # the result
+            "interpreter-4-abandoned-cart", "interpreter-4-converted",
+            "interpreter-4-timeout-during-outage",
             # a marketing email to a user unsubscribed from email takes its unsubscribed path
             "unsubscribed-path",
             # an email's click (through serve's redirect) takes on_engagement's clicked path

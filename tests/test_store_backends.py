@@ -230,8 +230,8 @@ def test_the_outbox_cancels_lists_and_reads_back(store: Store) -> None:
     assert [r.idempotency_key for r in store.outbox_list(user_id="ada")] == ["key-2", "key-4"]
     assert [r.idempotency_key for r in store.outbox_list(workflow_id="journey/j/bob")] == ["key-3"]
     assert len(store.outbox_list(journey_id="j")) == 3
-    known, profile = store.send_context("key-4", "ada")
-    assert known is not None and known.status == "pending" and profile == {}
+    known, profile, kept = store.send_context("key-4", "ada")
+    assert known is not None and known.status == "pending" and profile == {} and kept is None
 
 
 def test_the_longest_keyed_ids_fit(store: Store) -> None:
@@ -277,6 +277,22 @@ def test_an_event_is_claimed_first_by_one_router(stores: list[Store]) -> None:
     assert sorted(states) == ["earlier"] * (len(states) - 1) + ["new"]
     stores[1].settle_event("j", "ada", "evt-1")
     assert {store.claim_event("j", "ada", "evt-1") for store in stores} == {"done"}
+
+
+def test_an_entry_event_is_kept_with_its_claim(stores: list[Store]) -> None:
+    """Interpreter 4: the claim keeps an entry event (JSON: nested, unicode) for the journey's
+    activities; a later copy's claim does not replace it; a send reads it with its record and
+    the profile."""
+    cart = {"id": "evt-2", "name": "Added To Cart", "user_id": "ada", "time": "2026-12-03T10:00:00Z",
+            "properties": {"product_name": "iPhone 14 “Pro”", "price": 799.5, "tags": ["a", {"b": None}]}}
+    assert stores[0].claim_event("j", "ada", "evt-2", cart) == "new"
+    assert stores[1].claim_event("j", "ada", "evt-2", {**cart, "name": "other"}) == "earlier"
+    assert stores[1].kept_event("j", "ada", "evt-2") == cart
+    assert stores[1].kept_event("j", "bob", "evt-2") is None  # another user's: none
+    assert stores[0].claim_event("j", "ada", "evt-3") == "new"  # not an entry: nothing kept
+    assert stores[0].kept_event("j", "ada", "evt-3") is None
+    stores[0].settle_event("j", "ada", "evt-2")
+    assert stores[1].send_context("key-x", "ada", ("j", "evt-2")) == (None, {}, cart)
 
 
 # --- frequency caps ----------------------------------------------------------------------------

@@ -79,6 +79,7 @@ class JourneyWorkflow(Waits):
         self._input = input
         self._v2 = input.interpreter >= 2  # see JourneyInput.interpreter
         self._v3 = input.interpreter >= 3
+        self._v4 = input.interpreter >= 4
         self._end_recorded = False  # the send that ended the walk recorded its end
         # A run that went on as new mid-wait listens again at once: signals may come first.
         state = self.state
@@ -133,10 +134,23 @@ class JourneyWorkflow(Waits):
     def _result(self) -> JourneyState:
         """Interpreter 3's result: the state without what history holds already or no longer
         needs, the event's properties (in the input or the signal that brought it) and the ids
-        kept against duplicates (up to 500). A query on the closed run still shows them."""
-        event = self.state.event
-        return self.state.model_copy(update={
+        kept against duplicates (up to 500); interpreter 4's also without the event (the input
+        or its signal holds it; each message names its event). A query on the closed run still
+        shows them all."""
+        event, state = self.state.event, self.state
+        if self._v4:
+            return state.model_copy(update={"seen_event_ids": [], "event": None})
+        return state.model_copy(update={
             "seen_event_ids": [], "event": event.model_copy(update={"properties": {}}) if event else None})
+
+    def _event_input(self, own: bool = True) -> dict[str, Any]:
+        """The personalization event, as an activity's input holds it: the entry event kept in
+        the store (interpreter 4) by its id and the journey whose receipt keeps it (``kept_in``,
+        unless ``own``: the input's own journey id says it); any other event whole."""
+        event, kept = self.state.event, self._input.kept_event
+        if event is None or kept is None or event.id != kept:
+            return {"event": event}
+        return {"kept_event": kept} if own else {"kept_event": kept, "kept_in": self.journey.id}
 
     @workflow.signal
     def event(self, event: Event) -> None:
@@ -223,7 +237,7 @@ class JourneyWorkflow(Waits):
         while True:  # again each time the profile's date changes during the wait
             result = await self._control(
                 "resolve_date", ResolveDateInput(
-                    user_id=self.user_id, node_id=node.id, now=workflow.now(), event=self.state.event,
+                    user_id=self.user_id, node_id=node.id, now=workflow.now(), **self._event_input(False),
                     date_property=node.date_property, profile_property=node.profile_property,
                     offset=node.offset, at=node.at, previous=previous),
                 ResolveDateResult, f"date of {node.id}")
@@ -267,7 +281,7 @@ class JourneyWorkflow(Waits):
             "workflow_id": info.workflow_id}
         message = SendMessageInput(
             **by_key, journey_id=self.journey.id, user_id=self.user_id,
-            node_id=node.id, channel=node.channel, event=state.event, version=self._input.version,
+            node_id=node.id, channel=node.channel, **self._event_input(), version=self._input.version,
             message=None if self._input.version else node.message,  # by reference if the run is
             ignore_caps=self.journey.ignore_caps, held_out=state.held_out,
             transactional=self.journey.transactional, topic=self.journey.topic_of(node),
@@ -361,7 +375,7 @@ class JourneyWorkflow(Waits):
     async def _profile_update(self, node: ProfileUpdateNode) -> str | None:
         await self._control(
             "update_profile", UpdateProfileInput(
-                user_id=self.user_id, node_id=node.id, set=node.set, event=self.state.event),
+                user_id=self.user_id, node_id=node.id, set=node.set, **self._event_input(False)),
             UpdateProfileResult, f"profile update: {node.id}")
         return node.next  # (if the user left meanwhile, the walk ends here)
 
@@ -369,7 +383,7 @@ class JourneyWorkflow(Waits):
         return await self._control(
             "choose_branch", ChooseBranchInput(
                 user_id=self.user_id, node_id=node.id, branches=node.branches,
-                otherwise=node.otherwise, event=self.state.event),
+                otherwise=node.otherwise, **self._event_input(False)),
             str, f"split: {node.id}")
 
     async def _control(self, activity: str, arg: Any, result_type: type[T], summary: str) -> T | None:
@@ -417,7 +431,7 @@ class JourneyWorkflow(Waits):
 
     async def _trigger_journey(self, node: TriggerJourneyNode) -> str | None:
         await self._control("trigger_journey", TriggerJourneyInput(
-            journey_id=node.journey, user_id=self.user_id, node_id=node.id, event=self.state.event),
+            journey_id=node.journey, user_id=self.user_id, node_id=node.id, **self._event_input(False)),
             str, f"enter journey {node.journey}")
         return node.next
 

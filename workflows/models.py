@@ -74,11 +74,15 @@ class JourneyInput(BaseModel):
     #: TemporalChangeVersion upsert per run), and the walk's end rides on a send that ends it.
     #: Runs entered as 1 replay and go on as 1. 3: a send gives its run key, not its idempotency
     #: key and workflow id (the activity makes them), and the result leaves out the seen event ids.
+    #: 4: activities name the entry event its receipt keeps (``kept_event``) instead of copying it,
+    #: and the result leaves out the event (the input, or the signal that brought it, holds it).
     interpreter: int = 1
+    #: The entry event's id, when its claim in the router's store keeps it (interpreter 4).
+    kept_event: str | None = None
 
 
 #: What new entries run (the router sets it).
-INTERPRETER = 3
+INTERPRETER = 4
 
 
 def journey_of(input: JourneyInput) -> Journey:

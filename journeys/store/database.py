@@ -46,8 +46,9 @@ _RECEIPT = (event_receipts.c.journey_id == bindparam("j"), event_receipts.c.user
             event_receipts.c.event_id == bindparam("e"))
 _CLAIM = insert(event_receipts).values(journey_id=bindparam("j"), user_id=bindparam("u"),
                                        event_id=bindparam("e"), state=CLAIMED,
-                                       created_at=bindparam("now"))
+                                       created_at=bindparam("now"), event=bindparam("event"))
 _CLAIMED = select(event_receipts.c.state).where(*_RECEIPT)
+_KEPT = select(event_receipts.c.event).where(*_RECEIPT)
 _SETTLE = update(event_receipts).where(*_RECEIPT).values(state="done")
 # And a send's: its record and the profile, the claim, the finish.
 _MESSAGE = select(outbox).where(outbox.c.idempotency_key == bindparam("k"))
@@ -226,8 +227,11 @@ class Store:
                 "created_at": _aware(row.created_at)}) for row in rows]
 
     # --- event receipts ---------------------------------------------------------------------
-    def claim_event(self, journey_id: str, user_id: str, event_id: str) -> ClaimState:
+    def claim_event(self, journey_id: str, user_id: str, event_id: str,
+                    event: dict[str, Any] | None = None) -> ClaimState:
         """Claim this event for this journey before it is routed (see :data:`ClaimState`).
+        ``event``: an entry event (as JSON), kept with a new claim for the journey's activities
+        to read (:meth:`kept_event`), in the same write.
 
         A claim never hides an event: only "done" makes a copy a duplicate. A copy of an event
         claimed "earlier" is routed again; the journey's own deduplication (a running journey
@@ -237,13 +241,18 @@ class Store:
         key = {"j": journey_id, "u": user_id, "e": event_id}
         try:
             with self.engine.begin() as conn:
-                conn.execute(_CLAIM, {**key, "now": _now()})
+                conn.execute(_CLAIM, {**key, "now": _now(), "event": event})
             return "new"
         except IntegrityError:
             pass
         with self.engine.connect() as conn:
             state = conn.execute(_CLAIMED, key).scalar()
         return "done" if state == "done" else "earlier"
+
+    def kept_event(self, journey_id: str, user_id: str, event_id: str) -> dict[str, Any] | None:
+        """The entry event a claim kept, as JSON (None: none kept)."""
+        with self.engine.connect() as conn:
+            return _kept(conn, journey_id, user_id, event_id)
 
     def settle_event(self, journey_id: str, user_id: str, event_id: str) -> None:
         """Record the event as routed: from now on a copy of it is a duplicate. (A routing that
@@ -282,13 +291,15 @@ class Store:
         except IntegrityError:
             pass
 
-    def send_context(self, idempotency_key: str, user_id: str) -> tuple[OutboxRow | None, dict[str, Any]]:
+    def send_context(self, idempotency_key: str, user_id: str, kept: tuple[str, str] | None = None
+                     ) -> tuple[OutboxRow | None, dict[str, Any], dict[str, Any] | None]:
         """What a send reads first, on one connection: the message's record (a retry or a replay
-        finds it) and the user's profile."""
+        finds it), the user's profile, and the event kept for ``kept`` (journey, event id)."""
         with self.engine.connect() as conn:
             row = conn.execute(_MESSAGE, {"k": idempotency_key}).first()
             found = conn.execute(_PROFILE, {"u": user_id}).first()
-        return (_row(row._mapping) if row else None), (dict(found[0]) if found else {})
+            event = _kept(conn, kept[0], user_id, kept[1]) if kept else None
+        return (_row(row._mapping) if row else None), (dict(found[0]) if found else {}), event
 
     def outbox_claim(self, row: OutboxRow) -> tuple[OutboxRow, bool]:
         """Insert ``row`` unless its key is recorded already; returns (the stored row, inserted)."""
@@ -359,6 +370,11 @@ class Store:
             query = query.where(outbox.c.workflow_id == workflow_id)
         with self.engine.connect() as conn:
             return [_row(r._mapping) for r in conn.execute(query)]
+
+
+def _kept(conn: Connection, journey_id: str, user_id: str, event_id: str) -> dict[str, Any] | None:
+    found = conn.execute(_KEPT, {"j": journey_id, "u": user_id, "e": event_id}).scalar()
+    return json.loads(found) if isinstance(found, str) else found  # (JSON as text: some drivers)
 
 
 def _row(mapping: Any) -> OutboxRow:

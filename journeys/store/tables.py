@@ -87,6 +87,8 @@ event_receipts = Table(
     Column("event_id", String(200), primary_key=True),
     Column("state", String(40), nullable=False),  # "done", or the claim token of a router
     Column("created_at", Moment(), nullable=False),
+    #: An entry event, kept for its journey's activities to read (interpreter 4, 0009).
+    Column("event", JSON),
 )
 #: Each entry into a journey, recorded where it starts (the router): the funnel's first number.
 entries = Table(

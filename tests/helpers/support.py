@@ -27,7 +27,7 @@ from activities.delivery import OutgoingMessage, Provider
 from activities.providers import Outcome
 from connection.converter import data_converter
 from ingestion.audiences import Audiences
-from ingestion.router import route_event
+from ingestion.router import Router, route_event
 from ingestion.triggers import Triggers
 from journeys.events import Event, Routed, workflow_id
 from journeys.language.loader import journey_files, load_file
@@ -54,16 +54,21 @@ class Harness:
     """Drives journeys the way users do: events through the router, results from Temporal."""
 
     def __init__(self, env: WorkflowEnvironment, store: Store, journeys: Sequence[Journey],
-                 task_queue: str, *, search_attributes: bool = False) -> None:
+                 task_queue: str, *, search_attributes: bool = False, receipts: bool = False) -> None:
         self.env, self.client, self.store = env, env.client, store
         self.journeys = list(journeys)
         self.task_queue = task_queue
         self.search_attributes = search_attributes
+        #: Route as the API and ingest do: event receipts in the store, which keep entry events.
+        self.receipts = receipts
 
     async def send(self, user: str, name: str, props: Mapping[str, Any] | None = None,
                    event_id: str | None = None) -> list[Routed]:
         event = Event(id=event_id or f"e-{uuid.uuid4()}", name=name, user_id=user,
                       properties=dict(props or {}), time=datetime.now(UTC))
+        if self.receipts:
+            return await Router(self.client, self.task_queue, self.search_attributes,
+                                receipts=self.store).route_event(self.journeys, event)
         return await route_event(self.client, self.journeys, event, self.task_queue,
                                  search_attributes=self.search_attributes, versions=self.store)
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 #: The newest revision (tests/test_store_backends.py checks it is the scripts' head).
-HEAD = "0008"
+HEAD = "0009"
 FOLDER = Path(__file__).resolve().parent
 
 
