@@ -8,7 +8,8 @@ their workers in this process:
 
 - journey: a copy of ``examples/abandoned-cart.yaml`` cut to the bare shape (inaction window
   1 s > push > delay 1 s > push; the 20 h wait and the email are dropped), entered through
-  ``ingestion.router.route_event`` with search attributes on, as in production;
+  ``ingestion.router.Router`` with search attributes on and the store's event receipts (which
+  keep the entry event its sends name), as the HTTP API and ``ingest`` route;
 - bare: ``scripts.bench_workflows.BareWorkflow``: timer 1 s, activity, timer 1 s, activity, whose
   activity claims one row in the same SQLite outbox.
 
@@ -39,7 +40,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from ingestion.router import route_event
+from ingestion.router import Router
 from journeys.events import Event, workflow_id
 from journeys.language.durations import format_duration
 from journeys.language.loader import load_file
@@ -107,8 +108,8 @@ async def journey_batch(client: Client, store: Store, journey: Journey, users: S
         event = Event(id=f"{user}-cart", name="Added To Cart", user_id=user, properties=IPHONE,
                       time=datetime.now(UTC))
         started[user] = time.time()
-        routed = await route_event(client, [journey], event, JOURNEY_QUEUE,
-                                   search_attributes=search_attributes, versions=store)
+        routed = await Router(client, JOURNEY_QUEUE, search_attributes,
+                              receipts=store).route_event([journey], event)
         if not routed or routed[0].action != "started":
             raise RuntimeError(f"{user}: routed {routed}")
         state = await client.get_workflow_handle_for(JourneyWorkflow.run, routed[0].workflow_id).result()
@@ -183,8 +184,9 @@ def _describe(journey: Journey, delay: timedelta, args: argparse.Namespace, warm
     print(machine())
     print(f"journey:  {journey.id}: examples/abandoned-cart.yaml with the inaction window and the "
           f"delay set to {d},\n          the 20h wait and the email dropped, for the bare shape "
-          f"(timer > send > timer > send); entered through\n          route_event (one start, "
-          f"the event in its input); search attributes JourneyId, UserId, JourneyNode set and upserted")
+          f"(timer > send > timer > send); entered through\n          the Router as the API routes (a "
+          f"receipt claimed, keeping the event; one start, the event in its input;\n          the "
+          f"receipt settled); search attributes JourneyId, UserId, JourneyNode set and upserted")
     print(f"bare:     scripts.bench_workflows.BareWorkflow: timer {d} > activity > timer {d} > "
           f"activity; each activity claims one row\n          in the same SQLite outbox (a send "
           f"also reads the profile and the outbox, renders, and marks the row kept)")
@@ -197,10 +199,10 @@ def _describe(journey: Journey, delay: timedelta, args: argparse.Namespace, warm
           f"{args.users} users of each kind, started at once")
     print(f"measures: per s = users / (first start to last completion), the two {d} "
           f"timers included; latency (p50, p99) = the first\n          outbox row's created_at - the "
-          f"route_event call (bare: start_workflow) - the {d} window, with every user\n          of "
-          f"the batch entering at once; wrk / srv ms = CPU of this process / of the dev server, per "
-          f"workflow;\n          hiccup = workflow tasks timed out or failed + activity retries, read "
-          f"from the histories afterwards\n"
+          f"routing call (bare: start_workflow) - the {d} window, with every user\n          of "
+          f"the batch entering at once; wrk / srv ms = CPU of this process (router and "
+          f"worker) / of the dev\n          server, per workflow; hiccup = workflow tasks timed out "
+          f"or failed + activity retries, read\n          from the histories afterwards\n"
           f"logs:     the activities log as worker.py configures them (JSON lines), into /dev/null")
 
 
@@ -267,7 +269,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds-memory", type=int, default=1, metavar="R",
                         help="rounds on an in-memory dev server afterwards, for reference (0: none)")
     parser.add_argument("--breakdown", action="store_true",
-                        help="also run the journey without search attributes (route_event "
+                        help="also run the journey without search attributes (Router "
                              "search_attributes=False), to show what they cost")
     add_delivery_arguments(parser)
     add_ingest_arguments(parser)

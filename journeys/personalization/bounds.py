@@ -2,7 +2,7 @@
 
 Sizes of what multiplies (``*``, ``**``, ``%``, ``format``, widths and counts of filters and
 string methods) are worked out *before* the operation runs, so nothing over MAX_TEMPLATE_VALUE
-is ever allocated; a per-thread deadline bounds the render's time (MAX_RENDER_SECONDS).
+is ever allocated; a per-thread deadline bounds the render's CPU time (MAX_RENDER_SECONDS).
 """
 
 from __future__ import annotations
@@ -43,9 +43,13 @@ clock = threading.local()  # the deadline of the render running in this thread
 
 
 def start_clock(seconds: float = MAX_RENDER_SECONDS) -> float | None:
-    """Start this thread's render deadline; returns the previous one for :func:`stop_clock`."""
+    """Start this thread's render deadline; returns the previous one for :func:`stop_clock`.
+
+    The deadline is in the thread's own CPU time: a template's work is bounded, not the
+    machine's load. (On wall time, a busy worker's first render in a locale, which loads its
+    data, went past 1 s while waiting for the CPU, and its message was skipped.)"""
     previous: float | None = getattr(clock, "deadline", None)
-    clock.deadline = time.monotonic() + seconds
+    clock.deadline = time.thread_time() + seconds
     return previous
 
 
@@ -56,7 +60,7 @@ def stop_clock(previous: float | None) -> None:
 def tick() -> None:
     """Called at every loop turn, macro call and filter: past the deadline, stop the render."""
     deadline = getattr(clock, "deadline", None)
-    if deadline is not None and time.monotonic() > deadline:
+    if deadline is not None and time.thread_time() > deadline:
         raise TemplateLimit(f"took longer than {MAX_RENDER_SECONDS:g} s to render")
 
 
