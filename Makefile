@@ -28,7 +28,10 @@ lint: $(STAMP)
 TEST_WORKERS ?= 3
 TEST_PARALLEL = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
+# The project's bytecode first: the tests start some 250 command and worker processes, and where
+# PYTHONDONTWRITEBYTECODE is set (CI's image) each would compile every module it imports again.
 test: lint docs debs  ## ruff, mypy, the docs site, then every test (the store's on SQLite and on PostgreSQL), side by side
+	$(BIN)/python -m compileall -q -j 0 -x '(^|/)(\.[a-z_]+|site)(/|$$)' .
 	url="$$(bash scripts/ci/postgres.sh)" && JOURNEYS_TEST_POSTGRES_URL="$$url" $(BIN)/pytest -q $(TEST_PARALLEL)
 
 # The documentation site, in site/: its pages made from the code (the JSON Schema, the rule codes)

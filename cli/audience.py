@@ -12,7 +12,7 @@ from temporalio.client import Client, ScheduleDescription, WorkflowExecutionStat
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.models import AudienceCounts
-from cli.events import connect_client
+from connection import client_for
 from ingestion.audiences import audience_of, schedule_id
 from journeys.audience import segment
 from journeys.inputs import printable
@@ -53,7 +53,7 @@ async def audience_command(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print(f"{n} user(s) match the segment of '{journey.id}' now (the query took {seconds:.3f} s)")
         return 0
-    client = await connect_client(settings)
+    client = await client_for(settings)
     handle = client.get_schedule_handle(schedule_id(journey.id))
     try:
         if args.pause:

@@ -11,18 +11,17 @@ from datetime import timedelta
 from rich.progress import Progress
 from temporalio.service import RPCError
 
-from cli.funnel import from_catalog
 from connection import address_of, client_for
 from journeys.inputs import described, printable, shown
 from journeys.language.problems import UsageError
 from journeys.settings import Settings, load_settings
-from journeys.store import intellinode
 from journeys.store.database import Store
-from journeys.store.versions import VERSIONS
 from journeys.validation.catalog import catalog
 from operate.exits import Exited, exit_all, exit_user
 from operate.listing import format_listed, list_journeys
-from operate.replay import replay_journeys
+
+# ``replay`` (the workflows and the sandbox) and ``intellinode`` (the funnel) import theirs when
+# they run: ``list`` and ``exit`` need neither.
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -93,6 +92,9 @@ async def _exit(args: argparse.Namespace, settings: Settings) -> list[Exited]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from journeys.store.versions import VERSIONS
+    from operate.replay import replay_journeys
+
     if args.limit < 1:
         raise UsageError("--limit: give 1 or more")
     settings = load_settings()
@@ -112,6 +114,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_intellinode(args: argparse.Namespace) -> int:
     """Change an IntelliNODE live (from the next user on), or show its shares and results."""
+    from cli.funnel import from_catalog
+    from journeys.store import intellinode
+
     settings = load_settings()
     journey = from_catalog(args.journey, args.journeys, settings)
     print(shown(intellinode.apply(Store(settings.store_url), journey, args.node,

@@ -7,25 +7,29 @@ import asyncio
 import json
 import sys
 
-from activities.providers.registry import build_providers, choices, close_providers
-from cli.events import check_user, connect_client
-from cli.subscriptions import describe
 from journeys.events import tracking_id
 from journeys.inputs import printable, shown
 from journeys.settings import Settings, load_settings
-from journeys.store import subscriptions
 from journeys.store.database import Store
-from journeys.validation.catalog import catalog
-from operate.status import format_status, user_status
+
+# Each command imports what only it uses when it runs: ``outbox`` and ``inbox`` read the store
+# and need neither the Temporal client nor the providers (a second less a call).
 
 
 async def status_command(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.events import check_user
+    from cli.subscriptions import describe
+    from connection import client_for
+    from journeys.store import subscriptions
+    from journeys.validation.catalog import catalog
+    from operate.status import format_status, user_status
+
     check_user(args.user)
     found = catalog(args.journeys or settings.journeys_dir)  # none valid: the user's runs still show
     if warning := found.warning():
         print(warning, file=sys.stderr)
     store = Store(settings.store_url)
-    client = await connect_client(settings)
+    client = await client_for(settings)
     rows = await user_status(client, found.journeys, args.user, settings.task_queue, store=store,
                              legacy_ids=settings.legacy_ids, catalog=found)
     if args.json:
@@ -56,6 +60,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 def cmd_providers(args: argparse.Namespace) -> int:
     """Which provider serves each channel, and which settings would bring its vendor in; a
     vendor setting that cannot work is said as the worker would say it (exit 2)."""
+    from activities.providers.registry import build_providers, choices, close_providers
+
     settings = load_settings()
     rows = choices(settings)
     store = Store(settings.store_url)

@@ -343,7 +343,8 @@ async def drill(database: str, url: str | None, args: argparse.Namespace) -> lis
             if not args.compare_only:
                 failed += await killed_run(run, database)
             if not args.no_compare:  # the same broadcast again, no kill: with priority, then without
-                for priority in (True, False):
+                for priority in [p for p in (True, False)
+                                 if args.compare in ("both", "priority" if p else "no-priority")]:
                     await asyncio.sleep(10)  # the last one's journeys end: they may enter again
                     run.workers[-1].kill()
                     await run.start_worker(priority=priority)
@@ -426,6 +427,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="JOURNEYS_AUDIENCE_DELAY (0: the fixed --rate)")
     parser.add_argument("--no-compare", action="store_true", help="skip the runs without a kill")
     parser.add_argument("--compare-only", action="store_true", help="skip the run with a kill")
+    parser.add_argument("--compare", choices=("both", "priority", "no-priority"), default="both",
+                        help="which of the runs without a kill (each 20,000 users is half an hour here)")
     parser.add_argument("--count-only", action="store_true",
                         help="seed and count only: bytes and the segment query's time, no worker")
     return parser.parse_args(argv)
