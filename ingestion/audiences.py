@@ -84,7 +84,7 @@ class Audiences:
     def __init__(self, store: Store, journeys_dir: str | Path, *, rate: float = 100.0,
                  page_size: int = 500, search_attributes: bool = True,
                  send_timeout: float | None = None, priority: bool = True,
-                 yield_delay: float = 0.02) -> None:
+                 yield_delay: float = 0.01) -> None:
         self.store, self.journeys_dir, self.rate, self.page_size = store, journeys_dir, rate, page_size
         self.priority, self.yield_delay = priority, yield_delay
         self._paces: dict[str, Pacing] = {}  # per journey: a page goes on at the pace the last ended

@@ -423,7 +423,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=200.0, help="JOURNEYS_AUDIENCE_RATE")
     parser.add_argument("--pings", type=float, default=2.0, help="ping events a second")
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
-    parser.add_argument("--delay", type=float, default=0.02,
+    parser.add_argument("--delay", type=float, default=0.01,
                         help="JOURNEYS_AUDIENCE_DELAY (0: the fixed --rate)")
     parser.add_argument("--no-compare", action="store_true", help="skip the runs without a kill")
     parser.add_argument("--compare-only", action="store_true", help="skip the run with a kill")
