@@ -116,7 +116,9 @@ async def test_history_query_and_result_hold_codes_only(
             providers = build_providers(settings, store)
             try:
                 async with running_worker(env.client, store, QUEUE, providers):
-                    journeys = Harness(env, store, [journey(f"{receiver.url}/in")], QUEUE)
+                    # Routed as the API routes (receipts): the sends name the kept event.
+                    journeys = Harness(env, store, [journey(f"{receiver.url}/in")], QUEUE,
+                                       receipts=True)
                     store.update_profile("ada", PROFILE)
                     await journeys.send("ada", "Ordered", {"order": "A-1"})
                     state = await journeys.result("privacy", "ada")
