@@ -25,7 +25,7 @@ from activities.models import (
     SendMessageInput,
     SendResult,
     addressed,
-    event_of,
+    message_event,
     node_of,
     public_reason,
 )
@@ -40,7 +40,7 @@ from activities.providers import (
 )
 from activities.providers.ledger import Ledger, using
 from activities.providers.outbox import OutboxProvider
-from journeys.events import personalization_event, tracking_id
+from journeys.events import tracking_id
 from journeys.language.limits import brief
 from journeys.language.models import Channel
 from journeys.links import Links, Message, tracked_html
@@ -202,10 +202,7 @@ class Delivery:
         known, profile, kept = store.send_context(input.idempotency_key, input.user_id, named)
         if known and known.status in FINAL:
             return _result(known, duplicate=True)
-        event = personalization_event(input.channel, input.event)
-        if personalization_event(input.channel, input.kept_event):  # named, and of use here
-            event = event_of(input.event, input.kept_event, input.journey_id, input.user_id,
-                             store.kept_event, kept)
+        event = message_event(input, store.kept_event, kept)
         # The user's version: their variant (or the winner) and locale; a retry keeps the first's.
         chosen = content_of(input, profile, lambda journey, node: variants.winner(store, journey, node))
         row = OutboxRow(

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from journeys.events import Event
+from journeys.events import Event, personalization_event
 from journeys.language.messages import MessageValue
 from journeys.language.models import Branch, Channel, EngagementNode, IntelliNode
 from journeys.store.outcomes import TakenPath
@@ -106,6 +106,17 @@ def event_of(event: Event | None, kept_event: str | None, journey_id: str | None
             f"the entry event '{kept_event}' of journey '{journey_id}' is not in this worker's store "
             "(does it use the router's JOURNEYS_DATABASE_URL?)")
     return Event.model_validate(found)
+
+
+def message_event(message: SendMessageInput,
+                  read: Callable[[str, str, str], dict[str, Any] | None],
+                  kept: dict[str, Any] | None = None) -> Event | None:
+    """The event ``message`` is personalized with: none on the online channels, whose messages
+    never read the kept entry event (so a store without it cannot hold them up)."""
+    if personalization_event(message.channel, message.kept_event) is None:
+        return personalization_event(message.channel, message.event)
+    return event_of(message.event, message.kept_event, message.journey_id, message.user_id,
+                    read, kept)
 
 
 class CancelMessageInput(BaseModel):

@@ -14,8 +14,7 @@ import structlog
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities.models import SendMessageInput, SendResult, addressed, event_of, public_reason
-from journeys.events import personalization_event
+from activities.models import SendMessageInput, SendResult, addressed, message_event, public_reason
 from journeys.language.models import QuietHours
 from journeys.language.zones import zone
 from journeys.store.database import OutboxRow, Store
@@ -123,9 +122,7 @@ class Policy:
     def drop_message(self, input: DropMessageInput) -> SendResult:
         """Record the message ``dropped_quiet_hours`` (once per idempotency key)."""
         message = addressed(input.message)
-        event = personalization_event(message.channel, event_of(
-            message.event, message.kept_event, message.journey_id, message.user_id,
-            self.store.kept_event))
+        event = message_event(message, self.store.kept_event)
         row = OutboxRow(
             idempotency_key=message.idempotency_key, journey_id=message.journey_id,
             user_id=message.user_id, workflow_id=message.workflow_id, node_id=message.node_id,

@@ -20,6 +20,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.delivery import Delivery, default_providers
 from activities.models import KeptEventMissing, SendMessageInput, SendResult, message_key
+from activities.policy import DropMessageInput, Policy
 from connection.converter import data_converter
 from ingestion.router import Router
 from journeys.events import Event
@@ -209,3 +210,23 @@ async def test_a_send_whose_kept_event_is_missing_waits_and_sends_nothing(tmp_pa
                                                "this worker's store"):
         await ActivityEnvironment().run(Delivery(store).send_message, send)
     assert store.outbox_list() == []
+
+
+@pytest.mark.parametrize("channel", [Channel.in_app, Channel.email])
+async def test_a_quiet_hours_drop_reads_the_kept_event_only_where_its_channel_uses_it(
+        tmp_path: Path, channel: Channel) -> None:
+    """An in-app message never carries the event (the product page's rule), so its drop records
+    itself without the store's copy; an email's drop names its event, so it waits for it."""
+    store = Store(f"sqlite:///{tmp_path / 'other.db'}")
+    message = SendMessageInput(idempotency_key=f"k-drop-{channel.value}", journey_id="abandoned-cart",
+                               workflow_id="w", user_id="ada", node_id="n", channel=channel,
+                               version="v", kept_event="cart-9")
+    drop = Policy(store).drop_message
+    if channel is Channel.email:
+        with pytest.raises(KeptEventMissing):
+            ActivityEnvironment().run(drop, DropMessageInput(message=message, reason="night"))
+        assert store.outbox_list() == []
+        return
+    result = ActivityEnvironment().run(drop, DropMessageInput(message=message, reason="night"))
+    assert result.status == "dropped_quiet_hours"
+    assert [(r.status, r.event_id) for r in store.outbox_list()] == [("dropped_quiet_hours", None)]
