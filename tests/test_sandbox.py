@@ -112,10 +112,12 @@ def test_the_rendered_text_is_bounded_as_it_streams() -> None:
     "{% for a in event.l %}{% for b in event.l %}{{ f(b)[:0] }}{% endfor %}{% endfor %}",
 ])
 def test_a_render_stops_at_the_deadline(source: str) -> None:
-    started = time.monotonic()
+    # The deadline is the render's own CPU time (bounds.py): the wall clock also holds the
+    # machine's load, which is not the template's doing.
+    started = time.thread_time()
     with pytest.raises(TemplateError, match="longer than"):
         render(source, {}, {"l": list(range(3000))})
-    assert time.monotonic() - started < MAX_RENDER_SECONDS + 1
+    assert time.thread_time() - started < MAX_RENDER_SECONDS + 1
 
 
 def test_a_split_condition_stops_at_the_deadline_too() -> None:
