@@ -4,11 +4,13 @@ users its segment matches now (``--count``); pause, resume, trigger now, cancel 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from temporalio.client import Client, ScheduleDescription, WorkflowExecutionStatus
+from temporalio.client import Client, ScheduleDescription, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.models import AudienceCounts
@@ -61,6 +63,7 @@ async def audience_command(args: argparse.Namespace, settings: Settings) -> int:
         elif args.resume:
             await handle.unpause(note="resumed with starter.py audience --resume")
         elif args.trigger:
+            await _own_second(await handle.describe())
             await handle.trigger()
         described = await handle.describe()
     except RPCError as exc:
@@ -73,7 +76,7 @@ async def audience_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"cancelled {cancelled} running occurrence(s) of '{journey.id}' (users it entered "
               "go on)" if cancelled else f"no occurrence of '{journey.id}' is running",
               file=sys.stderr)
-    shown = await _occurrences(client, described)
+    shown = await occurrences(client, described)
     if args.json:
         print(json.dumps({"journey_id": journey.id, "paused": described.schedule.state.paused,
                           "next": [t.isoformat() for t in described.info.next_action_times[:3]],
@@ -89,7 +92,7 @@ async def audience_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _occurrences(client: Client, described: ScheduleDescription) -> list[dict[str, Any]]:
+async def occurrences(client: Client, described: ScheduleDescription) -> list[dict[str, Any]]:
     """The newest occurrences: each one's workflow, status, and counts (a query of a running
     one, the result of one that completed)."""
     found: list[dict[str, Any]] = []
@@ -98,20 +101,44 @@ async def _occurrences(client: Client, described: ScheduleDescription) -> list[d
         wid = getattr(started, "workflow_id", None)
         if wid is None:
             continue
-        handle = client.get_workflow_handle_for(AudienceWorkflow.run, wid)
-        status, counts = "unknown", AudienceCounts()
-        try:
-            info = await handle.describe()
-            status = info.status.name.lower() if info.status else "unknown"
-            if info.status == WorkflowExecutionStatus.RUNNING:
-                counts = await handle.query(AudienceWorkflow.progress)
-            elif info.status == WorkflowExecutionStatus.COMPLETED:
-                counts = await handle.result()
-        except RPCError:
-            pass
+        status, counts = await _occurrence(client, wid, getattr(started, "first_execution_run_id", None))
         found.append({"workflow_id": wid, "fired": action.scheduled_at.isoformat(), "status": status,
                       "counts": counts.model_dump()})
     return found
+
+
+async def _occurrence(client: Client, wid: str, first_run: str | None) -> tuple[str, AudienceCounts]:
+    """An occurrence's status and counts. Its workflow id holds the second it fired, so two
+    occurrences fired in the same second (two --trigger) share it: each is its own chain of
+    runs (it continues as new), known by its first run."""
+    latest = client.get_workflow_handle_for(AudienceWorkflow.run, wid)
+    try:
+        info = await latest.describe()
+        if first_run and info.raw_description.workflow_execution_info.first_run_id not in ("", first_run):
+            # A later occurrence took the id: this one's chain ended before it began.
+            chain = client.get_workflow_handle_for(AudienceWorkflow.run, wid, run_id=first_run)
+            return "completed", await chain.result()
+        status = info.status.name.lower() if info.status else "unknown"
+        if info.status == WorkflowExecutionStatus.RUNNING:
+            return status, await latest.query(AudienceWorkflow.progress)
+        if info.status == WorkflowExecutionStatus.COMPLETED:
+            return status, await latest.result()
+        return status, AudienceCounts()
+    except (RPCError, WorkflowFailureError) as exc:
+        return ("failed" if isinstance(exc, WorkflowFailureError) else "unknown"), AudienceCounts()
+
+
+async def _own_second(described: ScheduleDescription) -> None:
+    """Wait, if need be, for a second no occurrence fired in. An occurrence is known by the second
+    it fired, in its workflow id and in its users' entry ids (Temporal's scheduled time holds
+    whole seconds): a trigger in the second of the last occurrence would be a copy of it, and
+    its users' entries duplicates."""
+    fired = [a.scheduled_at for a in described.info.recent_actions]
+    if not fired:
+        return
+    wait = (max(fired).replace(microsecond=0) + timedelta(seconds=1) - datetime.now(UTC)).total_seconds()
+    if 0 < wait <= 2:  # (a clock far off: no wait can help)
+        await asyncio.sleep(wait + 0.05)
 
 
 async def _cancel(client: Client, described: ScheduleDescription) -> int:

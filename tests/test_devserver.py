@@ -27,7 +27,7 @@ from tests.helpers.support import (
     dev_server,
     eventually,
     examples,
-    run_cli,
+    run_cli_process,
     running_worker,
     with_nodes,
 )
@@ -117,7 +117,7 @@ async def test_reentry_never_and_after_exit(journeys: Harness) -> None:
 
 
 def _cli(env: WorkflowEnvironment, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli(env, data_dir, QUEUE, *args)
+    return run_cli_process(env, data_dir, QUEUE, *args)  # the entry point, as a user runs it
 
 
 async def test_cli_event_status_outbox(env: WorkflowEnvironment, journeys: Harness, data_dir: Path) -> None:

@@ -168,8 +168,8 @@ async def test_status_without_a_worker_and_of_a_terminated_journey(
                                  "--props", '{"name": "Fox"}', **queue)
         assert code == 0, err
         handle = env.client.get_workflow_handle("journey/welcome/fox")
-        for _ in range(100):  # until the sms went out and the user waits
-            if store.outbox_list(user_id="fox", journey_id="welcome"):
+        for _ in range(100):  # until both journeys' sms went out and the user waits
+            if [r.status for r in store.outbox_list(user_id="fox")] == ["kept", "kept"]:
                 break
             await asyncio.sleep(0.1)
     await handle.terminate(reason="support asked us to stop it")

@@ -8,7 +8,6 @@ import os
 import random
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +35,7 @@ from journeys.links import Links
 from journeys.store.database import OutboxRow, Store
 from journeys.store.versions import VERSIONS
 from service.runtime import binary, journey_worker
+from tests.helpers.commands import starter
 from workflows.journey import JourneyWorkflow
 from workflows.models import SEARCH_ATTRIBUTES, JourneyInput, JourneyState
 
@@ -245,12 +245,22 @@ def free_port() -> int:
 
 def run_cli(env: WorkflowEnvironment, data_dir: Path, task_queue: str, *args: str,
             stdin: str | None = None, **environ: str) -> subprocess.CompletedProcess[str]:
-    """``python starter.py ARGS`` as a user runs it, against ``env``'s server."""
+    """``python starter.py ARGS`` as a user runs it, against ``env``'s server (a fresh process
+    forked with the imports done: tests/helpers/commands.py)."""
+    return starter(list(args), _cli_environment(env, data_dir, task_queue, environ), stdin)
+
+
+def run_cli_process(env: WorkflowEnvironment, data_dir: Path, task_queue: str,
+                    *args: str) -> subprocess.CompletedProcess[str]:
+    """``run_cli`` as ``python starter.py ARGS`` itself: the entry point, started from scratch."""
+    return starter(list(args), _cli_environment(env, data_dir, task_queue, {}), process=True)
+
+
+def _cli_environment(env: WorkflowEnvironment, data_dir: Path, task_queue: str,
+                     environ: Mapping[str, str]) -> dict[str, str]:
     address = env.client.service_client.config.target_host
-    variables = {**os.environ, "TEMPORAL_ADDRESS": address, "JOURNEYS_DATA_DIR": str(data_dir),
-                 "JOURNEYS_TASK_QUEUE": task_queue, **environ}
-    return subprocess.run([sys.executable, "starter.py", *args], cwd=ROOT, env=variables,
-                          input=stdin, capture_output=True, text=True, timeout=60)
+    return {"TEMPORAL_ADDRESS": address, "JOURNEYS_DATA_DIR": str(data_dir),
+            "JOURNEYS_TASK_QUEUE": task_queue, **environ}
 
 
 def with_nodes(journey: Journey, change: Callable[[dict[str, Any]], None]) -> Journey:
