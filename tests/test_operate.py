@@ -187,7 +187,10 @@ async def test_list_shows_node_event_and_wake_up(journeys: Harness, data_dir: Pa
         rows = cli(journeys, data_dir, "list", "--journey", "ops", "--status", "running", "--json")
         return {r["user_id"]: r for r in rows["journeys"] if r["user_id"] in users}
 
-    rows = await eventually(lambda: _ready(listed, len(users)), timeout=20)
+    def waiting() -> dict[str, Any]:  # (listed at "hello" while their message goes out)
+        return {user: row for user, row in listed().items() if row["node"] == "wait-day"}
+
+    rows = await eventually(lambda: _ready(waiting, len(users)), timeout=20)
     assert {(r["node"], r["event"]) for r in rows.values()} == {("wait-day", "Started")}
     assert all(r["next_wake"] for r in rows.values())
     one = (await asyncio.to_thread(cli, journeys, data_dir, "list", "--user", "max", "--json"))["journeys"]
