@@ -22,6 +22,7 @@ import json
 import os
 import pkgutil
 import select
+import shutil
 import socket
 import sys
 import traceback
@@ -88,7 +89,9 @@ def serve(path: str) -> None:
     while True:
         readable, _, _ = select.select([listener, sys.stdin], [], [], 0.02)
         if sys.stdin in readable and not os.read(sys.stdin.fileno(), 1024):
-            return  # the test process is gone
+            listener.close()  # the test process is gone (its atexit may not have run)
+            shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+            return
         if listener in readable:
             conn, _ = listener.accept()
             request = json.loads(conn.makefile("r").readline())
