@@ -142,7 +142,9 @@ async def test_a_vendor_answering_too_late_gets_a_bounded_number_of_requests_the
     result, failures = await attempts(sender, message)
     assert result is not None and result.status == "unknown", failures
     assert "may have arrived" in (result.reason or "")
-    assert len(failures) == retries and len(vendor.server.received) == retries + 1
+    # Exactly retries + 1 requests left. (Under a loaded machine an attempt can time out before
+    # its request leaves: it is retried, and does not count towards unknown.)
+    assert len(vendor.server.received) == retries + 1 and len(failures) >= retries
     if vendor.channel == Channel.webhook:  # each request carried the message's key
         assert {r.headers["idempotency-key"] for r in vendor.server.received} == {message.idempotency_key}
     again = await environment(retries + 2).run(sender.send_message, message)
