@@ -36,6 +36,9 @@ def _socket() -> str:
         if _forker and _forker[0][0].poll() is None:
             return _forker[0][1]
         folder = tempfile.mkdtemp(prefix="journeys-forker-")
+        if len(folder) > 80:  # a Unix socket's path holds at most 107 bytes: a long TMPDIR
+            os.rmdir(folder)
+            folder = tempfile.mkdtemp(prefix="journeys-forker-", dir="/tmp")
         path = os.path.join(folder, "forker.sock")
         process = subprocess.Popen([sys.executable, "-m", "tests.helpers.forker", path], cwd=ROOT,
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
