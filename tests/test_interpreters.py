@@ -24,7 +24,7 @@ from activities.policy import DropMessageInput, Policy
 from connection.converter import data_converter
 from ingestion.router import Router
 from journeys.events import Event
-from journeys.language.models import Channel
+from journeys.language.models import ONLINE_CHANNELS, Channel
 from journeys.store import outcomes
 from journeys.store.database import Store
 from journeys.store.versions import VERSIONS, Versions, keep, version_of
@@ -212,17 +212,18 @@ async def test_a_send_whose_kept_event_is_missing_waits_and_sends_nothing(tmp_pa
     assert store.outbox_list() == []
 
 
-@pytest.mark.parametrize("channel", [Channel.in_app, Channel.email])
+@pytest.mark.parametrize("channel", [Channel.in_app, Channel.web_popup, Channel.app_inbox,
+                                     Channel.email, Channel.sms, Channel.push])
 async def test_a_quiet_hours_drop_reads_the_kept_event_only_where_its_channel_uses_it(
         tmp_path: Path, channel: Channel) -> None:
-    """An in-app message never carries the event (the product page's rule), so its drop records
-    itself without the store's copy; an email's drop names its event, so it waits for it."""
+    """An online channel's message never carries the event (the product page's rule), so its drop
+    records itself without the store's copy; any other's drop names its event, so waits for it."""
     store = Store(f"sqlite:///{tmp_path / 'other.db'}")
     message = SendMessageInput(idempotency_key=f"k-drop-{channel.value}", journey_id="abandoned-cart",
                                workflow_id="w", user_id="ada", node_id="n", channel=channel,
                                version="v", kept_event="cart-9")
     drop = Policy(store).drop_message
-    if channel is Channel.email:
+    if channel not in ONLINE_CHANNELS:
         with pytest.raises(KeptEventMissing):
             ActivityEnvironment().run(drop, DropMessageInput(message=message, reason="night"))
         assert store.outbox_list() == []
