@@ -161,6 +161,10 @@ class AudiencePageInput(BaseModel):
     journey_id: str
     fired: datetime  # the occurrence: when its schedule fired (the start's identity, the segment's now)
     after: str | None = None  # the last user id of the pages before
+    #: The occurrence's chain of runs (its first run id): with ``fired``, the start's identity, so
+    #: that two occurrences fired in one second (Temporal keeps whole seconds) enter both. None:
+    #: an occurrence begun before it was known (its users' entry ids hold the second alone).
+    occurrence: str | None = None
 
 
 class AudienceCounts(BaseModel):

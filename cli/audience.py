@@ -4,10 +4,8 @@ users its segment matches now (``--count``); pause, resume, trigger now, cancel 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import Client, ScheduleDescription, WorkflowExecutionStatus, WorkflowFailureError
@@ -63,7 +61,6 @@ async def audience_command(args: argparse.Namespace, settings: Settings) -> int:
         elif args.resume:
             await handle.unpause(note="resumed with starter.py audience --resume")
         elif args.trigger:
-            await _own_second(await handle.describe())
             await handle.trigger()
         described = await handle.describe()
     except RPCError as exc:
@@ -108,9 +105,9 @@ async def occurrences(client: Client, described: ScheduleDescription) -> list[di
 
 
 async def _occurrence(client: Client, wid: str, first_run: str | None) -> tuple[str, AudienceCounts]:
-    """An occurrence's status and counts. Its workflow id holds the second it fired, so two
-    occurrences fired in the same second (two --trigger) share it: each is its own chain of
-    runs (it continues as new), known by its first run."""
+    """An occurrence's status and counts. Its workflow id holds the second it fired (Temporal
+    keeps whole seconds), so two occurrences fired in one second (two triggers) share it: each is
+    its own chain of runs (it continues as new), known by its first run."""
     latest = client.get_workflow_handle_for(AudienceWorkflow.run, wid)
     try:
         info = await latest.describe()
@@ -126,19 +123,6 @@ async def _occurrence(client: Client, wid: str, first_run: str | None) -> tuple[
         return status, AudienceCounts()
     except (RPCError, WorkflowFailureError) as exc:
         return ("failed" if isinstance(exc, WorkflowFailureError) else "unknown"), AudienceCounts()
-
-
-async def _own_second(described: ScheduleDescription) -> None:
-    """Wait, if need be, for a second no occurrence fired in. An occurrence is known by the second
-    it fired, in its workflow id and in its users' entry ids (Temporal's scheduled time holds
-    whole seconds): a trigger in the second of the last occurrence would be a copy of it, and
-    its users' entries duplicates."""
-    fired = [a.scheduled_at for a in described.info.recent_actions]
-    if not fired:
-        return
-    wait = (max(fired).replace(microsecond=0) + timedelta(seconds=1) - datetime.now(UTC)).total_seconds()
-    if 0 < wait <= 2:  # (a clock far off: no wait can help)
-        await asyncio.sleep(wait + 0.05)
 
 
 async def _cancel(client: Client, described: ScheduleDescription) -> int:

@@ -71,10 +71,13 @@ def audience_of(journey: Journey) -> SegmentNode | None:
     return entry if isinstance(entry, SegmentNode) else None
 
 
-def occurrence_event(journey_id: str, user_id: str, fired: datetime) -> Event:
-    """The entry event of ``user_id`` in the occurrence that fired at ``fired``."""
+def occurrence_event(journey_id: str, user_id: str, fired: datetime,
+                     occurrence: str | None = None) -> Event:
+    """The entry event of ``user_id`` in the occurrence that fired at ``fired``, whose chain of
+    runs began with ``occurrence`` (two occurrences may fire in one second: a trigger)."""
     at = fired.astimezone(UTC)
-    return Event(id=f"audience:{journey_id}:{at:%Y%m%dT%H%M%SZ}", name=AUDIENCE_EVENT,
+    chain = f":{occurrence}" if occurrence else ""
+    return Event(id=f"audience:{journey_id}:{at:%Y%m%dT%H%M%SZ}{chain}", name=AUDIENCE_EVENT,
                  user_id=user_id, time=at)
 
 
@@ -117,7 +120,7 @@ class Audiences:
         start = done
         while start < len(members):
             chunk = members[start:start + pace.batch]  # about a second's worth: heartbeats stay close
-            routed = await asyncio.gather(*(self._enter(router, journey, node, m, input.fired, read, pace)
+            routed = await asyncio.gather(*(self._enter(router, journey, node, m, input, read, pace)
                                             for m in chunk))
             start += len(chunk)
             counts = counts.plus(_counted(routed))
@@ -129,12 +132,14 @@ class Audiences:
                             done=len(members) < self.page_size)
 
     async def _enter(self, router: Router, journey: Journey, node: SegmentNode,
-                     member: segment.Member, fired: datetime, read: datetime, pace: Pacing) -> str:
+                     member: segment.Member, page: AudiencePageInput, read: datetime,
+                     pace: Pacing) -> str:
         await pace.wait()
         at = moments.entry_moment(node.schedule, read, member.timezone, journey.timezone)
         delay = at - datetime.now(UTC) if at is not None else None
         began = asyncio.get_running_loop().time()
-        routed = await router.enter(journey, occurrence_event(journey.id, member.user_id, fired),
+        entry = occurrence_event(journey.id, member.user_id, page.fired, page.occurrence)
+        routed = await router.enter(journey, entry,
                                     delay if delay is not None and delay > timedelta(0) else None)
         pace.took(asyncio.get_running_loop().time() - began)
         if routed.action == "failed":  # Temporal or the store: the page is retried from its heartbeat

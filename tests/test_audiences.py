@@ -40,6 +40,7 @@ from tests.helpers.support import (
     run_cli,
     running_worker,
 )
+from workflows.audience import AudienceInput, AudienceWorkflow
 from workflows.models import JourneyInput
 
 QUEUE = "audiences"
@@ -201,9 +202,20 @@ async def test_a_recurring_schedule_enters_again_each_occurrence(
         assert (await cli(env, data_dir, folder, "audience", "every", "--trigger")).returncode == 0
         ok = await until(lambda: _at_least(runs(store, "every"), users, 2), timeout=30)
         assert ok, (await cli(env, data_dir, folder, "audience", "every", "--json")).stdout
-        await env.client.get_schedule_handle(schedule_id("every")).pause()  # no more of them
-        # reentry: never: a second occurrence skips them (or finds them still in it). A trigger
-        # waits for a second of its own: an occurrence is known by the second it fired.
+        minutely = env.client.get_schedule_handle(schedule_id("every"))
+        await minutely.pause()  # no more of them
+        # A trigger in the second of the last occurrence (the Temporal UI's or `temporal schedule
+        # trigger`'s: Temporal keeps whole seconds) is an occurrence of its own: they enter again.
+        assert await eventually(lambda: _all_completed(env, "every"), timeout=30)
+        assert await eventually(lambda: _ended(env, "every", users), timeout=20)
+        last = (await minutely.describe()).info.recent_actions[-1]
+        again = f"{getattr(last.action, 'workflow_id', 'every')}-again"
+        counts = await env.client.execute_workflow(
+            AudienceWorkflow.run, AudienceInput(journey_id="every", fired=last.scheduled_at),
+            id=again, task_queue=QUEUE)
+        assert (counts.started, counts.already_in) == (len(users), 0)
+        await record(env, "audience-occurrence-by-run", again)  # for tests/test_replay.py
+        # reentry: never: a second occurrence skips them (or finds them still in it).
         for _ in range(2):
             assert (await cli(env, data_dir, folder, "audience", "never", "--trigger")).returncode == 0
             await asyncio.sleep(0)
@@ -215,7 +227,7 @@ async def test_a_recurring_schedule_enters_again_each_occurrence(
     # Each occurrence entered each user once: as many runs as occurrences that completed.
     every = json.loads((await cli(env, data_dir, folder, "audience", "every", "--json")).stdout)
     completed = [o for o in every["occurrences"] if o["status"] == "completed"]
-    assert all(n == len(completed) for n in runs(store, "every").values() if n)
+    assert all(n == len(completed) + 1 for n in runs(store, "every").values() if n)  # (+ again)
     resumed = await cli(env, data_dir, folder, "audience", "every", "--resume")
     assert "schedule active" in resumed.stdout
     paused = await cli(env, data_dir, folder, "audience", "every", "--pause")
@@ -331,6 +343,11 @@ async def _ended(env: WorkflowEnvironment, journey_id: str, users: list[str]) ->
         if info.status == WorkflowExecutionStatus.RUNNING:
             return False
     return True
+
+
+async def _all_completed(env: WorkflowEnvironment, journey_id: str) -> bool:
+    described = await env.client.get_schedule_handle(schedule_id(journey_id)).describe()
+    return all(o["status"] == "completed" for o in await occurrences(env.client, described))
 
 
 def _equal(found: Counter[str], users: list[str]) -> bool:

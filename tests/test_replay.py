@@ -74,6 +74,8 @@ def test_every_scenario_has_a_history() -> None:
             "trigger-journey",
             # an audience journey's occurrence paged its segment, and a user it entered
             "audience-occurrence", "segment-entry",
+            # an occurrence known by its chain's first run too (audience-occurrence-by-run)
+            "audience-occurrence-by-run",
             # a send of a node with content variants: the variant in its result
             "content-variant"} <= names
 

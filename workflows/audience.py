@@ -2,10 +2,12 @@
 users, a page at a time; and the daily job that prunes what users did.
 
 A Temporal Schedule per audience journey starts :class:`AudienceWorkflow` (ingestion.audiences
-keeps the schedules in step with the catalog). The occurrence is the time its schedule fired:
-it is part of each start's identity (the entry event's id), so a page entered again after a
-crash or a restart of the worker starts nobody twice, and re-entry rules hold per occurrence.
-The cursor (the last user id entered) goes on through continue-as-new.
+keeps the schedules in step with the catalog). The occurrence is the time its schedule fired and
+its chain of runs (the first run's id: Temporal keeps a fire time's whole seconds, and a trigger
+may fire in the second of the last occurrence): both are part of each start's identity (the
+entry event's id), so a page entered again after a crash or a restart of the worker starts nobody
+twice, and re-entry rules hold per occurrence. The cursor (the last user id entered) goes on
+through continue-as-new.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ SCHEDULED_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 PAGES_PER_RUN = 100
 #: A page's activity: it heartbeats after every few starts; a silent one is retried elsewhere.
 PAGE_HEARTBEAT = timedelta(seconds=10)
+#: Patch: an occurrence is known by its chain's first run too, not by the second it fired alone.
+OCCURRENCE_BY_RUN = "audience-occurrence-by-run"
 
 
 class AudienceInput(BaseModel):
@@ -32,6 +36,7 @@ class AudienceInput(BaseModel):
 
     journey_id: str
     fired: datetime | None = None
+    occurrence: str | None = None  # the chain's first run id (None: begun before the patch)
     after: str | None = None
     counts: AudienceCounts = Field(default_factory=AudienceCounts)
     #: The seconds a page may take (pages of JOURNEYS_AUDIENCE_PAGE at JOURNEYS_AUDIENCE_RATE).
@@ -46,13 +51,18 @@ class AudienceWorkflow:
 
     @workflow.run
     async def run(self, input: AudienceInput) -> AudienceCounts:
-        fired = input.fired or workflow.info().typed_search_attributes.get(SCHEDULED_TIME) \
-            or workflow.now()
+        info = workflow.info()
+        fired = input.fired or info.typed_search_attributes.get(SCHEDULED_TIME) or workflow.now()
+        occurrence = input.occurrence
+        if info.continued_run_id is None and workflow.patched(OCCURRENCE_BY_RUN):
+            occurrence = info.first_execution_run_id  # the chain's first run: it names the occurrence
         self._counts, after = input.counts, input.after
         for _ in range(PAGES_PER_RUN):
             self._details(input.journey_id, fired, running=True)
+            given = AudiencePageInput(journey_id=input.journey_id, fired=fired, occurrence=occurrence,
+                                      after=after)
             page = await workflow.execute_activity(
-                "audience_page", AudiencePageInput(journey_id=input.journey_id, fired=fired, after=after),
+                "audience_page", given,
                 result_type=AudiencePage, summary=f"users after {after or 'the first'}",
                 start_to_close_timeout=timedelta(seconds=input.page_seconds),
                 heartbeat_timeout=PAGE_HEARTBEAT,
@@ -62,7 +72,7 @@ class AudienceWorkflow:
                 self._details(input.journey_id, fired, running=False)
                 return self._counts
         workflow.continue_as_new(input.model_copy(update={
-            "fired": fired, "after": after, "counts": self._counts}))
+            "fired": fired, "occurrence": occurrence, "after": after, "counts": self._counts}))
 
     @workflow.query
     def progress(self) -> AudienceCounts:
