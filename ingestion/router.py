@@ -376,6 +376,10 @@ class Router:
             pairs.append(SearchAttributePair(JOURNEY_KEY, key))
         attributes = TypedSearchAttributes(pairs) if self.search_attributes else None
         keyed = f", {journey.entry_key} {key}" if key is not None else ""
+        if kept and event is not None and event.properties:
+            # Its receipt keeps it whole, where the sends read it: history (the input, the Temporal
+            # UI) holds its id, name and time, not what the user did (personal data, bytes).
+            event = event.model_copy(update={"properties": {}})
         return await self.client.start_workflow(
             JourneyWorkflow.run,
             JourneyInput(**await self._pinned(journey), user_id=user_id, entry_event=event,

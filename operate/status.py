@@ -274,7 +274,11 @@ def _with_outbox(row: JourneyStatus, store: Store, user_id: str) -> JourneyStatu
         rows = [r for r in rows if r.created_at is None or r.created_at >= row.started_at]
     entries = [OutboxEntry(node_id=r.node_id, channel=r.channel, status=r.status, reason=r.reason)
                for r in rows]
-    return row.model_copy(update={"outbox": entries, "messages": max(row.messages, len(entries))})
+    update: dict[str, Any] = {"outbox": entries, "messages": max(row.messages, len(entries))}
+    if row.event_id and not row.event_properties:  # the entry event: its receipt keeps them
+        kept = store.kept_event(row.journey_id, user_id, row.event_id)
+        update["event_properties"] = (kept or {}).get("properties") or {}
+    return row.model_copy(update=update)
 
 
 #: Counts asked of visibility at once by ``waiting_now`` (one per wait node: a journey may have

@@ -114,7 +114,9 @@ class Demo:
         state = await self.run_to_end(handle)
         history = [e async for e in handle.fetch_history_events()]
         outbox = [r for r in self.store.outbox_list(user_id=sc.user) if r.journey_id == journey.id]
-        return Played(sc, journey, file, state, history, outbox, time.monotonic() - wall0)
+        kept = self.store.kept_event(journey.id, sc.user, event.id) or {}
+        return Played(sc, journey, file, state, history, outbox, time.monotonic() - wall0,
+                      entry_properties=kept.get("properties") or {})
 
 
 # --- checks --------------------------------------------------------------------------------

@@ -52,6 +52,9 @@ class Played:
     outbox: list[OutboxRow]
     wall: float
     problems: list[str] = field(default_factory=list)
+    #: The entry event's properties, as its receipt in the store keeps them (history holds its
+    #: id, name and time only).
+    entry_properties: dict[str, Any] = field(default_factory=dict)
 
     @property
     def span(self) -> timedelta:
@@ -129,7 +132,8 @@ async def timeline(played: Played) -> Timeline:
             ev = start.entry_event
             entry_id = ev.id if ev else None
             tl.add(at, "entry", Text.assemble(
-                (f"{ev.name if ev else 'profile date'} ", "bold"), _props(ev.properties if ev else {}),
+                (f"{ev.name if ev else 'profile date'} ", "bold"),
+                _props((ev.properties or played.entry_properties) if ev else {}),
                 (f"  at {journey.entry}", "dim")))
         elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             attrs = e.workflow_execution_signaled_event_attributes
