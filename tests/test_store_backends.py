@@ -114,6 +114,47 @@ def test_the_migrations_make_the_tables_of_journeys_tables(store: Store) -> None
     assert ScriptDirectory.from_config(config).get_current_head() == migrations.HEAD
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_new_database_is_made_as_every_revision_in_turn_makes_it(backend: str, tmp_path: Path) -> None:
+    """A new database is created from journeys/store/tables.py and stamped HEAD; a database of
+    each earlier release goes through the revisions. Both ways give one schema: the same
+    columns (type, nullability, server default), keys, indexes and constraints, at HEAD (only a
+    column's place differs: a revision appends it)."""
+    def schema(url: str, scripts: bool) -> dict[str, Any]:
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            migrations.upgrade(conn, scripts=scripts)
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "compare_server_default": True})
+            assert compare_metadata(context, metadata) == []
+            assert context.get_current_revision() == migrations.HEAD
+            found = _schema(conn)
+        engine.dispose()
+        return found
+
+    if backend == "sqlite":
+        assert schema(f"sqlite:///{tmp_path / 'new.db'}", False) == schema(
+            f"sqlite:///{tmp_path / 'scripts.db'}", True)
+    else:
+        with fresh_database("journeys_made") as made, fresh_database("journeys_scripts") as scripts:
+            assert schema(made, False) == schema(scripts, True)
+
+
+def _schema(conn: Any) -> dict[str, Any]:
+    found = inspect(conn)
+    return {table: {
+        "columns": sorted((c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                          for c in found.get_columns(table)),
+        "key": found.get_pk_constraint(table),
+        "indexes": sorted((i["name"], tuple(i["column_names"]), i["unique"])
+                          for i in found.get_indexes(table)),
+        "unique": sorted((u["name"], tuple(u["column_names"])) for u in found.get_unique_constraints(table)),
+        "foreign": sorted((tuple(f["constrained_columns"]), f["referred_table"])
+                          for f in found.get_foreign_keys(table)),
+    } for table in found.get_table_names()}
+
+
 def test_stores_opening_a_new_database_at_once_migrate_it_once() -> None:
     """A worker and a command (or two workers) opening a database nobody has opened yet."""
     with fresh_database("journeys_new") as url:

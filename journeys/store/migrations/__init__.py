@@ -3,7 +3,9 @@
 Opening a database at HEAD costs one query (alembic_version); Alembic itself is imported only
 for a database that is behind: a new one, one of an earlier release, one made by ``create_all``
 before the migrations existed (revision 0001 adopts it: it creates only the tables missing and
-adds the columns added since release 0.1).
+adds the columns added since release 0.1). A new database (no table at all) is made from
+journeys/store/tables.py in one step and stamped HEAD, as Alembic advises, rather than by every
+revision in turn (half the time; tests/test_store_backends.py holds both ways to one schema).
 
 A new revision: change journeys/store/tables.py, then from the repository's root
 ``JOURNEYS_DATABASE_URL=sqlite:///tmp/old.db alembic revision --autogenerate -m "what"``
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -33,9 +35,9 @@ def at_head(conn: Connection) -> bool:
         return False
 
 
-def upgrade(conn: Connection) -> None:
+def upgrade(conn: Connection, *, scripts: bool = False) -> None:
     """Upgrade the database to HEAD in ``conn``'s transaction (the caller holds the schema
-    lock and commits)."""
+    lock and commits); a new one is created at HEAD, unless ``scripts`` (every revision)."""
     chatty = logging.getLogger("alembic")  # its info lines (plugins, "Running upgrade") in our logs
     level = chatty.level
     chatty.setLevel(logging.WARNING)
@@ -46,6 +48,12 @@ def upgrade(conn: Connection) -> None:
         config = Config()
         config.set_main_option("script_location", str(FOLDER))
         config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+        if scripts or inspect(conn).get_table_names():
+            command.upgrade(config, "head")
+        else:  # a new database: the tables as they are now, at HEAD
+            from journeys.store.tables import metadata
+
+            metadata.create_all(conn)
+            command.stamp(config, "head")
     finally:
         chatty.setLevel(level)
