@@ -1,7 +1,9 @@
 """The client side of journeys: an event starts, wakes or ends its user's journey workflows.
 
 Called by ``ingestion.pipeline`` (and directly by tests, the demo and the benchmark): it holds
-the rules for workflow ids, re-entry, event deduplication and search attributes in one place.
+the rules for workflow ids, re-entry and event deduplication in one place; how a run is started
+(its input, search attributes, priority) is ``ingestion.starts``, and the ids of release 0.1
+``ingestion.legacy``.
 """
 
 from __future__ import annotations
@@ -15,32 +17,22 @@ from typing import Any
 
 from temporalio.client import (
     Client,
-    WorkflowExecutionDescription,
-    WorkflowExecutionStatus,
     WorkflowHandle,
-)
-from temporalio.common import (
-    Priority,
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from ingestion.failures import problem_of
 from ingestion.keyed import instances
+from ingestion.legacy import LegacyIds
 from ingestion.receipts import Flights, entered_with
+from ingestion.starts import RunStart, start_run
 from journeys.events import (
     Event,
     Routed,
     entry_key,
-    fairness_key,
     instance_id,
-    legacy_workflow_id,
     listens_to,
-    priority_of,
     starts,
     starts_on_profile,
     waits_on_profile,
@@ -50,23 +42,10 @@ from journeys.language.limits import brief
 from journeys.language.models import Journey
 from journeys.store.database import Store
 from journeys.store.outcomes import held_out
-from journeys.store.versions import VERSIONS
 from workflows.journey import JourneyWorkflow
-from workflows.models import (
-    INTERPRETER,
-    JOURNEY_ID,
-    JOURNEY_KEY,
-    JOURNEY_NODE,
-    USER_ID,
-    JourneyInput,
-)
 
 #: How often an entry is tried when the user's run keeps ending between the start and the signal.
 START_ATTEMPTS = 3
-#: Release 0.1's workflow ids (``journey-<journey>-<user>``); today's start with "journey/".
-LEGACY_PREFIX = "journey-"
-REUSE = {"never": WorkflowIDReusePolicy.REJECT_DUPLICATE,
-         "after_exit": WorkflowIDReusePolicy.ALLOW_DUPLICATE}
 # stdlib: the worker's and ``serve``'s configure_logging show its lines as JSON; a CLI that
 # routes events (starter.py event, ingest) prints what failed itself, and sets no handler.
 _log = logging.getLogger("journeys.router")
@@ -93,8 +72,7 @@ class Router:
     #: Per journey id, events only an earlier version of it listened to (ingestion.listens):
     #: its earlier runs still wait for them. Its process's Ingestion keeps it up to date.
     earlier: dict[str, frozenset[str]] = field(default_factory=dict, compare=False)
-    _legacy_known: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
-    _legacy_lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False, repr=False)
+    _legacy_ids_seen: LegacyIds = field(default_factory=LegacyIds, compare=False, repr=False)
     _flights: Flights = field(default_factory=Flights, compare=False, repr=False)
 
     async def route_event(self, journeys: Sequence[Journey], event: Event) -> list[Routed]:
@@ -353,47 +331,13 @@ class Router:
             await asyncio.to_thread(self.receipts.record_entry, journey.id, wid, run_id, user_id,
                                     held_out(journey.id, user_id, journey.control_percent))
 
-    async def _pinned(self, journey: Journey) -> dict[str, Any]:
-        """How a new run pins ``journey``: by id and version, kept in the store the first time
-        (journeys.store.versions), for the worker to read; or, without a store to keep it in,
-        the whole definition."""
-        store = self.versions or self.receipts
-        if store is None:
-            return {"journey": journey}
-        version = VERSIONS.add(journey)
-        if not VERSIONS.is_kept(store, journey.id, version):  # the first time: a write
-            version = await asyncio.to_thread(VERSIONS.kept_in, store, journey)
-        return {"journey_id": journey.id, "version": version}
-
     async def _start(self, journey: Journey, user_id: str, event: Event | None,
                      wid: str, key: str | None = None,
                      start_delay: timedelta | None = None, *, kept: bool = False) -> WorkflowHandle:
-        # JourneyKey only on keyed instances: a cluster without it still runs unkeyed journeys.
-        pairs: list[SearchAttributePair[str]] = [
-            SearchAttributePair(JOURNEY_ID, journey.id), SearchAttributePair(USER_ID, user_id),
-            SearchAttributePair(JOURNEY_NODE, journey.entry)]
-        if key is not None:
-            pairs.append(SearchAttributePair(JOURNEY_KEY, key))
-        attributes = TypedSearchAttributes(pairs) if self.search_attributes else None
-        keyed = f", {journey.entry_key} {key}" if key is not None else ""
-        if kept and event is not None and event.properties:
-            # Its receipt keeps it whole, where the sends read it: history (the input, the Temporal
-            # UI) holds its id, name and time, not what the user did (personal data, bytes).
-            event = event.model_copy(update={"properties": {}})
-        return await self.client.start_workflow(
-            JourneyWorkflow.run,
-            JourneyInput(**await self._pinned(journey), user_id=user_id, entry_event=event,
-                         search_attributes=self.search_attributes, send_timeout=self.send_timeout,
-                         entry_key=key, interpreter=INTERPRETER,
-                         kept_event=event.id if kept and event is not None else None),
-            id=wid, task_queue=self.task_queue, id_reuse_policy=REUSE[journey.reentry],
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=attributes, static_summary=f"{journey.name}: user {user_id}{keyed}",
-            static_details=f"journey `{journey.id}`, entered at `{journey.entry}`",
-            start_delay=start_delay,
-            # Served by kind (transactional first, a broadcast's users last), fairly among journeys.
-            priority=Priority(priority_key=priority_of(journey), fairness_key=fairness_key(journey.id))
-            if self.priority else Priority())
+        return await start_run(
+            self.client, self.task_queue, RunStart(journey, user_id, event, wid, key, start_delay, kept),
+            versions=self.versions or self.receipts, search_attributes=self.search_attributes,
+            send_timeout=self.send_timeout, priority=self.priority)
 
     async def signal(self, journey: Journey, event: Event) -> Routed | None:
         """Pass an event to the user's running journey, if there is one."""
@@ -409,30 +353,10 @@ class Router:
         return Routed(journey_id=journey.id, workflow_id=handle.id, action="signalled")
 
     async def _legacy(self, journey: Journey, user_id: str) -> tuple[WorkflowHandle | None, bool]:
-        """This journey's entry of release 0.1 for exactly this user, if any, and whether it runs.
-
-        Its id is ambiguous (``journey-welcome-back-ada`` may be either welcome/back-ada or
-        welcome-back/ada): only its search attributes say whose it is. A namespace without any
-        0.1 workflow (asked once per router) costs nothing here.
-        """
-        if not self.legacy_ids or not await self._any_legacy():
+        """This journey's entry of release 0.1 for exactly this user, if any, and whether it runs."""
+        if not self.legacy_ids:
             return None, False
-        handle = self.client.get_workflow_handle(legacy_workflow_id(journey.id, user_id))
-        description = await describe(handle)
-        if description is None or not belongs_to(description, journey.id, user_id):
-            return None, False
-        return handle, description.status == WorkflowExecutionStatus.RUNNING
-
-    async def _any_legacy(self) -> bool:
-        """Does the namespace hold any workflow under 0.1's ids? This code never makes new ones."""
-        async with self._legacy_lock:
-            if "any" not in self._legacy_known:
-                try:
-                    found = await self.client.count_workflows(f'WorkflowId STARTS_WITH "{LEGACY_PREFIX}"')
-                    self._legacy_known["any"] = found.count > 0
-                except RPCError:  # a server without visibility counts: look at every entry
-                    self._legacy_known["any"] = True
-            return self._legacy_known["any"]
+        return await self._legacy_ids_seen.entry(self.client, journey.id, user_id)
 
 
 def started(handle: WorkflowHandle) -> bool:
@@ -441,21 +365,6 @@ def started(handle: WorkflowHandle) -> bool:
     The SDK keeps the server's answer on the handle but has no public property for it yet.
     """
     return bool(handle._start_workflow_response.started)  # type: ignore[union-attr]
-
-
-def belongs_to(description: WorkflowExecutionDescription, journey_id: str, user_id: str) -> bool:
-    """Is this workflow ``journey_id``'s journey of ``user_id``, by its search attributes?"""
-    attributes = description.typed_search_attributes
-    return attributes.get(USER_ID) == user_id and attributes.get(JOURNEY_ID) == journey_id
-
-
-async def describe(handle: WorkflowHandle) -> WorkflowExecutionDescription | None:
-    try:
-        return await handle.describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
 
 
 def _kept_form(event: Event) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from temporalio.service import RPCError
 
 from ingestion import retired
 from ingestion.keyed import instances
-from ingestion.router import belongs_to, describe
+from ingestion.legacy import belongs_to, describe
 from journeys.events import key_of_instance, legacy_workflow_id, workflow_id
 from journeys.inputs import described, printable
 from journeys.language.models import Journey

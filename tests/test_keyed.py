@@ -107,7 +107,7 @@ async def at_node(h: WorkflowHandle[JourneyWorkflow, JourneyState], node: str) -
 async def test_two_carts_side_by_side_and_a_checkout_ends_only_its_cart(
         ingestion: Ingestion, env: WorkflowEnvironment, store: Store, data_dir: Path) -> None:
     one = await track(ingestion, "ada", "Checkout Started", cart_id=1, total=30)
-    two = await track(ingestion, "ada", "Checkout Started", cart_id="2", total=45)
+    two = await track(ingestion, "ada", "Checkout Started", "cart-2", cart_id="2", total=45)
     assert seen(one) == [("journey/checkout-per-cart/ada/1", "started")]
     assert seen(two) == [("journey/checkout-per-cart/ada/2", "started")]
     again = await track(ingestion, "ada", "Checkout Started", cart_id=1, total=31)
@@ -119,7 +119,10 @@ async def test_two_carts_side_by_side_and_a_checkout_ends_only_its_cart(
     state = await closed(cart2)
     assert (state.status, state.exit_reason) == ("exited", "exit event 'Checkout Completed'")
     assert state.converted == "Checkout Completed"
-    assert state.event and state.event.properties["cart_id"] == "2"  # its own entry event
+    # Its own entry event: history names it, its receipt keeps its properties.
+    assert state.event is not None and state.event.id == "cart-2"
+    kept = store.kept_event(CART_JOURNEY, "ada", "cart-2")
+    assert kept is not None and kept["properties"]["cart_id"] == "2"
     assert (await cart1.describe()).status == WorkflowExecutionStatus.RUNNING
     assert await at_node(cart1, "checkout-started")  # still in its inaction window
     assert (await cart1.query(JourneyWorkflow.status)).converted is None
