@@ -19,7 +19,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     # The journey's own activity options, so retries and timeouts match.
     from scripts.bench_workflows import BareWrite
-    from workflows.journey import ACTIVITY_OPTIONS
+    from workflows.calls import ACTIVITY_OPTIONS
 
 
 class BareEvent(BaseModel):
