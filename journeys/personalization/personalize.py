@@ -13,14 +13,10 @@ a retry renders again.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urlsplit
 
 import jinja2
 from jinja2 import meta, nodes
@@ -40,6 +36,7 @@ from journeys.language.models import Channel
 from journeys.personalization.bounds import MAX_RENDER_OUTPUT, OutputTooLong, start_clock, stop_clock, tick
 from journeys.personalization.formats import format_context
 from journeys.personalization.lookups import FUNCTION, Fetch, Lookups, Recorder, calls_catalog
+from journeys.personalization.refusals import MessageRefused, check_message, content_type, is_json
 from journeys.personalization.sandbox import HTML, JSON, PLAIN, Sandbox, Scope, _UndefinedName
 
 
@@ -55,15 +52,6 @@ class MissingValue(Exception):
 
 class TemplateError(Exception):
     """A template failed to render for a reason other than a missing value."""
-
-
-class MessageRefused(Exception):
-    """A rendered message that may not be sent: the field and the reason are in the message."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-        super().__init__(f"{field}: {reason}")
 
 
 #: What a template or the user's data can get wrong. Anything else (temporalio's
@@ -282,15 +270,6 @@ def message_fields(message: Mapping[str, MessageValue]) -> Iterator[tuple[str, s
                         yield f"{name}[{i}].{key}", template
 
 
-def _is_json(content_type: str | None) -> bool:
-    media = (content_type or "").split(";")[0].strip().lower()
-    return not media or media == "application/json" or media.endswith("+json")
-
-
-def _content_type(rendered: Mapping[str, str]) -> str | None:
-    return next((v for k, v in rendered.items() if k.lower() == "headers.content-type"), None)
-
-
 def render_message(channel: Channel, message: Mapping[str, MessageValue],
                    profile: Mapping[str, Any], event: Mapping[str, Any] | None,
                    links: Mapping[str, str] | None = None, items: Fetch | None = None) -> dict[str, str]:
@@ -316,7 +295,7 @@ def render_message(channel: Channel, message: Mapping[str, MessageValue],
         mode = "plain"
         if channel == Channel.email and field == "html":
             mode = "html"
-        elif channel == Channel.webhook and field == "body" and _is_json(_content_type(rendered)):
+        elif channel == Channel.webhook and field == "body" and is_json(content_type(rendered)):
             mode = "json"
         try:
             text = _render(source, variables, mode, budget - used)  # a character is >= 1 byte
@@ -334,7 +313,7 @@ def render_message(channel: Channel, message: Mapping[str, MessageValue],
         raise MessageRefused("message", f"{used:,} bytes in UTF-8, over the {channel.value} "
                                         f"limit of {budget:,}")
     in_order = {field: rendered[field] for field, _ in message_fields(message)}
-    _check_message(channel, in_order)
+    check_message(channel, in_order)
     return in_order
 
 
@@ -350,66 +329,6 @@ def _prefetch(sources: Sequence[str], variables: dict[str, Any], lookups: Lookup
             except (OutputTooLong, *_TEMPLATE_ERRORS):
                 pass
     lookups.prefetch(recorder.asked)
-
-
-# --- what may not be sent ---------------------------------------------------------------------
-
-#: Control characters and line separators (all but tab): a header value must not hold any.
-_LINE_BREAK = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
-_LINK_SCHEMES = frozenset({"http", "https", "mailto"})
-#: Attributes whose value a mail client follows or loads.
-_URL_ATTRIBUTES = frozenset({"href", "src", "action", "formaction", "background", "poster",
-                             "xlink:href", "data", "cite"})
-
-
-def _scheme(url: str) -> str | None:
-    """The scheme as a browser reads it: tabs and line breaks inside and spaces around ignored."""
-    cleaned = re.sub(r"[\t\n\r]", "", url).strip("".join(map(chr, range(33))))
-    match = _SCHEME.match(cleaned)
-    return match[1].lower() if match else None
-
-
-class _Links(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.links: list[tuple[str, str, str]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        for name, value in attrs:
-            if name in _URL_ATTRIBUTES and value is not None:
-                self.links.append((tag, name, value))
-
-
-def _check_message(channel: Channel, rendered: Mapping[str, str]) -> None:
-    if channel == Channel.email and "html" in rendered:
-        links = _Links()
-        links.feed(rendered["html"])
-        links.close()
-        for tag, name, url in links.links:
-            scheme = _scheme(url)
-            if scheme is not None and scheme not in _LINK_SCHEMES:
-                raise MessageRefused("html", f"<{tag} {name}> links to a '{scheme}:' URL: "
-                                             "only http, https and mailto are sent")
-    if channel != Channel.webhook:
-        return
-    for field, text in rendered.items():
-        header = field in ("url", "method") or field.startswith("headers.")
-        if header and (_LINE_BREAK.search(field) or _LINE_BREAK.search(text)):
-            raise MessageRefused(field, "a line break or control character would corrupt a header")
-    url = rendered.get("url", "")
-    if urlsplit(url.strip()).scheme.lower() not in ("http", "https") or re.search(r"\s", url.strip()):
-        raise MessageRefused("url", f"'{url[:80]}' is not an http(s) URL")
-    body = rendered.get("body", "")
-    if body.strip() and _is_json(_content_type(rendered)):
-        try:
-            json.loads(body, parse_constant=_no_constant)
-        except ValueError as exc:
-            raise MessageRefused("body", f"not JSON: {exc}") from None
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 # --- static analysis: which event properties does a template read? -------------------------
