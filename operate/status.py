@@ -241,10 +241,13 @@ async def _status_of(handle: WorkflowHandle[JourneyWorkflow, JourneyState],
     if state is None:
         return row
     event = state.event
+    # A finished run's result (interpreter 4) leaves its event out: its last message names it.
+    named = next((m for m in reversed(state.messages) if m.event_id), None) if event is None else None
     return row.model_copy(update={
         "current_node": state.current_node, "path": state.path, "outcome": state.status,
         "messages": len(state.messages), "exit_reason": state.exit_reason, "held": state.held,
-        "event_name": event.name if event else None, "event_id": event.id if event else None,
+        "event_name": event.name if event else named.event_name if named else None,
+        "event_id": event.id if event else named.event_id if named else None,
         "event_properties": event.properties if event else {}, "run_key": state.run_key or None,
         "converted": state.converted, "held_out": state.held_out})
 

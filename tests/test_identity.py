@@ -167,11 +167,15 @@ async def test_status_without_a_worker_and_of_a_terminated_journey(
         code, _, err = await cli(env, data_dir, catalog, "event", "fox", "Signed Up",
                                  "--props", '{"name": "Fox"}', **queue)
         assert code == 0, err
+        code, _, err = await cli(env, data_dir, catalog, "event", "fox", "Once",
+                                 "--props", '{"name": "Fox", "plan": "pro"}', **queue)
+        assert code == 0, err
         handle = env.client.get_workflow_handle("journey/welcome/fox")
-        for _ in range(100):  # until both journeys' sms went out and the user waits
-            if [r.status for r in store.outbox_list(user_id="fox")] == ["kept", "kept"]:
+        for _ in range(100):  # until the three sms went out and the user waits
+            if [r.status for r in store.outbox_list(user_id="fox")] == ["kept"] * 3:
                 break
             await asyncio.sleep(0.1)
+        await env.client.get_workflow_handle("journey/once/fox").result()
     await handle.terminate(reason="support asked us to stop it")
     # The worker is gone now: status answers at once, from Temporal and the outbox.
     code, out, err = await cli(env, data_dir, catalog, "status", "fox", **queue)
@@ -179,7 +183,11 @@ async def test_status_without_a_worker_and_of_a_terminated_journey(
     assert "journey/welcome/fox  terminated" in out
     assert "exit: terminated: support asked us to stop it" in out
     assert "journey/welcome-back/fox  running" in out and "note: no worker answered" in out
-    assert out.count("message hello: sms kept") == 2
+    assert out.count("message hello: sms kept") == 3, out
+    # A finished journey, without a worker: its result names no event; its last message does,
+    # and the event's receipt keeps its properties.
+    once = 'journey/once/fox  completed (finished)  node=hello  event=Once {"name": "Fox", "plan": "pro"}'
+    assert once in out
 
 
 async def test_journeys_under_the_old_ids_still_get_their_events(
