@@ -10,6 +10,7 @@ import sys
 from journeys.events import tracking_id
 from journeys.inputs import printable, shown
 from journeys.settings import Settings, load_settings
+from journeys.store import inbox
 from journeys.store.database import Store
 
 # Each command imports what only it uses when it runs: ``outbox`` and ``inbox`` read the store
@@ -83,7 +84,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 def cmd_inbox(args: argparse.Namespace) -> int:
     """The user's in-app inbox (in_app, web_popup, app_inbox messages), oldest first."""
-    messages = Store(load_settings().store_url).inbox_list(args.user)
+    messages = inbox.messages(Store(load_settings().store_url), args.user)
     if args.json:  # message_id: what the app reports opens and clicks with (Message Opened ...)
         print(json.dumps([{**m.model_dump(mode="json", exclude={"idempotency_key"}),
                            "message_id": tracking_id(m.idempotency_key)} for m in messages],

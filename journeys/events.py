@@ -10,9 +10,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from journeys.language.channels import ONLINE_CHANNELS
 from journeys.language.limits import MAX_EVENT_BYTES, LimitExceeded, check_properties
 from journeys.language.models import (
-    ONLINE_CHANNELS,
     ActionNode,
     Channel,
     DateTimeNode,

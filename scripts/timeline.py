@@ -29,8 +29,9 @@ from activities.models import (
 )
 from connection.converter import data_converter
 from journeys.events import Event
+from journeys.language.channels import ONLINE_CHANNELS
 from journeys.language.durations import format_duration
-from journeys.language.models import ONLINE_CHANNELS, Journey, Node
+from journeys.language.models import Journey, Node
 from journeys.store.database import OutboxRow
 from scripts.scenarios import Scenario
 from workflows.models import JourneyInput, JourneyState

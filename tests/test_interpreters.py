@@ -25,7 +25,7 @@ from activities.policy import DropMessageInput, Policy
 from connection.converter import data_converter
 from ingestion.router import Router
 from journeys.events import Event
-from journeys.language.models import ONLINE_CHANNELS, Channel
+from journeys.language.channels import ONLINE_CHANNELS, Channel
 from journeys.store import outcomes
 from journeys.store.database import Store
 from journeys.store.versions import VERSIONS, Versions, keep, version_of

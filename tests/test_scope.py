@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from journeys.language.channels import ONLINE_CHANNELS
 from journeys.language.loader import journey_files, load_document, load_file
-from journeys.language.models import ONLINE_CHANNELS
 from journeys.validation.validate import validate_file, validate_loaded
 from tests.helpers.journey_docs import (
     CATALOG,

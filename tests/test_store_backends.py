@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from journeys.events import instance_id
 from journeys.language.models import IntelliNode
 from journeys.store import caps as caps_module
-from journeys.store import migrations, outcomes, subscriptions
+from journeys.store import inbox, migrations, outcomes, subscriptions
 from journeys.store.caps import CapCounter, parse_caps
 from journeys.store.database import OutboxRow, Store
 from journeys.store.intellinode import Allocations, choose, results
@@ -305,10 +305,11 @@ def test_what_each_address_answered_is_kept_per_message(store: Store) -> None:
 # --- the inbox and event receipts --------------------------------------------------------------
 
 def test_the_inbox_adds_once_per_key(stores: list[Store]) -> None:
-    ids = race(stores, lambda store, i: store.inbox_add("in-1", "ada", "j", "n", "in_app", {"title": "Hi"}))
+    ids = race(stores, lambda store, i: inbox.add(
+        store, "in-1", "ada", "j", "n", "in_app", {"title": "Hi"}))
     assert len(set(ids)) == 1
-    stores[0].inbox_add("in-2", "ada", "j", "n", "app_inbox", {"title": "Again ✓"})
-    listed = stores[1].inbox_list("ada")
+    inbox.add(stores[0], "in-2", "ada", "j", "n", "app_inbox", {"title": "Again ✓"})
+    listed = inbox.messages(stores[1], "ada")
     assert [(m.channel, m.content["title"]) for m in listed] == [("in_app", "Hi"), ("app_inbox", "Again ✓")]
     assert all(m.created_at.tzinfo is not None for m in listed)
 

@@ -10,6 +10,7 @@ import asyncio
 from activities.providers import Outcome, OutgoingMessage, delivered
 from journeys.language.models import Channel
 from journeys.settings import Settings
+from journeys.store import inbox
 from journeys.store.database import Store
 
 
@@ -23,7 +24,7 @@ class InboxProvider:
 
     async def deliver(self, message: OutgoingMessage) -> Outcome:
         row_id = await asyncio.to_thread(
-            self.store.inbox_add, message.idempotency_key, message.user_id, message.journey_id,
+            inbox.add, self.store, message.idempotency_key, message.user_id, message.journey_id,
             message.node_id, message.channel.value, message.content)
         return delivered(str(row_id))
 

@@ -26,7 +26,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, Ope
 from journeys.language.limits import MAX_PROFILE_BYTES, check_properties
 from journeys.language.problems import UsageError
 from journeys.store import migrations
-from journeys.store.tables import entries, event_receipts, inbox, outbox, profiles, send_addresses
+from journeys.store.tables import entries, event_receipts, outbox, profiles, send_addresses
 
 OutboxStatus = Literal["pending", "delivered", "skipped", "failed", "unreachable", "cancelled",
                        "capped", "dropped_quiet_hours", "held_out", "unknown", "kept", "unsubscribed",
@@ -92,18 +92,6 @@ class AddressMark(BaseModel):
     status: str
     unanswered: int = 0  # requests that left and got no answer
     provider_message_id: str | None = None
-
-
-class InboxMessage(BaseModel):
-    """One message of a user's in-app inbox."""
-
-    id: int
-    journey_id: str
-    node_id: str
-    channel: str
-    content: dict[str, str]
-    created_at: datetime
-    idempotency_key: str = ""  # (its message_id, journeys.events.tracking_id, is what the app reports)
 
 
 def _now() -> datetime:
@@ -199,32 +187,6 @@ class Store:
                 conn.rollback()
                 raise
             conn.commit()
-
-    # --- inbox ------------------------------------------------------------------------------
-    def inbox_add(self, idempotency_key: str, user_id: str, journey_id: str, node_id: str,
-                  channel: str, content: dict[str, str]) -> int:
-        """Put a message in the user's inbox once per key; returns its id."""
-        try:
-            with self.engine.begin() as conn:
-                result = conn.execute(insert(inbox).values(
-                    idempotency_key=idempotency_key, user_id=user_id, journey_id=journey_id,
-                    node_id=node_id, channel=channel, content=content, created_at=_now()))
-                key = result.inserted_primary_key
-                assert key is not None
-                return int(key[0])
-        except IntegrityError:
-            with self.engine.connect() as conn:
-                return int(conn.execute(select(inbox.c.id).where(
-                    inbox.c.idempotency_key == idempotency_key)).scalar_one())
-
-    def inbox_list(self, user_id: str) -> list[InboxMessage]:
-        """The user's inbox, oldest first. Reading never removes."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(inbox).where(inbox.c.user_id == user_id).order_by(inbox.c.id))
-            return [InboxMessage.model_validate({
-                **row._mapping,
-                "content": json.loads(row.content) if isinstance(row.content, str) else row.content,
-                "created_at": _aware(row.created_at)}) for row in rows]
 
     # --- event receipts ---------------------------------------------------------------------
     def claim_event(self, journey_id: str, user_id: str, event_id: str,
@@ -381,7 +343,7 @@ def _row(mapping: Any) -> OutboxRow:
     data = dict(mapping)
     if isinstance(data.get("content"), str):  # some drivers hand JSON back as text
         data["content"] = json.loads(data["content"])
-    data["created_at"] = _aware(data.get("created_at"))
+    data["created_at"] = aware(data.get("created_at"))
     return OutboxRow.model_validate({k: v for k, v in data.items() if k in OutboxRow.model_fields})
 
 
@@ -390,8 +352,8 @@ def _row(mapping: Any) -> OutboxRow:
 _SCHEMA_LOCK = "\x00schema"
 
 
-def _aware(moment: Any) -> Any:
-    """SQLite hands back naive datetimes: they were written in UTC."""
+def aware(moment: Any) -> Any:
+    """A datetime read back from the store, in UTC: SQLite hands back naive ones (written in UTC)."""
     return moment.replace(tzinfo=UTC) if isinstance(moment, datetime) and moment.tzinfo is None else moment
 
 

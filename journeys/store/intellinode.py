@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from journeys.language.models import IntelliNode, Journey
 from journeys.language.problems import UsageError
 from journeys.numbers import whole_number
-from journeys.store.database import Store
+from journeys.store.database import Store, aware
 from journeys.store.tables import outcomes, path_choices, path_settings
 
 #: Thompson sampling's draws per recomputation: enough for shares to 1-2 points.
@@ -79,7 +79,7 @@ def settings_history(store: Store, journey_id: str, node_id: str) -> list[PathSe
     query = (select(s.percent, s.winner, s.at)
              .where(s.journey_id == journey_id, s.node_id == node_id).order_by(s.id))
     with store.engine.connect() as conn:
-        return [PathSetting(percent=p, winner=w, at=_aware(at)) for p, w, at in conn.execute(query)]
+        return [PathSetting(percent=p, winner=w, at=aware(at)) for p, w, at in conn.execute(query)]
 
 
 def change(store: Store, journey: Journey, node_id: str, *, percent: dict[str, int] | None = None,
@@ -146,12 +146,12 @@ def fixed_shares(store: Store, journey_id: str, node: IntelliNode) -> tuple[dict
     # A change that names no path of the node as it is now (the file renamed or dropped it
     # since) is ignored: the node goes by its file again rather than choosing nothing.
     if latest and latest.winner in names:
-        since = f"winner since {_aware(latest.at):%Y-%m-%d %H:%M}"
+        since = f"winner since {aware(latest.at):%Y-%m-%d %H:%M}"
         return {n: float(n == latest.winner) for n in names}, since
     if latest and latest.percent and sum(latest.percent.get(n, 0) for n in names) > 0:
         total = sum(latest.percent.get(n, 0) for n in names)
         return ({n: latest.percent.get(n, 0) / total for n in names},
-                f"set since {_aware(latest.at):%Y-%m-%d %H:%M}")
+                f"set since {aware(latest.at):%Y-%m-%d %H:%M}")
     if node.mode == "manual":
         return {n: (p.percent or 0) / 100 for n, p in zip(names, node.paths, strict=True)}, "manual"
     return None
@@ -232,15 +232,11 @@ def choices_over_time(store: Store, journey_id: str, node_id: str,
     step = bucket.total_seconds()
     with store.engine.connect() as conn:
         for path, at in conn.execute(query):
-            moment = _aware(at)
+            moment = aware(at)
             start = datetime.fromtimestamp(moment.timestamp() // step * step, UTC)
             counts = series.setdefault(start, {})
             counts[path] = counts.get(path, 0) + 1
     return sorted(series.items())
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def parse_percent(text: str) -> dict[str, int]:

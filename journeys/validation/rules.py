@@ -7,10 +7,9 @@ from collections.abc import Iterator
 
 from jinja2.exceptions import TemplateSyntaxError
 
+from journeys.language.channels import CHANNEL_FIELDS, OUTCOMES
 from journeys.language.messages import Message
 from journeys.language.models import (
-    CHANNEL_FIELDS,
-    OUTCOMES,
     SEGMENT_TYPES,
     ActionNode,
     DateTimeNode,

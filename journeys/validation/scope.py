@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from journeys.language.channels import ONLINE_CHANNELS
 from journeys.language.durations import format_duration
 from journeys.language.models import (
-    ONLINE_CHANNELS,
     ActionNode,
     DateTimeNode,
     DelayNode,
