@@ -14,7 +14,7 @@ scripts/ci/postgres.sh):
 2. ``starter.py audience broadcast --count``: how many match, and the query's time.
 3. ``worker.py --dev`` (the worker, its dev server, the schedules), ``JOURNEYS_AUDIENCE_RATE=--rate``,
    ``JOURNEYS_AUDIENCE_DELAY=--delay`` (0: the fixed rate, no adapting).
-   An event-triggered journey ("Ping" > push) gets ``--pings`` events a second for 60 s while
+   An event-triggered journey ("Ping" > push) gets ``--pings`` events a second for ``--idle`` s (60) while
    idle: its event-to-first-send latency (the outbox row's time - the event's).
 4. ``starter.py audience broadcast --trigger``: the occurrence enters the segment's users; pings go
    on meanwhile. Halfway the worker is SIGKILLed and started again. Checks: every user of the
@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import signal
 import statistics
 import subprocess
@@ -42,10 +41,10 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import select
 from temporalio.client import ScheduleDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
@@ -57,113 +56,18 @@ from journeys.audience import segment
 from journeys.events import Event
 from journeys.language.models import SegmentNode
 from journeys.store.database import Store
-from journeys.store.tables import behaviour, entries, outbox, profiles
+from journeys.store.tables import entries, outbox
 from journeys.validation.catalog import catalog
 from scripts.bench_measure import machine
 from scripts.common import cpu_seconds, run_script, script_parser
+from scripts.drill_audience_data import BROADCAST, CATALOG, JOURNEYS, PING_JOURNEY, behaviour_bytes, seed
 from tests.helpers.processes import TASK_QUEUE, WorkerProcess, temporal_servers
 from tests.helpers.support import ROOT, free_port
 from workflows.audience import AudienceWorkflow
 
-BROADCAST, PING_JOURNEY = "broadcast", "ping"
-CATALOG = """events:
-  Viewed Product: {properties: [product_name]}
-  Charged: {properties: [amount]}
-  Ping: {properties: []}
-"""
-JOURNEYS = {
-    BROADCAST: """id: broadcast
-name: Drill broadcast
-entry: lapsed
-reentry: after_exit
-nodes:
-  - id: lapsed
-    type: segment
-    profile: [{property: plan, is_not: pro}]
-    did: [{event: Viewed Product, at_least: 2, in_last: 30d}]
-    did_not: [{event: Charged, in_last: 30d}]
-    schedule: {every: 1d, at: "04:00"}
-    next: push
-  - id: push
-    type: engagement
-    channel: push
-    message: {body: "We miss you, {{ profile.first_name | default('friend') }}"}
-""",
-    PING_JOURNEY: """id: ping
-name: Drill ping
-entry: pinged
-nodes:
-  - id: pinged
-    type: action
-    event: Ping
-    next: push
-  - id: push
-    type: engagement
-    channel: push
-    message: {body: "Pong"}
-"""}
-
 
 def say(label: str, line: str) -> None:
     print(f"{label:<9} {line}", flush=True)
-
-
-def seed(store: Store, n: int, active_days: int) -> tuple[int, int]:
-    """The profiles and a year of behaviour; returns (behaviour rows, active user-days)."""
-    rng, today = random.Random(7), datetime.now(UTC).replace(microsecond=0)
-    rows: list[dict[str, object]] = []
-    days = 0
-    with store.engine.begin() as conn:
-        conn.execute(insert(profiles), [{"user_id": f"u{i:06d}", "updated_at": today, "properties": {
-            "plan": "free", "first_name": f"User {i}", "timezone": "Europe/Paris"}} for i in range(n)])
-    for i in range(n):
-        user = f"u{i:06d}"
-        back = set(rng.sample(range(31, 365), active_days))
-        if i % 2 == 0:
-            back |= {rng.randrange(0, 30), rng.randrange(0, 30)}
-        for ago in back:
-            at = today - timedelta(days=ago)
-            rows.append({"user_id": user, "event": "Viewed Product", "day": at.date(),
-                         "count": 1 if ago < 30 else rng.randint(1, 3), "first_at": at, "last_at": at})
-        if i % 40 == 0:  # 1 in 20 of the even users bought lately
-            at = today - timedelta(days=rng.randrange(0, 30))
-            rows.append({"user_id": user, "event": "Charged", "day": at.date(), "count": 1,
-                         "first_at": at, "last_at": at})
-        days += len(back)
-        if len(rows) >= 20_000:
-            _insert(store, rows)
-            rows = []
-    _insert(store, rows)
-    with store.engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(behaviour)).scalar_one()
-    return int(total), days
-
-
-def _insert(store: Store, rows: list[dict[str, object]]) -> None:
-    # Rows of one user and day can meet (a view in the last 30 days on an older active day): merged.
-    merged: dict[tuple[object, object, object], dict[str, object]] = {}
-    for row in rows:
-        key = (row["user_id"], row["event"], row["day"])
-        if key in merged:
-            merged[key]["count"] = int(merged[key]["count"]) + int(row["count"])  # type: ignore[call-overload]
-        else:
-            merged[key] = row
-    if merged:
-        with store.engine.begin() as conn:
-            conn.execute(insert(behaviour), list(merged.values()))
-
-
-def behaviour_bytes(store: Store, data_dir: Path) -> int:
-    """Bytes the behaviour table and its indexes take."""
-    with store.engine.connect() as conn:
-        if store.engine.dialect.name == "postgresql":
-            return int(conn.execute(text("SELECT pg_total_relation_size('behaviour')")).scalar_one())
-        try:
-            return int(conn.execute(text(
-                "SELECT SUM(pgsize) FROM dbstat WHERE name IN ('behaviour', 'behaviour_by_event', "
-                "'sqlite_autoindex_behaviour_1')")).scalar_one() or 0)
-        except Exception:  # no dbstat in this SQLite: the file's growth is all we know
-            return -1
 
 
 class Run:
@@ -338,7 +242,7 @@ async def drill(database: str, url: str | None, args: argparse.Namespace) -> lis
             if args.count_only:
                 return failed
             await run.start_worker(priority=True)
-            idle = await run.ping("idle", 60)  # 120 pings: a p99 of more than the slowest two
+            idle = await run.ping("idle", args.idle)  # 60 s: 120 pings, a p99 of more than the slowest two
             say("idle", f"ping journey, event to first send: {quantiles(idle)}")
             if not args.compare_only:
                 failed += await killed_run(run, database)
@@ -422,6 +326,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--active-days", type=int, default=12, help="active days a year per user")
     parser.add_argument("--rate", type=float, default=200.0, help="JOURNEYS_AUDIENCE_RATE")
     parser.add_argument("--pings", type=float, default=2.0, help="ping events a second")
+    parser.add_argument("--idle", type=float, default=60.0,
+                        help="seconds of pings before the broadcasts: the idle figure")
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--delay", type=float, default=0.01,
                         help="JOURNEYS_AUDIENCE_DELAY (0: the fixed --rate)")
