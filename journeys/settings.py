@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         description="Users an audience journey's occurrence enters per second, at most (the "
                     "journeys that events start meanwhile keep their pace).")
     audience_delay: float = Field(
-        default=0.01, ge=0, le=60, alias="JOURNEYS_AUDIENCE_DELAY",
+        default=0.005, ge=0, le=60, alias="JOURNEYS_AUDIENCE_DELAY",
         description="Seconds of queueing an audience run may add to Temporal's answers before it "
                     "slows down (its rate adapts, up to JOURNEYS_AUDIENCE_RATE); 0: always at "
                     "JOURNEYS_AUDIENCE_RATE.")
