@@ -1,7 +1,7 @@
 """The audience drill: a broadcast to a large segment, as a user runs it, with a SIGKILL mid-run.
 
     python -m scripts.drill_audience [--profiles 100000] [--active-days 12] [--rate 200]
-                                     [--delay 0.005] [--database sqlite|postgresql|both] [--pings 2]
+                                     [--delay SECONDS] [--database sqlite|postgresql|both] [--pings 2]
                                      [--no-compare | --compare-only] [--count-only]
 
 Per database (SQLite in the data dir; PostgreSQL at JOURNEYS_TEST_POSTGRES_URL or
@@ -55,6 +55,7 @@ from ingestion.router import Router
 from journeys.audience import segment
 from journeys.events import Event
 from journeys.language.models import SegmentNode
+from journeys.settings import Settings
 from journeys.store.database import Store
 from journeys.store.tables import entries, outbox
 from journeys.validation.catalog import catalog
@@ -329,8 +330,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle", type=float, default=60.0,
                         help="seconds of pings before the broadcasts: the idle figure")
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
-    parser.add_argument("--delay", type=float, default=0.005,
-                        help="JOURNEYS_AUDIENCE_DELAY (0: the fixed --rate)")
+    parser.add_argument("--delay", type=float, default=Settings.model_fields["audience_delay"].default,
+                        help="JOURNEYS_AUDIENCE_DELAY, the worker's default if not given (0: --rate)")
     parser.add_argument("--no-compare", action="store_true", help="skip the runs without a kill")
     parser.add_argument("--compare-only", action="store_true", help="skip the run with a kill")
     parser.add_argument("--compare", choices=("both", "priority", "no-priority"), default="both",
